@@ -1,0 +1,90 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// HealthCheck says how to tell that a restarted app is up.
+type HealthCheck struct {
+	Units    []string
+	Path     string        // HTTP path that must answer 2xx; "" for none
+	Upstream string        // host:port or unix//path.sock
+	Timeout  time.Duration // for the HTTP check
+	Settle   time.Duration // without an HTTP check: how long units must stay active
+}
+
+// HealthError is a failed health check: the units or the HTTP check, with the
+// last lines of the units' journal.
+type HealthError struct{ Msg string }
+
+func (e *HealthError) Error() string { return e.Msg }
+
+// HealthURL is the URL (and curl's extra arguments) that reach the app's
+// health path on the server itself, past Caddy.
+func HealthURL(upstream, p string) (url string, curlArgs []string) {
+	if sock, ok := strings.CutPrefix(upstream, "unix/"); ok {
+		return "http://localhost" + p, []string{"--unix-socket", sock}
+	}
+	return "http://" + upstream + p, nil
+}
+
+// WaitHealthy waits until every unit is active and, with a health path, the
+// app answers 2xx on it; otherwise it fails with the units' recent journal.
+// One remote command does the whole wait.
+func WaitHealthy(ctx context.Context, h Host, c HealthCheck) error {
+	if len(c.Units) == 0 {
+		return nil
+	}
+	units := QuoteAll(c.Units...)
+	settle := c.Settle
+	if settle == 0 {
+		settle = time.Second
+	}
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "units=%s\n", Quote(units))
+	b.WriteString(`journal() { for u in $units; do echo "--- journalctl -u $u (last lines)"; journalctl -u "$u" -n 12 --no-pager -o cat 2>&1 | tail -n 12; done; }
+inactive() { for u in $units; do s=$(systemctl is-active "$u" 2>/dev/null); [ "$s" = active ] || { echo "$u is $s"; return 0; }; done; return 1; }
+`)
+	if c.Path != "" {
+		url, args := HealthURL(c.Upstream, c.Path)
+		fmt.Fprintf(&b, `end=$(( $(date +%%s) + %d ))
+while :; do
+  code=$(curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s %s 2>/dev/null) || code=000
+  case "$code" in 2??) break;; esac
+  if [ "$(date +%%s)" -ge "$end" ]; then
+    if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
+    echo "health check GET %s: $what for %ds" >&2; journal >&2; exit 4
+  fi
+  sleep 0.2
+done
+`, int(timeout.Seconds()), QuoteAll(args...), Quote(url), c.Path, int(timeout.Seconds()))
+		b.WriteString(`if msg=$(inactive); then echo "$msg after the health check passed" >&2; journal >&2; exit 4; fi
+`)
+	} else {
+		fmt.Fprintf(&b, `sleep %.1f
+if msg=$(inactive); then echo "$msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
+`, settle.Seconds()/2, settle.Seconds())
+		fmt.Fprintf(&b, `sleep %.1f
+if msg=$(inactive); then echo "$msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
+`, settle.Seconds()/2, settle.Seconds())
+	}
+	res, err := h.Run(ctx, b.String(), RunOpts{Sudo: true})
+	if err != nil {
+		return err
+	}
+	if res.Code != 0 {
+		msg := strings.TrimSpace(res.Stderr)
+		if msg == "" {
+			msg = fmt.Sprintf("health check exited %d", res.Code)
+		}
+		return &HealthError{Msg: msg}
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+package builtins
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RunOpts shape how a remote command runs.
+type RunOpts struct {
+	Cwd     string            // cd here first
+	Appenv  string            // source this .appenv first (loads .env, sets PATH)
+	Sudo    bool              // run as root through sudo -n
+	Env     map[string]string // extra variables, exported first
+	Stdin   []byte            // fed to the command
+	Timeout time.Duration     // 0: the phase's own limit
+}
+
+// ShellCommand builds the command line the server runs for cmd and opts. Every
+// value from outside goes through Quote.
+func ShellCommand(cmd string, o RunOpts) string {
+	var b strings.Builder
+	keys := make([]string, 0, len(o.Env))
+	for k := range o.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s; ", k, Quote(o.Env[k]))
+	}
+	if o.Cwd != "" {
+		fmt.Fprintf(&b, "cd %s && ", Quote(o.Cwd))
+	}
+	if o.Appenv != "" {
+		fmt.Fprintf(&b, ". %s && ", Quote(o.Appenv))
+	}
+	b.WriteString(cmd)
+	if o.Sudo {
+		return "sudo -n sh -c " + Quote(b.String())
+	}
+	return b.String()
+}
+
+// WriteOpts shape a remote file write.
+type WriteOpts struct {
+	Mode os.FileMode // default 0644
+	Sudo bool        // write as root (system paths)
+}
+
+// Host is what a recipe acts on: a real server over SSH, or a recording
+// stand-in for --dry-run.
+type Host interface {
+	Name() string
+	// Run runs a command; a non-zero exit is in Result.Code.
+	Run(ctx context.Context, cmd string, o RunOpts) (Result, error)
+	// Upload copies a local file, skipping the copy when the remote file
+	// already has the same SHA-256. It reports whether bytes were sent.
+	Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error)
+	// Write puts data at remote atomically and reports whether the file
+	// changed (an identical file is left alone).
+	Write(ctx context.Context, remote string, data []byte, o WriteOpts) (bool, error)
+}
+
+// Observer is told of each remote action, for -v, --json and progress bars.
+type Observer interface {
+	Command(host, cmd string)
+	Upload(host, local, remote string, sent, total int64, skipped bool)
+}
+
+// RemoteHost is a Host over one SSH connection.
+type RemoteHost struct {
+	HostName string
+	Client   *Client
+	Observer Observer
+	Redactor *Redactor
+}
+
+func (h *RemoteHost) Name() string { return h.HostName }
+
+func (h *RemoteHost) echo(cmd string) {
+	if h.Observer != nil {
+		h.Observer.Command(h.HostName, h.Redactor.Redact(cmd))
+	}
+}
+
+func (h *RemoteHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, error) {
+	line := ShellCommand(cmd, o)
+	h.echo(line)
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	var stdin io.Reader
+	if o.Stdin != nil {
+		stdin = bytes.NewReader(o.Stdin)
+	}
+	return h.Client.Exec(ctx, line, stdin)
+}
+
+// writeScript writes stdin to dest through a temporary file in its directory,
+// leaving an identical file untouched; it prints "changed" or "same".
+func writeScript(dest string, mode os.FileMode) string {
+	d := Quote(dest)
+	return fmt.Sprintf(`set -e; t=$(mktemp %s.raijin-XXXXXX); trap 'rm -f "$t"' EXIT; cat > "$t"; `+
+		`if cmp -s "$t" %s; then echo same; else chmod %04o "$t"; mv -f "$t" %s; trap - EXIT; echo changed; fi`,
+		Quote(dest), d, mode, d)
+}
+
+func (h *RemoteHost) Write(ctx context.Context, remote string, data []byte, o WriteOpts) (bool, error) {
+	mode := o.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	res, err := h.Run(ctx, writeScript(remote, mode), RunOpts{Sudo: o.Sudo, Stdin: data})
+	if err != nil {
+		return false, err
+	}
+	if res.Code != 0 {
+		return false, fmt.Errorf("writing %s failed: %s", remote, lastLines(res.Stderr, 3))
+	}
+	return strings.TrimSpace(res.Stdout) == "changed", nil
+}
+
+// FileSHA256 hashes a local file.
+func FileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	hh := sha256.New()
+	if _, err := io.Copy(hh, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(hh.Sum(nil)), nil
+}
+
+func (h *RemoteHost) Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error) {
+	sum, err := FileSHA256(local)
+	if err != nil {
+		return false, err
+	}
+	st, err := os.Stat(local)
+	if err != nil {
+		return false, err
+	}
+	// One round trip: make the directory, and say whether the file is there
+	// already with the same content.
+	check := fmt.Sprintf("mkdir -p %s && { sha256sum %s 2>/dev/null || true; }", Quote(path.Dir(remote)), Quote(remote))
+	res, err := h.Run(ctx, check, RunOpts{})
+	if err != nil {
+		return false, err
+	}
+	if res.Code != 0 {
+		return false, fmt.Errorf("preparing %s failed: %s", path.Dir(remote), lastLines(res.Stderr, 3))
+	}
+	if f := strings.Fields(res.Stdout); len(f) > 0 && f[0] == sum {
+		if _, err := h.Run(ctx, fmt.Sprintf("chmod %04o %s", mode, Quote(remote)), RunOpts{}); err != nil {
+			return false, err
+		}
+		if h.Observer != nil {
+			h.Observer.Upload(h.HostName, local, remote, 0, st.Size(), true)
+		}
+		return false, nil
+	}
+	h.echo(fmt.Sprintf("sftp put %s %s", local, remote))
+	var progress Progress
+	if h.Observer != nil {
+		progress = func(sent, total int64) { h.Observer.Upload(h.HostName, local, remote, sent, total, false) }
+	}
+	if err := h.Client.Upload(ctx, local, remote, mode, progress); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Action is one thing a recording host was asked to do.
+type Action struct {
+	Kind    string // run, upload, write
+	Command string // run: the full command line
+	Local   string // upload: the local file
+	Path    string // upload, write: the remote path
+	Mode    os.FileMode
+	Sudo    bool
+	Content string // write: the file's content
+}
+
+// RecordingHost stands in for a server in --dry-run: it records every action
+// and answers every command with success and no output.
+type RecordingHost struct {
+	HostName string
+	Redactor *Redactor
+	mu       sync.Mutex
+	Actions  []Action
+	OnAction func(Action)
+}
+
+func (r *RecordingHost) Name() string { return r.HostName }
+
+func (r *RecordingHost) add(a Action) {
+	a.Command = r.Redactor.Redact(a.Command)
+	a.Content = r.Redactor.Redact(a.Content)
+	r.mu.Lock()
+	r.Actions = append(r.Actions, a)
+	r.mu.Unlock()
+	if r.OnAction != nil {
+		r.OnAction(a)
+	}
+}
+
+func (r *RecordingHost) Run(_ context.Context, cmd string, o RunOpts) (Result, error) {
+	r.add(Action{Kind: "run", Command: ShellCommand(cmd, RunOpts{Cwd: o.Cwd, Appenv: o.Appenv, Sudo: o.Sudo, Env: o.Env}), Sudo: o.Sudo})
+	return Result{}, nil
+}
+
+func (r *RecordingHost) Upload(_ context.Context, local, remote string, mode os.FileMode) (bool, error) {
+	r.add(Action{Kind: "upload", Local: local, Path: remote, Mode: mode})
+	return true, nil
+}
+
+func (r *RecordingHost) Write(_ context.Context, remote string, data []byte, o WriteOpts) (bool, error) {
+	mode := o.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	r.add(Action{Kind: "write", Path: remote, Mode: mode, Sudo: o.Sudo, Content: string(data)})
+	return true, nil
+}

@@ -1,0 +1,176 @@
+package builtins
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+)
+
+// SecretAdapter resolves a secret name to its value.
+type SecretAdapter interface {
+	Name() string
+	Resolve(ctx context.Context, name string) (string, error)
+}
+
+// NewSecretAdapter returns the adapter called name. passwordEnv names the
+// variable holding bitwarden's master password.
+func NewSecretAdapter(name, passwordEnv string) (SecretAdapter, error) {
+	switch name {
+	case "", "system":
+		return systemAdapter{}, nil
+	case "1password":
+		return &cliAdapter{name: name, bin: "op", args: func(s string) []string { return []string{"read", "--no-newline", s} }}, nil
+	case "doppler":
+		return &cliAdapter{name: name, bin: "doppler", args: func(s string) []string { return []string{"secrets", "get", s, "--plain"} }}, nil
+	case "bitwarden":
+		return &bitwardenAdapter{passwordEnv: passwordEnv}, nil
+	}
+	return nil, fmt.Errorf("unknown secrets adapter %q", name)
+}
+
+type systemAdapter struct{}
+
+func (systemAdapter) Name() string { return "system" }
+
+// Resolve reads the local environment: the name as written, else upper-cased
+// with '-' and '.' as '_' (so $prod-db-password reads PROD_DB_PASSWORD).
+func (systemAdapter) Resolve(_ context.Context, name string) (string, error) {
+	if v, ok := os.LookupEnv(name); ok {
+		return v, nil
+	}
+	alt := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(name))
+	if v, ok := os.LookupEnv(alt); ok {
+		return v, nil
+	}
+	if alt != name {
+		return "", fmt.Errorf("secret %q is not set in the local environment: export %s (or %s)", name, name, alt)
+	}
+	return "", fmt.Errorf("secret %q is not set in the local environment: export %s", name, name)
+}
+
+type cliAdapter struct {
+	name string
+	bin  string
+	args func(secret string) []string
+	env  []string
+}
+
+func (a *cliAdapter) Name() string { return a.name }
+
+func (a *cliAdapter) Resolve(ctx context.Context, name string) (string, error) {
+	path, err := exec.LookPath(a.bin)
+	if err != nil {
+		return "", fmt.Errorf("secrets adapter %s needs the %q command, which is not on PATH: install it, or use another [secrets] adapter", a.name, a.bin)
+	}
+	cmd := exec.CommandContext(ctx, path, a.args(name)...)
+	cmd.Env = append(os.Environ(), a.env...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := lastLines(stderr.String(), 3)
+		if msg == "" {
+			msg = err.Error()
+		}
+		return "", fmt.Errorf("secrets adapter %s: `%s` failed for secret %q: %s", a.name, a.bin, name, msg)
+	}
+	v := strings.TrimRight(out.String(), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("secrets adapter %s: secret %q is empty", a.name, name)
+	}
+	return v, nil
+}
+
+// bitwardenAdapter unlocks the vault once with the master password from the
+// environment (bw reads it from there, never from its arguments) and passes
+// the session key to bw through BW_SESSION.
+type bitwardenAdapter struct {
+	passwordEnv string
+	session     string
+}
+
+func (b *bitwardenAdapter) Name() string { return "bitwarden" }
+
+func (b *bitwardenAdapter) Resolve(ctx context.Context, name string) (string, error) {
+	if _, err := exec.LookPath("bw"); err != nil {
+		return "", errors.New("secrets adapter bitwarden needs the \"bw\" command, which is not on PATH: install the Bitwarden CLI, or use another [secrets] adapter")
+	}
+	if b.session == "" {
+		b.session = os.Getenv("BW_SESSION")
+	}
+	if b.session == "" {
+		if os.Getenv(b.passwordEnv) == "" {
+			return "", fmt.Errorf("secrets adapter bitwarden: the vault is locked and %s is not set: export %s with the master password (or BW_SESSION)", b.passwordEnv, b.passwordEnv)
+		}
+		cmd := exec.CommandContext(ctx, "bw", "unlock", "--passwordenv", b.passwordEnv, "--raw")
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("secrets adapter bitwarden: `bw unlock` failed: %s", lastLines(stderr.String(), 3))
+		}
+		b.session = strings.TrimSpace(out.String())
+	}
+	a := &cliAdapter{name: "bitwarden", bin: "bw", env: []string{"BW_SESSION=" + b.session},
+		args: func(s string) []string { return []string{"get", "password", s} }}
+	return a.Resolve(ctx, name)
+}
+
+// ResolveSecrets fills in every secret reference of env with adapter; the
+// first failure names the file and line.
+func ResolveSecrets(ctx context.Context, env *Env, adapter SecretAdapter) error {
+	for i := range env.Vars {
+		v := &env.Vars[i]
+		if v.Secret == "" {
+			continue
+		}
+		val, err := adapter.Resolve(ctx, v.Secret)
+		if err != nil {
+			return fmt.Errorf("%s:%d: %s: %w", env.Source, v.Line, v.Key, err)
+		}
+		v.Value = val
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}
+
+// Redactor replaces secret values in text with ******.
+type Redactor struct {
+	mu     sync.RWMutex
+	values []string
+}
+
+// Add registers more secret values (empty and very short ones are ignored: they
+// would redact ordinary text).
+func (r *Redactor) Add(values ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, v := range values {
+		if len(v) >= 3 {
+			r.values = append(r.values, v)
+		}
+	}
+}
+
+// Redact hides every registered value in s.
+func (r *Redactor) Redact(s string) string {
+	if r == nil {
+		return s
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, v := range r.values {
+		s = strings.ReplaceAll(s, v, "******")
+	}
+	return s
+}

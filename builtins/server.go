@@ -1,0 +1,266 @@
+package builtins
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	osuser "os/user"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// RemoteError is a remote command that exited non-zero.
+type RemoteError struct {
+	Host string
+	Cmd  string
+	Res  Result
+}
+
+func (e *RemoteError) Error() string {
+	out := lastLines(e.Res.Stderr, 8)
+	if out == "" {
+		out = lastLines(e.Res.Stdout, 8)
+	}
+	msg := fmt.Sprintf("`%s` exited %d", shorten(e.Cmd, 160), e.Res.Code)
+	if out != "" {
+		msg += ":\n" + indent(out, "    ")
+	}
+	return msg
+}
+
+func shorten(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}
+
+func indent(s, pre string) string {
+	return pre + strings.ReplaceAll(s, "\n", "\n"+pre)
+}
+
+// Must runs cmd and turns a non-zero exit into a *RemoteError.
+func Must(ctx context.Context, h Host, cmd string, o RunOpts) (Result, error) {
+	res, err := h.Run(ctx, cmd, o)
+	if err != nil {
+		return res, err
+	}
+	if res.Code != 0 {
+		return res, &RemoteError{Host: h.Name(), Cmd: cmd, Res: res}
+	}
+	return res, nil
+}
+
+// Systemctl runs systemctl ACTION UNITS as root. A restart or start first
+// clears a unit's failed state, so repeated deploys never hit systemd's start
+// limit.
+func Systemctl(ctx context.Context, h Host, action string, units ...string) (Result, error) {
+	cmd := "systemctl " + QuoteAll(append([]string{action}, units...)...)
+	switch action {
+	case "restart", "start", "try-restart", "reload-or-restart":
+		if len(units) > 0 {
+			cmd = "systemctl reset-failed " + QuoteAll(units...) + " 2>/dev/null; " + cmd
+		}
+	}
+	return Must(ctx, h, cmd, RunOpts{Sudo: true})
+}
+
+// CaddySite installs a Caddy site file: it makes sure the main Caddyfile
+// imports conf.d/*.caddy (once, keeping everything else of it), validates the
+// whole configuration with the new file in place, and reloads Caddy. An
+// invalid site or a failed reload puts the previous file back. It reports
+// whether anything changed; an unchanged file costs no reload.
+func CaddySite(ctx context.Context, h Host, sitePath string, content []byte) (bool, error) {
+	s := Quote(sitePath)
+	script := `set -e
+main=/etc/caddy/Caddyfile
+mkdir -p ` + Quote(path.Dir(sitePath)) + `
+touched=
+if [ ! -e "$main" ]; then printf '{\n}\n' > "$main"; fi
+if ! grep -Eq '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?conf\.d/\*\.caddy' "$main"; then
+  printf '\n# added by raijin: one file per app\nimport conf.d/*.caddy\n' >> "$main"; touched=1
+fi
+t=$(mktemp ` + s + `.raijin-XXXXXX); trap 'rm -f "$t"' EXIT
+cat > "$t"; chmod 0644 "$t"
+if cmp -s "$t" ` + s + ` && [ -z "$touched" ] && systemctl is-active -q caddy; then echo same; exit 0; fi
+had=; if [ -e ` + s + ` ]; then cp -p ` + s + ` ` + s + `.raijin-prev; had=1; fi
+mv -f "$t" ` + s + `; trap - EXIT
+restore() { if [ -n "$had" ]; then mv -f ` + s + `.raijin-prev ` + s + `; else rm -f ` + s + `; fi; }
+if ! out=$(caddy validate --config "$main" --adapter caddyfile 2>&1); then
+  restore; echo "caddy validate rejected the site; the previous file is back:" >&2
+  printf '%s\n' "$out" | grep -v '^{"level":"info"' | tail -n 8 >&2; exit 3
+fi
+if systemctl is-active -q caddy; then act=reload; else act=restart; fi
+if ! systemctl $act caddy 2>&1; then
+  restore; systemctl $act caddy || true
+  echo "systemctl $act caddy failed; the previous site is back:" >&2
+  journalctl -u caddy -n 8 --no-pager -o cat >&2 || true; exit 4
+fi
+rm -f ` + s + `.raijin-prev
+echo changed`
+	res, err := Must(ctx, h, script, RunOpts{Sudo: true, Stdin: content})
+	if err != nil {
+		return false, err
+	}
+	return strings.Contains(res.Stdout, "changed"), nil
+}
+
+// ParseVersions reads a .versions file: one version per line, newest first.
+func ParseVersions(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// ReadVersions lists the recorded versions of the app in appDir, current first.
+func ReadVersions(ctx context.Context, h Host, appDir string) ([]string, error) {
+	res, err := Must(ctx, h, "cat "+Quote(appDir+"/.versions")+" 2>/dev/null || true", RunOpts{})
+	if err != nil {
+		return nil, err
+	}
+	return ParseVersions(res.Stdout), nil
+}
+
+// RecordVersion puts version first in .versions (dropping any older line for
+// it), atomically.
+func RecordVersion(ctx context.Context, h Host, appDir, version string) error {
+	f := Quote(appDir + "/.versions")
+	cmd := fmt.Sprintf(`{ printf '%%s\n' %s; grep -vxF -- %s %s 2>/dev/null || true; } > %s.tmp && mv -f %s.tmp %s`,
+		Quote(version), Quote(version), f, f, f, f)
+	_, err := Must(ctx, h, cmd, RunOpts{})
+	return err
+}
+
+// PrunePlan says which version directories to delete: every v* directory on
+// disk that is not among the first keep recorded versions, never current and
+// never protect (a version being deployed).
+func PrunePlan(recorded, onDisk []string, keep int, current, protect string) (remove []string) {
+	kept := map[string]bool{current: true, protect: true}
+	for i, v := range recorded {
+		if i < keep {
+			kept[v] = true
+		}
+	}
+	for _, v := range onDisk {
+		if !kept[v] {
+			remove = append(remove, v)
+		}
+	}
+	return remove
+}
+
+// Prune deletes old version directories beyond keep and drops them from
+// .versions. It returns the versions removed.
+func Prune(ctx context.Context, h Host, appDir string, keep int, protect string) ([]string, error) {
+	d := Quote(appDir)
+	res, err := Must(ctx, h, fmt.Sprintf(`cd %s 2>/dev/null || exit 0; cat .versions 2>/dev/null; echo ---; for d in v*/; do [ -d "$d" ] && printf '%%s\n' "${d%%/}"; done; true`, d), RunOpts{})
+	if err != nil {
+		return nil, err
+	}
+	rec, disk, _ := strings.Cut(res.Stdout, "---")
+	recorded := ParseVersions(rec)
+	var onDisk []string
+	for _, dir := range ParseVersions(disk) {
+		if strings.HasPrefix(dir, "v") && dir != "v*" {
+			onDisk = append(onDisk, strings.TrimPrefix(dir, "v"))
+		}
+	}
+	current := ""
+	if len(recorded) > 0 {
+		current = recorded[0]
+	}
+	remove := PrunePlan(recorded, onDisk, keep, current, protect)
+	if len(remove) == 0 {
+		return nil, nil
+	}
+	var dirs []string
+	var drop []string
+	for _, v := range remove {
+		dirs = append(dirs, Quote("v"+v))
+		drop = append(drop, "-e "+Quote(v))
+	}
+	cmd := fmt.Sprintf(`cd %s && rm -rf -- %s && { grep -vxF %s .versions > .versions.tmp || true; } && mv -f .versions.tmp .versions`,
+		d, strings.Join(dirs, " "), strings.Join(drop, " "))
+	if _, err := Must(ctx, h, cmd, RunOpts{}); err != nil {
+		return nil, err
+	}
+	return remove, nil
+}
+
+// LockInfo is what the deploy lock records about its holder.
+type LockInfo struct {
+	User    string    `json:"user"`
+	Machine string    `json:"machine"`
+	PID     int       `json:"pid"`
+	Since   time.Time `json:"since"`
+	Command string    `json:"command"`
+	Version string    `json:"version,omitempty"`
+	Token   string    `json:"token"`
+}
+
+// NewLockInfo describes this process as a lock holder.
+func NewLockInfo(command, version string) LockInfo {
+	host, _ := os.Hostname()
+	user := os.Getenv("USER")
+	if u, err := osuser.Current(); user == "" && err == nil {
+		user = u.Username
+	}
+	return LockInfo{User: user, Machine: host, PID: os.Getpid(), Since: time.Now().UTC().Truncate(time.Second),
+		Command: command, Version: version, Token: strconv.FormatInt(time.Now().UnixNano(), 36)}
+}
+
+// Describe says who holds the lock, for the error message.
+func (l LockInfo) Describe() string {
+	s := fmt.Sprintf("%s@%s (pid %d, `raijin %s`", l.User, l.Machine, l.PID, l.Command)
+	if l.Version != "" {
+		s += " of " + l.Version
+	}
+	return s + ") since " + l.Since.Format(time.RFC3339)
+}
+
+// Stale reports whether the holder is a process of this machine that is gone.
+func (l LockInfo) Stale() bool {
+	host, _ := os.Hostname()
+	if l.Machine != host || l.PID <= 0 {
+		return false
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", l.PID))
+	return os.IsNotExist(err)
+}
+
+// LockScript takes the lock {appDir}/.lock with mkdir (atomic) and prints
+// "locked", or "held" followed by the holder's info.
+func LockScript(appDir string, info LockInfo, force bool) string {
+	data, _ := json.Marshal(info)
+	d := Quote(appDir)
+	pre := ""
+	if force {
+		pre = "rm -rf " + Quote(appDir+"/.lock") + "; "
+	}
+	return fmt.Sprintf(`mkdir -p %s && %sif mkdir %s 2>/dev/null; then printf '%%s\n' %s > %s; echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
+		d, pre, Quote(appDir+"/.lock"), Quote(string(data)), Quote(appDir+"/.lock/info"), Quote(appDir+"/.lock/info"))
+}
+
+// ParseLockOutput reads LockScript's output.
+func ParseLockOutput(out string) (locked bool, holder LockInfo) {
+	first, rest, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	if strings.TrimSpace(first) == "locked" {
+		return true, LockInfo{}
+	}
+	json.Unmarshal([]byte(strings.TrimSpace(rest)), &holder)
+	return false, holder
+}
+
+// UnlockScript removes the lock if this holder still has it.
+func UnlockScript(appDir string, info LockInfo) string {
+	l := Quote(appDir + "/.lock")
+	return fmt.Sprintf(`grep -qF %s %s/info 2>/dev/null && rm -rf %s; true`, Quote(info.Token), l, l)
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	"golang.org/x/term"
+
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/runtime"
+)
+
+// CLI is raijin's command line: one struct per command.
+type CLI struct {
+	Globals
+
+	Deploy   DeployCmd   `cmd:"" help:"Build, transfer, install, release and start a new version on the hosts."`
+	Redeploy RedeployCmd `cmd:"" help:"Deploy new code only: leave the systemd units and the Caddy site as they are."`
+	Rollback RollbackCmd `cmd:"" help:"Switch back to VERSION (default: the previous one) and restart."`
+	Config   ConfigCmd   `cmd:"" name:"config" help:"Print the resolved configuration and where each value came from."`
+	Printenv PrintenvCmd `cmd:"" help:"Print the env that would be uploaded to each host, secrets redacted."`
+	Recipe   RecipeCmd   `cmd:"" help:"Inspect the deploy recipe."`
+}
+
+type kongVersion bool
+
+func (kongVersion) BeforeApply(app *kong.Kong, vars kong.Vars) error {
+	fmt.Fprintln(app.Stdout, "raijin "+vars["version"])
+	app.Exit(0)
+	return nil
+}
+
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// DeployCmd is `raijin deploy`.
+type DeployCmd struct {
+	Recipe      string `placeholder:"FILE" help:"Load this Lua recipe after the built-in one (instead of deploy.lua or recipe =)." type:"existingfile"`
+	DryRun      bool   `help:"Run the recipe against a recording host: print every command and file, connect to nothing."`
+	Version     string `name:"set-version" placeholder:"VERSION" help:"Deploy as VERSION instead of the configured one."`
+	ForceUnlock bool   `help:"Take over a deploy lock left by a dead deploy."`
+	LockWait    string `placeholder:"DURATION" help:"Wait up to DURATION for another deploy's lock."`
+	Batch       int    `placeholder:"N" help:"Deploy to N hosts at a time (default: batch_size, else all)."`
+}
+
+func (d *DeployCmd) Run(app *App) error { return deploy(app, "deploy", d, false) }
+
+// RedeployCmd is `raijin redeploy`.
+type RedeployCmd struct {
+	DeployCmd
+}
+
+func (d *RedeployCmd) Run(app *App) error { return deploy(app, "redeploy", &d.DeployCmd, true) }
+
+func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	if d.Version != "" {
+		if err := cfg.SetVersion(d.Version, "--set-version"); err != nil {
+			return err
+		}
+	}
+	o, err := app.runOpts(cfg, command, "deploy", d.Recipe, d.DryRun)
+	if err != nil {
+		return err
+	}
+	o.Redeploy = redeploy
+	o.ForceUnlock = d.ForceUnlock
+	if d.Batch > 0 {
+		o.BatchSize = d.Batch
+	}
+	if d.LockWait != "" {
+		w, err := parseDuration(d.LockWait, "--lock-wait")
+		if err != nil {
+			return err
+		}
+		o.LockWait = w
+	}
+	u := app.UI()
+	if d.DryRun {
+		u.Printf("dry run: %s %s %s to %s (nothing is connected to or changed)", command, cfg.App, cfg.Version, hostNames(o.Hosts))
+	} else {
+		u.Printf("%s %s %s to %s", command, cfg.App, cfg.Version, hostNames(o.Hosts))
+	}
+	rep, err := runtime.Run(app.ctx, o)
+	if err != nil {
+		return err
+	}
+	if !d.DryRun {
+		u.Printf("%s %s %s done in %.1fs (%s)", command, cfg.App, cfg.Version, rep.Duration.Seconds(), app.statsLine())
+		for _, h := range o.Hosts {
+			u.Result("%s", h.URL())
+		}
+	}
+	return nil
+}
+
+func hostNames(hosts []config.Host) string {
+	var n []string
+	for _, h := range hosts {
+		n = append(n, h.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// RollbackCmd is `raijin rollback [VERSION]`.
+type RollbackCmd struct {
+	Version string `arg:"" optional:"" help:"The version to switch to (default: the previous one in .versions)."`
+	Yes     bool   `short:"y" help:"Do not ask for confirmation."`
+}
+
+func (r *RollbackCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	if r.Version != "" {
+		if err := config.ValidVersion(r.Version); err != nil {
+			return err
+		}
+	}
+	o, err := app.runOpts(cfg, "rollback", "rollback", "", false)
+	if err != nil {
+		return err
+	}
+	o.TargetVersion = r.Version
+	if !r.Yes {
+		target := r.Version
+		if target == "" {
+			target = "the previous version"
+		}
+		if err := app.confirm(fmt.Sprintf("Roll %s back to %s on %s?", cfg.App, target, hostNames(o.Hosts)), "-y"); err != nil {
+			return err
+		}
+	}
+	rep, err := runtime.Run(app.ctx, o)
+	if err != nil {
+		return err
+	}
+	app.UI().Printf("rollback of %s done in %.1fs (%s)", cfg.App, rep.Duration.Seconds(), app.statsLine())
+	return nil
+}

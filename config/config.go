@@ -1,0 +1,544 @@
+// Package config reads and validates raijin.toml once, with errors that name the
+// file, the line and the key, and resolves the defaults every command relies on.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/raijin-deploy/raijin/errs"
+)
+
+// Config is the resolved raijin.toml. Recipes see it read-only as ctx.config.
+type Config struct {
+	App              string            `toml:"app" luar:"app" json:"app"`
+	Version          string            `toml:"version" luar:"version" json:"version"`
+	InstallationMode string            `toml:"installation_mode" luar:"installation_mode" json:"installation_mode"`
+	BuildCommand     string            `toml:"build_command" luar:"build_command" json:"build_command"`
+	Distfile         string            `toml:"distfile" luar:"distfile" json:"distfile"`
+	Requirements     string            `toml:"requirements" luar:"requirements" json:"requirements"`
+	PythonVersion    string            `toml:"python_version" luar:"python_version" json:"python_version"`
+	ReleaseCommand   string            `toml:"release_command" luar:"release_command" json:"release_command"`
+	VersionsToKeep   int               `toml:"versions_to_keep" luar:"versions_to_keep" json:"versions_to_keep"`
+	Recipe           string            `toml:"recipe" luar:"recipe" json:"recipe"`
+	LocalConfigDir   string            `toml:"local_config_dir" luar:"local_config_dir" json:"local_config_dir"`
+	BatchSize        int               `toml:"batch_size" luar:"batch_size" json:"batch_size"`
+	PhaseTimeout     string            `toml:"phase_timeout" luar:"phase_timeout" json:"phase_timeout"`
+	Webserver        Webserver         `toml:"webserver" luar:"webserver" json:"webserver"`
+	Processes        map[string]string `toml:"processes" luar:"processes" json:"processes"`
+	Hosts            []Host            `toml:"hosts" luar:"hosts" json:"hosts"`
+	Secrets          Secrets           `toml:"secrets" luar:"secrets" json:"secrets"`
+	Hooks            Hooks             `toml:"hooks" luar:"hooks" json:"hooks"`
+	Aliases          map[string]string `toml:"aliases" luar:"aliases" json:"aliases"`
+
+	// Set by Load, not by the file.
+	File          string            `toml:"-" json:"file"`
+	Dir           string            `toml:"-" json:"dir"`
+	VersionSource string            `toml:"-" json:"version_source"`
+	Sources       map[string]string `toml:"-" json:"sources"`
+}
+
+// Webserver is the [webserver] table.
+type Webserver struct {
+	Upstream           string            `toml:"upstream" luar:"upstream" json:"upstream"`
+	HealthCheck        string            `toml:"health_check" luar:"health_check" json:"health_check"`
+	HealthCheckTimeout string            `toml:"health_check_timeout" luar:"health_check_timeout" json:"health_check_timeout"`
+	Statics            map[string]string `toml:"statics" luar:"statics" json:"statics"`
+}
+
+// Host is one [[hosts]] entry.
+type Host struct {
+	Name        string `toml:"name" luar:"name" json:"name"`
+	Address     string `toml:"address" luar:"address" json:"address"`
+	DomainName  string `toml:"domain_name" luar:"domain_name" json:"domain_name"`
+	User        string `toml:"user" luar:"user" json:"user"`
+	Port        int    `toml:"port" luar:"port" json:"port"`
+	KeyFilename string `toml:"key_filename" luar:"key_filename" json:"key_filename"`
+	Envfile     string `toml:"envfile" luar:"envfile" json:"envfile"`
+	Env         string `toml:"env" luar:"env" json:"env"`
+	AppsDir     string `toml:"apps_dir" luar:"apps_dir" json:"apps_dir"`
+}
+
+// Secrets is the [secrets] table.
+type Secrets struct {
+	Adapter     string `toml:"adapter" luar:"adapter" json:"adapter"`
+	PasswordEnv string `toml:"password_env" luar:"password_env" json:"password_env"`
+}
+
+// Hooks is the [hooks] table: local shell commands run once per deploy.
+type Hooks struct {
+	PreBuild   string `toml:"pre_build" luar:"pre_build" json:"pre_build"`
+	PreDeploy  string `toml:"pre_deploy" luar:"pre_deploy" json:"pre_deploy"`
+	PostDeploy string `toml:"post_deploy" luar:"post_deploy" json:"post_deploy"`
+}
+
+const (
+	ModeBinary = "binary"
+	ModePython = "python-package"
+)
+
+var (
+	appRe     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	versionRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+	procRe    = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
+	hostRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+)
+
+// ValidVersion reports whether v can name a version directory: no '/', '..',
+// whitespace or shell metacharacters.
+func ValidVersion(v string) error {
+	if !versionRe.MatchString(v) || strings.Contains(v, "..") {
+		return fmt.Errorf("version %q is not usable as a directory name: use letters, digits and . _ + - (starting with a letter or digit, no '..')", v)
+	}
+	return nil
+}
+
+// Load reads path, applies defaults and validates. Every error names the file
+// and, where it can, the line and key.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, errs.Usagef("run `raijin init` to write one, or pass -c FILE", "%s: no such file", path)
+		}
+		return nil, errs.Usagef("", "%s: %v", path, err)
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse decodes and validates the contents of a raijin.toml read from path.
+func Parse(path string, data []byte) (*Config, error) {
+	c := &Config{}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, decodeError(path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, errs.Usagef("", "%s: %v", path, err)
+	}
+	c.File = path
+	c.Dir = filepath.Dir(abs)
+	c.Sources = map[string]string{}
+	if err := c.resolve(data); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func decodeError(path string, err error) error {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) && len(sm.Errors) > 0 {
+		var lines []string
+		for _, e := range sm.Errors {
+			row, _ := e.Position()
+			lines = append(lines, fmt.Sprintf("%s:%d: unknown key %q", path, row, strings.Join(e.Key(), ".")))
+		}
+		return errs.Usagef("check the spelling against the keys listed in the README (raijin.toml reference)", "%s", strings.Join(lines, "\n"))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		key := strings.Join(de.Key(), ".")
+		where := fmt.Sprintf("%s:%d:%d", path, row, col)
+		if key != "" {
+			where += ": key " + key
+		}
+		return errs.Usagef("fix the TOML syntax or the value's type at that line", "%s: %s", where, de.Error())
+	}
+	return errs.Usagef("", "%s: %v", path, err)
+}
+
+// keyError is a validation error for key (dotted path), located in the file.
+func (c *Config) keyError(data []byte, key string, format string, args ...any) error {
+	line := findKeyLine(data, key)
+	loc := c.File
+	if line > 0 {
+		loc = fmt.Sprintf("%s:%d", c.File, line)
+	}
+	return errs.Usagef("", "%s: %s: %s", loc, key, fmt.Sprintf(format, args...))
+}
+
+// findKeyLine finds the line of a dotted key ("webserver.upstream",
+// "hosts.1.address") by following table headers; 0 when not found.
+func findKeyLine(data []byte, key string) int {
+	parts := strings.Split(key, ".")
+	leaf := parts[len(parts)-1]
+	table := ""
+	wantIdx := -1
+	if len(parts) > 1 {
+		table = parts[0]
+		if len(parts) > 2 {
+			fmt.Sscanf(parts[1], "%d", &wantIdx)
+		}
+	}
+	cur, idx := "", -1
+	for i, raw := range strings.Split(string(data), "\n") {
+		l := strings.TrimSpace(raw)
+		switch {
+		case strings.HasPrefix(l, "[["):
+			name := strings.TrimSpace(strings.Trim(l, "[] "))
+			if name == cur {
+				idx++
+			} else {
+				cur, idx = name, 0
+			}
+			if table == cur && leaf == cur && wantIdx == idx && len(parts) == 2 {
+				return i + 1
+			}
+		case strings.HasPrefix(l, "["):
+			cur, idx = strings.TrimSpace(strings.Trim(l, "[] ")), -1
+			if len(parts) == 1 && cur == leaf {
+				return i + 1
+			}
+		default:
+			k, _, ok := strings.Cut(l, "=")
+			if !ok || strings.TrimSpace(strings.Trim(strings.TrimSpace(k), `"`)) != leaf {
+				continue
+			}
+			if cur == table && (wantIdx < 0 || idx == wantIdx) {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+func (c *Config) set(key, src string) { c.Sources[key] = src }
+
+func (c *Config) resolve(data []byte) error {
+	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version"} {
+		if bytes.Contains(data, []byte(k)) && findKeyLine(data, k) > 0 {
+			c.set(k, fmt.Sprintf("%s:%d", c.File, findKeyLine(data, k)))
+		}
+	}
+	if c.App == "" {
+		return errs.Usagef(`add a line such as app = "bookstore"`, "%s: missing required key app", c.File)
+	}
+	if !appRe.MatchString(c.App) {
+		return c.keyError(data, "app", "%q is not a valid app name: use [a-z][a-z0-9-]{0,62} (lower-case letters, digits, '-')", c.App)
+	}
+	switch c.InstallationMode {
+	case "":
+		c.InstallationMode = ModeBinary
+		c.set("installation_mode", "default")
+	case ModeBinary, ModePython:
+	default:
+		return c.keyError(data, "installation_mode", "%q is not a mode: use \"binary\" or \"python-package\"", c.InstallationMode)
+	}
+	if c.Distfile == "" {
+		return errs.Usagef(`add distfile = "dist/app" (the file build_command produces; "{version}" is replaced)`, "%s: missing required key distfile", c.File)
+	}
+	if c.InstallationMode == ModeBinary && c.Requirements != "" {
+		return c.keyError(data, "requirements", "only applies to installation_mode = \"python-package\"")
+	}
+	if c.VersionsToKeep == 0 {
+		c.VersionsToKeep = 5
+		c.set("versions_to_keep", "default")
+	}
+	if c.VersionsToKeep < 1 {
+		return c.keyError(data, "versions_to_keep", "must be at least 1 (the current version is always kept)")
+	}
+	if c.LocalConfigDir == "" {
+		c.LocalConfigDir = ".raijin"
+		c.set("local_config_dir", "default")
+	}
+	if c.Recipe == "" {
+		if _, err := os.Stat(filepath.Join(c.Dir, "deploy.lua")); err == nil {
+			c.Recipe = "deploy.lua"
+			c.set("recipe", "default (deploy.lua exists)")
+		}
+	} else if _, err := os.Stat(c.Path(c.Recipe)); err != nil {
+		return c.keyError(data, "recipe", "%s: no such file", c.Recipe)
+	}
+	if c.PhaseTimeout == "" {
+		c.PhaseTimeout = "10m"
+	}
+	if err := c.resolveWebserver(data); err != nil {
+		return err
+	}
+	if len(c.Processes) == 0 {
+		return errs.Usagef("add a [processes] table with at least web = \"COMMAND\"", "%s: missing [processes]: nothing to run", c.File)
+	}
+	for name, cmd := range c.Processes {
+		if !procRe.MatchString(name) {
+			return c.keyError(data, "processes", "process name %q: use [a-z][a-z0-9-]{0,30}", name)
+		}
+		if strings.TrimSpace(cmd) == "" || strings.ContainsAny(cmd, "\n\r") {
+			return c.keyError(data, "processes."+name, "the command must be one non-empty line")
+		}
+	}
+	if len(c.Hosts) == 0 {
+		return errs.Usagef("add a [[hosts]] table with address = \"...\"", "%s: no [[hosts]]: nowhere to deploy", c.File)
+	}
+	seen := map[string]bool{}
+	for i := range c.Hosts {
+		if err := c.resolveHost(data, i); err != nil {
+			return err
+		}
+		h := &c.Hosts[i]
+		if seen[h.Name] {
+			return c.keyError(data, fmt.Sprintf("hosts.%d.name", i), "%q is used by two hosts: give each host its own name", h.Name)
+		}
+		seen[h.Name] = true
+	}
+	switch c.Secrets.Adapter {
+	case "":
+		c.Secrets.Adapter = "system"
+	case "system", "1password", "bitwarden", "doppler":
+	default:
+		return c.keyError(data, "secrets.adapter", "%q is not an adapter: use system, 1password, bitwarden or doppler", c.Secrets.Adapter)
+	}
+	if c.Secrets.Adapter == "bitwarden" && c.Secrets.PasswordEnv == "" {
+		c.Secrets.PasswordEnv = "BW_PASSWORD"
+	}
+	return c.resolveVersion(data)
+}
+
+func (c *Config) resolveWebserver(data []byte) error {
+	w := &c.Webserver
+	if w.Statics == nil {
+		w.Statics = map[string]string{}
+	}
+	if c.Aliases == nil {
+		c.Aliases = map[string]string{}
+	}
+	if w.Upstream == "" {
+		w.Upstream = "localhost:8000"
+		c.set("webserver.upstream", "default")
+	}
+	if strings.HasPrefix(w.Upstream, "unix/") {
+		if !strings.HasPrefix(w.Upstream, "unix//") {
+			return c.keyError(data, "webserver.upstream", "a unix socket upstream is written unix//ABSOLUTE/PATH.sock")
+		}
+	} else if _, port, ok := strings.Cut(w.Upstream, ":"); !ok || port == "" {
+		return c.keyError(data, "webserver.upstream", "%q: expected HOST:PORT or unix//PATH", w.Upstream)
+	}
+	if strings.ContainsAny(w.Upstream, " \t\n{}\"'") {
+		return c.keyError(data, "webserver.upstream", "%q contains spaces, quotes or braces", w.Upstream)
+	}
+	if w.HealthCheck != "" && !strings.HasPrefix(w.HealthCheck, "/") {
+		return c.keyError(data, "webserver.health_check", "%q must be a path starting with /", w.HealthCheck)
+	}
+	if w.HealthCheckTimeout == "" {
+		w.HealthCheckTimeout = "30s"
+	}
+	for k, v := range w.Statics {
+		if !strings.HasPrefix(k, "/") || !strings.HasPrefix(v, "/") || strings.ContainsAny(k+v, " \t\n{}\"'") {
+			return c.keyError(data, "webserver.statics", "%q = %q: both must be absolute paths without spaces or quotes", k, v)
+		}
+	}
+	return nil
+}
+
+func (c *Config) resolveHost(data []byte, i int) error {
+	h := &c.Hosts[i]
+	key := func(k string) string { return fmt.Sprintf("hosts.%d.%s", i, k) }
+	if h.Address == "" {
+		return errs.Usagef(`add address = "203.0.113.10" (or a Host alias of ~/.ssh/config)`, "%s: [[hosts]] number %d: missing required key address", c.File, i+1)
+	}
+	if strings.ContainsAny(h.Address, " \t\n'\"`$;&|<>") {
+		return c.keyError(data, key("address"), "%q is not a host name or address", h.Address)
+	}
+	if h.Name == "" {
+		h.Name = h.Address
+	}
+	if !hostRe.MatchString(h.Name) {
+		return c.keyError(data, key("name"), "%q: use letters, digits, '.', '_' and '-'", h.Name)
+	}
+	if h.Port < 0 || h.Port > 65535 {
+		return c.keyError(data, key("port"), "%d is not a TCP port", h.Port)
+	}
+	if h.Envfile != "" && h.Env != "" {
+		return c.keyError(data, key("env"), "set either envfile or env, not both")
+	}
+	if h.Envfile != "" {
+		if _, err := os.Stat(c.Path(h.Envfile)); err != nil {
+			return c.keyError(data, key("envfile"), "%s: no such file (relative paths are from %s)", h.Envfile, c.Dir)
+		}
+	}
+	if h.AppsDir == "" {
+		h.AppsDir = ".local/share/raijin"
+	}
+	if strings.ContainsAny(h.AppsDir, "\n'\"`$") || strings.Contains(h.AppsDir, "..") {
+		return c.keyError(data, key("apps_dir"), "%q: no quotes, '$' or '..' in a path", h.AppsDir)
+	}
+	if h.DomainName != "" && strings.ContainsAny(h.DomainName, " \t\n{}\"'") {
+		return c.keyError(data, key("domain_name"), "%q: a Caddy site address has no spaces, quotes or braces", h.DomainName)
+	}
+	return nil
+}
+
+func (c *Config) resolveVersion(data []byte) error {
+	if c.Version == "" {
+		if v := pyprojectVersion(c.Dir); v != "" {
+			c.Version = v
+			c.VersionSource = "pyproject.toml"
+		} else if v := gitDescribe(c.Dir); v != "" {
+			c.Version = v
+			c.VersionSource = "git describe --tags --always --dirty"
+		} else {
+			return errs.Usagef(`set version = "1.0.0" in raijin.toml, add [project].version to pyproject.toml, or commit in git`, "%s: no version: none set, no pyproject.toml version, and `git describe` gave nothing", c.File)
+		}
+		c.set("version", c.VersionSource)
+	} else {
+		c.VersionSource = c.Sources["version"]
+	}
+	if err := ValidVersion(c.Version); err != nil {
+		return c.keyError(data, "version", "%v", err)
+	}
+	return nil
+}
+
+// SetVersion replaces the version (from the command line), validated.
+func (c *Config) SetVersion(v, source string) error {
+	if err := ValidVersion(v); err != nil {
+		return errs.Usagef("", "%s", err)
+	}
+	c.Version = v
+	c.VersionSource = source
+	c.Sources["version"] = source
+	return nil
+}
+
+func pyprojectVersion(dir string) string {
+	data, err := os.ReadFile(filepath.Join(dir, "pyproject.toml"))
+	if err != nil {
+		return ""
+	}
+	var p struct {
+		Project struct {
+			Version string `toml:"version" luar:"version"`
+		} `toml:"project" luar:"project"`
+	}
+	if toml.Unmarshal(data, &p) != nil {
+		return ""
+	}
+	return p.Project.Version
+}
+
+func gitDescribe(dir string) string {
+	cmd := exec.Command("git", "describe", "--tags", "--always", "--dirty")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Path resolves p relative to the directory of raijin.toml.
+func (c *Config) Path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// DistfilePath is the local distfile with {version} replaced.
+func (c *Config) DistfilePath() string {
+	return c.Path(strings.ReplaceAll(c.Distfile, "{version}", c.Version))
+}
+
+// ProcessNames lists the processes, "web" first, then by name.
+func (c *Config) ProcessNames() []string {
+	var names []string
+	for n := range c.Processes {
+		if n != "web" {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if _, ok := c.Processes["web"]; ok {
+		names = append([]string{"web"}, names...)
+	}
+	return names
+}
+
+// UnitName is the systemd unit of a process: {app}.service for web,
+// {app}-{name}.service otherwise.
+func (c *Config) UnitName(proc string) string {
+	if proc == "web" {
+		return c.App + ".service"
+	}
+	return c.App + "-" + proc + ".service"
+}
+
+// SocketActivated reports whether the web process listens on a unix socket that
+// systemd owns.
+func (c *Config) SocketActivated() bool {
+	return strings.HasPrefix(c.Webserver.Upstream, "unix//")
+}
+
+// SocketPath is the unix socket path of a socket upstream.
+func (c *Config) SocketPath() string {
+	return strings.TrimPrefix(c.Webserver.Upstream, "unix/")
+}
+
+// HostByName finds a host.
+func (c *Config) HostByName(name string) (*Host, bool) {
+	for i := range c.Hosts {
+		if c.Hosts[i].Name == name {
+			return &c.Hosts[i], true
+		}
+	}
+	return nil, false
+}
+
+// SelectHosts returns the hosts named (all when names is empty); an unknown
+// name is a usage error that lists the known ones.
+func (c *Config) SelectHosts(names []string) ([]Host, error) {
+	if len(names) == 0 {
+		return c.Hosts, nil
+	}
+	var out []Host
+	for _, n := range names {
+		h, ok := c.HostByName(n)
+		if !ok {
+			var known []string
+			for _, h := range c.Hosts {
+				known = append(known, h.Name)
+			}
+			return nil, errs.Usagef("hosts in "+c.File+": "+strings.Join(known, ", "), "-H %s: no such host", n)
+		}
+		out = append(out, *h)
+	}
+	return out, nil
+}
+
+// URL is what the user opens for host h: the Caddy site address as a URL.
+func (h Host) URL() string {
+	d := h.DomainName
+	switch {
+	case d == "":
+		return "http://" + h.Address + "/"
+	case strings.HasPrefix(d, "http://"), strings.HasPrefix(d, "https://"):
+		return strings.TrimSuffix(d, "/") + "/"
+	case strings.HasPrefix(d, ":"):
+		return "http://" + h.Address + d + "/"
+	default:
+		return "https://" + d + "/"
+	}
+}
+
+// SiteAddress is the Caddy site address for host h.
+func (h Host) SiteAddress() string {
+	if h.DomainName == "" {
+		return "http://" + h.Address
+	}
+	return h.DomainName
+}

@@ -1,0 +1,223 @@
+-- raijin.common: the deploy steps that the binary and the Python recipes share.
+-- Every function takes the phase's ctx. Nothing here runs by itself: the
+-- recipes (binary.lua, python.lua) name the phases and call these.
+local raijin = require("raijin")
+
+local M = {}
+
+-- Variables every template gets.
+function M.vars(ctx, extra)
+  local c = ctx.config
+  local v = {
+    app = c.app,
+    app_dir = ctx.paths.app_dir,
+    user = ctx.host and ctx.host.user or "",
+    local_config_dir = c.local_config_dir,
+  }
+  for k, x in pairs(extra or {}) do v[k] = x end
+  return v
+end
+
+-- secrets (local): read each host's env file and resolve its $secret values
+-- with the [secrets] adapter, before any connection is opened.
+function M.secrets(ctx)
+  ctx.shared.env = {}
+  for _, h in ctx.config.hosts() do
+    ctx.shared.env[h.name] = raijin.env.load(h)
+  end
+end
+
+-- build (local): [hooks] pre_build, then build_command; the distfile must exist
+-- afterwards. [hooks] pre_deploy runs once the build is done, before any host
+-- is touched.
+function M.build(ctx)
+  local c = ctx.config
+  if c.hooks.pre_build ~= "" then ctx["local"]:run(c.hooks.pre_build) end
+  if c.build_command ~= "" then
+    ctx["local"]:run(c.build_command, { env = { RAIJIN_VERSION = ctx.version } })
+  end
+  local dist = raijin.distfile(ctx)
+  if not ctx["local"]:exists(dist) then
+    error("distfile " .. dist .. " does not exist after the build: check build_command and distfile in raijin.toml", 0)
+  end
+  ctx.shared.dist = { path = dist, name = raijin.basename(dist) }
+  if c.requirements ~= "" then
+    local req = raijin.path(ctx, c.requirements)
+    if not ctx["local"]:exists(req) then
+      error("requirements file " .. c.requirements .. " does not exist", 0)
+    end
+    ctx.shared.requirements = req
+  end
+  if c.hooks.pre_deploy ~= "" then ctx["local"]:run(c.hooks.pre_deploy) end
+end
+
+-- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
+-- go to a temporary name and are renamed; a file the server already has with
+-- the same SHA-256 is not sent again.
+function M.transfer(ctx)
+  local p = ctx.paths
+  ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = "0755" })
+  ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
+  if ctx.shared.requirements then
+    ctx.host:upload(ctx.shared.requirements, p.version_dir .. "/requirements.txt", { mode = "0644" })
+  end
+end
+
+-- The .appenv that release_command, hooks and `raijin app exec` source.
+function M.write_appenv(ctx)
+  ctx.host:write(ctx.paths.appenv, raijin.template("appenv.sh", M.vars(ctx)), { mode = "0644" })
+end
+
+-- switch makes `version` the current one in a single remote command: its .env
+-- becomes app_dir/.env, and every link in `links` (name -> target inside the
+-- version directory, "*" for its one distfile) is replaced atomically
+-- (ln -s to a temporary name, then mv -T).
+function M.switch(ctx, version, links)
+  local q = raijin.quote
+  local vdir = "v" .. version
+  local script = {
+    "set -e",
+    "cd " .. q(ctx.paths.app_dir),
+    "test -d " .. q(vdir) .. " || { echo 'version " .. version .. " is not on this host' >&2; exit 1; }",
+    "cp -p " .. q(vdir .. "/.env") .. " .env.raijin-tmp && mv -f .env.raijin-tmp .env",
+  }
+  for _, l in ipairs(links) do
+    local target
+    if l.target == "*" then
+      table.insert(script, "set -- " .. q(vdir) .. "/*; test -f \"$1\" || { echo 'no distfile in " .. vdir .. "' >&2; exit 1; }")
+      target = "\"$1\""
+    else
+      target = q(vdir .. "/" .. l.target)
+    end
+    table.insert(script, "ln -sfn " .. target .. " " .. q("." .. l.name .. ".raijin-tmp") ..
+      " && mv -T -f " .. q("." .. l.name .. ".raijin-tmp") .. " " .. q(l.name))
+  end
+  ctx.host:run(table.concat(script, "\n"))
+end
+
+-- release: release_command in the app directory, with .appenv sourced.
+function M.release(ctx)
+  local cmd = ctx.config.release_command
+  if cmd == "" then return end
+  ctx.host:run(cmd, { cwd = ctx.paths.app_dir, appenv = true })
+end
+
+-- The unit files of this app: name -> content. A file of the same name in
+-- local_config_dir is used as it is; otherwise it is generated.
+function M.units(ctx)
+  local c = ctx.config
+  local units = {}
+  local function add(name, template, vars)
+    local own = raijin.path(ctx, c.local_config_dir .. "/" .. name)
+    if ctx["local"]:exists(own) then
+      units[#units + 1] = { name = name, content = ctx["local"]:read(own) }
+    else
+      units[#units + 1] = { name = name, content = raijin.template(template, M.vars(ctx, vars)) }
+    end
+  end
+  local socket = raijin.socket_path(ctx)
+  for _, proc in ipairs(raijin.process_names(ctx)) do
+    add(raijin.unit_name(ctx, proc), "process.service", {
+      process = proc, unit = raijin.unit_name(ctx, proc), command = c.processes[proc],
+      socket = (proc == "web" and socket ~= nil),
+    })
+  end
+  if socket then
+    add(c.app .. ".socket", "web.socket", { socket_path = socket })
+  end
+  return units
+end
+
+-- The unit names to restart, web first.
+function M.unit_names(ctx)
+  local names = {}
+  for _, proc in ipairs(raijin.process_names(ctx)) do
+    names[#names + 1] = raijin.unit_name(ctx, proc)
+  end
+  return names
+end
+
+-- services: write the units (a daemon-reload only when one changed), enable
+-- them, restart them, and check that they came up (and answer the health
+-- check, when one is configured). A redeploy leaves the units as they are.
+function M.services(ctx)
+  local units = M.unit_names(ctx)
+  if not ctx.redeploy then
+    local changed = false
+    local all = {}
+    for _, u in ipairs(M.units(ctx)) do
+      if ctx.host:write("/etc/systemd/system/" .. u.name, u.content, { mode = "0644", sudo = true }) then
+        changed = true
+      end
+      all[#all + 1] = u.name
+    end
+    if changed then ctx.host:systemctl("daemon-reload") end
+    ctx.host:systemctl("enable", table.unpack(all))
+  end
+  ctx.restarted = true
+  if raijin.socket_path(ctx) then
+    ctx.host:systemctl("start", ctx.config.app .. ".socket")
+  end
+  ctx.host:systemctl("restart", table.unpack(units))
+  ctx.host:wait_healthy(units)
+end
+
+-- proxy: the Caddy site in /etc/caddy/conf.d/{app}.caddy, validated, then a
+-- reload of Caddy (none when the site did not change). The user's own
+-- {local_config_dir}/{app}.caddy is used as it is when present.
+function M.proxy(ctx)
+  if ctx.redeploy then return end
+  local c = ctx.config
+  local own = raijin.path(ctx, c.local_config_dir .. "/" .. c.app .. ".caddy")
+  local site
+  if ctx["local"]:exists(own) then
+    site = ctx["local"]:read(own)
+  else
+    local statics = {}
+    for path, dir in c.webserver.statics() do
+      statics[#statics + 1] = { path = path, dir = dir }
+    end
+    table.sort(statics, function(a, b) return a.path < b.path end)
+    site = raijin.template("site.caddy", M.vars(ctx, {
+      site = ctx.host.site_address, upstream = c.webserver.upstream,
+      statics = statics, try_duration = "30s",
+    }))
+  end
+  ctx.host:caddy_reload(ctx.paths.caddy_site, site)
+end
+
+-- record: the new version goes first in .versions.
+function M.record(ctx)
+  raijin.versions.record(ctx, ctx.version)
+end
+
+-- prune: version directories beyond versions_to_keep are deleted (never the
+-- current one).
+function M.prune(ctx)
+  raijin.versions.prune(ctx, ctx.config.versions_to_keep)
+end
+
+-- done (local, once all hosts are done): the URL of each host, then [hooks]
+-- post_deploy.
+function M.done(ctx)
+  for _, h in ipairs(ctx.hosts) do
+    raijin.log(ctx.config.app .. " " .. ctx.version .. " is live on " .. h.name .. ": " .. h.url)
+  end
+  if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy) end
+end
+
+-- undo for install: when a later step fails, put the previous version back
+-- (its .env and links), and restart it if the new one had been started.
+function M.restore(ctx, links)
+  if not ctx.previous then
+    raijin.log("no previous version to restore: this was the first deploy")
+    return
+  end
+  M.switch(ctx, ctx.previous, links)
+  if ctx.restarted then
+    ctx.host:systemctl("restart", table.unpack(M.unit_names(ctx)))
+  end
+  raijin.log("restored version " .. ctx.previous)
+end
+
+return M

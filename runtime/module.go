@@ -1,0 +1,467 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+	luar "layeh.com/gopher-luar"
+
+	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/recipes"
+)
+
+// hostState is the Go side of one Lua state: which host it serves (nil for
+// the local state) and the phase being run, for logs and errors.
+type hostState struct {
+	r      *runner
+	name   string // host name, or "local"
+	host   builtins.Host
+	user   string
+	paths  map[string]string
+	phase  string
+	health bool // a health check failed in this run
+}
+
+func (s *hostState) ctx(L *lua.LState) context.Context {
+	if c := L.Context(); c != nil {
+		return c
+	}
+	return context.Background()
+}
+
+// module builds the `raijin` table for L.
+func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
+	return func(L *lua.LState) *lua.LTable {
+		m := L.NewTable()
+		reg.declare(L, m)
+		L.SetField(m, "quote", L.NewFunction(func(L *lua.LState) int {
+			L.Push(lua.LString(builtins.Quote(L.CheckString(1))))
+			return 1
+		}))
+		L.SetField(m, "basename", L.NewFunction(func(L *lua.LState) int {
+			L.Push(lua.LString(filepath.Base(L.CheckString(1))))
+			return 1
+		}))
+		L.SetField(m, "log", L.NewFunction(func(L *lua.LState) int {
+			var parts []string
+			for i := 1; i <= L.GetTop(); i++ {
+				parts = append(parts, L.ToStringMeta(L.Get(i)).String())
+			}
+			s.r.opts.Events.Log(s.name, s.phase, s.r.opts.Redactor.Redact(strings.Join(parts, " ")))
+			return 0
+		}))
+		L.SetField(m, "template", L.NewFunction(func(L *lua.LState) int {
+			name := L.CheckString(1)
+			vars := map[string]any{}
+			if t := L.OptTable(2, nil); t != nil {
+				if m, ok := goValue(t).(map[string]any); ok {
+					vars = m
+				}
+			}
+			out, err := renderTemplate(name, vars)
+			if err != nil {
+				L.RaiseError("%v", err)
+			}
+			L.Push(lua.LString(out))
+			return 1
+		}))
+		L.SetField(m, "path", L.NewFunction(func(L *lua.LState) int {
+			L.Push(lua.LString(s.r.opts.Config.Path(L.CheckString(2))))
+			return 1
+		}))
+		L.SetField(m, "distfile", L.NewFunction(func(L *lua.LState) int {
+			L.Push(lua.LString(s.r.opts.Config.DistfilePath()))
+			return 1
+		}))
+		L.SetField(m, "process_names", L.NewFunction(func(L *lua.LState) int {
+			L.Push(luaValue(L, s.r.opts.Config.ProcessNames()))
+			return 1
+		}))
+		L.SetField(m, "unit_name", L.NewFunction(func(L *lua.LState) int {
+			L.Push(lua.LString(s.r.opts.Config.UnitName(L.CheckString(2))))
+			return 1
+		}))
+		L.SetField(m, "socket_path", L.NewFunction(func(L *lua.LState) int {
+			if s.r.opts.Config.SocketActivated() {
+				L.Push(lua.LString(s.r.opts.Config.SocketPath()))
+			} else {
+				L.Push(lua.LNil)
+			}
+			return 1
+		}))
+		env := L.NewTable()
+		L.SetField(env, "load", L.NewFunction(s.envLoad))
+		L.SetField(m, "env", env)
+		versions := L.NewTable()
+		L.SetField(versions, "list", L.NewFunction(func(L *lua.LState) int {
+			h := s.needHost(L, "raijin.versions.list")
+			v, err := builtins.ReadVersions(s.ctx(L), h, s.paths["app_dir"])
+			s.check(L, err)
+			L.Push(luaValue(L, v))
+			return 1
+		}))
+		L.SetField(versions, "current", L.NewFunction(func(L *lua.LState) int {
+			h := s.needHost(L, "raijin.versions.current")
+			v, err := builtins.ReadVersions(s.ctx(L), h, s.paths["app_dir"])
+			s.check(L, err)
+			if len(v) == 0 {
+				L.Push(lua.LNil)
+			} else {
+				L.Push(lua.LString(v[0]))
+			}
+			return 1
+		}))
+		L.SetField(versions, "record", L.NewFunction(func(L *lua.LState) int {
+			h := s.needHost(L, "raijin.versions.record")
+			v := L.CheckString(2)
+			s.check(L, builtins.RecordVersion(s.ctx(L), h, s.paths["app_dir"], v))
+			return 0
+		}))
+		L.SetField(versions, "prune", L.NewFunction(func(L *lua.LState) int {
+			h := s.needHost(L, "raijin.versions.prune")
+			keep := L.CheckInt(2)
+			protect := L.OptString(3, "")
+			removed, err := builtins.Prune(s.ctx(L), h, s.paths["app_dir"], keep, protect)
+			s.check(L, err)
+			if len(removed) > 0 {
+				s.r.opts.Events.Log(s.name, s.phase, "pruned "+strings.Join(removed, ", "))
+			}
+			L.Push(luaValue(L, removed))
+			return 1
+		}))
+		L.SetField(m, "versions", versions)
+		return m
+	}
+}
+
+func (s *hostState) needHost(L *lua.LState, what string) builtins.Host {
+	if s.host == nil {
+		L.RaiseError("%s needs a host: call it from a host phase, not a local one", what)
+	}
+	return s.host
+}
+
+// check raises err as a Lua error, secrets redacted.
+func (s *hostState) check(L *lua.LState, err error) {
+	if err != nil {
+		L.RaiseError("%s", s.r.opts.Redactor.Redact(err.Error()))
+	}
+}
+
+// envLoad reads a host's env file (or inline env) and resolves its secrets:
+// raijin.env.load(host_config).
+func (s *hostState) envLoad(L *lua.LState) int {
+	name := ""
+	switch v := L.Get(1).(type) {
+	case lua.LString:
+		name = string(v)
+	case *lua.LUserData:
+		switch h := v.Value.(type) {
+		case config.Host:
+			name = h.Name
+		case *config.Host:
+			name = h.Name
+		}
+	}
+	h, ok := s.r.opts.Config.HostByName(name)
+	if !ok {
+		L.ArgError(1, "expected a host of ctx.config.hosts or a host name")
+	}
+	env, err := s.r.loadEnv(s.ctx(L), *h)
+	s.check(L, err)
+	L.Push(envValue(L, env))
+	return 1
+}
+
+var templateFuncs = template.FuncMap{
+	"quote": builtins.Quote,
+	// systemd_arg quotes one argument of an ExecStart= or Environment= line:
+	// systemd reads C escapes inside double quotes and expands $ and %.
+	"systemd_arg": func(s string) string {
+		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`)
+		return `"` + r.Replace(s) + `"`
+	},
+}
+
+func renderTemplate(name string, vars map[string]any) (string, error) {
+	src, err := fs.ReadFile(recipes.FS, path.Join("templates", name))
+	if err != nil {
+		return "", fmt.Errorf("no template %q in raijin (templates: process.service, web.socket, site.caddy, appenv.sh)", name)
+	}
+	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=zero").Parse(string(src))
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, vars); err != nil {
+		return "", fmt.Errorf("template %s: %v", name, err)
+	}
+	return b.String(), nil
+}
+
+// parseMode reads "0755" style modes.
+func parseMode(v lua.LValue, def os.FileMode) (os.FileMode, error) {
+	switch x := v.(type) {
+	case lua.LString:
+		m, err := strconv.ParseUint(string(x), 8, 32)
+		if err != nil {
+			return 0, fmt.Errorf("mode %q: use an octal string such as \"0644\"", string(x))
+		}
+		return os.FileMode(m), nil
+	case lua.LNumber:
+		return os.FileMode(int(x)), nil
+	}
+	return def, nil
+}
+
+func optTable(L *lua.LState, n int) *lua.LTable {
+	if t, ok := L.Get(n).(*lua.LTable); ok {
+		return t
+	}
+	return L.NewTable()
+}
+
+// runOpts reads {cwd=, appenv=, sudo=, env=, timeout=}.
+func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
+	var o builtins.RunOpts
+	if v, ok := t.RawGetString("cwd").(lua.LString); ok {
+		o.Cwd = string(v)
+	}
+	switch v := t.RawGetString("appenv").(type) {
+	case lua.LBool:
+		if v {
+			o.Appenv = s.paths["appenv"]
+		}
+	case lua.LString:
+		o.Appenv = string(v)
+	}
+	o.Sudo = lua.LVAsBool(t.RawGetString("sudo"))
+	if e, ok := t.RawGetString("env").(*lua.LTable); ok {
+		o.Env = map[string]string{}
+		e.ForEach(func(k, v lua.LValue) { o.Env[k.String()] = v.String() })
+	}
+	switch v := t.RawGetString("timeout").(type) {
+	case lua.LNumber:
+		o.Timeout = time.Duration(float64(v) * float64(time.Second))
+	case lua.LString:
+		d, err := time.ParseDuration(string(v))
+		if err != nil {
+			L.RaiseError("timeout %q: use seconds or a duration such as \"30s\"", string(v))
+		}
+		o.Timeout = d
+	}
+	return o
+}
+
+func resultTable(L *lua.LState, r builtins.Result) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("stdout", lua.LString(r.Stdout))
+	t.RawSetString("stderr", lua.LString(r.Stderr))
+	t.RawSetString("code", lua.LNumber(r.Code))
+	return t
+}
+
+// hostTable is ctx.host: the host's facts and its methods.
+func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("name", lua.LString(s.name))
+	t.RawSetString("user", lua.LString(s.user))
+	t.RawSetString("address", lua.LString(h.Address))
+	t.RawSetString("site_address", lua.LString(h.SiteAddress()))
+	t.RawSetString("url", lua.LString(h.URL()))
+	t.RawSetString("domain_name", lua.LString(h.DomainName))
+	fn := func(name string, f lua.LGFunction) { t.RawSetString(name, L.NewFunction(f)) }
+	fn("run", func(L *lua.LState) int {
+		cmd := L.CheckString(2)
+		res, err := builtins.Must(s.ctx(L), s.host, cmd, s.runOpts(L, optTable(L, 3)))
+		s.check(L, err)
+		L.Push(resultTable(L, res))
+		return 1
+	})
+	fn("test", func(L *lua.LState) int {
+		res, err := s.host.Run(s.ctx(L), L.CheckString(2), s.runOpts(L, optTable(L, 3)))
+		if err != nil && s.ctx(L).Err() != nil {
+			s.check(L, err)
+		}
+		L.Push(lua.LBool(err == nil && res.Code == 0))
+		return 1
+	})
+	fn("exists", func(L *lua.LState) int {
+		res, err := s.host.Run(s.ctx(L), "test -e "+builtins.Quote(L.CheckString(2)), builtins.RunOpts{})
+		if err != nil {
+			s.check(L, err)
+		}
+		L.Push(lua.LBool(res.Code == 0))
+		return 1
+	})
+	fn("read", func(L *lua.LState) int {
+		res, err := s.host.Run(s.ctx(L), "cat "+builtins.Quote(L.CheckString(2))+" 2>/dev/null", builtins.RunOpts{Sudo: lua.LVAsBool(optTable(L, 3).RawGetString("sudo"))})
+		s.check(L, err)
+		if res.Code != 0 {
+			L.Push(lua.LNil)
+		} else {
+			L.Push(lua.LString(res.Stdout))
+		}
+		return 1
+	})
+	fn("upload", func(L *lua.LState) int {
+		local, remote := L.CheckString(2), L.CheckString(3)
+		mode, err := parseMode(optTable(L, 4).RawGetString("mode"), 0o644)
+		s.check(L, err)
+		sent, err := s.host.Upload(s.ctx(L), s.r.opts.Config.Path(local), remote, mode)
+		s.check(L, err)
+		L.Push(lua.LBool(sent))
+		return 1
+	})
+	fn("write", func(L *lua.LState) int {
+		remote := L.CheckString(2)
+		var data []byte
+		switch v := L.Get(3).(type) {
+		case lua.LString:
+			data = []byte(v)
+		case *lua.LUserData:
+			e, ok := v.Value.(*builtins.Env)
+			if !ok {
+				L.ArgError(3, "expected a string or an env")
+			}
+			data = []byte(e.Render())
+		default:
+			L.ArgError(3, "expected a string or an env")
+		}
+		o := optTable(L, 4)
+		mode, err := parseMode(o.RawGetString("mode"), 0o644)
+		s.check(L, err)
+		changed, err := s.host.Write(s.ctx(L), remote, data, builtins.WriteOpts{Mode: mode, Sudo: lua.LVAsBool(o.RawGetString("sudo"))})
+		s.check(L, err)
+		L.Push(lua.LBool(changed))
+		return 1
+	})
+	fn("systemctl", func(L *lua.LState) int {
+		action := L.CheckString(2)
+		var units []string
+		for i := 3; i <= L.GetTop(); i++ {
+			units = append(units, L.CheckString(i))
+		}
+		res, err := builtins.Systemctl(s.ctx(L), s.host, action, units...)
+		s.check(L, err)
+		L.Push(resultTable(L, res))
+		return 1
+	})
+	fn("caddy_reload", func(L *lua.LState) int {
+		site := L.CheckString(2)
+		content := L.OptString(3, "")
+		if content == "" {
+			_, err := builtins.Must(s.ctx(L), s.host, "caddy validate --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null 2>&1 && systemctl reload caddy", builtins.RunOpts{Sudo: true})
+			s.check(L, err)
+			L.Push(lua.LTrue)
+			return 1
+		}
+		changed, err := builtins.CaddySite(s.ctx(L), s.host, site, []byte(content))
+		s.check(L, err)
+		L.Push(lua.LBool(changed))
+		return 1
+	})
+	fn("wait_healthy", func(L *lua.LState) int {
+		var units []string
+		if ut, ok := L.Get(2).(*lua.LTable); ok {
+			ut.ForEach(func(_, v lua.LValue) { units = append(units, v.String()) })
+		}
+		w := s.r.opts.Config.Webserver
+		timeout, _ := time.ParseDuration(w.HealthCheckTimeout)
+		err := builtins.WaitHealthy(s.ctx(L), s.host, builtins.HealthCheck{
+			Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout,
+		})
+		if err != nil {
+			s.health = true
+		}
+		s.check(L, err)
+		return 0
+	})
+	return t
+}
+
+// localTable is ctx.local: commands and files on the deploying machine.
+func (s *hostState) localTable(L *lua.LState) *lua.LTable {
+	t := L.NewTable()
+	fn := func(name string, f lua.LGFunction) { t.RawSetString(name, L.NewFunction(f)) }
+	cfg := s.r.opts.Config
+	fn("run", func(L *lua.LState) int {
+		cmdline := L.CheckString(2)
+		o := s.runOpts(L, optTable(L, 3))
+		res, err := s.r.localRun(s.ctx(L), s.name, cmdline, o)
+		s.check(L, err)
+		L.Push(resultTable(L, res))
+		return 1
+	})
+	fn("exists", func(L *lua.LState) int {
+		_, err := os.Stat(cfg.Path(L.CheckString(2)))
+		L.Push(lua.LBool(err == nil))
+		return 1
+	})
+	fn("read", func(L *lua.LState) int {
+		data, err := os.ReadFile(cfg.Path(L.CheckString(2)))
+		s.check(L, err)
+		L.Push(lua.LString(data))
+		return 1
+	})
+	fn("sha256", func(L *lua.LState) int {
+		sum, err := builtins.FileSHA256(cfg.Path(L.CheckString(2)))
+		s.check(L, err)
+		L.Push(lua.LString(sum))
+		return 1
+	})
+	return t
+}
+
+// localRun runs a command on the deploying machine with sh -c, in the
+// project directory. In --dry-run it is only recorded.
+func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.RunOpts) (builtins.Result, error) {
+	r.opts.Events.Command("local", r.opts.Redactor.Redact(cmdline))
+	if r.opts.DryRun {
+		r.opts.Events.DryRun(who, "local", r.opts.Redactor.Redact(cmdline), "")
+		return builtins.Result{}, nil
+	}
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
+	cmd.Dir = r.opts.Config.Dir
+	if o.Cwd != "" {
+		cmd.Dir = r.opts.Config.Path(o.Cwd)
+	}
+	cmd.Env = os.Environ()
+	for k, v := range o.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if o.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(o.Stdin)
+	}
+	err := cmd.Run()
+	res := builtins.Result{Stdout: out.String(), Stderr: errb.String()}
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			res.Code = ee.ExitCode()
+			return res, &builtins.RemoteError{Host: "local", Cmd: cmdline, Res: res}
+		}
+		return res, fmt.Errorf("running `%s`: %v", cmdline, err)
+	}
+	return res, nil
+}
+
+var _ = luar.New

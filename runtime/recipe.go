@@ -1,0 +1,284 @@
+package runtime
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/recipes"
+)
+
+// fnRef is a Lua function and where it was declared (file:line).
+type fnRef struct {
+	fn  *lua.LFunction
+	src string
+	// exec is set for an executable hook file run on the deploying machine.
+	exec string
+}
+
+type phase struct {
+	name      string
+	local     bool
+	base      fnRef
+	overrides []fnRef
+	before    []fnRef
+	after     []fnRef
+	undo      *fnRef
+}
+
+// registry is what loading a recipe declares, in one Lua state.
+type registry struct {
+	phases map[string]*phase
+	flows  map[string][]string
+	// set while the built-in recipe loads: raijin.phase is allowed to define
+	// phases; a project recipe may define new ones too.
+}
+
+func newRegistry() *registry {
+	return &registry{phases: map[string]*phase{}, flows: map[string][]string{}}
+}
+
+// where is "file:line" of the Lua code calling the current Go function.
+func where(L *lua.LState) string {
+	w := strings.TrimSuffix(strings.TrimSpace(L.Where(1)), ":")
+	return w
+}
+
+func (r *registry) knownPhases() string {
+	var names []string
+	for n := range r.phases {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func (r *registry) get(L *lua.LState, name, what string) *phase {
+	p, ok := r.phases[name]
+	if !ok {
+		L.RaiseError("%s: no phase %q; the phases are: %s", what, name, r.knownPhases())
+	}
+	return p
+}
+
+// declare adds the recipe-declaring functions to the raijin module table.
+func (r *registry) declare(L *lua.LState, m *lua.LTable) {
+	L.SetField(m, "phase", L.NewFunction(func(L *lua.LState) int {
+		name := L.CheckString(1)
+		opts, _ := L.Get(2).(*lua.LTable)
+		fnIdx := 3
+		if opts == nil {
+			fnIdx = 2
+		}
+		fn := L.CheckFunction(fnIdx)
+		local := false
+		if opts != nil {
+			switch w := opts.RawGetString("where"); w {
+			case lua.LNil, lua.LString("host"):
+			case lua.LString("local"):
+				local = true
+			default:
+				L.ArgError(2, fmt.Sprintf("where = %q: use \"local\" or \"host\"", w.String()))
+			}
+		}
+		p, ok := r.phases[name]
+		if !ok {
+			p = &phase{name: name}
+			r.phases[name] = p
+		}
+		p.local = local
+		p.base = fnRef{fn: fn, src: where(L)}
+		return 0
+	}))
+	setFlow := func(L *lua.LState, flow string, list *lua.LTable) {
+		var names []string
+		list.ForEach(func(_, v lua.LValue) {
+			s, ok := v.(lua.LString)
+			if !ok {
+				L.RaiseError("raijin.phases: every entry must be a phase name, got %s", v.Type())
+			}
+			names = append(names, string(s))
+		})
+		if len(names) == 0 {
+			L.RaiseError("raijin.phases: the list is empty")
+		}
+		r.flows[flow] = names
+	}
+	L.SetField(m, "phases", L.NewFunction(func(L *lua.LState) int {
+		setFlow(L, "deploy", L.CheckTable(1))
+		return 0
+	}))
+	L.SetField(m, "flow", L.NewFunction(func(L *lua.LState) int {
+		setFlow(L, L.CheckString(1), L.CheckTable(2))
+		return 0
+	}))
+	L.SetField(m, "override", L.NewFunction(func(L *lua.LState) int {
+		p := r.get(L, L.CheckString(1), "raijin.override")
+		p.overrides = append(p.overrides, fnRef{fn: L.CheckFunction(2), src: where(L)})
+		return 0
+	}))
+	L.SetField(m, "before", L.NewFunction(func(L *lua.LState) int {
+		p := r.get(L, L.CheckString(1), "raijin.before")
+		p.before = append(p.before, fnRef{fn: L.CheckFunction(2), src: where(L)})
+		return 0
+	}))
+	L.SetField(m, "after", L.NewFunction(func(L *lua.LState) int {
+		p := r.get(L, L.CheckString(1), "raijin.after")
+		p.after = append(p.after, fnRef{fn: L.CheckFunction(2), src: where(L)})
+		return 0
+	}))
+	L.SetField(m, "undo", L.NewFunction(func(L *lua.LState) int {
+		p := r.get(L, L.CheckString(1), "raijin.undo")
+		p.undo = &fnRef{fn: L.CheckFunction(2), src: where(L)}
+		return 0
+	}))
+}
+
+// validate checks, after loading, that every flow names defined phases.
+func (r *registry) validate() error {
+	if _, ok := r.flows["deploy"]; !ok {
+		return fmt.Errorf("the recipe declares no phase list: call raijin.phases{...}")
+	}
+	for flow, names := range r.flows {
+		for _, n := range names {
+			if _, ok := r.phases[n]; !ok {
+				return fmt.Errorf("flow %s names phase %q, which no recipe defines (raijin.phase); the phases are: %s", flow, n, r.knownPhases())
+			}
+		}
+	}
+	return nil
+}
+
+// Sources is what to load: the built-in recipe, the project's recipe and its
+// hook files.
+type Sources struct {
+	Builtin   string // binary.lua or python.lua
+	Recipe    string // absolute path of the project recipe, or ""
+	RecipeRel string // how errors name it
+	HooksDir  string // {local_config_dir}/hooks, absolute
+	HooksRel  string
+	Dir       string // project directory (require root)
+}
+
+// SourcesFor works out what a project loads.
+func SourcesFor(cfg *config.Config, recipeFlag string) Sources {
+	s := Sources{Builtin: "binary.lua", Dir: cfg.Dir}
+	if cfg.InstallationMode == config.ModePython {
+		s.Builtin = "python.lua"
+	}
+	rec := cfg.Recipe
+	if recipeFlag != "" {
+		rec = recipeFlag
+	}
+	if rec != "" {
+		s.Recipe = cfg.Path(rec)
+		s.RecipeRel = rec
+		if rel, err := filepath.Rel(cfg.Dir, s.Recipe); err == nil && !strings.HasPrefix(rel, "..") {
+			s.RecipeRel = rel
+		}
+	}
+	s.HooksDir = cfg.Path(filepath.Join(cfg.LocalConfigDir, "hooks"))
+	s.HooksRel = filepath.Join(cfg.LocalConfigDir, "hooks")
+	return s
+}
+
+// load runs the built-in recipe, then the project's, then registers hook
+// files, in L. Errors are configuration errors (exit 2).
+func (s Sources) load(L *lua.LState, r *registry) error {
+	src, err := fs.ReadFile(recipes.FS, s.Builtin)
+	if err != nil {
+		return err
+	}
+	if err := s.runFile(L, string(src), "recipes/"+s.Builtin); err != nil {
+		return err
+	}
+	if s.Recipe != "" {
+		data, err := os.ReadFile(s.Recipe)
+		if err != nil {
+			return errs.Usagef("check recipe = in raijin.toml or --recipe", "recipe %s: %v", s.RecipeRel, err)
+		}
+		if err := s.runFile(L, string(data), s.RecipeRel); err != nil {
+			return err
+		}
+	}
+	if err := s.loadHooks(L, r); err != nil {
+		return err
+	}
+	if err := r.validate(); err != nil {
+		return errs.Usagef("", "%v", err)
+	}
+	return nil
+}
+
+func (s Sources) runFile(L *lua.LState, src, chunk string) error {
+	fn, err := loadChunk(L, src, chunk)
+	if err != nil {
+		return errs.Usagef("fix the Lua syntax at that line", "%v", err)
+	}
+	if err := pcall(nil, L, fn); err != nil {
+		return errs.Usagef("", "loading %s: %v", chunk, err)
+	}
+	return nil
+}
+
+// loadHooks registers {hooks}/before_<phase>.lua and after_<phase>.lua as
+// chunks receiving ctx, and executable before_<phase> / after_<phase> files as
+// commands run on this machine.
+func (s Sources) loadHooks(L *lua.LState, r *registry) error {
+	entries, err := os.ReadDir(s.HooksDir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") {
+			continue
+		}
+		base := strings.TrimSuffix(name, ".lua")
+		var when, ph string
+		switch {
+		case strings.HasPrefix(base, "before_"):
+			when, ph = "before", strings.TrimPrefix(base, "before_")
+		case strings.HasPrefix(base, "after_"):
+			when, ph = "after", strings.TrimPrefix(base, "after_")
+		default:
+			continue
+		}
+		rel := filepath.Join(s.HooksRel, name)
+		p, ok := r.phases[ph]
+		if !ok {
+			return errs.Usagef("rename the file after one of the phases: "+r.knownPhases(), "hook file %s: no phase %q", rel, ph)
+		}
+		var ref fnRef
+		if strings.HasSuffix(name, ".lua") {
+			data, err := os.ReadFile(filepath.Join(s.HooksDir, name))
+			if err != nil {
+				return err
+			}
+			fn, err := loadChunk(L, string(data), rel)
+			if err != nil {
+				return errs.Usagef("fix the Lua syntax at that line", "%v", err)
+			}
+			ref = fnRef{fn: fn, src: rel}
+		} else {
+			info, err := e.Info()
+			if err != nil || info.Mode()&0o111 == 0 {
+				return errs.Usagef("chmod +x it, or name it "+name+".lua for a Lua hook", "hook file %s is not executable", rel)
+			}
+			ref = fnRef{exec: filepath.Join(s.HooksDir, name), src: rel}
+		}
+		if when == "before" {
+			p.before = append(p.before, ref)
+		} else {
+			p.after = append(p.after, ref)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,673 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+	luar "layeh.com/gopher-luar"
+
+	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
+)
+
+// Events is told what a run does, for the terminal, -v and --json.
+type Events interface {
+	PhaseStart(host, phase string)
+	PhaseEnd(host, phase string, d time.Duration, err error)
+	Log(host, phase, msg string)
+	Command(host, cmd string)
+	DryRun(host, kind, what, content string)
+}
+
+// Connector opens a host for a run: a real SSH connection, or a recording
+// host in --dry-run.
+type Connector func(ctx context.Context, h config.Host) (builtins.Host, func(), error)
+
+// Options are everything a run needs, resolved by the command line.
+type Options struct {
+	Config        *config.Config
+	Sources       Sources
+	Command       string // deploy, redeploy, rollback, ...
+	Flow          string // the recipe flow to run: deploy, rollback
+	Hosts         []config.Host
+	DryRun        bool
+	Redeploy      bool
+	TargetVersion string // rollback: the version to switch to ("" = previous)
+	BatchSize     int    // hosts at a time; 0 = all
+	ForceUnlock   bool
+	LockWait      time.Duration
+	PhaseTimeout  time.Duration
+	Events        Events
+	Redactor      *builtins.Redactor
+	Connect       Connector
+	Secrets       builtins.SecretAdapter
+}
+
+// HostResult is how one host's run ended.
+type HostResult struct {
+	Host     string
+	Phase    string // where it failed
+	Err      error
+	Restored bool // a failure was undone
+	Duration time.Duration
+	Skipped  bool // not run, because an earlier batch failed
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Hosts    []HostResult
+	Duration time.Duration
+}
+
+type runner struct {
+	opts    Options
+	envMu   sync.Mutex
+	envs    map[string]*builtins.Env
+	started time.Time
+}
+
+// Plan loads the recipe once to check it (exit 2 on any error) and returns
+// the phases of flow, for `raijin recipe show` and for validation.
+func Plan(opts Options) ([]PhaseInfo, error) {
+	r := &runner{opts: opts}
+	s := &hostState{r: r, name: "plan"}
+	L, reg, err := r.load(s)
+	if err != nil {
+		return nil, err
+	}
+	defer L.Close()
+	flow := opts.Flow
+	if flow == "" {
+		flow = "deploy"
+	}
+	var out []PhaseInfo
+	names, ok := reg.flows[flow]
+	if !ok {
+		return nil, errs.Usagef("", "the recipe has no %q flow (raijin.flow)", flow)
+	}
+	for _, n := range names {
+		p := reg.phases[n]
+		pi := PhaseInfo{Name: n, Local: p.local, Source: p.base.src}
+		for _, o := range p.overrides {
+			pi.Overrides = append(pi.Overrides, o.src)
+		}
+		for _, b := range p.before {
+			pi.Before = append(pi.Before, b.src)
+		}
+		for _, a := range p.after {
+			pi.After = append(pi.After, a.src)
+		}
+		if p.undo != nil {
+			pi.Undo = p.undo.src
+		}
+		out = append(out, pi)
+	}
+	return out, nil
+}
+
+// PhaseInfo describes one phase of a flow and where its parts come from.
+type PhaseInfo struct {
+	Name      string   `json:"name"`
+	Local     bool     `json:"local"`
+	Source    string   `json:"source"`
+	Overrides []string `json:"overrides,omitempty"`
+	Before    []string `json:"before,omitempty"`
+	After     []string `json:"after,omitempty"`
+	Undo      string   `json:"undo,omitempty"`
+}
+
+func (r *runner) load(s *hostState) (*lua.LState, *registry, error) {
+	reg := newRegistry()
+	L := newState(r.opts.Config.Dir, s.module(reg))
+	if err := r.opts.Sources.load(L, reg); err != nil {
+		L.Close()
+		return nil, nil, err
+	}
+	return L, reg, nil
+}
+
+// Run carries out a flow: its local phases once, then its host phases on
+// each host (in parallel, in batches), then the local phases after them.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Flow == "" {
+		opts.Flow = "deploy"
+	}
+	if opts.PhaseTimeout == 0 {
+		opts.PhaseTimeout = 10 * time.Minute
+	}
+	if opts.Redactor == nil {
+		opts.Redactor = &builtins.Redactor{}
+	}
+	r := &runner{opts: opts, envs: map[string]*builtins.Env{}, started: time.Now()}
+	if _, err := Plan(opts); err != nil {
+		return nil, err
+	}
+	report := &Report{}
+
+	// The local phases before the first host phase.
+	ls := &hostState{r: r, name: "local"}
+	L, reg, err := r.load(ls)
+	if err != nil {
+		return nil, err
+	}
+	defer L.Close()
+	flow := reg.flows[opts.Flow]
+	var before, hostPhases, after []string
+	for _, n := range flow {
+		switch {
+		case !reg.phases[n].local:
+			hostPhases = append(hostPhases, n)
+		case len(hostPhases) == 0:
+			before = append(before, n)
+		default:
+			after = append(after, n)
+		}
+	}
+	lctx := r.newCtx(L, ls, config.Host{}, nil, "")
+	shared := L.NewTable()
+	lctx.RawSetString("shared", shared)
+	for _, n := range before {
+		if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
+			return report, r.hostError("local", n, err)
+		}
+	}
+	sharedGo := goValue(shared)
+
+	// The hosts, batch by batch.
+	batch := opts.BatchSize
+	if batch <= 0 || batch > len(opts.Hosts) {
+		batch = len(opts.Hosts)
+	}
+	failed := false
+	for i := 0; i < len(opts.Hosts); i += batch {
+		end := min(i+batch, len(opts.Hosts))
+		if failed {
+			for _, h := range opts.Hosts[i:end] {
+				report.Hosts = append(report.Hosts, HostResult{Host: h.Name, Skipped: true})
+			}
+			continue
+		}
+		results := make([]HostResult, end-i)
+		var wg sync.WaitGroup
+		for j, h := range opts.Hosts[i:end] {
+			wg.Add(1)
+			go func(j int, h config.Host) {
+				defer wg.Done()
+				results[j] = r.runHost(ctx, h, hostPhases, sharedGo)
+			}(j, h)
+		}
+		wg.Wait()
+		for _, res := range results {
+			if res.Err != nil {
+				failed = true
+			}
+		}
+		report.Hosts = append(report.Hosts, results...)
+	}
+	report.Duration = time.Since(r.started)
+	if failed {
+		return report, summarize(report)
+	}
+	if len(after) > 0 {
+		hosts := L.NewTable()
+		for _, h := range opts.Hosts {
+			t := L.NewTable()
+			t.RawSetString("name", lua.LString(h.Name))
+			t.RawSetString("url", lua.LString(h.URL()))
+			hosts.Append(t)
+		}
+		lctx.RawSetString("hosts", hosts)
+		for _, n := range after {
+			if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
+				return report, r.hostError("local", n, err)
+			}
+		}
+	}
+	report.Duration = time.Since(r.started)
+	return report, nil
+}
+
+// summarize makes the error of a run in which hosts failed. A single failed
+// host keeps its own error (and exit code).
+func summarize(rep *Report) error {
+	var failed []HostResult
+	for _, h := range rep.Hosts {
+		if h.Err != nil {
+			failed = append(failed, h)
+		}
+	}
+	if len(failed) == 1 {
+		return failed[0].Err
+	}
+	var msgs []string
+	code := errs.CodeFailed
+	for _, h := range failed {
+		msgs = append(msgs, h.Err.Error())
+		if c := errs.Code(h.Err); c != errs.CodeFailed {
+			code = c
+		}
+	}
+	return &errs.Error{Code: code, Msg: fmt.Sprintf("%d hosts failed:\n%s", len(failed), strings.Join(msgs, "\n"))}
+}
+
+// HostError is a failure on one host in one phase.
+type HostError struct {
+	Host      string
+	Phase     string
+	Msg       string
+	Traceback string
+	Code      int
+	State     string // what the host is left with
+}
+
+func (e *HostError) Error() string {
+	s := fmt.Sprintf("host %s: phase %s: %s", e.Host, e.Phase, e.Msg)
+	if e.State != "" {
+		s += "\n" + e.State
+	}
+	return s
+}
+
+func (r *runner) hostError(host, phase string, err error) *HostError {
+	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err)}
+	var le *LuaError
+	if errors.As(err, &le) {
+		he.Traceback = r.opts.Redactor.Redact(le.Traceback)
+		he.Code = errs.CodeFailed
+		if le.Cancelled != nil {
+			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
+				he.Msg = fmt.Sprintf("timed out after %s (phase_timeout); interrupted", r.opts.PhaseTimeout)
+			} else {
+				he.Msg = "interrupted"
+			}
+		}
+	}
+	if he.Code == 0 {
+		he.Code = errs.CodeFailed
+	}
+	return he
+}
+
+// Unwrap gives errs.Code its exit code.
+func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg} }
+
+// newCtx builds the ctx table a phase receives.
+func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []string, previous string) *lua.LTable {
+	c := r.opts.Config
+	t := L.NewTable()
+	t.RawSetString("app", lua.LString(c.App))
+	t.RawSetString("version", lua.LString(c.Version))
+	t.RawSetString("command", lua.LString(r.opts.Command))
+	t.RawSetString("dry_run", lua.LBool(r.opts.DryRun))
+	t.RawSetString("redeploy", lua.LBool(r.opts.Redeploy))
+	t.RawSetString("config", luar.New(L, *c))
+	t.RawSetString("local", s.localTable(L))
+	if previous != "" {
+		t.RawSetString("previous", lua.LString(previous))
+	}
+	if versions != nil {
+		t.RawSetString("versions", luaValue(L, versions))
+	}
+	if s.host != nil {
+		t.RawSetString("host", s.hostTable(L, h))
+		t.RawSetString("paths", luaValue(L, s.paths))
+	} else {
+		t.RawSetString("paths", L.NewTable())
+	}
+	return t
+}
+
+// runPhase runs one phase: before hooks, the phase (its newest override,
+// which may call the ones below it through `default`), after hooks.
+func (r *runner) runPhase(ctx context.Context, L *lua.LState, s *hostState, p *phase, lctx *lua.LTable) (err error) {
+	s.phase = p.name
+	r.opts.Events.PhaseStart(s.name, p.name)
+	start := time.Now()
+	defer func() { r.opts.Events.PhaseEnd(s.name, p.name, time.Since(start), err) }()
+	pctx, cancel := context.WithTimeout(ctx, r.opts.PhaseTimeout)
+	defer cancel()
+	for _, hk := range p.before {
+		if err := r.callRef(pctx, L, s, hk, lctx); err != nil {
+			return err
+		}
+	}
+	impl := r.chain(L, p, len(p.overrides)-1)
+	if err := pcall(pctx, L, impl, lctx); err != nil {
+		return err
+	}
+	for _, hk := range p.after {
+		if err := r.callRef(pctx, L, s, hk, lctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chain returns the phase function at override level i: level -1 is the
+// recipe's own phase; each override gets (ctx, default) with default the level
+// below.
+func (r *runner) chain(L *lua.LState, p *phase, i int) *lua.LFunction {
+	if i < 0 {
+		return p.base.fn
+	}
+	below := r.chain(L, p, i-1)
+	over := p.overrides[i].fn
+	return L.NewFunction(func(L *lua.LState) int {
+		ctxT := L.CheckTable(1)
+		L.Push(over)
+		L.Push(ctxT)
+		L.Push(below)
+		L.Call(2, 0)
+		return 0
+	})
+}
+
+func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref fnRef, lctx *lua.LTable) error {
+	if ref.exec == "" {
+		return pcall(ctx, L, ref.fn, lctx)
+	}
+	env := map[string]string{
+		"RAIJIN_APP":              r.opts.Config.App,
+		"RAIJIN_VERSION":          r.opts.Config.Version,
+		"RAIJIN_PHASE":            s.phase,
+		"RAIJIN_COMMAND":          r.opts.Command,
+		"RAIJIN_HOST":             "",
+		"RAIJIN_PREVIOUS_VERSION": "",
+	}
+	if s.host != nil {
+		env["RAIJIN_HOST"] = s.name
+	}
+	if prev, ok := lctx.RawGetString("previous").(lua.LString); ok {
+		env["RAIJIN_PREVIOUS_VERSION"] = string(prev)
+	}
+	_, err := r.localRun(ctx, s.name, builtins.Quote(ref.exec), builtins.RunOpts{Env: env})
+	if err != nil {
+		return fmt.Errorf("%s: %v", ref.src, err)
+	}
+	return nil
+}
+
+// loadEnv reads and resolves a host's env once per run.
+func (r *runner) loadEnv(ctx context.Context, h config.Host) (*builtins.Env, error) {
+	r.envMu.Lock()
+	defer r.envMu.Unlock()
+	if e, ok := r.envs[h.Name]; ok {
+		return e, nil
+	}
+	var env *builtins.Env
+	var err error
+	switch {
+	case h.Envfile != "":
+		data, rerr := os.ReadFile(r.opts.Config.Path(h.Envfile))
+		if rerr != nil {
+			return nil, rerr
+		}
+		env, err = builtins.ParseEnv(h.Envfile, string(data))
+	default:
+		env, err = builtins.ParseEnv(r.opts.Config.File+" [hosts "+h.Name+"] env", h.Env)
+	}
+	if err != nil {
+		return nil, errs.Usagef("", "%v", err)
+	}
+	adapter := r.opts.Secrets
+	if adapter == nil {
+		adapter, err = builtins.NewSecretAdapter(r.opts.Config.Secrets.Adapter, r.opts.Config.Secrets.PasswordEnv)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := builtins.ResolveSecrets(ctx, env, adapter); err != nil {
+		return nil, err
+	}
+	r.opts.Redactor.Add(env.SecretValues()...)
+	r.envs[h.Name] = env
+	return env, nil
+}
+
+// AppDir is the app directory for host h as the server will see it, given
+// the deploy user's home.
+func AppDir(c *config.Config, h config.Host, home string) string {
+	d := h.AppsDir
+	if !strings.HasPrefix(d, "/") {
+		d = path.Join(home, d)
+	}
+	return path.Join(d, c.App)
+}
+
+// Paths are the server paths a recipe works with.
+func Paths(c *config.Config, h config.Host, home, version string) map[string]string {
+	app := AppDir(c, h, home)
+	return map[string]string{
+		"home":        home,
+		"apps_dir":    path.Dir(app),
+		"app_dir":     app,
+		"version_dir": path.Join(app, "v"+version),
+		"env":         path.Join(app, ".env"),
+		"appenv":      path.Join(app, ".appenv"),
+		"versions":    path.Join(app, ".versions"),
+		"lock":        path.Join(app, ".lock"),
+		"audit":       path.Join(app, ".audit.jsonl"),
+		"venv":        path.Join(app, ".venv"),
+		"unit_dir":    "/etc/systemd/system",
+		"caddy_site":  "/etc/caddy/conf.d/" + c.App + ".caddy",
+	}
+}
+
+// runHost runs the host phases on one host, with the deploy lock held.
+func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, shared any) (res HostResult) {
+	start := time.Now()
+	res.Host = h.Name
+	defer func() { res.Duration = time.Since(start) }()
+	fail := func(phase string, err error) HostResult {
+		res.Phase = phase
+		if _, ok := err.(*HostError); !ok {
+			err = r.hostError(h.Name, phase, err)
+		}
+		res.Err = err
+		return res
+	}
+	r.opts.Events.PhaseStart(h.Name, "connect")
+	cstart := time.Now()
+	host, closeFn, err := r.opts.Connect(ctx, h)
+	if err != nil {
+		r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
+		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
+	}
+	defer closeFn()
+	lock := builtins.NewLockInfo(r.opts.Command, r.opts.Config.Version)
+	facts, err := r.prepare(ctx, host, h, lock)
+	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
+	if err != nil {
+		return fail("connect", err)
+	}
+	if !r.opts.DryRun {
+		defer func() {
+			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			host.Run(uctx, builtins.UnlockScript(facts.appDir, lock), builtins.RunOpts{})
+		}()
+	}
+
+	version := r.opts.Config.Version
+	previous := ""
+	if len(facts.versions) > 0 {
+		previous = facts.versions[0]
+	}
+	if r.opts.Flow == "rollback" {
+		target, err := rollbackTarget(facts.versions, r.opts.TargetVersion)
+		if err != nil {
+			return fail("connect", err)
+		}
+		version = target
+	}
+	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
+	L, reg, err := r.load(s)
+	if err != nil {
+		return fail("load", err)
+	}
+	defer L.Close()
+	lctx := r.newCtx(L, s, h, facts.versions, previous)
+	lctx.RawSetString("version", lua.LString(version))
+	lctx.RawSetString("shared", luaValue(L, shared))
+
+	var startedPhases []*phase
+	for _, n := range phases {
+		p := reg.phases[n]
+		startedPhases = append(startedPhases, p)
+		if err := r.runPhase(ctx, L, s, p, lctx); err != nil {
+			he := r.hostError(h.Name, n, err)
+			restored, state := r.undo(L, s, startedPhases, lctx, err)
+			res.Restored = restored
+			he.State = state
+			if s.health && restored {
+				he.Code = errs.CodeHealth
+			}
+			return fail(n, he)
+		}
+	}
+	return res
+}
+
+// undo runs the undo handlers of the phases that started, newest first, on a
+// fresh context (the run's may be cancelled). It says what the host is left
+// with.
+func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.LTable, cause error) (bool, string) {
+	uctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ran := false
+	for i := len(started) - 1; i >= 0; i-- {
+		p := started[i]
+		if p.undo == nil {
+			continue
+		}
+		ran = true
+		name := "undo " + p.name
+		s.phase = name
+		r.opts.Events.PhaseStart(s.name, name)
+		t := time.Now()
+		err := pcall(uctx, L, p.undo.fn, lctx, lua.LString(r.opts.Redactor.Redact(cause.Error())))
+		r.opts.Events.PhaseEnd(s.name, name, time.Since(t), err)
+		if err != nil {
+			return false, fmt.Sprintf("undoing %s failed too: %s; check the host with `raijin app status -H %s`", p.name, r.opts.Redactor.Redact(err.Error()), s.name)
+		}
+	}
+	prev, _ := lctx.RawGetString("previous").(lua.LString)
+	switch {
+	case ran && prev != "":
+		return true, fmt.Sprintf("the previous version %s was restored and is serving", prev)
+	case ran:
+		return true, "this was the first deploy: there is no previous version to restore"
+	case prev != "":
+		return false, fmt.Sprintf("nothing was switched: version %s is still serving", prev)
+	}
+	return false, ""
+}
+
+func rollbackTarget(versions []string, want string) (string, error) {
+	if len(versions) == 0 {
+		return "", errs.Failedf("deploy first", "no versions recorded on this host")
+	}
+	if want == "" {
+		if len(versions) < 2 {
+			return "", errs.Failedf("`raijin releases` lists the versions on each host", "no previous version to roll back to: only %s is recorded", versions[0])
+		}
+		return versions[1], nil
+	}
+	for _, v := range versions {
+		if v == want {
+			if v == versions[0] {
+				return "", errs.Failedf("", "version %s is already the current one", want)
+			}
+			return v, nil
+		}
+	}
+	return "", errs.Failedf("`raijin releases` lists the versions on each host", "version %s is not on this host (recorded: %s)", want, strings.Join(versions, ", "))
+}
+
+type hostFacts struct {
+	home, user, appDir string
+	versions           []string
+}
+
+// prepare learns the deploy user's home, takes the deploy lock and reads
+// .versions, in one remote command.
+func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host, lock builtins.LockInfo) (hostFacts, error) {
+	c := r.opts.Config
+	if r.opts.DryRun {
+		user := h.User
+		if user == "" {
+			user = "deploy"
+		}
+		home := "/home/" + user
+		if user == "root" {
+			home = "/root"
+		}
+		return hostFacts{home: home, user: user, appDir: AppDir(c, h, home)}, nil
+	}
+	rel := path.Join(h.AppsDir, c.App)
+	script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, r.opts.ForceUnlock) +
+		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
+	deadline := time.Now().Add(r.opts.LockWait)
+	for {
+		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
+		if err != nil {
+			return hostFacts{}, err
+		}
+		head, vers, _ := strings.Cut(res.Stdout, "@@versions")
+		lines := strings.SplitN(strings.TrimSpace(head), "\n", 3)
+		if len(lines) < 3 {
+			return hostFacts{}, fmt.Errorf("unexpected answer from the server: %q", res.Stdout)
+		}
+		f := hostFacts{home: lines[0], user: lines[1], versions: builtins.ParseVersions(vers)}
+		f.appDir = AppDir(c, h, f.home)
+		locked, holder := builtins.ParseLockOutput(lines[2])
+		if locked {
+			return f, nil
+		}
+		if time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return f, ctx.Err()
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		msg := "the deploy lock " + f.appDir + "/.lock is held by " + holder.Describe()
+		hint := "wait for it (--lock-wait 5m), or if that deploy is dead: raijin lock release"
+		if holder.Stale() {
+			msg += "; that process is gone, so the lock is stale"
+			hint = "take it over with --force-unlock (or raijin lock release)"
+		}
+		return f, &errs.Error{Code: errs.CodeLocked, Msg: msg, Hint: hint}
+	}
+}
+
+// SSHConnector connects with builtins.Dial and wraps the client as a Host.
+func SSHConnector(stats *builtins.Stats, obs builtins.Observer, red *builtins.Redactor, acceptNew bool) Connector {
+	return func(ctx context.Context, h config.Host) (builtins.Host, func(), error) {
+		cl, err := builtins.Dial(ctx, builtins.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+			KeyFile: h.KeyFilename, AcceptNew: acceptNew}, stats)
+		if err != nil {
+			return nil, nil, fmt.Errorf("host %s: %v", h.Name, err)
+		}
+		return &builtins.RemoteHost{HostName: h.Name, Client: cl, Observer: obs, Redactor: red}, func() { cl.Close() }, nil
+	}
+}
+
+var _ = exec.Command
+
+// LoadEnv reads host h's env and resolves its secrets (for printenv). Unless
+// reveal, the values are only good for Redacted.
+func LoadEnv(ctx context.Context, c *config.Config, h config.Host, reveal bool, adapter builtins.SecretAdapter) (*builtins.Env, error) {
+	r := &runner{opts: Options{Config: c, Redactor: &builtins.Redactor{}, Secrets: adapter}, envs: map[string]*builtins.Env{}}
+	return r.loadEnv(ctx, h)
+}

@@ -1,0 +1,113 @@
+package runtime
+
+import (
+	"sort"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/raijin-deploy/raijin/builtins"
+)
+
+// goValue copies a Lua value out of its state, so that what local phases put
+// in ctx.shared reaches every host's state. Functions are not carried over.
+func goValue(v lua.LValue) any {
+	switch x := v.(type) {
+	case lua.LString:
+		return string(x)
+	case lua.LNumber:
+		return float64(x)
+	case lua.LBool:
+		return bool(x)
+	case *lua.LUserData:
+		if e, ok := x.Value.(*builtins.Env); ok {
+			return e
+		}
+		return nil
+	case *lua.LTable:
+		if n := x.Len(); n > 0 {
+			arr := make([]any, 0, n)
+			for i := 1; i <= n; i++ {
+				arr = append(arr, goValue(x.RawGetInt(i)))
+			}
+			return arr
+		}
+		m := map[string]any{}
+		x.ForEach(func(k, val lua.LValue) {
+			if ks, ok := k.(lua.LString); ok {
+				if gv := goValue(val); gv != nil {
+					m[string(ks)] = gv
+				}
+			}
+		})
+		return m
+	}
+	return nil
+}
+
+// luaValue makes a Go value (as goValue returns) into a Lua value of L.
+func luaValue(L *lua.LState, v any) lua.LValue {
+	switch x := v.(type) {
+	case nil:
+		return lua.LNil
+	case string:
+		return lua.LString(x)
+	case float64:
+		return lua.LNumber(x)
+	case int:
+		return lua.LNumber(x)
+	case bool:
+		return lua.LBool(x)
+	case *builtins.Env:
+		return envValue(L, x)
+	case []any:
+		t := L.NewTable()
+		for _, e := range x {
+			t.Append(luaValue(L, e))
+		}
+		return t
+	case []string:
+		t := L.NewTable()
+		for _, e := range x {
+			t.Append(lua.LString(e))
+		}
+		return t
+	case map[string]any:
+		t := L.NewTable()
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			t.RawSetString(k, luaValue(L, x[k]))
+		}
+		return t
+	case map[string]string:
+		t := L.NewTable()
+		for k, e := range x {
+			t.RawSetString(k, lua.LString(e))
+		}
+		return t
+	}
+	return lua.LNil
+}
+
+// envValue wraps an env file for Lua: it can be written to a host and its
+// keys listed, but its values (secrets among them) are never Lua strings.
+func envValue(L *lua.LState, e *builtins.Env) *lua.LUserData {
+	ud := L.NewUserData()
+	ud.Value = e
+	mt := L.NewTable()
+	methods := L.NewTable()
+	L.SetField(methods, "keys", L.NewFunction(func(L *lua.LState) int {
+		L.Push(luaValue(L, e.Keys()))
+		return 1
+	}))
+	L.SetField(mt, "__index", methods)
+	L.SetField(mt, "__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString(e.String()))
+		return 1
+	}))
+	L.SetMetatable(ud, mt)
+	return ud
+}

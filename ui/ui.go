@@ -1,0 +1,227 @@
+// Package ui owns everything raijin prints while it works: a line per host
+// and phase, -v command echo, upload progress, and --json events. Results go
+// to stdout, progress to stderr; in --json mode stdout carries one JSON event
+// per line.
+package ui
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/raijin-deploy/raijin/builtins"
+)
+
+// UI prints progress and results. Safe for concurrent use by host runs.
+type UI struct {
+	Out, Err io.Writer
+	JSON     bool
+	Verbose  bool
+	Color    bool
+	TTY      bool
+	Redactor *builtins.Redactor
+
+	mu       sync.Mutex
+	lastProg time.Time
+	progLine bool
+}
+
+// New sets up output for the given streams: colour and progress bars only on
+// a terminal, not in CI, and never with NO_COLOR.
+func New(out, errw io.Writer, jsonOut, verbose, noColor bool) *UI {
+	u := &UI{Out: out, Err: errw, JSON: jsonOut, Verbose: verbose, Redactor: &builtins.Redactor{}}
+	if f, ok := errw.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == "" {
+		u.TTY = true
+		u.Color = !noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	}
+	return u
+}
+
+func (u *UI) paint(code, s string) string {
+	if !u.Color {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+func (u *UI) event(kind string, fields map[string]any) {
+	fields["event"] = kind
+	fields["time"] = time.Now().UTC().Format(time.RFC3339Nano)
+	data, _ := json.Marshal(fields)
+	fmt.Fprintln(u.Out, u.Redactor.Redact(string(data)))
+}
+
+func (u *UI) clearProgress() {
+	if u.progLine {
+		fmt.Fprint(u.Err, "\r\x1b[K")
+		u.progLine = false
+	}
+}
+
+// Printf writes a line of progress to stderr (an event in --json).
+func (u *UI) Printf(format string, args ...any) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	msg := u.Redactor.Redact(fmt.Sprintf(format, args...))
+	if u.JSON {
+		u.event("message", map[string]any{"message": msg})
+		return
+	}
+	u.clearProgress()
+	fmt.Fprintln(u.Err, msg)
+}
+
+// Result writes a line of the command's result to stdout (an event in --json).
+func (u *UI) Result(format string, args ...any) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	msg := u.Redactor.Redact(fmt.Sprintf(format, args...))
+	if u.JSON {
+		u.event("result", map[string]any{"message": msg})
+		return
+	}
+	u.clearProgress()
+	fmt.Fprintln(u.Out, msg)
+}
+
+// Data writes machine output (a command's own result) to stdout as it is.
+func (u *UI) Data(s string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.clearProgress()
+	fmt.Fprint(u.Out, u.Redactor.Redact(s))
+}
+
+// JSONValue writes v as one JSON document on stdout.
+func (u *UI) JSONValue(v any) {
+	data, _ := json.MarshalIndent(v, "", "  ")
+	u.Data(string(data) + "\n")
+}
+
+func (u *UI) PhaseStart(host, phase string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.JSON {
+		u.event("phase_started", map[string]any{"host": host, "phase": phase})
+		return
+	}
+	if u.Verbose {
+		u.clearProgress()
+		fmt.Fprintf(u.Err, "%s %-8s %s\n", u.paint("2", "…"), host, phase)
+	}
+}
+
+func (u *UI) PhaseEnd(host, phase string, d time.Duration, err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.JSON {
+		f := map[string]any{"host": host, "phase": phase, "seconds": d.Seconds(), "ok": err == nil}
+		if err != nil {
+			f["error"] = u.Redactor.Redact(err.Error())
+		}
+		u.event("phase_finished", f)
+		return
+	}
+	u.clearProgress()
+	mark := u.paint("32", "✓")
+	if err != nil {
+		mark = u.paint("31", "✗")
+	}
+	fmt.Fprintf(u.Err, "%s %-8s %-12s %6.2fs\n", mark, host, phase, d.Seconds())
+}
+
+func (u *UI) Log(host, phase, msg string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	msg = u.Redactor.Redact(msg)
+	if u.JSON {
+		u.event("log", map[string]any{"host": host, "phase": phase, "message": msg})
+		return
+	}
+	u.clearProgress()
+	fmt.Fprintf(u.Err, "  %-8s %s\n", host, msg)
+}
+
+func (u *UI) Command(host, cmd string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	cmd = u.Redactor.Redact(cmd)
+	if u.JSON {
+		if u.Verbose {
+			u.event("command", map[string]any{"host": host, "command": cmd})
+		}
+		return
+	}
+	if u.Verbose {
+		u.clearProgress()
+		fmt.Fprintf(u.Err, "%s %s\n", u.paint("36", "["+host+"]"), cmd)
+	}
+}
+
+// DryRun prints what a recording host was asked to do.
+func (u *UI) DryRun(host, kind, what, content string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	what, content = u.Redactor.Redact(what), u.Redactor.Redact(content)
+	if u.JSON {
+		f := map[string]any{"host": host, "kind": kind, "what": what}
+		if u.Verbose && content != "" {
+			f["content"] = content
+		}
+		u.event("dry_run", f)
+		return
+	}
+	fmt.Fprintf(u.Out, "  %-6s %s\n", kind, strings.ReplaceAll(what, "\n", "\n         "))
+	if u.Verbose && content != "" {
+		for _, l := range strings.Split(strings.TrimRight(content, "\n"), "\n") {
+			fmt.Fprintf(u.Out, "         | %s\n", l)
+		}
+	}
+}
+
+// Upload shows a progress bar for a large upload on a terminal, and events in
+// --json.
+func (u *UI) Upload(host, local, remote string, sent, total int64, skipped bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.JSON {
+		u.event("upload", map[string]any{"host": host, "file": remote, "sent": sent, "total": total, "skipped": skipped})
+		return
+	}
+	if skipped {
+		if u.Verbose {
+			fmt.Fprintf(u.Err, "  %-8s %s unchanged on the server (same SHA-256): not sent\n", host, remote)
+		}
+		return
+	}
+	if !u.TTY || total < 1<<20 {
+		return
+	}
+	pct := float64(sent) / float64(total)
+	width := 30
+	bar := strings.Repeat("█", int(pct*float64(width))) + strings.Repeat("░", width-int(pct*float64(width)))
+	fmt.Fprintf(u.Err, "\r\x1b[K  %-8s %s %3.0f%% %s/%s", host, bar, pct*100, human(sent), human(total))
+	u.progLine = sent < total
+	if sent >= total {
+		fmt.Fprint(u.Err, "\r\x1b[K")
+	}
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// Human formats a byte count.
+func Human(n int64) string { return human(n) }
