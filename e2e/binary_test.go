@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A Go app deployed twice: served through Caddy, the layout of the design,
+// versions recorded newest first and pruned beyond versions_to_keep.
+func TestBinaryDeployTwiceAndPrune(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "bin", Hosts: []*TestHost{h}, Extra: "versions_to_keep = 2",
+		HostEnv: "SECRET=$E2E_SECRET_VALUE"})
+	p.Env = append(p.Env, "E2E_SECRET_VALUE=hunter2-topsecret")
+	url := p.SiteURL(h)
+
+	r := p.MustRaijin("deploy")
+	if !strings.Contains(r.Stdout, url) {
+		t.Errorf("deploy should print the URL %s on stdout:\n%s", url, r)
+	}
+	for _, phase := range []string{"secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done"} {
+		if !strings.Contains(r.Stderr, " "+phase+" ") {
+			t.Errorf("deploy output has no line for phase %s:\n%s", phase, r.Stderr)
+		}
+	}
+	if strings.Contains(r.Stdout+r.Stderr, "hunter2-topsecret") {
+		t.Errorf("the secret appears in raijin's output")
+	}
+	code, body := Get(t, url)
+	if code != 200 || !strings.Contains(body, "goapp 1.0.0: hello from "+h.Name) {
+		t.Fatalf("GET %s = %d %q, want version 1.0.0 through Caddy", url, code, body)
+	}
+	if _, got := Get(t, url+"env/SECRET"); got != "hunter2-topsecret" {
+		t.Errorf("the app sees SECRET=%q, want the resolved secret", got)
+	}
+
+	dir := p.AppDir(h)
+	layout := h.Run(t, fmt.Sprintf(`cd %s && stat -c '%%a %%U %%n' .env v1.0.0/.env && readlink %s && cat .versions && test -f .appenv && cat migrations.log && systemctl is-active %s.service && grep -c SECRET .env`, dir, p.App, p.App))
+	for _, want := range []string{"600 deploy .env", "600 deploy v1.0.0/.env", "v1.0.0/goapp", "1.0.0", "migrated to 1.0.0", "active"} {
+		if !strings.Contains(layout, want) {
+			t.Errorf("server layout lacks %q:\n%s", want, layout)
+		}
+	}
+
+	p.MustRaijin("deploy", "--set-version", "1.1.0")
+	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.1.0") {
+		t.Fatalf("after the second deploy GET / = %q, want 1.1.0", body)
+	}
+	if got := h.Run(t, "cat "+dir+"/.versions"); got != "1.1.0\n1.0.0\n" {
+		t.Errorf(".versions = %q, want newest first", got)
+	}
+
+	p.MustRaijin("deploy", "--set-version", "1.2.0")
+	got := h.Run(t, "cd "+dir+" && cat .versions && ls -d v*")
+	if got != "1.2.0\n1.1.0\nv1.1.0\nv1.2.0\n" {
+		t.Errorf("after a third deploy with versions_to_keep = 2: %q, want 1.0.0 pruned", got)
+	}
+	if out := h.Run(t, "cat "+dir+"/migrations.log"); !strings.Contains(out, "migrated to 1.2.0") {
+		t.Errorf("release_command did not run for 1.2.0: %q", out)
+	}
+}
+
+// A failing release command leaves the previous version serving, and says so.
+func TestBinaryFailedReleaseKeepsPreviousServing(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "relfail", Hosts: []*TestHost{h}})
+	url := p.SiteURL(h)
+	p.MustRaijin("deploy")
+
+	p.Write("raijin.toml", strings.Replace(readFile(t, p.Dir+"/raijin.toml"), `release_command = "`+p.App+` migrate"`, `release_command = "FAIL_MIGRATE=1 `+p.App+` migrate"`, 1), 0o644)
+	r := p.Raijin("deploy", "--set-version", "2.0.0")
+	if r.Code != 1 {
+		t.Fatalf("a failing release_command should exit 1: %s", r)
+	}
+	for _, want := range []string{"host " + h.Name + ": phase release:", "exited 3", "migration failed on purpose", "1.0.0 was restored"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("error lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.0.0") {
+		t.Errorf("after the failed deploy GET / = %q, want 1.0.0 still serving", body)
+	}
+	dir := p.AppDir(h)
+	if got := h.Run(t, "cd "+dir+" && readlink "+p.App+" && head -1 .versions && ls -a .lock 2>&1 || true"); !strings.Contains(got, "v1.0.0/goapp\n1.0.0\n") || !strings.Contains(got, "No such file") {
+		t.Errorf("after the failed deploy: %q, want the symlink and .versions on 1.0.0 and no lock left", got)
+	}
+}
+
+// A distfile the build did not produce: exit 1 before any host is touched.
+func TestBinaryMissingDistfile(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "nodist", Hosts: []*TestHost{h}})
+	p.Write("raijin.toml", strings.Replace(readFile(t, p.Dir+"/raijin.toml"), `distfile = "dist/goapp"`, `distfile = "dist/other"`, 1), 0o644)
+	r := p.Raijin("deploy")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "distfile") || !strings.Contains(r.Stderr, "does not exist after the build") {
+		t.Fatalf("want exit 1 naming the distfile: %s", r)
+	}
+	if out, ok := h.Try("test -e " + p.AppDir(h)); ok {
+		t.Errorf("the host was touched: %s", out)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	data, err := osReadFile(p)
+	must(t, err)
+	return string(data)
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# test.sh: every test raijin has, as CI runs them: formatting and vet, unit
+# tests, CLI scripts, bounded fuzzing, and the end-to-end tests against real
+# test servers booted on this machine (root, Linux). Exits non-zero on any
+# failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/ensure-go.sh
+
+echo "== gofmt, go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
+go vet ./...
+
+echo "== unit, CLI and end-to-end tests"
+# -p 1: the end-to-end package boots test servers; keep the machine's two cores
+# for one package at a time so timings stay honest.
+go test -p 1 -count=1 -timeout 25m ./...
+
+echo "== fuzzing (bounded)"
+fuzz_secs=${RAIJIN_FUZZ_SECONDS:-10}
+while read -r pkg target; do
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "${fuzz_secs}s" "$pkg"
+done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
+	dir=$(dirname "$f")
+	grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //' | sed "s|^|./${dir#./} |"
+done)
+echo "all tests passed"
