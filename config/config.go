@@ -45,6 +45,7 @@ type Config struct {
 	Dir           string            `toml:"-" json:"dir"`
 	VersionSource string            `toml:"-" json:"version_source"`
 	Sources       map[string]string `toml:"-" json:"sources"`
+	raw           []byte            // the file's text, for Source
 }
 
 // Webserver is the [webserver] table.
@@ -134,6 +135,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	c.File = path
 	c.Dir = filepath.Dir(abs)
 	c.Sources = map[string]string{}
+	c.raw = data
 	if err := c.resolve(data); err != nil {
 		return nil, err
 	}
@@ -189,6 +191,12 @@ func findKeyLine(data []byte, key string) int {
 	cur, idx := "", -1
 	for i, raw := range strings.Split(string(data), "\n") {
 		l := strings.TrimSpace(raw)
+		if strings.HasPrefix(l, "[") {
+			// a table header may have a comment after it
+			if h, _, ok := strings.Cut(l, "#"); ok {
+				l = strings.TrimSpace(h)
+			}
+		}
 		switch {
 		case strings.HasPrefix(l, "[["):
 			name := strings.TrimSpace(strings.Trim(l, "[] "))
@@ -541,4 +549,18 @@ func (h Host) SiteAddress() string {
 		return "http://" + h.Address
 	}
 	return h.DomainName
+}
+
+// Source says where the value of key (dotted: "webserver.upstream",
+// "hosts.0.address") came from: FILE:LINE when the file sets it, else what
+// the resolution recorded (pyproject.toml, git describe, --set-version), else
+// "default".
+func (c *Config) Source(key string) string {
+	if s := c.Sources[key]; s != "" && s != "default" {
+		return s
+	}
+	if line := findKeyLine(c.raw, key); line > 0 {
+		return fmt.Sprintf("%s:%d", c.File, line)
+	}
+	return "default"
 }

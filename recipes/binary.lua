@@ -56,3 +56,6 @@ raijin.phase("restart", function(ctx)
 end)
 raijin.undo("switch", function(ctx) common.restore(ctx, links(ctx)) end)
 raijin.flow("rollback", { "switch", "restart", "record" })
+
+-- Server bootstrap and export-config: see recipes/server.lua.
+require("raijin.server").declare()

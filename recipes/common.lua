@@ -110,7 +110,7 @@ function M.units(ctx)
   local function add(name, template, vars)
     local own = raijin.path(ctx, c.local_config_dir .. "/" .. name)
     if ctx["local"]:exists(own) then
-      units[#units + 1] = { name = name, content = ctx["local"]:read(own) }
+      units[#units + 1] = { name = name, content = ctx["local"]:read(own), own = true }
     else
       units[#units + 1] = { name = name, content = raijin.template(template, M.vars(ctx, vars)) }
     end
@@ -167,23 +167,27 @@ end
 -- {local_config_dir}/{app}.caddy is used as it is when present.
 function M.proxy(ctx)
   if ctx.redeploy then return end
+  ctx.host:caddy_reload(ctx.paths.caddy_site, M.site(ctx).content)
+end
+
+-- The Caddy site of this app for this host: {name, content, own}. The user's
+-- own {local_config_dir}/{app}.caddy is used as it is when present.
+function M.site(ctx)
   local c = ctx.config
-  local own = raijin.path(ctx, c.local_config_dir .. "/" .. c.app .. ".caddy")
-  local site
+  local name = c.app .. ".caddy"
+  local own = raijin.path(ctx, c.local_config_dir .. "/" .. name)
   if ctx["local"]:exists(own) then
-    site = ctx["local"]:read(own)
-  else
-    local statics = {}
-    for path, dir in c.webserver.statics() do
-      statics[#statics + 1] = { path = path, dir = dir }
-    end
-    table.sort(statics, function(a, b) return a.path < b.path end)
-    site = raijin.template("site.caddy", M.vars(ctx, {
-      site = ctx.host.site_address, upstream = c.webserver.upstream,
-      statics = statics, try_duration = "30s",
-    }))
+    return { name = name, content = ctx["local"]:read(own), own = true }
   end
-  ctx.host:caddy_reload(ctx.paths.caddy_site, site)
+  local statics = {}
+  for path, dir in c.webserver.statics() do
+    statics[#statics + 1] = { path = path, dir = dir }
+  end
+  table.sort(statics, function(a, b) return a.path < b.path end)
+  return { name = name, content = raijin.template("site.caddy", M.vars(ctx, {
+    site = ctx.host.site_address, upstream = c.webserver.upstream,
+    statics = statics, try_duration = "30s",
+  })) }
 end
 
 -- record: the new version goes first in .versions.

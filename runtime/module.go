@@ -416,6 +416,22 @@ func (s *hostState) localTable(L *lua.LState) *lua.LTable {
 		L.Push(lua.LString(data))
 		return 1
 	})
+	// write puts a file in the project (for `app export-config`): only inside
+	// the project directory; in --dry-run it is only recorded.
+	fn("write", func(L *lua.LState) int {
+		rel, content := L.CheckString(2), L.CheckString(3)
+		p := cfg.Path(rel)
+		if r, err := filepath.Rel(cfg.Dir, p); err != nil || strings.HasPrefix(r, "..") {
+			L.RaiseError("ctx.local:write: %s is outside the project directory", rel)
+		}
+		if s.r.opts.DryRun {
+			s.r.opts.Events.DryRun(s.name, "write", rel+" (on this machine)", content)
+			return 0
+		}
+		s.check(L, os.MkdirAll(filepath.Dir(p), 0o755))
+		s.check(L, os.WriteFile(p, []byte(content), 0o644))
+		return 0
+	})
 	fn("sha256", func(L *lua.LState) int {
 		sum, err := builtins.FileSHA256(cfg.Path(L.CheckString(2)))
 		s.check(L, err)

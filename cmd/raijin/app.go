@@ -104,6 +104,9 @@ func (a *App) fail(err error) int {
 	u := a.UI()
 	code := errs.Code(err)
 	msg := err.Error()
+	if msg == "" {
+		return code // a remote command's own exit code: it said what failed
+	}
 	if u.JSON {
 		u.Result("error: %s", msg)
 		return code

@@ -22,6 +22,10 @@ type CLI struct {
 	Config   ConfigCmd   `cmd:"" name:"config" help:"Print the resolved configuration and where each value came from."`
 	Printenv PrintenvCmd `cmd:"" help:"Print the env that would be uploaded to each host, secrets redacted."`
 	Recipe   RecipeCmd   `cmd:"" help:"Inspect the deploy recipe."`
+	Init     InitCmd     `cmd:"" help:"Write a commented raijin.toml, an example .env.prod and .raijin/ examples for a new project."`
+	Up       UpCmd       `cmd:"" help:"Bootstrap the servers, then deploy."`
+	App      AppCmd      `cmd:"" help:"Operate the deployed app: status, logs, exec, shell, start, stop, restart, export-config."`
+	Server   ServerCmd   `cmd:"" help:"Operate the servers: bootstrap, info, exec, create-user."`
 }
 
 type kongVersion bool

@@ -28,41 +28,76 @@ func (c *ConfigCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
+	type row struct{ key, value, src string }
+	var rows []row
+	add := func(key, value string) {
+		src := cfg.Source(key)
+		cfg.Sources[key] = src
+		rows = append(rows, row{key, value, src})
+	}
+	add("app", cfg.App)
+	add("version", cfg.Version)
+	add("installation_mode", cfg.InstallationMode)
+	add("build_command", cfg.BuildCommand)
+	add("distfile", cfg.Distfile)
+	if cfg.InstallationMode == "python-package" {
+		add("requirements", cfg.Requirements)
+		add("python_version", cfg.PythonVersion)
+	}
+	add("release_command", cfg.ReleaseCommand)
+	add("versions_to_keep", fmt.Sprint(cfg.VersionsToKeep))
+	add("recipe", cfg.Recipe)
+	add("local_config_dir", cfg.LocalConfigDir)
+	add("webserver.upstream", cfg.Webserver.Upstream)
+	add("webserver.health_check", cfg.Webserver.HealthCheck)
+	add("webserver.health_check_timeout", cfg.Webserver.HealthCheckTimeout)
+	for _, p := range cfg.ProcessNames() {
+		add("processes."+p, cfg.Processes[p]+"  (unit "+cfg.UnitName(p)+")")
+	}
+	for i, h := range cfg.Hosts {
+		k := fmt.Sprintf("hosts.%d.", i)
+		add(k+"name", h.Name)
+		add(k+"address", h.Address)
+		add(k+"user", orDefault(h.User, "(ssh_config's User, else the local user)"))
+		port := "(ssh_config's Port, else 22)"
+		if h.Port != 0 {
+			port = fmt.Sprint(h.Port)
+		}
+		add(k+"port", port)
+		add(k+"domain_name", orDefault(h.DomainName, "(none: the address)")+"  (url "+h.URL()+")")
+		add(k+"apps_dir", h.AppsDir)
+		if h.Envfile != "" {
+			add(k+"envfile", h.Envfile)
+		} else {
+			add(k+"env", fmt.Sprintf("(%d lines inline)", strings.Count(strings.TrimSpace(h.Env), "\n")+1))
+		}
+	}
+	add("secrets.adapter", cfg.Secrets.Adapter)
+	if cfg.Secrets.Adapter == "bitwarden" {
+		add("secrets.password_env", cfg.Secrets.PasswordEnv)
+	}
+	for _, a := range sortedKeys(cfg.Aliases) {
+		add("aliases."+a, cfg.Aliases[a])
+	}
 	if app.JSON {
 		app.UI().JSONValue(cfg)
 		return nil
 	}
 	var b strings.Builder
-	row := func(k, v string) {
-		src := cfg.Sources[k]
-		if src == "" {
-			src = cfg.File
-		}
-		fmt.Fprintf(&b, "%-22s = %-40q # %s\n", k, v, src)
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-32s = %-40q # %s\n", r.key, r.value, r.src)
 	}
-	row("app", cfg.App)
-	row("version", cfg.Version)
-	row("installation_mode", cfg.InstallationMode)
-	row("build_command", cfg.BuildCommand)
-	row("distfile", cfg.Distfile)
-	if cfg.Requirements != "" {
-		row("requirements", cfg.Requirements)
-	}
-	row("release_command", cfg.ReleaseCommand)
-	row("versions_to_keep", fmt.Sprint(cfg.VersionsToKeep))
-	row("recipe", cfg.Recipe)
-	row("local_config_dir", cfg.LocalConfigDir)
-	row("webserver.upstream", cfg.Webserver.Upstream)
-	row("webserver.health_check", cfg.Webserver.HealthCheck)
-	for _, p := range cfg.ProcessNames() {
-		fmt.Fprintf(&b, "processes.%-12s = %q  # unit %s\n", p, cfg.Processes[p], cfg.UnitName(p))
-	}
-	for _, h := range cfg.Hosts {
-		fmt.Fprintf(&b, "[host %s] address=%s user=%s port=%d apps_dir=%s url=%s\n", h.Name, h.Address, orDefault(h.User, "(ssh_config or local user)"), h.Port, h.AppsDir, h.URL())
-	}
-	fmt.Fprintf(&b, "secrets.adapter        = %q\n", cfg.Secrets.Adapter)
 	app.UI().Data(b.String())
 	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func orDefault(s, d string) string {
@@ -153,5 +188,3 @@ func (r *RecipeShowCmd) Run(app *App) error {
 	app.UI().Data(b.String())
 	return nil
 }
-
-var _ = sort.Strings
