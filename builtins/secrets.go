@@ -24,9 +24,11 @@ func NewSecretAdapter(name, passwordEnv string) (SecretAdapter, error) {
 	case "", "system":
 		return systemAdapter{}, nil
 	case "1password":
-		return &cliAdapter{name: name, bin: "op", args: func(s string) []string { return []string{"read", "--no-newline", s} }}, nil
+		return &cliAdapter{name: name, bin: "op", args: func(s string) []string { return []string{"read", "--no-newline", s} },
+			hint: "sign in first (eval $(op signin), or OP_SERVICE_ACCOUNT_TOKEN), and write the secret as $op://VAULT/ITEM/FIELD"}, nil
 	case "doppler":
-		return &cliAdapter{name: name, bin: "doppler", args: func(s string) []string { return []string{"secrets", "get", s, "--plain"} }}, nil
+		return &cliAdapter{name: name, bin: "doppler", args: func(s string) []string { return []string{"secrets", "get", s, "--plain"} },
+			hint: "log in and pick the project (doppler login; doppler setup), or set DOPPLER_TOKEN"}, nil
 	case "bitwarden":
 		return &bitwardenAdapter{passwordEnv: passwordEnv}, nil
 	}
@@ -58,6 +60,7 @@ type cliAdapter struct {
 	bin  string
 	args func(secret string) []string
 	env  []string
+	hint string // what to check when the CLI fails
 }
 
 func (a *cliAdapter) Name() string { return a.name }
@@ -75,6 +78,9 @@ func (a *cliAdapter) Resolve(ctx context.Context, name string) (string, error) {
 		msg := lastLines(stderr.String(), 3)
 		if msg == "" {
 			msg = err.Error()
+		}
+		if a.hint != "" {
+			msg += " (" + a.hint + ")"
 		}
 		return "", fmt.Errorf("secrets adapter %s: `%s` failed for secret %q: %s", a.name, a.bin, name, msg)
 	}
@@ -110,12 +116,14 @@ func (b *bitwardenAdapter) Resolve(ctx context.Context, name string) (string, er
 		var out, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		if err := cmd.Run(); err != nil {
-			return "", fmt.Errorf("secrets adapter bitwarden: `bw unlock` failed: %s", lastLines(stderr.String(), 3))
+			return "", fmt.Errorf("secrets adapter bitwarden: `bw unlock` failed: %s (check the master password in %s; bw login first if this machine never logged in)", lastLines(stderr.String(), 3), b.passwordEnv)
 		}
 		b.session = strings.TrimSpace(out.String())
 	}
+	// The session key goes in the environment, never in bw's arguments.
 	a := &cliAdapter{name: "bitwarden", bin: "bw", env: []string{"BW_SESSION=" + b.session},
-		args: func(s string) []string { return []string{"get", "password", s} }}
+		args: func(s string) []string { return []string{"get", "password", s} },
+		hint: "check the item's name with bw list items --search NAME; a locked vault needs " + b.passwordEnv + " or BW_SESSION"}
 	return a.Resolve(ctx, name)
 }
 

@@ -31,6 +31,25 @@ type UpCmd struct {
 }
 
 func (u *UpCmd) Run(app *App) error {
+	// The deploy's secrets must resolve before the bootstrap connects: a
+	// missing secret or a locked vault fails before anything is touched.
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	hosts, err := app.hosts(cfg)
+	if err != nil {
+		return err
+	}
+	adapter, err := builtins.NewSecretAdapter(cfg.Secrets.Adapter, cfg.Secrets.PasswordEnv)
+	if err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		if _, err := runtime.LoadEnv(app.ctx, cfg, h, false, adapter); err != nil {
+			return err
+		}
+	}
 	if err := bootstrap(app, u.Recipe, u.DryRun); err != nil {
 		return err
 	}
