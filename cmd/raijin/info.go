@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/runtime"
 )
@@ -112,24 +113,39 @@ type PrintenvCmd struct {
 	Reveal bool `help:"Show secret values too."`
 }
 
+// hostEnvs reads and resolves the env of each selected host, with the
+// [secrets] adapter: the first failure is the error.
+func hostEnvs(app *App, cfg *config.Config, reveal bool) ([]config.Host, []*builtins.Env, error) {
+	hosts, err := app.hosts(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	adapter, err := builtins.NewSecretAdapter(cfg.Secrets.Adapter, cfg.Secrets.PasswordEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	var envs []*builtins.Env
+	for _, h := range hosts {
+		env, err := runtime.LoadEnv(context.Background(), cfg, h, reveal, adapter)
+		if err != nil {
+			return nil, nil, err
+		}
+		envs = append(envs, env)
+	}
+	return hosts, envs, nil
+}
+
 func (p *PrintenvCmd) Run(app *App) error {
 	cfg, err := app.load()
 	if err != nil {
 		return err
 	}
-	hosts, err := app.hosts(cfg)
+	hosts, envs, err := hostEnvs(app, cfg, p.Reveal)
 	if err != nil {
 		return err
 	}
-	adapter, err := builtins.NewSecretAdapter(cfg.Secrets.Adapter, cfg.Secrets.PasswordEnv)
-	if err != nil {
-		return err
-	}
-	for _, h := range hosts {
-		env, err := runtime.LoadEnv(context.Background(), cfg, h, p.Reveal, adapter)
-		if err != nil {
-			return err
-		}
+	for i, h := range hosts {
+		env := envs[i]
 		app.UI().Data(fmt.Sprintf("# host %s (%s)\n", h.Name, env.Source))
 		if p.Reveal {
 			// The user asked to see the values: print them as uploaded.

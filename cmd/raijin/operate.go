@@ -37,18 +37,8 @@ func (u *UpCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	hosts, err := app.hosts(cfg)
-	if err != nil {
+	if _, _, err := hostEnvs(app, cfg, false); err != nil {
 		return err
-	}
-	adapter, err := builtins.NewSecretAdapter(cfg.Secrets.Adapter, cfg.Secrets.PasswordEnv)
-	if err != nil {
-		return err
-	}
-	for _, h := range hosts {
-		if _, err := runtime.LoadEnv(app.ctx, cfg, h, false, adapter); err != nil {
-			return err
-		}
 	}
 	if err := bootstrap(app, u.Recipe, u.DryRun); err != nil {
 		return err
