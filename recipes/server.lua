@@ -15,9 +15,16 @@ local common = require("raijin.common")
 local M = {}
 local q = raijin.quote
 
--- Every bootstrap check ends in one of these two lines.
+-- Every bootstrap check ends in one of these two lines. A dry run answers
+-- every check with "yes": it can only say what it checked.
 local function changed(what) raijin.log("changed: " .. what) end
-local function in_place(what) raijin.log("in place: " .. what) end
+local function in_place(ctx, what)
+  if ctx.dry_run then
+    raijin.log("checked (dry run): " .. what)
+  else
+    raijin.log("in place: " .. what)
+  end
+end
 
 -- The Debian packages the server needs: Caddy always, python3-venv for a
 -- Python app.
@@ -34,7 +41,7 @@ function M.packages(ctx)
   local missing = {}
   for _, p in ipairs(M.wanted_packages(ctx)) do
     if ctx.host:test("dpkg-query -W -f='${Status}' " .. q(p) .. " 2>/dev/null | grep -q 'ok installed'") then
-      in_place("package " .. p)
+      in_place(ctx, "package " .. p)
     else
       missing[#missing + 1] = p
     end
@@ -53,14 +60,14 @@ end
 function M.caddy(ctx)
   local main = "/etc/caddy/Caddyfile"
   if ctx.host:test("test -d /etc/caddy/conf.d") then
-    in_place("directory /etc/caddy/conf.d")
+    in_place(ctx, "directory /etc/caddy/conf.d")
   else
     ctx.host:run("mkdir -p /etc/caddy/conf.d", { sudo = true })
     changed("directory /etc/caddy/conf.d created")
   end
   local reload = false
   if ctx.host:test("grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?conf\\.d/\\*\\.caddy' " .. main) then
-    in_place(main .. " imports conf.d/*.caddy")
+    in_place(ctx, main .. " imports conf.d/*.caddy")
   else
     ctx.host:run("test -e " .. main .. " || printf '{\\n}\\n' > " .. main ..
       "; printf '\\n# added by raijin: one file per app\\nimport conf.d/*.caddy\\n' >> " .. main, { sudo = true })
@@ -69,7 +76,7 @@ function M.caddy(ctx)
   end
   if ctx.host:test("systemctl is-enabled -q caddy && systemctl is-active -q caddy") then
     if reload then ctx.host:caddy_reload(main) end
-    in_place("caddy enabled and running")
+    in_place(ctx, "caddy enabled and running")
   else
     ctx.host:run("systemctl enable caddy && systemctl restart caddy", { sudo = true })
     changed("caddy enabled and started")
@@ -80,7 +87,7 @@ end
 function M.apps_dir(ctx)
   local dir = ctx.paths.apps_dir
   if ctx.host:test("test -d " .. q(dir) .. " && test -w " .. q(dir)) then
-    in_place("apps directory " .. dir)
+    in_place(ctx, "apps directory " .. dir)
   else
     ctx.host:run("mkdir -p " .. q(dir))
     changed("apps directory " .. dir .. " created")
