@@ -402,6 +402,13 @@ func TestOperateInteractive(t *testing.T) {
 	s.expect(`/dev/pts/\d+`, 5*time.Second)
 	s.send("pwd\r")
 	s.expect(regexp.QuoteMeta(dir), 5*time.Second)
+	// The remote terminal has the local one's size, and follows it.
+	s.send("echo size-$(stty size | tr ' ' x)\r")
+	s.expect(`size-30x120`, 5*time.Second)
+	must(t, pty.Setsize(s.f, &pty.Winsize{Rows: 40, Cols: 100}))
+	time.Sleep(300 * time.Millisecond)
+	s.send("echo size-$(stty size | tr ' ' x)\r")
+	s.expect(`size-40x100`, 5*time.Second)
 	s.send("sleep 60; echo slept-$((2+3))\r")
 	time.Sleep(500 * time.Millisecond)
 	s.send("\x03") // Ctrl-C: interrupts the remote sleep; the shell and raijin go on
