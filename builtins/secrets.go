@@ -35,6 +35,32 @@ func NewSecretAdapter(name, passwordEnv string) (SecretAdapter, error) {
 	return nil, fmt.Errorf("unknown secrets adapter %q", name)
 }
 
+// Cached remembers what adapter resolved, so one command asks the vault once
+// per secret (raijin up checks the secrets before its bootstrap, then
+// deploys).
+func Cached(adapter SecretAdapter) SecretAdapter {
+	return &cachedAdapter{SecretAdapter: adapter, values: map[string]string{}}
+}
+
+type cachedAdapter struct {
+	SecretAdapter
+	mu     sync.Mutex
+	values map[string]string
+}
+
+func (c *cachedAdapter) Resolve(ctx context.Context, name string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.values[name]; ok {
+		return v, nil
+	}
+	v, err := c.SecretAdapter.Resolve(ctx, name)
+	if err == nil {
+		c.values[name] = v
+	}
+	return v, err
+}
+
 type systemAdapter struct{}
 
 func (systemAdapter) Name() string { return "system" }

@@ -179,3 +179,23 @@ func TestResolveSecretsAndRedact(t *testing.T) {
 		t.Errorf("Redacted:\n%s", red)
 	}
 }
+
+// Cached asks the vault once per resolved secret; a failure is asked again.
+func TestCachedAdapter(t *testing.T) {
+	log := fakeCLIs(t)
+	a, _ := NewSecretAdapter("1password", "")
+	c := Cached(a)
+	for i := 0; i < 3; i++ {
+		if v, err := c.Resolve(context.Background(), "op://prod/db/password"); err != nil || v != "op-secret-Vq7w" {
+			t.Fatalf("resolve %d: %q %v", i, v, err)
+		}
+	}
+	c.Resolve(context.Background(), "op://prod/db/nope")
+	c.Resolve(context.Background(), "op://prod/db/nope")
+	if n := strings.Count(calls(t, log), "\n"); n != 3 {
+		t.Errorf("op ran %d times, want once for the secret and twice for the failing one:\n%s", n, calls(t, log))
+	}
+	if c.Name() != "1password" {
+		t.Errorf("Name = %q", c.Name())
+	}
+}

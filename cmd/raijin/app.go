@@ -38,6 +38,20 @@ type App struct {
 	Stderr io.Writer
 	ui     *ui.UI
 	stats  builtins.Stats
+	vault  builtins.SecretAdapter // made once per command, see secrets
+}
+
+// secrets is the [secrets] adapter for this command: one per command, so a
+// secret is fetched once however many steps need it.
+func (a *App) secrets(cfg *config.Config) (builtins.SecretAdapter, error) {
+	if a.vault == nil {
+		ad, err := builtins.NewSecretAdapter(cfg.Secrets.Adapter, cfg.Secrets.PasswordEnv)
+		if err != nil {
+			return nil, err
+		}
+		a.vault = builtins.Cached(ad)
+	}
+	return a.vault, nil
 }
 
 // UI returns the output for this command, made once.
@@ -73,6 +87,9 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun b
 		Config: cfg, Sources: runtime.SourcesFor(cfg, recipe), Command: command, Flow: flow,
 		Hosts: hosts, DryRun: dryRun, Events: u, Redactor: u.Redactor, PhaseTimeout: timeout,
 		BatchSize: cfg.BatchSize,
+	}
+	if o.Secrets, err = a.secrets(cfg); err != nil {
+		return runtime.Options{}, err
 	}
 	if dryRun {
 		o.Connect = func(_ context.Context, h config.Host) (builtins.Host, func(), error) {

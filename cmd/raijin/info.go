@@ -120,7 +120,7 @@ func hostEnvs(app *App, cfg *config.Config, reveal bool) ([]config.Host, []*buil
 	if err != nil {
 		return nil, nil, err
 	}
-	adapter, err := builtins.NewSecretAdapter(cfg.Secrets.Adapter, cfg.Secrets.PasswordEnv)
+	adapter, err := app.secrets(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
