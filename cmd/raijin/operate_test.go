@@ -39,7 +39,7 @@ func project(t *testing.T, toml string, files map[string]string) string {
 const opsTOML = `app = "shop"
 version = "1.0.0"
 distfile = "dist/shop"
-[processes]
+[processes]                 # a comment after a table header
 web = "shop serve"
 worker = "shop work"
 [[hosts]]
