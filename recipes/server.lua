@@ -106,7 +106,7 @@ function M.export(ctx)
       raijin.log("kept " .. rel .. " (already yours)")
     else
       ctx["local"]:write(rel, f.content)
-      raijin.log("wrote " .. rel)
+      if not ctx.dry_run then raijin.log("wrote " .. rel) end
     end
   end
 end
