@@ -37,7 +37,8 @@ function M.build(ctx)
     ctx["local"]:run(c.build_command, { env = { RAIJIN_VERSION = ctx.version } })
   end
   local dist = raijin.distfile(ctx)
-  if not ctx["local"]:exists(dist) then
+  -- A dry run did not build, so a fresh checkout has no distfile yet.
+  if not ctx.dry_run and not ctx["local"]:exists(dist) then
     error("distfile " .. dist .. " does not exist after the build: check build_command and distfile in raijin.toml", 0)
   end
   ctx.shared.dist = { path = dist, name = raijin.basename(dist) }
@@ -200,8 +201,9 @@ end
 -- done (local, once all hosts are done): the URL of each host, then [hooks]
 -- post_deploy.
 function M.done(ctx)
+  local state = ctx.dry_run and " would be live on " or " is live on "
   for _, h in ipairs(ctx.hosts) do
-    raijin.log(ctx.config.app .. " " .. ctx.version .. " is live on " .. h.name .. ": " .. h.url)
+    raijin.log(ctx.config.app .. " " .. ctx.version .. state .. h.name .. ": " .. h.url)
   end
   if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy) end
 end
