@@ -271,9 +271,10 @@ func findArrayTableLine(data []byte, table string, idx int) int {
 func (c *Config) set(key, src string) { c.Sources[key] = src }
 
 func (c *Config) resolve(data []byte) error {
-	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version"} {
-		if bytes.Contains(data, []byte(k)) && findKeyLine(data, k) > 0 {
-			c.set(k, fmt.Sprintf("%s:%d", c.File, findKeyLine(data, k)))
+	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version",
+		"webserver.upstream", "webserver.health_check", "webserver.health_check_timeout", "secrets.adapter"} {
+		if line := findKeyLine(data, k); line > 0 {
+			c.set(k, fmt.Sprintf("%s:%d", c.File, line))
 		}
 	}
 	if c.App == "" {
@@ -349,6 +350,7 @@ func (c *Config) resolve(data []byte) error {
 	switch c.Secrets.Adapter {
 	case "":
 		c.Secrets.Adapter = "system"
+		c.set("secrets.adapter", "default")
 	case "system", "1password", "bitwarden", "doppler":
 	default:
 		return c.keyError(data, "secrets.adapter", "%q is not an adapter: use system, 1password, bitwarden or doppler", c.Secrets.Adapter)
