@@ -73,6 +73,7 @@ type Client struct {
 	sftpCli *sftp.Client
 	done    chan struct{} // closed by Close: stops the keepalive
 	once    sync.Once
+	lost    atomic.Bool // the keepalive gave up on the server
 }
 
 func homeDir() string {
@@ -354,18 +355,42 @@ func Dial(ctx context.Context, t Target, stats *Stats) (*Client, error) {
 	return client, nil
 }
 
-// keepaliveInterval is how often an idle connection is kept open.
-var keepaliveInterval = 15 * time.Second
+// keepaliveInterval is how often an idle connection is kept open, and
+// keepaliveMissed how many unanswered keepalives mean the server is gone (as
+// OpenSSH's ServerAliveInterval and ServerAliveCountMax): the connection is
+// then closed, so a command waiting on it fails instead of hanging until the
+// phase timeout.
+var (
+	keepaliveInterval = 15 * time.Second
+	keepaliveMissed   = 3
+)
 
 func (c *Client) keepalive(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	reply := make(chan error, 1)
+	pending, missed := false, 0
 	for {
 		select {
 		case <-c.done:
 			return
+		case err := <-reply:
+			if err != nil {
+				return
+			}
+			pending, missed = false, 0
 		case <-t.C:
-			if _, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+			if !pending {
+				pending = true
+				go func() {
+					_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+					reply <- err
+				}()
+				continue
+			}
+			if missed++; missed >= keepaliveMissed {
+				c.lost.Store(true)
+				c.ssh.Close()
 				return
 			}
 		}
@@ -404,6 +429,9 @@ func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (Result,
 	c.stats.Commands.Add(1)
 	sess, err := c.ssh.NewSession()
 	if err != nil {
+		if c.lost.Load() {
+			return Result{}, c.dropped()
+		}
 		return Result{}, fmt.Errorf("opening a session: %v", err)
 	}
 	defer sess.Close()
@@ -440,12 +468,19 @@ func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (Result,
 			return res, nil
 		}
 		var em *ssh.ExitMissingError
-		if errors.As(err, &em) {
-			return res, fmt.Errorf("the connection to %s dropped while the command ran", c.Addr)
+		if errors.As(err, &em) || c.lost.Load() {
+			return res, c.dropped()
 		}
 		return res, err
 	}
 	return res, nil
+}
+
+func (c *Client) dropped() error {
+	if c.lost.Load() {
+		return fmt.Errorf("the connection to %s dropped while the command ran: %d keepalives in a row went unanswered", c.Addr, keepaliveMissed)
+	}
+	return fmt.Errorf("the connection to %s dropped while the command ran", c.Addr)
 }
 
 type lockedBuffer struct {

@@ -444,3 +444,87 @@ func TestCloseStopsKeepalive(t *testing.T) {
 		t.Error("Exec on a closed client worked")
 	}
 }
+
+// freezer forwards TCP to addr until Freeze, then stops passing bytes
+// without closing anything: a server whose network went away.
+type freezer struct {
+	ln     net.Listener
+	frozen chan struct{}
+}
+
+func newFreezer(t *testing.T, addr string) *freezer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, frozen: make(chan struct{})}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				return
+			}
+			t.Cleanup(func() { c.Close(); s.Close() })
+			go f.pipe(c, s)
+			go f.pipe(s, c)
+		}
+	}()
+	return f
+}
+
+func (f *freezer) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-f.frozen:
+			return
+		default:
+		}
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func TestKeepaliveClosesADeadConnection(t *testing.T) {
+	f := newFixture(t)
+	proxy := newFreezer(t, f.srv.Addr)
+	port := proxy.ln.Addr().(*net.TCPAddr).Port
+	trust(t, f.home, &testServer{Addr: proxy.ln.Addr().String(), HostKeys: f.srv.HostKeys})
+	oldI, oldM := keepaliveInterval, keepaliveMissed
+	keepaliveInterval, keepaliveMissed = 50*time.Millisecond, 3
+	defer func() { keepaliveInterval, keepaliveMissed = oldI, oldM }()
+	tg := f.target()
+	tg.Port = port
+	c := dial(t, tg)
+	// Answered keepalives keep an idle connection open.
+	time.Sleep(300 * time.Millisecond)
+	if res, err := c.Exec(context.Background(), "echo alive", nil); err != nil || res.Stdout != "alive\n" {
+		t.Fatalf("after idle keepalives: %+v, %v", res, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), "sleep 30", nil)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	close(proxy.frozen)
+	select {
+	case err := <-done:
+		wantErr(t, err, "the connection to 127.0.0.1:"+portString(port)+" dropped while the command ran", "3 keepalives in a row went unanswered")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Exec still waits on a server that stopped answering")
+	}
+}
