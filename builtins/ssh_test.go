@@ -301,20 +301,7 @@ func startAgent(t *testing.T, keys ...ed25519.PrivateKey) {
 		}
 	}
 	sock := filepath.Join(t.TempDir(), "agent.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { agent.ServeAgent(kr, c); c.Close() }()
-		}
-	}()
+	listen(t, "unix", sock, func(c net.Conn) { agent.ServeAgent(kr, c); c.Close() })
 	t.Setenv("SSH_AUTH_SOCK", sock)
 }
 
@@ -380,24 +367,11 @@ func TestDialCancelDuringHandshake(t *testing.T) {
 	key := filepath.Join(os.Getenv("HOME"), "keys", "deploy")
 	writeKey(t, key, "")
 	// A server that accepts and never speaks.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	ln := listen(t, "tcp", "127.0.0.1:0", func(c net.Conn) { t.Cleanup(func() { c.Close() }) })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = Dial(ctx, Target{Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, KeyFile: key, Timeout: 20 * time.Second}, nil)
+	_, err := Dial(ctx, Target{Address: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, KeyFile: key, Timeout: 20 * time.Second}, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v; want context.DeadlineExceeded", err)
 	}
@@ -453,11 +427,27 @@ type freezer struct {
 }
 
 func newFreezer(t *testing.T, addr string) *freezer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	f := &freezer{frozen: make(chan struct{})}
+	f.ln = listen(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		s, err := net.Dial("tcp", addr)
+		if err != nil {
+			c.Close()
+			return
+		}
+		t.Cleanup(func() { c.Close(); s.Close() })
+		go f.pipe(c, s)
+		f.pipe(s, c)
+	})
+	return f
+}
+
+// listen serves each connection to addr with handle, until the test ends.
+func listen(t *testing.T, network, addr string, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &freezer{ln: ln, frozen: make(chan struct{})}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -465,17 +455,10 @@ func newFreezer(t *testing.T, addr string) *freezer {
 			if err != nil {
 				return
 			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				return
-			}
-			t.Cleanup(func() { c.Close(); s.Close() })
-			go f.pipe(c, s)
-			go f.pipe(s, c)
+			go handle(c)
 		}
 	}()
-	return f
+	return ln
 }
 
 func (f *freezer) pipe(dst, src net.Conn) {
