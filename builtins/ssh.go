@@ -249,7 +249,9 @@ func hostKeyCallback(files []string, hostport string, acceptNew bool, name strin
 			}
 		}
 	}
-	record := files[len(files)-1]
+	// Like OpenSSH: a new key goes to the first file, ssh_config's
+	// UserKnownHostsFile when set, else ~/.ssh/known_hosts.
+	record := files[0]
 	verify := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		err := cb(hostname, remote, key)
 		if err == nil {

@@ -189,6 +189,25 @@ func TestAcceptNewHostKeyRecordsIt(t *testing.T) {
 	dial(t, tg)
 }
 
+func TestAcceptNewRecordsInUserKnownHostsFile(t *testing.T) {
+	home := sshHome(t)
+	key := filepath.Join(home, "keys", "deploy")
+	srv := newTestServer(t, []ssh.PublicKey{writeKey(t, key, "")})
+	conf := "Host *\n  UserKnownHostsFile ~/.ssh/known_hosts.raijin\n"
+	if err := os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dial(t, Target{Address: "127.0.0.1", Port: srv.Port, KeyFile: key, AcceptNew: true})
+	data, err := os.ReadFile(filepath.Join(home, ".ssh", "known_hosts.raijin"))
+	if err != nil || !strings.HasPrefix(string(data), "[127.0.0.1]:"+portString(srv.Port)+" ssh-ed25519 ") {
+		t.Errorf("UserKnownHostsFile has %q (%v)", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".ssh", "known_hosts")); !os.IsNotExist(err) {
+		t.Error("the key also went to ~/.ssh/known_hosts")
+	}
+	dial(t, Target{Address: "127.0.0.1", Port: srv.Port, KeyFile: key})
+}
+
 func TestChangedHostKeyIsRefused(t *testing.T) {
 	f := newFixture(t)
 	// known_hosts has another key for the address.
