@@ -37,7 +37,8 @@ function M.build(ctx)
     ctx["local"]:run(c.build_command, { env = { RAIJIN_VERSION = ctx.version } })
   end
   local dist = raijin.distfile(ctx)
-  if not ctx["local"]:exists(dist) then
+  -- In --dry-run the build was only recorded, so there is nothing to check.
+  if not ctx.dry_run and not ctx["local"]:exists(dist) then
     error("distfile " .. dist .. " does not exist after the build: check build_command and distfile in raijin.toml", 0)
   end
   ctx.shared.dist = { path = dist, name = raijin.basename(dist) }

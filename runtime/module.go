@@ -430,7 +430,8 @@ func (s *hostState) localTable(L *lua.LState) *lua.LTable {
 func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.RunOpts) (builtins.Result, error) {
 	r.opts.Events.Command("local", r.opts.Redactor.Redact(cmdline))
 	if r.opts.DryRun {
-		r.opts.Events.DryRun(who, "local", r.opts.Redactor.Redact(cmdline), "")
+		shown := builtins.ShellCommand(cmdline, builtins.RunOpts{Env: o.Env, Cwd: o.Cwd})
+		r.opts.Events.DryRun(who, "local", r.opts.Redactor.Redact(shown), "")
 		return builtins.Result{}, nil
 	}
 	if o.Timeout > 0 {

@@ -37,12 +37,14 @@ type phase struct {
 type registry struct {
 	phases map[string]*phase
 	flows  map[string][]string
+	// flowSrc is where each flow's phase list was declared (file:line).
+	flowSrc map[string]string
 	// set while the built-in recipe loads: raijin.phase is allowed to define
 	// phases; a project recipe may define new ones too.
 }
 
 func newRegistry() *registry {
-	return &registry{phases: map[string]*phase{}, flows: map[string][]string{}}
+	return &registry{phases: map[string]*phase{}, flows: map[string][]string{}, flowSrc: map[string]string{}}
 }
 
 // where is "file:line" of the Lua code calling the current Go function.
@@ -110,6 +112,7 @@ func (r *registry) declare(L *lua.LState, m *lua.LTable) {
 			L.RaiseError("raijin.phases: the list is empty")
 		}
 		r.flows[flow] = names
+		r.flowSrc[flow] = where(L)
 	}
 	L.SetField(m, "phases", L.NewFunction(func(L *lua.LState) int {
 		setFlow(L, "deploy", L.CheckTable(1))
@@ -223,7 +226,15 @@ func (s Sources) runFile(L *lua.LState, src, chunk string) error {
 		return errs.Usagef("fix the Lua syntax at that line", "%v", err)
 	}
 	if err := pcall(nil, L, fn); err != nil {
-		return errs.Usagef("", "loading %s: %v", chunk, err)
+		msg := err.Error()
+		if !luaWhereRE.MatchString(msg) {
+			msg = "loading " + chunk + ": " + msg
+		}
+		hint := ""
+		if strings.Contains(msg, ": no phase ") {
+			hint = "name one of the phases listed, or declare a new phase with raijin.phase(name, fn)"
+		}
+		return errs.Usagef(hint, "%s", msg)
 	}
 	return nil
 }

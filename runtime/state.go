@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -64,8 +65,11 @@ func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LSta
 		case name == "raijin":
 			v = module(L)
 		case strings.HasPrefix(name, "raijin."):
-			src, err := fs.ReadFile(recipes.FS, strings.TrimPrefix(name, "raijin.")+".lua")
-			if err != nil {
+			// The built-in recipes themselves are loaded by raijin, once; only
+			// their shared helpers are modules.
+			base := strings.TrimPrefix(name, "raijin.")
+			src, err := fs.ReadFile(recipes.FS, base+".lua")
+			if err != nil || builtinRecipes[base] || strings.ContainsAny(base, "./") {
 				L.RaiseError("module %q not found: raijin's own modules are raijin and raijin.common", name)
 			}
 			v = runModule(L, string(src), "recipes/"+strings.TrimPrefix(name, "raijin.")+".lua")
@@ -102,15 +106,32 @@ func runModule(L *lua.LState, src, chunk string) lua.LValue {
 	return v
 }
 
+// builtinRecipes are the embedded recipes, which require does not load.
+var builtinRecipes = map[string]bool{"binary": true, "python": true}
+
+// gopher-lua words a compile error "file line:5(column:3) near 'end':   msg".
+var syntaxRE = regexp.MustCompile(`^(.*) line:(\d+)\(column:\d+\) near '(.*)':\s+(.*)$`)
+
 // syntaxError turns gopher-lua's compile error into "file:line: message".
 func syntaxError(err error) string {
+	msg := err.Error()
 	if ae, ok := err.(*lua.ApiError); ok && ae.Object != nil {
-		return strings.TrimSpace(ae.Object.String())
+		msg = ae.Object.String()
 	}
-	return err.Error()
+	msg = strings.TrimSpace(msg)
+	if m := syntaxRE.FindStringSubmatch(msg); m != nil {
+		near := ""
+		if m[3] != "" && m[3] != "EOF" {
+			near = " near '" + m[3] + "'"
+		} else if m[3] == "EOF" {
+			near = " at the end of the file"
+		}
+		return fmt.Sprintf("%s:%s: %s%s", m[1], m[2], strings.TrimSpace(m[4]), near)
+	}
+	return msg
 }
 
-// loadFile runs a recipe or hook file as a chunk with args.
+// loadChunk compiles a recipe or hook file; a syntax error reads "file:line: message".
 func loadChunk(L *lua.LState, src, chunk string) (*lua.LFunction, error) {
 	fn, err := L.Load(strings.NewReader(src), chunk)
 	if err != nil {
