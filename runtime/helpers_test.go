@@ -81,13 +81,13 @@ type events struct {
 	lines []string
 }
 
-func (e *events) add(s string) { e.mu.Lock(); e.lines = append(e.lines, s); e.mu.Unlock() }
+func (e *events) add(s string)                  { e.mu.Lock(); e.lines = append(e.lines, s); e.mu.Unlock() }
 func (e *events) PhaseStart(host, phase string) { e.add("start " + host + " " + phase) }
 func (e *events) PhaseEnd(host, phase string, _ time.Duration, err error) {
 	e.add("end " + host + " " + phase)
 }
-func (e *events) Log(host, phase, msg string)   { e.add("log " + host + " " + phase + ": " + msg) }
-func (e *events) Command(host, cmd string)      {}
+func (e *events) Log(host, phase, msg string) { e.add("log " + host + " " + phase + ": " + msg) }
+func (e *events) Command(host, cmd string)    {}
 func (e *events) DryRun(host, kind, what, content string) {
 	e.add("dry " + host + " " + kind + " " + what)
 }

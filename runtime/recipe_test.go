@@ -76,7 +76,7 @@ raijin.phases { "release" }
 func TestExecutableHookEnvironment(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "env.txt")
 	cfg := project(t, map[string]string{
-		"deploy.lua": "require('raijin').phases { 'release' }\n",
+		"deploy.lua":                  "require('raijin').phases { 'release' }\n",
 		".raijin/hooks/after_release": "#!/bin/sh\nenv | grep '^RAIJIN_' | sort > " + out + "\necho notified chat\n",
 	})
 	h := &fakeHost{name: "web1", versions: "1.9.0\n1.8.0\n"}
