@@ -26,7 +26,13 @@ end
 // another file instead, and raijin.phases replaces the flow.
 func TestRecipeOverridesHooksAndFlows(t *testing.T) {
 	h := host(t, 0)
-	p := NewProject(t, ProjectSpec{App: "recipe", Hosts: []*TestHost{h}})
+	// [hooks] of raijin.toml keep working next to the recipe's hooks: each
+	// appends to local.log in the project directory.
+	p := NewProject(t, ProjectSpec{App: "recipe", Hosts: []*TestHost{h}, Extra: `[hooks]
+pre_build = "echo pre_build $RAIJIN_VERSION >> local.log"
+pre_deploy = "echo pre_deploy >> local.log"
+post_deploy = "echo post_deploy >> local.log"
+`})
 	p.Write("deploy.lua", markLua+`
 raijin.override("release", function(ctx, default)
   mark(ctx, "override release: start " .. ctx.version)
@@ -43,7 +49,7 @@ end)
 	p.Write(".raijin/hooks/before_release.lua", `local ctx = ...
 ctx.host:run("echo 'before_release.lua (previous: " .. (ctx.previous or "none") .. ")' >> order.log", { cwd = ctx.paths.app_dir })
 `, 0o644)
-	hookOut := filepath.Join(p.Dir, "hook.log")
+	hookOut := filepath.Join(p.Dir, "local.log")
 	p.Write(".raijin/hooks/after_release", `#!/bin/sh
 echo "after_release $RAIJIN_APP $RAIJIN_VERSION on $RAIJIN_HOST, previous '$RAIJIN_PREVIOUS_VERSION'" >> `+hookOut+"\n", 0o755)
 	dir := p.AppDir(h)
@@ -63,7 +69,7 @@ echo "after_release $RAIJIN_APP $RAIJIN_VERSION on $RAIJIN_HOST, previous '$RAIJ
 	if got := h.Run(t, "cat "+dir+"/order.log"); got != want {
 		t.Errorf("order.log after the first deploy:\n%s\nwant\n%s", got, want)
 	}
-	if got := readFile(t, hookOut); got != "after_release "+p.App+" 1.0.0 on "+h.Name+", previous ''\n" {
+	if got := readFile(t, hookOut); got != "pre_build 1.0.0\npre_deploy\nafter_release "+p.App+" 1.0.0 on "+h.Name+", previous ''\npost_deploy\n" {
 		t.Errorf("the executable hook wrote %q", got)
 	}
 
@@ -77,7 +83,7 @@ raijin.before("release", function(ctx) mark(ctx, "other.lua before release " .. 
 	if got := h.Run(t, "cat "+dir+"/order.log"); got != want {
 		t.Errorf("order.log with --recipe other.lua:\n%s\nwant\n%s", got, want)
 	}
-	if got := readFile(t, hookOut); !strings.HasSuffix(got, "after_release "+p.App+" 1.1.0 on "+h.Name+", previous '1.0.0'\n") {
+	if got := readFile(t, hookOut); !strings.HasSuffix(got, "after_release "+p.App+" 1.1.0 on "+h.Name+", previous '1.0.0'\npost_deploy\n") {
 		t.Errorf("the executable hook wrote %q", got)
 	}
 	if out := h.Run(t, "tail -n 1 "+dir+"/migrations.log"); !strings.Contains(out, "migrated to 1.1.0") {
