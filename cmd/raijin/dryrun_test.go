@@ -152,3 +152,63 @@ func lineDiff(want, got string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// writeProject writes the dry-run project with deploy.lua replaced.
+func writeProject(t *testing.T, deployLua string) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{"raijin.toml": dryRunProject["raijin.toml"], "deploy.lua": deployLua}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("RAIJIN_DRYRUN_DB_PASSWORD", "x")
+	return filepath.Join(dir, "raijin.toml")
+}
+
+// A recipe error names host, phase, file and line; the Lua traceback comes
+// only with -v.
+func TestRecipeErrorTracebackOnlyWithVerbose(t *testing.T) {
+	cfg := writeProject(t, `local raijin = require("raijin")
+local function check(ctx)
+  error("no deploys on Friday")
+end
+raijin.before("release", function(ctx) check(ctx) end)
+`)
+	for _, verbose := range []bool{false, true} {
+		args := []string{"-c", cfg, "deploy", "--dry-run"}
+		if verbose {
+			args = append(args, "-v")
+		}
+		var out, errb bytes.Buffer
+		if code := Run(args, strings.NewReader(""), &out, &errb); code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, errb.String())
+		}
+		if !strings.Contains(errb.String(), "raijin: host prod: phase release: deploy.lua:3: no deploys on Friday\n") {
+			t.Errorf("error line missing:\n%s", errb.String())
+		}
+		hasTrace := strings.Contains(errb.String(), "stack traceback:\n") && strings.Contains(errb.String(), "deploy.lua:5: in ")
+		if hasTrace != verbose {
+			t.Errorf("-v=%v: traceback shown=%v:\n%s", verbose, hasTrace, errb.String())
+		}
+	}
+}
+
+// An override of a phase that does not exist stops raijin before anything
+// runs: exit 2, the file and line, the phases there are.
+func TestRecipeUnknownPhaseExit2(t *testing.T) {
+	cfg := writeProject(t, "local raijin = require('raijin')\n\nraijin.override('migrate', function(ctx, default) end)\n")
+	var out, errb bytes.Buffer
+	if code := Run([]string{"-c", cfg, "deploy", "--dry-run"}, strings.NewReader(""), &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2:\n%s", code, errb.String())
+	}
+	for _, want := range []string{`deploy.lua:3: raijin.override: no phase "migrate"; the phases are: build, done, install,`, "hint: name one of the phases listed"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+	if strings.Contains(out.String(), "== ") {
+		t.Errorf("phases ran:\n%s", out.String())
+	}
+}
