@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -440,6 +441,11 @@ func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.R
 		defer cancel()
 	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
+	// Its own process group, so that Ctrl-C or a timeout stops everything it
+	// started, not only the shell.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Dir = r.opts.Config.Dir
 	if o.Cwd != "" {
 		cmd.Dir = r.opts.Config.Path(o.Cwd)

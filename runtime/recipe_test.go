@@ -331,3 +331,20 @@ raijin.after("services", function(ctx) end)
 		t.Errorf("flow source %q", rel.FlowSource)
 	}
 }
+
+// A phase_timeout in an executable hook stops it and names the hook.
+func TestPhaseTimeoutStopsExecutableHook(t *testing.T) {
+	cfg := project(t, map[string]string{
+		"deploy.lua":                   "require('raijin').phases { 'release' }\n",
+		".raijin/hooks/before_release": "#!/bin/sh\nexec sleep 30\n",
+	})
+	start := time.Now()
+	_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, func(o *Options) { o.PhaseTimeout = 300 * time.Millisecond })
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the hook was not stopped: the run took %s", d)
+	}
+	want := "host web1: phase release: interrupted in .raijin/hooks/before_release: the phase ran longer than phase_timeout (300ms)"
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error:\n %v\nwant\n %s", err, want)
+	}
+}

@@ -293,6 +293,8 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 			at := ""
 			if m := luaWhereRE.FindStringSubmatch(le.Msg); m != nil {
 				at = " at " + m[1]
+			} else if le.Where != "" {
+				at = " in " + le.Where
 			}
 			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
 				he.Msg = fmt.Sprintf("interrupted%s: the phase ran longer than phase_timeout (%s)", at, r.opts.PhaseTimeout)
@@ -411,7 +413,11 @@ func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref f
 	}
 	res, err := r.localRun(ctx, s.name, builtins.Quote(ref.exec), builtins.RunOpts{Env: env})
 	if err != nil {
-		return fmt.Errorf("%s: %v", ref.src, err)
+		le := &LuaError{Msg: fmt.Sprintf("%s: %v", ref.src, err), Where: ref.src}
+		if ctx.Err() != nil {
+			le.Cancelled = ctx.Err()
+		}
+		return le
 	}
 	// What the hook prints is for the user: show it as log lines.
 	for _, line := range strings.Split(strings.TrimRight(res.Stdout, "\n"), "\n") {

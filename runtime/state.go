@@ -209,6 +209,7 @@ type LuaError struct {
 	Msg       string
 	Traceback string
 	Cancelled error
+	Where     string // the hook file, for an executable hook
 }
 
 func (e *LuaError) Error() string { return e.Msg }
