@@ -348,3 +348,21 @@ func TestPhaseTimeoutStopsExecutableHook(t *testing.T) {
 		t.Errorf("error:\n %v\nwant\n %s", err, want)
 	}
 }
+
+// A recipe cannot swallow the interruption with pcall.
+func TestPhaseTimeoutThroughPcall(t *testing.T) {
+	cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.phase('spin', function(ctx)\n  while true do pcall(function() while true do end end) end\nend)\nraijin.phases { 'spin' }\n"})
+	done := make(chan error, 1)
+	go func() {
+		_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, func(o *Options) { o.PhaseTimeout = 200 * time.Millisecond })
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "phase spin: interrupted at deploy.lua:3") {
+			t.Errorf("error: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("pcall kept the phase running past phase_timeout")
+	}
+}
