@@ -23,6 +23,7 @@ type fakeHost struct {
 	mu        sync.Mutex
 	log       []string
 	cancelled chan error
+	blocking  chan struct{} // told when "block" starts
 }
 
 func (f *fakeHost) Name() string { return f.name }
@@ -56,6 +57,9 @@ func (f *fakeHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (bui
 	case strings.HasPrefix(cmd, "fail"):
 		return builtins.Result{Code: 7, Stderr: "it broke"}, nil
 	case cmd == "block":
+		if f.blocking != nil {
+			f.blocking <- struct{}{}
+		}
 		<-ctx.Done()
 		if f.cancelled != nil {
 			f.cancelled <- ctx.Err()
@@ -77,12 +81,18 @@ func (f *fakeHost) Write(_ context.Context, remote string, data []byte, _ builti
 
 // events records what a run reports.
 type events struct {
-	mu    sync.Mutex
-	lines []string
+	mu      sync.Mutex
+	lines   []string
+	started chan string // told "host phase" as each phase starts
 }
 
-func (e *events) add(s string)                  { e.mu.Lock(); e.lines = append(e.lines, s); e.mu.Unlock() }
-func (e *events) PhaseStart(host, phase string) { e.add("start " + host + " " + phase) }
+func (e *events) add(s string) { e.mu.Lock(); e.lines = append(e.lines, s); e.mu.Unlock() }
+func (e *events) PhaseStart(host, phase string) {
+	e.add("start " + host + " " + phase)
+	if e.started != nil {
+		e.started <- host + " " + phase
+	}
+}
 func (e *events) PhaseEnd(host, phase string, _ time.Duration, err error) {
 	e.add("end " + host + " " + phase)
 }

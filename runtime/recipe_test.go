@@ -263,9 +263,13 @@ raijin.phase('slow', function(ctx)
 end)
 raijin.phases { 'switch', 'slow' }
 `})
-	h := &fakeHost{name: "web1", cancelled: make(chan error, 1)}
+	h := &fakeHost{name: "web1", cancelled: make(chan error, 1), blocking: make(chan struct{}, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(200*time.Millisecond, cancel)
+	go func() {
+		<-h.blocking
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+	}()
 	_, err := run(ctx, t, cfg, h, nil)
 	select {
 	case cerr := <-h.cancelled:
@@ -288,8 +292,16 @@ raijin.phases { 'switch', 'slow' }
 func TestInterruptStopsLocalLua(t *testing.T) {
 	cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.phase('spin', { where = 'local' }, function(ctx)\n  while true do end\nend)\nraijin.phases { 'spin' }\n"})
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	_, err := run(ctx, t, cfg, &fakeHost{name: "web1"}, nil)
+	ev := &events{started: make(chan string, 10)}
+	go func() {
+		for p := range ev.started {
+			if p == "local spin" {
+				time.Sleep(50 * time.Millisecond)
+				cancel()
+			}
+		}
+	}()
+	_, err := run(ctx, t, cfg, &fakeHost{name: "web1"}, func(o *Options) { o.Events = ev })
 	want := "host local: phase spin: interrupted at deploy.lua:3"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error:\n %v\nwant\n %s", err, want)
@@ -364,5 +376,16 @@ func TestPhaseTimeoutThroughPcall(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("pcall kept the phase running past phase_timeout")
+	}
+}
+
+// A recipe that loops while it loads is stopped, and told what to do.
+func TestLoadLoopIsStopped(t *testing.T) {
+	defer func(d time.Duration) { loadTimeout = d }(loadTimeout)
+	loadTimeout = 200 * time.Millisecond
+	cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\n\nwhile true do end\n"})
+	_, err := Plan(Options{Config: cfg, Sources: SourcesFor(cfg, "")})
+	if err == nil || errs.Code(err) != errs.CodeUsage || !strings.Contains(err.Error(), "loading deploy.lua took longer than 200ms: deploy.lua:3:") {
+		t.Errorf("error: %v", err)
 	}
 }

@@ -77,9 +77,13 @@ type runner struct {
 // Plan loads the recipe once to check it (exit 2 on any error) and returns
 // the phases of flow, for `raijin recipe show` and for validation.
 func Plan(opts Options) ([]PhaseInfo, error) {
-	r := &runner{opts: opts}
+	return (&runner{opts: opts}).plan(context.Background())
+}
+
+func (r *runner) plan(ctx context.Context) ([]PhaseInfo, error) {
+	opts := r.opts
 	s := &hostState{r: r, name: "plan"}
-	L, reg, err := r.load(s)
+	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -126,10 +130,16 @@ type PhaseInfo struct {
 	FlowSource string `json:"flow_source"`
 }
 
-func (r *runner) load(s *hostState) (*lua.LState, *registry, error) {
+// loadTimeout bounds how long loading a recipe may take: loading only
+// declares phases, so a recipe that takes longer loops at its top level.
+var loadTimeout = 30 * time.Second
+
+func (r *runner) load(ctx context.Context, s *hostState) (*lua.LState, *registry, error) {
 	reg := newRegistry()
 	L := newState(r.opts.Config.Dir, s.module(reg))
-	if err := r.opts.Sources.load(L, reg); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	if err := r.opts.Sources.load(ctx, L, reg); err != nil {
 		L.Close()
 		return nil, nil, err
 	}
@@ -149,14 +159,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Redactor = &builtins.Redactor{}
 	}
 	r := &runner{opts: opts, envs: map[string]*builtins.Env{}, started: time.Now()}
-	if _, err := Plan(opts); err != nil {
+	if _, err := r.plan(ctx); err != nil {
 		return nil, err
 	}
 	report := &Report{}
 
 	// The local phases before the first host phase.
 	ls := &hostState{r: r, name: "local"}
-	L, reg, err := r.load(ls)
+	L, reg, err := r.load(ctx, ls)
 	if err != nil {
 		return nil, err
 	}
@@ -542,7 +552,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		version = target
 	}
 	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
-	L, reg, err := r.load(s)
+	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return fail("load", err)
 	}
