@@ -198,7 +198,7 @@ type Action struct {
 	Path    string // upload, write: the remote path
 	Mode    os.FileMode
 	Sudo    bool
-	Content string // write: the file's content
+	Content string // write: the file's content; run: what it reads on stdin
 }
 
 // RecordingHost stands in for a server in --dry-run: it records every action
@@ -225,7 +225,9 @@ func (r *RecordingHost) add(a Action) {
 }
 
 func (r *RecordingHost) Run(_ context.Context, cmd string, o RunOpts) (Result, error) {
-	r.add(Action{Kind: "run", Command: ShellCommand(cmd, RunOpts{Cwd: o.Cwd, Appenv: o.Appenv, Sudo: o.Sudo, Env: o.Env}), Sudo: o.Sudo})
+	// What a command gets on stdin (a file being written, a Caddy site) is
+	// its content, shown with -v.
+	r.add(Action{Kind: "run", Command: ShellCommand(cmd, RunOpts{Cwd: o.Cwd, Appenv: o.Appenv, Sudo: o.Sudo, Env: o.Env}), Sudo: o.Sudo, Content: string(o.Stdin)})
 	return Result{}, nil
 }
 

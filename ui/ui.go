@@ -177,12 +177,19 @@ func (u *UI) DryRun(host, kind, what, content string) {
 		u.event("dry_run", f)
 		return
 	}
-	// Hosts run in parallel: every line names its host.
-	cont := "\n" + strings.Repeat(" ", 18)
-	fmt.Fprintf(u.Out, "  %-8s %-6s %s\n", host, kind, strings.ReplaceAll(what, "\n", cont))
+	if kind == "phase" {
+		// A header per host and phase: the dry run reads as one block each.
+		if host == "local" {
+			fmt.Fprintf(u.Out, "== local: phase %s\n", what)
+		} else {
+			fmt.Fprintf(u.Out, "== host %s: phase %s\n", host, what)
+		}
+		return
+	}
+	fmt.Fprintf(u.Out, "  %-6s %s\n", kind, strings.ReplaceAll(what, "\n", "\n         "))
 	if u.Verbose && content != "" {
 		for _, l := range strings.Split(strings.TrimRight(content, "\n"), "\n") {
-			fmt.Fprintf(u.Out, "%s| %s\n", strings.Repeat(" ", 18), l)
+			fmt.Fprintf(u.Out, "         | %s\n", l)
 		}
 	}
 }
