@@ -42,6 +42,8 @@ type Options struct {
 	DryRun        bool
 	Redeploy      bool
 	TargetVersion string // rollback: the version to switch to ("" = previous)
+	Keep          int    // prune: versions to keep (0 = versions_to_keep)
+	Full          bool   // down: remove Caddy too when no other app uses it
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
 	LockWait      time.Duration
@@ -177,7 +179,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	lctx.RawSetString("shared", shared)
 	for _, n := range before {
 		if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
-			return report, r.hostError("local", n, err)
+			he := r.hostError("local", n, err)
+			if len(hostPhases) > 0 {
+				he.State = "no host was touched: the version each host runs keeps serving"
+			}
+			return report, he
 		}
 	}
 	sharedGo := goValue(shared)
@@ -309,6 +315,12 @@ func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []s
 	t.RawSetString("command", lua.LString(r.opts.Command))
 	t.RawSetString("dry_run", lua.LBool(r.opts.DryRun))
 	t.RawSetString("redeploy", lua.LBool(r.opts.Redeploy))
+	t.RawSetString("full", lua.LBool(r.opts.Full))
+	if r.opts.Keep > 0 {
+		t.RawSetString("keep", lua.LNumber(r.opts.Keep))
+	}
+	// Phases may add details to the command's audit line (ctx.audit.pruned).
+	t.RawSetString("audit", L.NewTable())
 	t.RawSetString("config", luar.New(L, *c))
 	t.RawSetString("local", s.localTable(L))
 	if previous != "" {
@@ -483,18 +495,18 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
 	}
 	defer closeFn()
-	lock := builtins.NewLockInfo(r.opts.Command, r.opts.Config.Version)
+	lockVersion := ""
+	switch r.opts.Flow {
+	case "deploy":
+		lockVersion = r.opts.Config.Version
+	case "rollback":
+		lockVersion = r.opts.TargetVersion
+	}
+	lock := builtins.NewLockInfo(r.opts.Command, lockVersion)
 	facts, err := r.prepare(ctx, host, h, lock)
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
 		return fail("connect", err)
-	}
-	if !r.opts.DryRun {
-		defer func() {
-			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			host.Run(uctx, builtins.UnlockScript(facts.appDir, lock), builtins.RunOpts{})
-		}()
 	}
 
 	version := r.opts.Config.Version
@@ -502,12 +514,44 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	if len(facts.versions) > 0 {
 		previous = facts.versions[0]
 	}
-	if r.opts.Flow == "rollback" {
+	// The audit line and the lock's release go in one command, whatever the
+	// outcome (an interrupted run included).
+	audit := builtins.AuditEntry{Time: lock.Since, App: r.opts.Config.App, Command: r.opts.Command,
+		User: lock.User, Machine: lock.Machine, From: previous}
+	var lctx *lua.LTable
+	if !r.opts.DryRun {
+		defer func() {
+			audit.Duration = time.Since(start).Round(time.Millisecond).Seconds()
+			audit.Result = "ok"
+			if res.Err != nil {
+				audit.Result, audit.Phase = "failed", res.Phase
+				audit.Error = shortError(res.Err)
+			}
+			if lctx != nil {
+				if m, ok := goValue(lctx.RawGetString("audit")).(map[string]any); ok && len(m) > 0 {
+					audit.Details = m
+				}
+			}
+			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			host.Run(uctx, builtins.FinishScript(facts.appDir, lock, audit), builtins.RunOpts{})
+		}()
+	}
+	switch r.opts.Flow {
+	case "deploy":
+		audit.To = version
+	case "rollback":
 		target, err := rollbackTarget(facts.versions, r.opts.TargetVersion)
 		if err != nil {
 			return fail("connect", err)
 		}
 		version = target
+		audit.To = version
+	default:
+		// prune, down and a project's own flows act on the current version.
+		if previous != "" {
+			version = previous
+		}
 	}
 	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
 	L, reg, err := r.load(s)
@@ -515,7 +559,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		return fail("load", err)
 	}
 	defer L.Close()
-	lctx := r.newCtx(L, s, h, facts.versions, previous)
+	lctx = r.newCtx(L, s, h, facts.versions, previous)
 	lctx.RawSetString("version", lua.LString(version))
 	lctx.RawSetString("shared", luaValue(L, shared))
 
@@ -560,6 +604,9 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 			return false, fmt.Sprintf("undoing %s failed too: %s; check the host with `raijin app status -H %s`", p.name, r.opts.Redactor.Redact(err.Error()), s.name)
 		}
 	}
+	if state, ok := lctx.RawGetString("state").(lua.LString); ok && state != "" {
+		return false, string(state)
+	}
 	prev, _ := lctx.RawGetString("previous").(lua.LString)
 	switch {
 	case ran && prev != "":
@@ -570,6 +617,15 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 		return false, fmt.Sprintf("nothing was switched: version %s is still serving", prev)
 	}
 	return false, ""
+}
+
+// shortError is the first line of err, bounded, for the audit log.
+func shortError(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	if len(msg) > 300 {
+		msg = msg[:297] + "..."
+	}
+	return msg
 }
 
 func rollbackTarget(versions []string, want string) (string, error) {
