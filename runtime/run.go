@@ -272,6 +272,7 @@ type HostError struct {
 	Msg       string
 	Traceback string
 	Code      int
+	Hint      string
 	State     string // what the host is left with
 }
 
@@ -284,7 +285,7 @@ func (e *HostError) Error() string {
 }
 
 func (r *runner) hostError(host, phase string, err error) *HostError {
-	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err)}
+	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err), Hint: errs.Hint(err)}
 	var le *LuaError
 	if errors.As(err, &le) {
 		he.Traceback = r.opts.Redactor.Redact(le.Traceback)
@@ -304,7 +305,7 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 }
 
 // Unwrap gives errs.Code its exit code.
-func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg} }
+func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg, Hint: e.Hint} }
 
 // newCtx builds the ctx table a phase receives.
 func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []string, previous string) *lua.LTable {
@@ -541,6 +542,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	case "deploy":
 		audit.To = version
 	case "rollback":
+		audit.To = r.opts.TargetVersion
 		target, err := rollbackTarget(facts.versions, r.opts.TargetVersion)
 		if err != nil {
 			return fail("connect", err)
@@ -673,6 +675,7 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 	script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, r.opts.ForceUnlock) +
 		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
 	deadline := time.Now().Add(r.opts.LockWait)
+	waited := false
 	for {
 		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
 		if err != nil {
@@ -690,6 +693,10 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 			return f, nil
 		}
 		if time.Now().Before(deadline) {
+			if !waited {
+				r.opts.Events.Log(h.Name, "connect", "waiting up to "+r.opts.LockWait.String()+" for the deploy lock, held by "+holder.Describe())
+				waited = true
+			}
 			select {
 			case <-ctx.Done():
 				return f, ctx.Err()
