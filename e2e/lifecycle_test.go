@@ -127,7 +127,7 @@ func TestLifecycleLock(t *testing.T) {
 // serving through Caddy, the error says so, the audit log records it.
 func TestLifecycleFailures(t *testing.T) {
 	h := host(t, 0)
-	p := NewProject(t, ProjectSpec{App: "fail", Hosts: []*TestHost{h}})
+	p := NewProject(t, ProjectSpec{App: "fail", Hosts: []*TestHost{h}, Webextra: `health_check_timeout = "5s"`})
 	url := p.SiteURL(h)
 	p.MustRaijin("deploy")
 	dir := p.AppDir(h)
@@ -162,8 +162,29 @@ func TestLifecycleFailures(t *testing.T) {
 		t.Errorf("after the failures: %q, want 1.0.0 current", got)
 	}
 
+	// After the switch: the new version does not start; 1.0.0 is restarted.
+	p.setTOML(t, "PORT=", "FAIL_START=1\nPORT=")
+	r = p.Raijin("deploy", "--set-version", "5.0.0")
+	if r.Code != 4 || !strings.Contains(r.Stderr, "phase services:") || !strings.Contains(r.Stderr, "the previous version 1.0.0 was restored and is serving") {
+		t.Errorf("a version that does not start: want exit 4 saying 1.0.0 was restored: %s", r)
+	}
+	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.0.0") {
+		t.Errorf("after the failed start GET / = %q, want 1.0.0 through Caddy", body)
+	}
+	p.setTOML(t, "FAIL_START=1\nPORT=", "PORT=")
+
+	// After the record: the new version is current and stays; the error says so.
+	p.Write("deploy.lua", "local raijin = require(\"raijin\")\nraijin.after(\"record\", function(ctx) error(\"notify failed\", 0) end)\n", 0o644)
+	r = p.Raijin("deploy", "--set-version", "6.0.0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "notify failed") || !strings.Contains(r.Stderr, "version 6.0.0 is recorded in .versions and serving; nothing was switched back") {
+		t.Errorf("a failure after record: want exit 1 saying 6.0.0 serves: %s", r)
+	}
+	if _, body := Get(t, url); !strings.Contains(body, "goapp 6.0.0") {
+		t.Errorf("after a failure past the record GET / = %q, want 6.0.0", body)
+	}
+
 	audit := readAudit(t, h, dir+"/.audit.jsonl")
-	if got := summary(audit); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->2.0.0 failed\ndeploy 1.0.0->4.0.0 failed" {
+	if got := summary(audit); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->2.0.0 failed\ndeploy 1.0.0->4.0.0 failed\ndeploy 1.0.0->5.0.0 failed\ndeploy 1.0.0->6.0.0 failed" {
 		t.Fatalf("audit log (a failed build touches no host):\n%s", got)
 	}
 	if audit[1].Phase != "release" || !strings.Contains(audit[1].Error, "exited 3") {
@@ -224,6 +245,7 @@ func TestLifecycleRollbackPruneReleases(t *testing.T) {
 	}
 
 	r = p.MustRaijin("releases")
+	t.Logf("raijin releases:\n%s", r.Stdout)
 	lines := strings.Split(r.Stdout, "\n")
 	if !strings.HasPrefix(lines[0], h.Name+": "+dir) {
 		t.Errorf("releases: first line %q, want the host and app dir", lines[0])
@@ -326,6 +348,7 @@ func TestLifecycleDown(t *testing.T) {
 		t.Errorf("down without a terminal or -y: want exit 2 naming -y: %s", r)
 	}
 	r := a.MustRaijin("down", "-y", "--full")
+	t.Logf("raijin down -y --full:\n%s", r.Stderr)
 	if !strings.Contains(r.Stderr, "Caddy stays: other apps use it") {
 		t.Errorf("down --full with another app on the host should keep Caddy:\n%s", r.Stderr)
 	}
