@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -378,5 +379,45 @@ test -e /etc/caddy && echo caddy-config-left; command -v caddy || echo no-caddy;
 ls -A /home/%s/.local/share/raijin`, b.App, h.User))
 	if left != "0\nno-caddy\ninactive\n.audit.jsonl\n" {
 		t.Errorf("after down --full of the last app:\n%s", left)
+	}
+}
+
+// Ctrl-C during release_command: raijin stops, the previous version keeps
+// serving, the lock is released and the audit log says the deploy failed.
+func TestLifecycleInterruptReleasesLock(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "intr", Hosts: []*TestHost{h}})
+	url := p.SiteURL(h)
+	dir := p.AppDir(h)
+	p.MustRaijin("deploy")
+	p.setTOML(t, `release_command = "`, `release_command = "touch release-started; sleep 60; `)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Interrupt once release_command runs.
+		for i := 0; i < 200; i++ {
+			if _, ok := h.Try("test -e " + dir + "/release-started"); ok {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		cancel()
+	}()
+	r := p.RaijinCtx(ctx, nil, "deploy", "--set-version", "2.0.0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "phase release: interrupted") {
+		t.Errorf("Ctrl-C during release_command: want exit 1, interrupted: %s", r)
+	}
+	if r.Duration > 30*time.Second {
+		t.Errorf("raijin took %s to stop after Ctrl-C", r.Duration)
+	}
+	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.0.0") {
+		t.Errorf("after Ctrl-C GET / = %q, want 1.0.0", body)
+	}
+	if out := h.Run(t, "ls -a "+dir); strings.Contains(out, ".lock") {
+		t.Errorf("the lock is left after Ctrl-C:\n%s", out)
+	}
+	audit := readAudit(t, h, dir+"/.audit.jsonl")
+	if got := summary(audit); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->2.0.0 failed" || audit[1].Phase != "release" {
+		t.Errorf("audit log after Ctrl-C:\n%s (phase %q)", got, audit[len(audit)-1].Phase)
 	}
 }
