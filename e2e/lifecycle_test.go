@@ -262,6 +262,25 @@ func TestLifecycleRollbackPruneReleases(t *testing.T) {
 		}
 	}
 
+	var js []struct {
+		Host     string `json:"host"`
+		Releases []struct {
+			Version string `json:"version"`
+			Current bool   `json:"current"`
+			Last    *struct {
+				Command string `json:"command"`
+			} `json:"last"`
+		} `json:"releases"`
+		Audit []auditLine `json:"audit"`
+	}
+	r = p.MustRaijin("releases", "--json")
+	if err := json.Unmarshal([]byte(r.Stdout), &js); err != nil || len(js) != 1 || len(js[0].Releases) != 3 {
+		t.Fatalf("releases --json: %v\n%s", err, r.Stdout)
+	}
+	if rel := js[0].Releases[0]; rel.Version != "1.0.0" || !rel.Current || rel.Last == nil || rel.Last.Command != "rollback" || len(js[0].Audit) != 6 {
+		t.Errorf("releases --json: %s", r.Stdout)
+	}
+
 	// Prune keeps the current version, even when it is the oldest.
 	p.MustRaijin("prune", "--keep", "2")
 	if got := h.Run(t, "cd "+dir+" && cat .versions && ls -d v*"); got != "1.0.0\n1.1.0\nv1.0.0\nv1.1.0\n" {
@@ -364,6 +383,9 @@ systemctl is-active caddy || true`, a.App, a.AppDir(h)))
 	}
 	if _, err := httpClient.Get(a.SiteURL(h)); err == nil {
 		t.Errorf("%s still answers after down", a.SiteURL(h))
+	}
+	if r := a.MustRaijin("releases"); !strings.Contains(r.Stdout, a.App+" is not deployed on this host") {
+		t.Errorf("releases after down: %s", r)
 	}
 	appsAudit := readAudit(t, h, "/home/"+h.User+"/.local/share/raijin/.audit.jsonl")
 	if got := summary(appsAudit); got != "down 1.0.0-> ok" || appsAudit[0].App != a.App {
