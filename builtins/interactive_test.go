@@ -3,69 +3,45 @@ package builtins
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	gssh "github.com/gliderlabs/ssh"
+	gliderssh "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // sessionServer is an in-process SSH server whose commands test how Stream
 // and Interactive talk to a session: exit codes, output, terminals, signals.
 func sessionServer(t *testing.T) *Client {
 	t.Helper()
-	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
-	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &gssh.Server{
+	home := sshHome(t)
+	key := filepath.Join(home, "keys", "deploy")
+	writeKey(t, key, "")
+	ts := &testServer{HostKeys: []ssh.Signer{newSigner(t)}}
+	srv := &gliderssh.Server{
 		Handler:          handleTestSession,
-		PublicKeyHandler: func(gssh.Context, gssh.PublicKey) bool { return true },
+		PublicKeyHandler: func(gliderssh.Context, gliderssh.PublicKey) bool { return true },
 	}
-	srv.AddHostKey(hostSigner)
+	srv.AddHostKey(ts.HostKeys[0])
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts.Addr, ts.Port = ln.Addr().String(), ln.Addr().(*net.TCPAddr).Port
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-
-	home := t.TempDir()
-	t.Setenv("HOME", home)
-	t.Setenv("SSH_AUTH_SOCK", "")
-	os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
-	_, clientPriv, _ := ed25519.GenerateKey(rand.Reader)
-	block, err := ssh.MarshalPrivateKey(clientPriv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(home, ".ssh", "id_ed25519"), pem.EncodeToMemory(block), 0o600)
-	addr := ln.Addr().String()
-	os.WriteFile(filepath.Join(home, ".ssh", "known_hosts"), []byte(knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostSigner.PublicKey())+"\n"), 0o600)
-	_, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	cl, err := Dial(context.Background(), Target{Name: "test", Address: "127.0.0.1", Port: p, User: "tester"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	return cl
+	trust(t, home, ts)
+	return dial(t, Target{Name: "test", Address: "127.0.0.1", Port: ts.Port, KeyFile: key, Timeout: 5 * time.Second})
 }
 
-func handleTestSession(s gssh.Session) {
+func handleTestSession(s gliderssh.Session) {
 	switch s.RawCommand() {
 	case "exit7":
 		fmt.Fprint(s, "to stdout")
@@ -75,7 +51,7 @@ func handleTestSession(s gssh.Session) {
 		io.Copy(s, s)
 		s.Exit(0)
 	case "wait-signal":
-		sigs := make(chan gssh.Signal, 1)
+		sigs := make(chan gliderssh.Signal, 1)
 		s.Signals(sigs)
 		fmt.Fprintln(s, "waiting")
 		select {

@@ -42,18 +42,6 @@ func resolve(t *testing.T, adapter, passwordEnv, name string) (string, error) {
 	return a.Resolve(context.Background(), name)
 }
 
-func wantErr(t *testing.T, err error, parts ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("want an error with %q, got none", parts)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error %q lacks %q", err, p)
-		}
-	}
-}
-
 func TestSystemAdapter(t *testing.T) {
 	t.Setenv("PROD_DB_PASSWORD", "sys-secret-1")
 	t.Setenv("exact.name", "sys-secret-2")

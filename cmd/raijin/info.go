@@ -33,6 +33,9 @@ func (c *ConfigCmd) Run(app *App) error {
 	var rows []row
 	add := func(key, value string) {
 		src := cfg.Source(key)
+		if src == "default" && value == "" {
+			src = "not set"
+		}
 		cfg.Sources[key] = src
 		rows = append(rows, row{key, value, src})
 	}
@@ -182,25 +185,41 @@ func (r *RecipeShowCmd) Run(app *App) error {
 		return nil
 	}
 	var b strings.Builder
+	if len(phases) > 0 {
+		fmt.Fprintf(&b, "flow %s: phase list from %s\n", r.Flow, origin(phases[0].FlowSource))
+	}
 	for i, p := range phases {
 		where := "host"
 		if p.Local {
 			where = "local"
 		}
-		fmt.Fprintf(&b, "%2d. %-10s (%s)  %s\n", i+1, p.Name, where, p.Source)
+		fmt.Fprintf(&b, "%2d. %-10s %-5s  %s\n", i+1, p.Name, where, origin(p.Source))
 		for _, s := range p.Before {
-			fmt.Fprintf(&b, "      before    %s\n", s)
+			fmt.Fprintf(&b, "      before    %s\n", origin(s))
 		}
 		for _, s := range p.Overrides {
-			fmt.Fprintf(&b, "      override  %s\n", s)
+			fmt.Fprintf(&b, "      override  %s\n", origin(s))
 		}
 		for _, s := range p.After {
-			fmt.Fprintf(&b, "      after     %s\n", s)
+			fmt.Fprintf(&b, "      after     %s\n", origin(s))
 		}
 		if p.Undo != "" {
-			fmt.Fprintf(&b, "      undo      %s\n", p.Undo)
+			fmt.Fprintf(&b, "      undo      %s\n", origin(p.Undo))
 		}
 	}
 	app.UI().Data(b.String())
 	return nil
+}
+
+// origin labels where a phase, override or hook comes from.
+func origin(src string) string {
+	switch {
+	case strings.HasPrefix(src, "recipes/"):
+		return src + " (built-in)"
+	case strings.Contains(src, "hooks/") && strings.HasSuffix(src, ".lua"):
+		return src + " (hook file)"
+	case strings.Contains(src, "hooks/") && !strings.Contains(src, ".lua:"):
+		return src + " (executable hook, run on this machine)"
+	}
+	return src
 }
