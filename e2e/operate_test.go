@@ -47,14 +47,35 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 	if r := p.Raijin("config"); r.Code != 2 || !strings.Contains(r.Stderr, "missing required key address") {
 		t.Fatalf("config of an unfilled init: want exit 2 naming address: %s", r)
 	}
-	// Fill in the host: address, user, and a site address of its own.
+	// Fill in the host: address and a site address of its own. The user is
+	// root at first, as on a fresh server.
 	site := 9300 + h.Index%100
 	toml := readFile(t, p.Dir+"/raijin.toml")
 	toml = strings.Replace(toml, `address = ""`, fmt.Sprintf("address = %q", h.Addr), 1)
 	toml = strings.Replace(toml, `domain_name = ""`, fmt.Sprintf(`domain_name = ":%d"`, site), 1)
-	toml = strings.Replace(toml, `user = "deploy"`, fmt.Sprintf("user = %q", h.User), 1)
-	p.Write("raijin.toml", toml, 0o644)
+	asUser := func(user string) {
+		toml = regexp.MustCompile(`(?m)^user = "[^"]*"`).ReplaceAllString(toml, fmt.Sprintf("user = %q", user))
+		p.Write("raijin.toml", toml, 0o644)
+	}
 	url := fmt.Sprintf("http://%s:%d/", h.Addr, site)
+
+	// raijin's own way to a deploy user: as root, create-user; without
+	// --sudo the bootstrap says what is missing, with it the user can deploy.
+	const user = "opdeploy"
+	home := "/home/" + user
+	asUser("root")
+	p.MustRaijin("server", "create-user", user)
+	asUser(user)
+	r = p.Raijin("server", "bootstrap")
+	if r.Code != 1 || !strings.Contains(r.Stderr, user+" cannot run sudo without a password") || !strings.Contains(r.Stderr, "server create-user "+user+" --sudo") {
+		t.Fatalf("bootstrap as a user without sudo: want exit 1 and the way out: %s", r)
+	}
+	asUser("root")
+	r = p.MustRaijin("server", "create-user", user, "--sudo")
+	if !strings.Contains(r.Stderr, "in place: user "+user) || !strings.Contains(r.Stderr, "changed: passwordless sudo for "+user) {
+		t.Errorf("create-user --sudo of an existing user: %s", r)
+	}
+	asUser(user)
 
 	// Bootstrap a fresh server: changes, then nothing to change.
 	caddyfile := h.Root(t, "cat /etc/caddy/Caddyfile")
@@ -62,12 +83,12 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 		t.Fatalf("the fresh server's Caddyfile imports conf.d already:\n%s", caddyfile)
 	}
 	r = p.MustRaijin("server", "bootstrap")
-	for _, want := range []string{"in place: package caddy", "changed: /etc/caddy/Caddyfile: import conf.d/*.caddy added", "caddy enabled and", "apps directory /home/" + h.User + "/.local/share/raijin"} {
+	for _, want := range []string{"in place: package caddy", "changed: /etc/caddy/Caddyfile: import conf.d/*.caddy added", "caddy enabled and", "apps directory " + home + "/.local/share/raijin"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("first bootstrap lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-	state := "cat /etc/caddy/Caddyfile; ls -ld --time-style=+%s /etc/caddy/conf.d /home/" + h.User + "/.local/share/raijin; systemctl is-enabled caddy; systemctl is-active caddy"
+	state := "cat /etc/caddy/Caddyfile; ls -ld --time-style=+%s /etc/caddy/conf.d " + home + "/.local/share/raijin; systemctl is-enabled caddy; systemctl is-active caddy"
 	after1 := h.Root(t, state)
 	if !strings.Contains(after1, "import conf.d/*.caddy") || !strings.Contains(after1, "enabled\nactive") {
 		t.Errorf("after bootstrap: %s", after1)
@@ -96,7 +117,7 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 	r = p.MustRaijin("app", "export-config")
 	unit := readFile(t, filepath.Join(p.Dir, ".raijin", p.App+".service"))
 	siteFile := readFile(t, filepath.Join(p.Dir, ".raijin", p.App+".caddy"))
-	if !strings.Contains(unit, "ExecStart=") || !strings.Contains(unit, "User="+h.User) || !strings.Contains(siteFile, fmt.Sprintf(":%d {", site)) {
+	if !strings.Contains(unit, "ExecStart=") || !strings.Contains(unit, "User="+user) || !strings.Contains(siteFile, fmt.Sprintf(":%d {", site)) {
 		t.Fatalf("export-config wrote:\n%s\n%s\n%s", unit, siteFile, r)
 	}
 	p.Write(".raijin/"+p.App+".service", strings.Replace(unit, "[Service]", "[Service]\nEnvironment=GREETING=from-the-exported-unit", 1), 0o644)
@@ -281,14 +302,14 @@ where = "app exec pwd"`})
 	// create-user: a login user the same key works for, with a password
 	// printed once; a second run finds everything in place.
 	user := fmt.Sprintf("ops%d", os.Getpid()%10000)
-	t.Cleanup(func() { h.Root(t, "userdel -r "+user+" 2>/dev/null; true") })
+	t.Cleanup(func() { h.Root(t, "userdel -r "+user+" 2>/dev/null; rm -f /etc/sudoers.d/raijin-"+user+"; true") })
 	r = p.MustRaijin("server", "create-user", user, "--with-password", "--sudo")
 	m := regexp.MustCompile(`password of ` + user + ` on \S+: (\S+)`).FindStringSubmatch(r.Stdout)
-	if m == nil || !strings.Contains(r.Stderr, "changed: user "+user+" created") || !strings.Contains(r.Stderr, "added to group sudo") {
+	if m == nil || !strings.Contains(r.Stderr, "changed: user "+user+" created") || !strings.Contains(r.Stderr, "changed: passwordless sudo for "+user) {
 		t.Fatalf("create-user: %s", r)
 	}
-	if out, err := h.ssh(user, "id -un; id -nG"); err != nil || !strings.HasPrefix(out, user+"\n") || !strings.Contains(out, "sudo") {
-		t.Errorf("logging in as the new user: %v %s", err, out)
+	if out, err := h.ssh(user, "id -un; sudo -n id -un"); err != nil || out != user+"\nroot\n" {
+		t.Errorf("logging in as the new user and using sudo: %v %q", err, out)
 	}
 	// The password printed is the one set.
 	chk := h.Root(t, fmt.Sprintf(`h=$(getent shadow %s | cut -d: -f2); python3 -W ignore -c 'import crypt,sys; print(crypt.crypt(sys.argv[2], sys.argv[1]) == sys.argv[1])' "$h" %s`, user, m[1]))

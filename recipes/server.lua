@@ -36,8 +36,15 @@ function M.wanted_packages(ctx)
   return want
 end
 
--- packages: apt-get install only the packages that are not installed.
+-- packages: apt-get install only the packages that are not installed. Every
+-- step of the bootstrap (and of a deploy) needs sudo without a password.
 function M.packages(ctx)
+  if not ctx.host:test("sudo -n true") then
+    error(ctx.host.user .. " cannot run sudo without a password on " .. ctx.host.name ..
+      ": raijin installs packages, units and Caddy sites as root. As root, run" ..
+      " `raijin -H " .. ctx.host.name .. " server create-user " .. ctx.host.user .. " --sudo`" ..
+      " (with user = \"root\" for that once), or add a NOPASSWD line for it in /etc/sudoers.d", 0)
+  end
   local missing = {}
   for _, p in ipairs(M.wanted_packages(ctx)) do
     if ctx.host:test("dpkg-query -W -f='${Status}' " .. q(p) .. " 2>/dev/null | grep -q 'ok installed'") then

@@ -226,7 +226,7 @@ func (e *ServerExecCmd) Run(app *App) error {
 type ServerCreateUserCmd struct {
 	Name         string `arg:"" help:"The login name of the new user."`
 	WithPassword bool   `help:"Also give the user a random password (printed once), for sudo and the console."`
-	Sudo         bool   `help:"Add the user to the sudo group."`
+	Sudo         bool   `help:"Let the user run sudo without a password (a file in /etc/sudoers.d), as raijin's deploy user needs."`
 }
 
 const createUserScript = `set -e
@@ -245,7 +245,12 @@ fi
 chown "$NEW:$(id -gn "$NEW")" "$dst"; chmod 0600 "$dst"
 if [ "$added" -gt 0 ]; then echo "changed: $added SSH key(s) of $BY added to $dst"; else echo "in place: SSH keys of $BY in $dst"; fi
 if [ "$SUDO" = 1 ]; then
-  if id -nG "$NEW" | tr ' ' '\n' | grep -qx sudo; then echo "in place: $NEW in group sudo"; else usermod -aG sudo "$NEW"; echo "changed: $NEW added to group sudo"; fi
+  f="/etc/sudoers.d/raijin-$NEW"; line="$NEW ALL=(ALL:ALL) NOPASSWD: ALL"
+  if [ -f "$f" ] && grep -qxF "$line" "$f"; then echo "in place: passwordless sudo for $NEW ($f)"; else
+    t=$(mktemp); printf '%s\n' "$line" > "$t"
+    if visudo -cqf "$t"; then install -m 0440 "$t" "$f"; rm -f "$t"; else rm -f "$t"; echo "visudo rejected $line" >&2; exit 1; fi
+    echo "changed: passwordless sudo for $NEW ($f)"
+  fi
 fi
 if [ "$PW" = 1 ]; then chpasswd; echo "changed: password of $NEW set"; fi
 `
