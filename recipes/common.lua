@@ -207,8 +207,9 @@ end
 -- done (local, once all hosts are done): the URL of each host, then [hooks]
 -- post_deploy.
 function M.done(ctx)
+  local state = ctx.dry_run and " would be live on " or " is live on "
   for _, h in ipairs(ctx.hosts) do
-    raijin.log(ctx.config.app .. " " .. ctx.version .. " is live on " .. h.name .. ": " .. h.url)
+    raijin.log(ctx.config.app .. " " .. ctx.version .. state .. h.name .. ": " .. h.url)
   end
   if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy, M.hook_opts(ctx)) end
 end

@@ -34,7 +34,9 @@ func (c *ConfigCmd) Run(app *App) error {
 	var b strings.Builder
 	row := func(k, v string) {
 		src := cfg.Sources[k]
-		if src == "" {
+		if src == "" && v == "" {
+			src = "not set"
+		} else if src == "" {
 			src = cfg.File
 		}
 		fmt.Fprintf(&b, "%-22s = %-40q # %s\n", k, v, src)
@@ -57,9 +59,13 @@ func (c *ConfigCmd) Run(app *App) error {
 		fmt.Fprintf(&b, "processes.%-12s = %q  # unit %s\n", p, cfg.Processes[p], cfg.UnitName(p))
 	}
 	for _, h := range cfg.Hosts {
-		fmt.Fprintf(&b, "[host %s] address=%s user=%s port=%d apps_dir=%s url=%s\n", h.Name, h.Address, orDefault(h.User, "(ssh_config or local user)"), h.Port, h.AppsDir, h.URL())
+		port := "(ssh_config or 22)"
+		if h.Port != 0 {
+			port = fmt.Sprint(h.Port)
+		}
+		fmt.Fprintf(&b, "[host %s] address=%s user=%s port=%s apps_dir=%s url=%s\n", h.Name, h.Address, orDefault(h.User, "(ssh_config or local user)"), port, h.AppsDir, h.URL())
 	}
-	fmt.Fprintf(&b, "secrets.adapter        = %q\n", cfg.Secrets.Adapter)
+	row("secrets.adapter", cfg.Secrets.Adapter)
 	app.UI().Data(b.String())
 	return nil
 }
