@@ -2,15 +2,12 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // dryRunProject is a project with every kind of recipe change: a deploy.lua
 // override and after hook, a Lua hook file and an executable hook, and a
@@ -104,7 +101,7 @@ func TestDeployDryRunGolden(t *testing.T) {
 	}
 	var withoutContent []string
 	for _, l := range strings.Split(out.String(), "\n") {
-		if !strings.HasPrefix(l, "         | ") {
+		if !strings.HasPrefix(l, "                  | ") {
 			withoutContent = append(withoutContent, l)
 		}
 	}
