@@ -41,6 +41,8 @@ type Options struct {
 	DryRun        bool
 	Redeploy      bool
 	TargetVersion string // rollback: the version to switch to ("" = previous)
+	Keep          int    // prune: versions to keep (0 = versions_to_keep)
+	Full          bool   // down: remove Caddy too when no other app uses it
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
 	LockWait      time.Duration
@@ -188,13 +190,21 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	lctx.RawSetString("shared", shared)
 	for _, n := range before {
 		if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
-			return report, r.hostError("local", n, err)
+			he := r.hostError("local", n, err)
+			if len(hostPhases) > 0 {
+				he.State = "no host was touched: the version each host runs keeps serving"
+			}
+			return report, he
 		}
 	}
 	sharedGo := goValue(shared)
 
 	// The hosts, batch by batch.
 	batch := opts.BatchSize
+	if opts.DryRun {
+		// One host after another, so the printout reads as a block per host.
+		batch = 1
+	}
 	if batch <= 0 || batch > len(opts.Hosts) {
 		batch = len(opts.Hosts)
 	}
@@ -282,6 +292,7 @@ type HostError struct {
 	Msg       string
 	Traceback string
 	Code      int
+	Hint      string
 	State     string // what the host is left with
 }
 
@@ -294,7 +305,7 @@ func (e *HostError) Error() string {
 }
 
 func (r *runner) hostError(host, phase string, err error) *HostError {
-	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err)}
+	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err), Hint: errs.Hint(err)}
 	var le *LuaError
 	if errors.As(err, &le) {
 		he.Traceback = r.opts.Redactor.Redact(le.Traceback)
@@ -323,7 +334,7 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 var luaWhereRE = regexp.MustCompile(`^([^\s:]+\.lua:\d+):`)
 
 // Unwrap gives errs.Code its exit code.
-func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg} }
+func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg, Hint: e.Hint} }
 
 // newCtx builds the ctx table a phase receives.
 func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []string, previous string) *lua.LTable {
@@ -334,6 +345,12 @@ func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []s
 	t.RawSetString("command", lua.LString(r.opts.Command))
 	t.RawSetString("dry_run", lua.LBool(r.opts.DryRun))
 	t.RawSetString("redeploy", lua.LBool(r.opts.Redeploy))
+	t.RawSetString("full", lua.LBool(r.opts.Full))
+	if r.opts.Keep > 0 {
+		t.RawSetString("keep", lua.LNumber(r.opts.Keep))
+	}
+	// Phases may add details to the command's audit line (ctx.audit.pruned).
+	t.RawSetString("audit", L.NewTable())
 	t.RawSetString("config", configValue(L, *c))
 	t.RawSetString("local", s.localTable(L))
 	if previous != "" {
@@ -525,18 +542,18 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
 	}
 	defer closeFn()
-	lock := builtins.NewLockInfo(r.opts.Command, r.opts.Config.Version)
+	lockVersion := ""
+	switch r.opts.Flow {
+	case "deploy":
+		lockVersion = r.opts.Config.Version
+	case "rollback":
+		lockVersion = r.opts.TargetVersion
+	}
+	lock := builtins.NewLockInfo(r.opts.Command, lockVersion)
 	facts, err := r.prepare(ctx, host, h, lock)
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
 		return fail("connect", err)
-	}
-	if !r.opts.DryRun {
-		defer func() {
-			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			host.Run(uctx, builtins.UnlockScript(facts.appDir, lock), builtins.RunOpts{})
-		}()
 	}
 
 	version := r.opts.Config.Version
@@ -544,12 +561,45 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	if len(facts.versions) > 0 {
 		previous = facts.versions[0]
 	}
-	if r.opts.Flow == "rollback" {
+	// The audit line and the lock's release go in one command, whatever the
+	// outcome (an interrupted run included).
+	audit := builtins.AuditEntry{Time: lock.Since, App: r.opts.Config.App, Command: r.opts.Command,
+		User: lock.User, Machine: lock.Machine, From: previous}
+	var lctx *lua.LTable
+	if !r.opts.DryRun {
+		defer func() {
+			audit.Duration = time.Since(start).Round(time.Millisecond).Seconds()
+			audit.Result = "ok"
+			if res.Err != nil {
+				audit.Result, audit.Phase = "failed", res.Phase
+				audit.Error = shortError(res.Err)
+			}
+			if lctx != nil {
+				if m, ok := goValue(lctx.RawGetString("audit")).(map[string]any); ok && len(m) > 0 {
+					audit.Details = m
+				}
+			}
+			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			host.Run(uctx, builtins.FinishScript(facts.appDir, lock, audit), builtins.RunOpts{})
+		}()
+	}
+	switch r.opts.Flow {
+	case "deploy":
+		audit.To = version
+	case "rollback":
+		audit.To = r.opts.TargetVersion
 		target, err := rollbackTarget(facts.versions, r.opts.TargetVersion)
 		if err != nil {
 			return fail("connect", err)
 		}
 		version = target
+		audit.To = version
+	default:
+		// prune, down and a project's own flows act on the current version.
+		if previous != "" {
+			version = previous
+		}
 	}
 	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
 	L, reg, err := r.load(ctx, s)
@@ -557,7 +607,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		return fail("load", err)
 	}
 	defer L.Close()
-	lctx := r.newCtx(L, s, h, facts.versions, previous)
+	lctx = r.newCtx(L, s, h, facts.versions, previous)
 	lctx.RawSetString("version", lua.LString(version))
 	lctx.RawSetString("shared", luaValue(L, shared))
 
@@ -605,6 +655,9 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 			return false, fmt.Sprintf("undoing %s failed too: %s; check the host with `raijin app status -H %s`", p.name, r.opts.Redactor.Redact(err.Error()), s.name)
 		}
 	}
+	if state, ok := lctx.RawGetString("state").(lua.LString); ok && state != "" {
+		return false, string(state)
+	}
 	prev, _ := lctx.RawGetString("previous").(lua.LString)
 	switch {
 	case ran && prev != "":
@@ -615,6 +668,15 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 		return false, fmt.Sprintf("nothing was switched: version %s is still serving", prev)
 	}
 	return false, ""
+}
+
+// shortError is the first line of err, bounded, for the audit log.
+func shortError(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	if len(msg) > 300 {
+		msg = msg[:297] + "..."
+	}
+	return msg
 }
 
 func rollbackTarget(versions []string, want string) (string, error) {
@@ -662,6 +724,7 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 	script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, r.opts.ForceUnlock) +
 		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
 	deadline := time.Now().Add(r.opts.LockWait)
+	waited := false
 	for {
 		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
 		if err != nil {
@@ -679,6 +742,10 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 			return f, nil
 		}
 		if time.Now().Before(deadline) {
+			if !waited {
+				r.opts.Events.Log(h.Name, "connect", "waiting up to "+r.opts.LockWait.String()+" for the deploy lock, held by "+holder.Describe())
+				waited = true
+			}
 			select {
 			case <-ctx.Done():
 				return f, ctx.Err()

@@ -186,12 +186,10 @@ func (u *UI) DryRun(host, kind, what, content string) {
 		}
 		return
 	}
-	// Every line names its host too, for grep.
-	cont := "\n" + strings.Repeat(" ", 18)
-	fmt.Fprintf(u.Out, "  %-8s %-6s %s\n", host, kind, strings.ReplaceAll(what, "\n", cont))
+	fmt.Fprintf(u.Out, "  %-6s %s\n", kind, strings.ReplaceAll(what, "\n", "\n         "))
 	if u.Verbose && content != "" {
 		for _, l := range strings.Split(strings.TrimRight(content, "\n"), "\n") {
-			fmt.Fprintf(u.Out, "%s| %s\n", strings.Repeat(" ", 18), l)
+			fmt.Fprintf(u.Out, "         | %s\n", l)
 		}
 	}
 }
