@@ -79,7 +79,7 @@ func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LSta
 			base := strings.TrimPrefix(name, "raijin.")
 			src, err := fs.ReadFile(recipes.FS, base+".lua")
 			if err != nil || builtinRecipes[base] || strings.ContainsAny(base, "./") {
-				L.RaiseError("module %q not found: raijin's own modules are raijin and raijin.common", name)
+				L.RaiseError("module %q not found: raijin's own modules are raijin, raijin.common and raijin.server", name)
 			}
 			v = runModule(L, string(src), "recipes/"+strings.TrimPrefix(name, "raijin.")+".lua")
 		default:
