@@ -69,7 +69,8 @@ upstream = "localhost:8000"        # where the web process listens; "unix//run/{
 web = "{{.App}}"                   # the binary, by the distfile's name; reads PORT from .env.prod
 # worker = "{{.App}} worker"
 {{- else if eq .Profile "python"}}
-web = "gunicorn --bind 127.0.0.1:8000 {{.Pkg}}.app:app"   # the venv's bin is on PATH
+web = "{{.App}}"                   # your wheel's console script ([project.scripts]), on PATH from the venv;
+                                   # or "gunicorn --bind 127.0.0.1:8000 {{.Pkg}}.wsgi:application"
 # worker = "python -m {{.Pkg}}.worker"
 {{- else}}
 web = "gunicorn --bind 127.0.0.1:8000 {{.Pkg}}.wsgi"
