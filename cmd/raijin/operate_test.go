@@ -265,3 +265,28 @@ func TestAppName(t *testing.T) {
 		}
 	}
 }
+
+// Usage errors of the app and server commands stop before any connection
+// (the hosts here are unreachable: a connection attempt would say so).
+func TestOperateUsageErrors(t *testing.T) {
+	project(t, opsTOML, map[string]string{".env.prod": "PORT=8000\n"})
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"app", "shell"}, "an interactive session needs one host; raijin.toml has 2 (alpha, beta.example.com)"},
+		{[]string{"app", "exec", "-i", "bash"}, "pick one with -H NAME"},
+		{[]string{"sh"}, "an interactive session needs one host"}, // the alias
+		{[]string{"app", "logs", "-f"}, "an interactive session needs one host"},
+		{[]string{"app", "logs", "nosuch"}, `raijin.toml has no process "nosuch"`},
+		{[]string{"app", "restart", "nosuch"}, "the processes are: web, worker"},
+		{[]string{"server", "create-user", "Bad$Name"}, `user name "Bad$Name" is not valid`},
+		{[]string{"-H", "gamma", "app", "status"}, "gamma"},
+		{[]string{"app", "exec"}, "expected"},
+	} {
+		code, out, errOut := run(t, c.args...)
+		if code != 2 || !strings.Contains(errOut, c.want) || strings.Contains(errOut, "cannot reach") {
+			t.Errorf("raijin %s: want exit 2 with %q: %d\n%s%s", strings.Join(c.args, " "), c.want, code, out, errOut)
+		}
+	}
+}
