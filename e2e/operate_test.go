@@ -21,7 +21,7 @@ import (
 // changed, a second run changes nothing; `up` bootstraps and deploys;
 // `app export-config` hands the generated files to the user.
 func TestOperateInitBootstrapUp(t *testing.T) {
-	h := host(t, 1) // a server of its own, as booted: nothing bootstrapped yet
+	h := host(t, 2) // a server of its own, as booted: nothing bootstrapped yet (1 is for down --full)
 	p := NewProject(t, ProjectSpec{App: "init", Hosts: []*TestHost{h}})
 	for _, f := range []string{"main.go", "go.mod"} {
 		p.Write(f, readFile(t, filepath.Join(goappSrc, f)), 0o644)
