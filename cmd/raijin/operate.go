@@ -74,7 +74,11 @@ func bootstrap(app *App, recipe string, dryRun bool) error {
 	}
 	o.NoLock = true
 	u := app.UI()
-	u.Printf("bootstrap %s", hostNames(o.Hosts))
+	if dryRun {
+		u.Printf("dry run: bootstrap %s (nothing is connected to or changed)", hostNames(o.Hosts))
+	} else {
+		u.Printf("bootstrap %s", hostNames(o.Hosts))
+	}
 	rep, err := runtime.Run(app.ctx, o)
 	if err != nil {
 		return err
