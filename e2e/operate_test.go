@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,13 +80,18 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 	}
 	asUser(user)
 
-	// Bootstrap a fresh server: changes, then nothing to change.
-	caddyfile := h.Root(t, "cat /etc/caddy/Caddyfile")
-	if strings.Contains(caddyfile, "conf.d/*.caddy") {
-		t.Fatalf("the fresh server's Caddyfile imports conf.d already:\n%s", caddyfile)
+	// Bootstrap a fresh server without Caddy (removed, its Caddyfile left
+	// as dpkg leaves it; apt-get gets it from a repository on this machine,
+	// as the test server has no other network): changes, then nothing to
+	// change.
+	aptRepo(t, h, "caddy")
+	h.Root(t, "systemctl stop caddy && dpkg -r caddy >/dev/null 2>&1")
+	caddyfile := h.Root(t, "dpkg-query -W -f='${Status}\n' caddy; cat /etc/caddy/Caddyfile")
+	if strings.Contains(caddyfile, "conf.d/*.caddy") || !strings.HasPrefix(caddyfile, "deinstall ok config-files") {
+		t.Fatalf("the fresh server has Caddy, or its Caddyfile imports conf.d already:\n%s", caddyfile)
 	}
 	r = p.MustRaijin("server", "bootstrap")
-	for _, want := range []string{"in place: package caddy", "changed: /etc/caddy/Caddyfile: import conf.d/*.caddy added", "caddy enabled and", "apps directory " + home + "/.local/share/raijin"} {
+	for _, want := range []string{"changed: package caddy installed", "changed: /etc/caddy/Caddyfile: import conf.d/*.caddy added", "caddy enabled and", "apps directory " + home + "/.local/share/raijin"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("first bootstrap lacks %q:\n%s", want, r.Stderr)
 		}
@@ -469,4 +477,50 @@ func TestOperateInteractive(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Ctrl-C took %s to end app logs -f", d)
 	}
+}
+
+// aptRepo serves the named Debian packages (downloaded once on this machine,
+// as the test server cannot) to test server h as its only apt source.
+func aptRepo(t *testing.T, h *TestHost, pkgs ...string) {
+	t.Helper()
+	cache := filepath.Join(os.Getenv("RAIJIN_TESTHOST_CACHE"), "debs")
+	if os.Getenv("RAIJIN_TESTHOST_CACHE") == "" {
+		cache = "/var/cache/raijin-testhost/debs"
+	}
+	must(t, os.MkdirAll(cache, 0o755))
+	var index bytes.Buffer
+	for _, pkg := range pkgs {
+		debs, _ := filepath.Glob(filepath.Join(cache, pkg+"_*.deb"))
+		if len(debs) == 0 {
+			cmd := exec.Command("apt-get", "download", "-q", pkg)
+			cmd.Dir = cache
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("apt-get download %s (for the test server's apt repository): %v\n%s", pkg, err, out)
+			}
+			debs, _ = filepath.Glob(filepath.Join(cache, pkg+"_*.deb"))
+		}
+		if len(debs) == 0 {
+			t.Fatalf("no %s .deb in %s", pkg, cache)
+		}
+		deb := debs[len(debs)-1]
+		control, err := exec.Command("dpkg-deb", "-f", deb).Output()
+		must(t, err)
+		data, err := os.ReadFile(deb)
+		must(t, err)
+		fmt.Fprintf(&index, "%sFilename: ./%s\nSize: %d\nSHA256: %x\n\n", control, filepath.Base(deb), len(data), sha256.Sum256(data))
+	}
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "Packages"), index.Bytes(), 0o644))
+	for _, pkg := range pkgs {
+		debs, _ := filepath.Glob(filepath.Join(cache, pkg+"_*.deb"))
+		must(t, os.Symlink(debs[len(debs)-1], filepath.Join(dir, filepath.Base(debs[len(debs)-1]))))
+	}
+	// This machine's end of the test server's link: 10.213.N.1.
+	hostIP := h.Addr[:strings.LastIndex(h.Addr, ".")] + ".1"
+	ln, err := net.Listen("tcp", hostIP+":0")
+	must(t, err)
+	srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	h.Root(t, fmt.Sprintf(`mv -f /etc/apt/sources.list /etc/apt/sources.list.raijin-test 2>/dev/null; echo 'deb [trusted=yes] http://%s ./' > /etc/apt/sources.list.d/raijin-test.list`, ln.Addr()))
 }
