@@ -101,8 +101,11 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 	if !strings.Contains(after1, "import conf.d/*.caddy") || !strings.Contains(after1, "enabled\nactive") {
 		t.Errorf("after bootstrap: %s", after1)
 	}
+	if !strings.Contains(r.Stderr, "4 changed, 1 already in place") {
+		t.Errorf("the first bootstrap's summary:\n%s", r.Stderr)
+	}
 	r = p.MustRaijin("server", "bootstrap")
-	if strings.Contains(r.Stderr, "changed:") || strings.Count(r.Stderr, "in place:") != 5 {
+	if strings.Contains(r.Stderr, "changed:") || strings.Count(r.Stderr, "in place:") != 5 || !strings.Contains(r.Stderr, ": 0 changed, 5 already in place") {
 		t.Errorf("a second bootstrap should change nothing and say so for each of its 5 checks:\n%s", r.Stderr)
 	}
 	if after2 := h.Root(t, state); after2 != after1 {

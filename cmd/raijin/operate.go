@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/raijin-deploy/raijin/builtins"
@@ -73,6 +74,8 @@ func bootstrap(app *App, recipe string, dryRun bool) error {
 		return err
 	}
 	o.NoLock = true
+	counts := &tally{Events: o.Events}
+	o.Events = counts
 	u := app.UI()
 	if dryRun {
 		u.Printf("dry run: bootstrap %s (nothing is connected to or changed)", hostNames(o.Hosts))
@@ -84,9 +87,27 @@ func bootstrap(app *App, recipe string, dryRun bool) error {
 		return err
 	}
 	if !dryRun {
-		u.Printf("bootstrap of %s done in %.1fs (%s)", hostNames(o.Hosts), rep.Duration.Seconds(), app.statsLine())
+		u.Printf("bootstrap of %s done in %.1fs: %d changed, %d already in place (%s)", hostNames(o.Hosts),
+			rep.Duration.Seconds(), counts.changed.Load(), counts.inPlace.Load(), app.statsLine())
 	}
 	return nil
+}
+
+// tally counts the bootstrap's "changed:" and "in place:" lines on their way
+// to the terminal.
+type tally struct {
+	runtime.Events
+	changed, inPlace atomic.Int64
+}
+
+func (t *tally) Log(host, phase, msg string) {
+	switch {
+	case strings.HasPrefix(msg, "changed: "):
+		t.changed.Add(1)
+	case strings.HasPrefix(msg, "in place: "):
+		t.inPlace.Add(1)
+	}
+	t.Events.Log(host, phase, msg)
 }
 
 // remote is one open host for the commands below.
