@@ -53,14 +53,13 @@ end
 
 -- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
 -- go to a temporary name and are renamed; a file the server already has with
--- the same SHA-256 is not sent again.
-function M.transfer(ctx)
+-- the same SHA-256 is not sent again. opts.mode is the distfile's mode
+-- (default 0755, an executable).
+function M.transfer(ctx, opts)
   local p = ctx.paths
-  ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = "0755" })
+  local mode = (opts and opts.mode) or "0755"
+  ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = mode })
   ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
-  if ctx.shared.requirements then
-    ctx.host:upload(ctx.shared.requirements, p.version_dir .. "/requirements.txt", { mode = "0644" })
-  end
 end
 
 -- The .appenv that release_command, hooks and `raijin app exec` source.
@@ -88,10 +87,13 @@ function M.switch(ctx, version, links)
       target = "\"$1\""
     else
       target = q(vdir .. "/" .. l.target)
+      table.insert(script, "test -e " .. target .. " || { echo '" .. vdir .. " has no " .. l.target .. "' >&2; exit 1; }")
     end
     table.insert(script, "ln -sfn " .. target .. " " .. q("." .. l.name .. ".raijin-tmp") ..
       " && mv -T -f " .. q("." .. l.name .. ".raijin-tmp") .. " " .. q(l.name))
   end
+  -- From here on, an undo has something to put back.
+  ctx.switched = true
   ctx.host:run(table.concat(script, "\n"))
 end
 
@@ -206,9 +208,21 @@ function M.done(ctx)
   if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy) end
 end
 
+-- restart (rollback): restart the units and check that they came up.
+function M.restart(ctx)
+  ctx.restarted = true
+  ctx.host:systemctl("restart", table.unpack(M.unit_names(ctx)))
+  ctx.host:wait_healthy(M.unit_names(ctx))
+end
+
 -- undo for install: when a later step fails, put the previous version back
 -- (its .env and links), and restart it if the new one had been started.
+-- Nothing is done when the failure came before the switch.
 function M.restore(ctx, links)
+  if not ctx.switched then
+    if ctx.previous then raijin.log("nothing was switched: " .. ctx.previous .. " is still serving") end
+    return
+  end
   if not ctx.previous then
     raijin.log("no previous version to restore: this was the first deploy")
     return
