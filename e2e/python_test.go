@@ -1,60 +1,25 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"text/template"
 )
-
-const pyTOMLTemplate = `app = "{{.App}}"
-version = "1.0.0"
-installation_mode = "python-package"
-build_command = "python3 {{.Src}}/build_wheel.py dist"
-distfile = "dist/pyapp-{version}-py3-none-any.whl"
-requirements = "requirements.txt"
-release_command = "pyapp migrate"
-{{.Extra}}
-[webserver]
-upstream = "localhost:{{.Port}}"
-health_check = "/up"
-
-[processes]
-web = "pyapp serve"
-{{range .Hosts}}
-[[hosts]]
-name = "{{.Name}}"
-address = "{{.Addr}}"
-user = "{{.User}}"
-domain_name = "{{$.Domain}}"
-env = """
-PORT={{$.Port}}
-GREETING=hello from {{.Name}}
-"""
-{{end}}`
 
 // NewPyProject writes a project deploying the sample Python app
 // (testdata/apps/pyapp, built into a wheel by its own script, with the local
 // wheel greet as its one requirement) to the given hosts.
 func NewPyProject(t *testing.T, spec ProjectSpec) *Project {
 	t.Helper()
+	spec.Head = fmt.Sprintf(`installation_mode = "python-package"
+build_command = "python3 %s/build_wheel.py dist"
+distfile = "dist/pyapp-{version}-py3-none-any.whl"
+requirements = "requirements.txt"
+release_command = "pyapp migrate"
+`, filepath.Join(repoRoot, "testdata", "apps", "pyapp"))
+	spec.Procs = `web = "pyapp serve"`
 	p := NewProject(t, spec)
-	if len(spec.Hosts) == 0 {
-		spec.Hosts = []*TestHost{host(t, 0)}
-	}
-	dom := regexp.MustCompile(`(?m)^domain_name = "(.*)"$`).FindStringSubmatch(readFile(t, filepath.Join(p.Dir, "raijin.toml")))
-	if dom == nil {
-		t.Fatal("no domain_name in the generated raijin.toml")
-	}
-	var b bytes.Buffer
-	must(t, template.Must(template.New("py").Parse(pyTOMLTemplate)).Execute(&b, map[string]any{
-		"App": p.App, "Port": p.Port, "Domain": dom[1], "Hosts": spec.Hosts, "Extra": spec.Extra,
-		"Src": filepath.Join(repoRoot, "testdata", "apps", "pyapp"),
-	}))
-	p.Write("raijin.toml", b.String(), 0o644)
 	p.Write("requirements.txt", "# greet is built next to the app's wheel\n./dist/greet-1.0-py3-none-any.whl\n", 0o644)
 	return p
 }
@@ -107,6 +72,15 @@ func TestPythonDeployTwice(t *testing.T) {
 	got := h.Run(t, "cd "+dir+" && readlink .venv && cat .versions migrations.log && ls -d v*/.venv")
 	if got != "v1.1.0/.venv\n1.1.0\n1.0.0\nmigrated to 1.0.0\nmigrated to 1.1.0\nv1.0.0/.venv\nv1.1.0/.venv\n" {
 		t.Errorf("after the second deploy: %q, want .venv on v1.1.0 and both versions' environments", got)
+	}
+
+	// The same version again (say, for a new .env): the same wheel, nothing rebuilt.
+	r = p.MustRaijin("deploy", "--set-version", "1.1.0")
+	if !strings.Contains(r.Stderr, "v1.1.0/.venv is up to date") {
+		t.Errorf("deploying 1.1.0 again should keep its environment:\n%s", r.Stderr)
+	}
+	if _, body := Get(t, url); !strings.HasPrefix(body, "pyapp 1.1.0:") {
+		t.Errorf("after deploying 1.1.0 again GET / = %q", body)
 	}
 
 	// A rollback switches .venv back and installs nothing.
@@ -183,7 +157,7 @@ func TestPythonFailedInstallKeepsPreviousServing(t *testing.T) {
 			name: "no such python",
 			setup: func() {
 				p.Write("requirements.txt", "./dist/greet-1.0-py3-none-any.whl\n", 0o644)
-				p.Write("raijin.toml", strings.Replace(toml, "release_command", "python_version = \"3.99\"\nrelease_command", 1), 0o644)
+				p.Write("raijin.toml", strings.Replace(toml, "release_command =", "python_version = \"3.99\"\nrelease_command =", 1), 0o644)
 			},
 			undo: func() { p.Write("raijin.toml", toml, 0o644) },
 			want: []string{"python3.99 -c", "exited 127", "not found", "raijin needs python3.99 with its venv module"},

@@ -54,12 +54,13 @@ end
 -- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
 -- go to a temporary name and are renamed; a file the server already has with
 -- the same SHA-256 is not sent again. opts.mode is the distfile's mode
--- (default 0755, an executable).
+-- (default 0755, an executable). Returns whether the distfile was sent.
 function M.transfer(ctx, opts)
   local p = ctx.paths
   local mode = (opts and opts.mode) or "0755"
-  ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = mode })
+  local sent = ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = mode })
   ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
+  return sent
 end
 
 -- The .appenv that release_command, hooks and `raijin app exec` source.

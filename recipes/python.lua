@@ -116,43 +116,37 @@ end
 -- already (same key). Returns the environment's path.
 local function dependencies(ctx, py)
   local vdir = ctx.paths.version_dir
-  -- The key: what the environment is made of, never where it was made.
+  -- The key: what the environment is made of, never where it was made. The
+  -- answer also says whether .deps/{key} is complete, and which key this
+  -- version's .venv was made with (on a deploy of the same version again).
   local res = ctx.host:run("key=$({ printf '%s\\n' " .. q(py.version) .. " " .. q(py.uv and "uv" or "pip") ..
     "; cat requirements.txt 2>/dev/null; if [ -d wheels ]; then cd wheels && sha256sum -- *; fi; } | sha256sum | cut -c1-16)" ..
-    "; echo \"$key\"; if [ -f ../.deps/$key/.raijin-complete ]; then echo complete; fi", { cwd = vdir })
+    "; echo \"$key\"; if [ -f ../.deps/$key/.raijin-complete ]; then echo complete; fi" ..
+    "; if [ -x .venv/bin/python ] && [ -f .deps ]; then echo \"venv=$(cat .deps)\"; fi", { cwd = vdir })
   local key = res.stdout:match("%x+") or "dry-run"
   local deps = ".deps/" .. key
-  ctx.python_deps = { key = key, path = ctx.paths.app_dir .. "/" .. deps }
+  ctx.python_deps = { key = key, path = ctx.paths.app_dir .. "/" .. deps, venv_key = res.stdout:match("venv=(%x+)") }
   local since = ctx.previous and (" since " .. ctx.previous) or ""
   if res.stdout:find("complete", 1, true) and not ctx.dry_run then
     raijin.log("requirements unchanged" .. since .. ": reusing " .. deps .. ", nothing to install")
     return ctx.python_deps.path
   end
   raijin.log((ctx.shared.req and "installing requirements" or "making the tools environment") .. " into " .. deps)
-  local from = ""
-  if ctx.shared.req then
-    if ctx.shared.req.offline then from = "--no-index " end
-    if #ctx.shared.req.files > 0 then from = from .. "--find-links wheels " end
-    from = from .. "-r requirements.txt"
-  end
-  local app = { cwd = ctx.paths.app_dir }
-  local inv = { cwd = vdir }
-  local done = " && touch ../" .. deps .. "/.raijin-complete"
+  local make, pip
   if py.uv then
-    ctx.host:run("rm -rf " .. deps .. " && uv venv --quiet --python " .. q(py.path) .. " " .. deps, app)
-    if from ~= "" then
-      ctx.host:run("uv pip install --quiet --python ../" .. deps .. "/bin/python " .. from .. done, inv)
-    else
-      ctx.host:run("true" .. done, inv)
-    end
+    make = "uv venv --quiet --python " .. q(py.path) .. " "
+    pip = "uv pip install --quiet --python ../" .. deps .. "/bin/python "
   else
-    ctx.host:run("rm -rf " .. deps .. " && " .. py.exe .. " -m venv " .. deps, app)
-    if from ~= "" then
-      ctx.host:run("../" .. deps .. "/bin/python -m pip install --quiet --disable-pip-version-check " .. from .. done, inv)
-    else
-      ctx.host:run("true" .. done, inv)
-    end
+    make = py.exe .. " -m venv "
+    pip = "../" .. deps .. "/bin/python -m pip install --quiet --disable-pip-version-check "
   end
+  ctx.host:run("rm -rf " .. deps .. " && " .. make .. deps, { cwd = ctx.paths.app_dir })
+  local install = "true"
+  if ctx.shared.req then
+    install = pip .. (ctx.shared.req.offline and "--no-index " or "") ..
+      (#ctx.shared.req.files > 0 and "--find-links wheels " or "") .. "-r requirements.txt"
+  end
+  ctx.host:run(install .. " && touch ../" .. deps .. "/.raijin-complete", { cwd = vdir })
   return ctx.python_deps.path
 end
 
@@ -160,13 +154,20 @@ end
 -- raijin-deps.pth, has copies of its commands, and holds the app's wheel.
 local function version_venv(ctx, py, deps)
   local p = ctx.paths
+  if ctx.python_deps.venv_key == ctx.python_deps.key and not ctx.dist_sent and not ctx.dry_run then
+    raijin.log("v" .. ctx.version .. "/.venv is up to date (same wheel, same requirements)")
+    return
+  end
+  if ctx.previous == ctx.version then
+    raijin.log("rebuilding the environment of the serving version " .. ctx.version .. " in place: give each build its own version for a safe switch")
+  end
   local venv = p.version_dir .. "/.venv"
   local make = py.uv and ("uv venv --quiet --python " .. q(py.path) .. " " .. q(venv))
     or (py.exe .. " -m venv --without-pip " .. q(venv))
   local site = "import sysconfig; print(sysconfig.get_path('purelib'))"
   ctx.host:run(table.concat({
     "set -e",
-    "rm -rf " .. q(venv),
+    "rm -rf " .. q(venv) .. " " .. q(p.version_dir .. "/.deps"),
     make,
     "site=$(" .. q(venv .. "/bin/python") .. " -c " .. q(site) .. ")",
     "printf '%s\\n' \"$(" .. q(deps .. "/bin/python") .. " -c " .. q(site) .. ")\" > \"$site/raijin-deps.pth\"",
@@ -178,20 +179,19 @@ local function version_venv(ctx, py, deps)
     "  sed '1s|.*|#!" .. venv:gsub("|", "\\|") .. "/bin/python|' \"$f\" > " .. q(venv) .. "/bin/\"$n\"",
     "  chmod 0755 " .. q(venv) .. "/bin/\"$n\"",
     "done",
-    "printf '%s\\n' " .. q(ctx.python_deps.key) .. " > " .. q(p.version_dir .. "/.deps"),
   }, "\n"))
   local wheel = q(ctx.shared.dist.name)
   -- With a requirements file it lists every dependency (as `uv export` or
   -- `pip freeze` write it): the wheel goes in alone, then pip checks that
-  -- what it requires is there.
+  -- what it requires is there. .deps records the key once all went well.
   local nodeps = ctx.shared.req and "--no-deps " or ""
+  local done = " && printf '%s\\n' " .. q(ctx.python_deps.key) .. " > .deps"
   if py.uv then
-    ctx.host:run("uv pip install --quiet --python .venv/bin/python " .. nodeps .. wheel, { cwd = p.version_dir })
+    ctx.host:run("uv pip install --quiet --python .venv/bin/python " .. nodeps .. wheel .. done, { cwd = p.version_dir })
   else
     ctx.host:run(".venv/bin/python -m pip install --quiet --disable-pip-version-check " .. nodeps .. wheel, { cwd = p.version_dir })
-    if ctx.shared.req then
-      ctx.host:run(".venv/bin/python -m pip check --disable-pip-version-check", { cwd = p.version_dir })
-    end
+    local check = ctx.shared.req and ".venv/bin/python -m pip check --disable-pip-version-check" or "true"
+    ctx.host:run(check .. done, { cwd = p.version_dir })
   end
 end
 
@@ -208,7 +208,7 @@ end)
 -- 3. Transfer the wheel and the .env to {app_dir}/v{version}/, with
 --    requirements.txt and the local wheels it names (in wheels/).
 raijin.phase("transfer", function(ctx)
-  common.transfer(ctx, { mode = "0644" })
+  ctx.dist_sent = common.transfer(ctx, { mode = "0644" })
   local req = ctx.shared.req
   if req then
     local vdir = ctx.paths.version_dir
