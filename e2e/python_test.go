@@ -43,9 +43,11 @@ func TestPythonDeployTwice(t *testing.T) {
 	if code != 200 || body != "pyapp 1.0.0: hello from "+h.Name+" (greet 1.0)\n" {
 		t.Fatalf("GET %s = %d %q, want pyapp 1.0.0 with greet 1.0 through Caddy", url, code, body)
 	}
-	layout := h.Run(t, fmt.Sprintf(`cd %s && readlink .venv && cat .versions migrations.log v1.0.0/.deps && ls v1.0.0 v1.0.0/wheels && test -x v1.0.0/.venv/bin/pyapp && ls .deps && cat v1.0.0/.venv/lib/python3*/site-packages/raijin-deps.pth && . ./.appenv && command -v pyapp`, dir))
+	layout := h.Run(t, fmt.Sprintf(`cd %s && readlink .venv && cat .versions migrations.log v1.0.0/.deps && ls v1.0.0 v1.0.0/wheels && test -x v1.0.0/.venv/bin/pyapp && v1.0.0/.venv/bin/pip --version && ls .deps && cat v1.0.0/.venv/lib/python3*/site-packages/raijin-deps.pth && . ./.appenv && command -v pyapp`, dir))
 	for _, want := range []string{"v1.0.0/.venv\n", "1.0.0\nmigrated to 1.0.0\n", "pyapp-1.0.0-py3-none-any.whl", "requirements.txt",
-		"greet-1.0-py3-none-any.whl", dir + "/.deps/", dir + "/.venv/bin/pyapp"} {
+		"greet-1.0-py3-none-any.whl", dir + "/.deps/", dir + "/.venv/bin/pyapp",
+		// pip comes from the requirements environment, run by this version's python
+		"pip 23", "(python 3."} {
 		if !strings.Contains(layout, want) {
 			t.Errorf("server layout lacks %q:\n%s", want, layout)
 		}
@@ -129,11 +131,12 @@ func TestPythonFailedInstallKeepsPreviousServing(t *testing.T) {
 		}
 	}
 	cases := []struct {
-		name    string
-		setup   func()
-		undo    func()
-		version string
-		want    []string
+		name  string
+		setup func()
+		undo  func()
+		phase string // default install
+		state string // default: nothing was switched
+		want  []string
 	}{
 		{
 			name: "a requirement that is not a wheel",
@@ -168,6 +171,15 @@ func TestPythonFailedInstallKeepsPreviousServing(t *testing.T) {
 			undo:  func() { h.Root(t, "mv /usr/lib/python3.11/ensurepip.off /usr/lib/python3.11/ensurepip") },
 			want:  []string{"python3 -c", "No module named 'ensurepip'", "apt install python3 python3-venv"},
 		},
+		{
+			name: "a release command that fails after the switch",
+			setup: func() {
+				p.Write("raijin.toml", strings.Replace(toml, `release_command = "pyapp`, `release_command = "FAIL_MIGRATE=1 pyapp`, 1), 0o644)
+			},
+			undo:  func() { p.Write("raijin.toml", toml, 0o644) },
+			phase: "release", state: "the previous version 1.0.0 was restored and is serving",
+			want: []string{"exited 3", "migration failed on purpose"},
+		},
 	}
 	for i, c := range cases {
 		c.setup()
@@ -181,7 +193,10 @@ func TestPythonFailedInstallKeepsPreviousServing(t *testing.T) {
 			t.Errorf("%s: want exit 1: %s", c.name, r)
 			continue
 		}
-		for _, want := range append(c.want, "host "+h.Name+": phase install:", "nothing was switched: version 1.0.0 is still serving") {
+		if c.phase == "" {
+			c.phase, c.state = "install", "nothing was switched: version 1.0.0 is still serving"
+		}
+		for _, want := range append(c.want, "host "+h.Name+": phase "+c.phase+":", c.state) {
 			if !strings.Contains(r.Stderr, want) {
 				t.Errorf("%s: the error lacks %q:\n%s", c.name, want, r.Stderr)
 			}

@@ -87,7 +87,7 @@ end
 local function interpreter(ctx)
   local c = ctx.config
   local py = { uv = has(ctx, "command -v uv >/dev/null 2>&1") }
-  local probe = "import sys, venv; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"
+  local probe = "import sys, venv; print(sys.executable); print('%d.%d' % sys.version_info[:2])"
   local cmd
   if py.uv then
     cmd = "uv python find" .. (c.python_version ~= "" and " " .. q(c.python_version) or "")
@@ -175,8 +175,9 @@ local function version_venv(ctx, py, deps)
     "for f in " .. q(deps) .. "/bin/*; do",
     "  n=${f##*/}",
     "  case $n in python*|activate*|Activate.ps1) continue;; esac",
-    "  head -n1 \"$f\" | grep -q '^#!.*python' || continue",
-    "  sed '1s|.*|#!" .. venv:gsub("|", "\\|") .. "/bin/python|' \"$f\" > " .. q(venv) .. "/bin/\"$n\"",
+    -- (pip and uv write `#!/bin/sh` and an exec line for a long path.)
+    "  head -n3 \"$f\" | grep -qF " .. q(deps .. "/bin/python") .. " || continue",
+    "  sed " .. q("1,3s|" .. deps .. "/bin/python|" .. venv .. "/bin/python|") .. " \"$f\" > " .. q(venv) .. "/bin/\"$n\"",
     "  chmod 0755 " .. q(venv) .. "/bin/\"$n\"",
     "done",
   }, "\n"))
