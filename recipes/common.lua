@@ -220,6 +220,27 @@ function M.done(ctx)
   if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy, M.hook_opts(ctx)) end
 end
 
+-- The flows besides deploy, the same in every built-in recipe. links(ctx)
+-- names the version's entry points, as for M.switch.
+function M.other_flows(links)
+  -- Rollback: switch back to an older version already on the host (nothing
+  -- is installed: its files are still there) and restart.
+  raijin.phase("switch", function(ctx) M.switch(ctx, ctx.version, links(ctx)) end)
+  raijin.phase("restart", M.restart)
+  raijin.undo("switch", function(ctx) M.restore(ctx, links(ctx)) end)
+  raijin.flow("rollback", { "switch", "restart", "record" })
+
+  -- Prune: `raijin prune [--keep N]` is the prune step on its own.
+  raijin.flow("prune", { "prune" })
+
+  -- Down: `raijin down [--full]` stops the app and removes it from the host.
+  raijin.phase("disable_units", M.disable_units)
+  raijin.phase("remove_site", M.remove_site)
+  raijin.phase("remove_app", M.remove_app)
+  raijin.phase("remove_caddy", M.remove_caddy)
+  raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })
+end
+
 -- restart (rollback): restart the units and check that they came up.
 function M.restart(ctx)
   ctx.restarted = true

@@ -6,19 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 )
-
-type pyTestEvents struct{ logs []string }
-
-func (e *pyTestEvents) PhaseStart(string, string)                     {}
-func (e *pyTestEvents) PhaseEnd(string, string, time.Duration, error) {}
-func (e *pyTestEvents) Log(_, _, msg string)                          { e.logs = append(e.logs, msg) }
-func (e *pyTestEvents) Command(string, string)                        {}
-func (e *pyTestEvents) DryRun(string, string, string, string)         {}
 
 // dryRunPython runs the python-package recipe against a recording host, with
 // requirements.txt holding req and the given local files in the project.
@@ -60,7 +51,7 @@ env = "PORT=8000"
 	rec := &builtins.RecordingHost{HostName: "prod", Redactor: &builtins.Redactor{}}
 	_, err = Run(context.Background(), Options{
 		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, DryRun: true,
-		Events: &pyTestEvents{}, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) {
+		Events: &quietEvents{}, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) {
 			return rec, func() {}, nil
 		},
 	})
