@@ -110,6 +110,16 @@ func TestPythonDeployTwice(t *testing.T) {
 	if n := strings.Count(h.Run(t, "ls "+dir+"/.deps"), "\n"); n != 2 {
 		t.Errorf("want two requirements environments (1.0.0 and 1.1.0 still use the first), got %d", n)
 	}
+
+	// Pruning the versions that used the first environment prunes it too.
+	p.MustRaijin("prune", "--keep", "1")
+	used := h.Run(t, "cat "+dir+"/v1.2.0/.deps")
+	if got := h.Run(t, "cd "+dir+" && ls -d v* && ls .deps"); got != "v1.2.0\n"+used {
+		t.Errorf("after prune --keep 1: %q, want v1.2.0 and only the environment it uses (%q)", got, used)
+	}
+	if _, body := Get(t, url); !strings.HasPrefix(body, "pyapp 1.2.0:") {
+		t.Errorf("after the prune GET / = %q", body)
+	}
 }
 
 // Installs that cannot work fail before the switch, name the host and the
