@@ -49,8 +49,13 @@ local function read_requirements(ctx)
     local target, marker = spec:match("^(.-)%s*(;.*)$")
     target, marker = target or spec, marker or ""
     local p = spec ~= "" and local_path(target) or nil
+    local opt = spec:match("^(%-%-?[%a-]+)")
     if spec == "" or spec:sub(1, 1) == "#" then
       req.lines[#req.lines + 1] = line
+    elseif opt == "-r" or opt == "--requirement" or opt == "-c" or opt == "--constraint" or opt == "-e" or opt == "--editable"
+      or ((opt == "-f" or opt == "--find-links") and not spec:find("://", 1, true)) then
+      error(c.requirements .. ":" .. n .. ": " .. spec .. ": raijin ships one requirements file and the files it names; " ..
+        "write the requirements in it, each local wheel by its path (pip wheel -w wheels ...)", 0)
     elseif p then
       local file = raijin.path(ctx, p)
       if not ctx["local"]:exists(file) then

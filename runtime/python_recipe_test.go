@@ -232,7 +232,10 @@ func TestPythonRequirementsShipLocalFiles(t *testing.T) {
 func TestPythonRequirementsErrors(t *testing.T) {
 	for req, want := range map[string]string{
 		"ok==1\n./vendor/missing-1.0-py3-none-any.whl\n": "requirements.txt:2: local requirement ./vendor/missing-1.0-py3-none-any.whl does not exist",
-		"./vendor/src/\n": "requirements.txt:1: ./vendor/src/ is not a wheel or sdist file",
+		"./vendor/src/\n":               "requirements.txt:1: ./vendor/src/ is not a wheel or sdist file",
+		"# base\n-r base.txt\n":         "requirements.txt:2: -r base.txt: raijin ships one requirements file and the files it names",
+		"-e ./vendor/src\n":             "requirements.txt:1: -e ./vendor/src: raijin ships one",
+		"--find-links ./vendor\na==1\n": "requirements.txt:1: --find-links ./vendor: raijin ships one",
 	} {
 		_, err := dryRunPython(t, req, "vendor/src/setup.py")
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "phase build") {
