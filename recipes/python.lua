@@ -100,11 +100,12 @@ local function interpreter(ctx)
     py.exe = c.python_version ~= "" and "python" .. c.python_version or "python3"
     -- ensurepip is what `python3 -m venv` installs pip with; Debian ships it
     -- in python3-venv.
-    cmd = py.exe .. " -c " .. q(probe .. "; import ensurepip")
+    cmd = q(py.exe) .. " -c " .. q(probe .. "; import ensurepip")
   end
   local ok, res = pcall(function() return ctx.host:run(cmd) end)
   if not ok then
-    local need = py.uv and ("uv found no python " .. c.python_version .. " (offline it can only use one already installed: `uv python install " .. c.python_version .. "`)")
+    local want = c.python_version ~= "" and c.python_version or "3"
+    local need = py.uv and ("uv found no python " .. want .. " on the server (offline it can only use one already installed: `uv python install " .. want .. "`)")
       or ("raijin needs " .. py.exe .. " with its venv module on the server (Debian/Ubuntu: apt install python3 python3-venv), or uv")
     error(tostring(res) .. "\n" .. need, 0)
   end
@@ -142,7 +143,7 @@ local function dependencies(ctx, py)
     make = "uv venv --quiet --python " .. q(py.path) .. " "
     pip = "uv pip install --quiet --python ../" .. deps .. "/bin/python "
   else
-    make = py.exe .. " -m venv "
+    make = q(py.exe) .. " -m venv "
     pip = "../" .. deps .. "/bin/python -m pip install --quiet --disable-pip-version-check "
   end
   ctx.host:run("rm -rf " .. deps .. " && " .. make .. deps, { cwd = ctx.paths.app_dir })
@@ -168,7 +169,7 @@ local function version_venv(ctx, py, deps)
   end
   local venv = p.version_dir .. "/.venv"
   local make = py.uv and ("uv venv --quiet --python " .. q(py.path) .. " " .. q(venv))
-    or (py.exe .. " -m venv --without-pip " .. q(venv))
+    or (q(py.exe) .. " -m venv --without-pip " .. q(venv))
   local site = "import sysconfig; print(sysconfig.get_path('purelib'))"
   ctx.host:run(table.concat({
     "set -e",
