@@ -456,7 +456,15 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 		return err
 	}
 	c.stats.SFTPOps.Add(1)
-	tmp := filepath.Join(filepath.Dir(remote), "."+filepath.Base(remote)+".raijin-tmp-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	prefix := filepath.Join(filepath.Dir(remote), "."+filepath.Base(remote)+".raijin-tmp-")
+	// A temporary file left by an upload whose connection dropped is never
+	// used; clear it away now.
+	if old, err := s.Glob(prefix + "*"); err == nil {
+		for _, o := range old {
+			s.Remove(o)
+		}
+	}
+	tmp := prefix + strconv.FormatInt(time.Now().UnixNano(), 36)
 	w, err := s.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("creating %s: %v", tmp, err)
@@ -481,6 +489,9 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 		return ctx.Err()
 	}
 	if err != nil {
+		if errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("uploading %s to %s: the SSH connection to %s dropped during the upload (%v); the partial file %s is never used", filepath.Base(local), remote, c.Addr, err, filepath.Base(tmp))
+		}
 		s.Remove(tmp)
 		return fmt.Errorf("uploading %s to %s: %v", filepath.Base(local), remote, err)
 	}

@@ -266,6 +266,7 @@ type HostError struct {
 	Msg       string
 	Traceback string
 	Code      int
+	Hint      string // what to do about it, when the cause said
 	State     string // what the host is left with
 }
 
@@ -278,7 +279,7 @@ func (e *HostError) Error() string {
 }
 
 func (r *runner) hostError(host, phase string, err error) *HostError {
-	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err)}
+	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err), Hint: errs.Hint(err)}
 	var le *LuaError
 	if errors.As(err, &le) {
 		he.Traceback = r.opts.Redactor.Redact(le.Traceback)
@@ -298,7 +299,7 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 }
 
 // Unwrap gives errs.Code its exit code.
-func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg} }
+func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg, Hint: e.Hint} }
 
 // newCtx builds the ctx table a phase receives.
 func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []string, previous string) *lua.LTable {
@@ -482,15 +483,29 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
 	}
-	defer closeFn()
+	closers := []func(){closeFn}
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
 	lock := builtins.NewLockInfo(r.opts.Command, r.opts.Config.Version)
 	facts, err := r.prepare(ctx, host, h, lock)
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
 		return fail("connect", err)
 	}
+	var s *hostState
 	if !r.opts.DryRun {
 		defer func() {
+			if s != nil {
+				host = s.host
+			}
+			// The connection may have dropped: then release the lock over a
+			// fresh one, so the next deploy does not find a stale lock.
+			if h2 := r.revive(h, host, &closers); h2 != nil {
+				host = h2
+			}
 			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			host.Run(uctx, builtins.UnlockScript(facts.appDir, lock), builtins.RunOpts{})
@@ -509,7 +524,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		}
 		version = target
 	}
-	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
+	s = &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
 	L, reg, err := r.load(s)
 	if err != nil {
 		return fail("load", err)
@@ -525,6 +540,9 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		startedPhases = append(startedPhases, p)
 		if err := r.runPhase(ctx, L, s, p, lctx); err != nil {
 			he := r.hostError(h.Name, n, err)
+			if h2 := r.revive(h, s.host, &closers); h2 != nil {
+				s.host = h2
+			}
 			restored, state := r.undo(L, s, startedPhases, lctx, err)
 			res.Restored = restored
 			he.State = state
@@ -535,6 +553,28 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		}
 	}
 	return res
+}
+
+// revive checks that host's connection still answers; when it dropped, it
+// connects again (as the undo handlers and the unlock must still reach the
+// server) and returns the new host, else nil.
+func (r *runner) revive(h config.Host, host builtins.Host, closers *[]func()) builtins.Host {
+	if r.opts.DryRun {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := host.Run(pctx, "true", builtins.RunOpts{}); err == nil {
+		return nil
+	}
+	r.opts.Events.Log(h.Name, "cleanup", "the connection dropped: connecting again to clean up")
+	nh, closeFn, err := r.opts.Connect(pctx, h)
+	if err != nil {
+		r.opts.Events.Log(h.Name, "cleanup", "cannot connect again: "+r.opts.Redactor.Redact(err.Error()))
+		return nil
+	}
+	*closers = append(*closers, closeFn)
+	return nh
 }
 
 // undo runs the undo handlers of the phases that started, newest first, on a
