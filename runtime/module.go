@@ -190,7 +190,7 @@ var templateFuncs = template.FuncMap{
 	// systemd_arg quotes one argument of an ExecStart= or Environment= line:
 	// systemd reads C escapes inside double quotes and expands $ and %.
 	"systemd_arg": func(s string) string {
-		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`)
+		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`, "\n", `\n`, "\r", `\r`)
 		return `"` + r.Replace(s) + `"`
 	},
 }

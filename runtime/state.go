@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -104,11 +105,18 @@ func runModule(L *lua.LState, src, chunk string) lua.LValue {
 
 // syntaxError turns gopher-lua's compile error into "file:line: message".
 func syntaxError(err error) string {
+	msg := err.Error()
 	if ae, ok := err.(*lua.ApiError); ok && ae.Object != nil {
-		return strings.TrimSpace(ae.Object.String())
+		msg = strings.TrimSpace(ae.Object.String())
 	}
-	return err.Error()
+	// gopher-lua says "deploy.lua line:4(column:3) near 'end':   syntax error".
+	if m := luaParseErrRe.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("%s:%s: %s near '%s' (column %s)", m[1], m[2], strings.TrimSpace(m[5]), m[4], m[3])
+	}
+	return msg
 }
+
+var luaParseErrRe = regexp.MustCompile(`(?s)^(.*?) line:(\d+)\(column:(\d+)\) near '(.*?)':\s*(.*)$`)
 
 // loadFile runs a recipe or hook file as a chunk with args.
 func loadChunk(L *lua.LState, src, chunk string) (*lua.LFunction, error) {
