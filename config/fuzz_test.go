@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,7 +34,12 @@ A=1
 	f.Add([]byte("app = \"a\"\nversion = \"1\"\ndistfile = \"d\"\n[processes]\n\"web;rm\" = \"x\"\n[[hosts]]\naddress = \"h\"\n"))
 	f.Add([]byte("app = 1\n"))
 	f.Add([]byte("[[hosts]\n"))
+	// A pyproject.toml version for inputs without one, so that no input
+	// makes Parse run git.
 	dir := f.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pyproject.toml"), []byte("[project]\nversion = \"0.0.0-fuzz\"\n"), 0o644); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(filepath.Join(dir, "raijin.toml"), data)
 		if err != nil {

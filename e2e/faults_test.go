@@ -214,44 +214,58 @@ func TestFaultConnectionDropsMidUpload(t *testing.T) {
 	}
 }
 
-// The connection drops while release_command runs (after install switched
-// the symlink): the previous version keeps serving, the install is undone
-// over a new connection, and the next deploy repairs everything.
-func TestFaultConnectionDropsDuringRelease(t *testing.T) {
-	h := host(t, 0)
-	p := NewProject(t, ProjectSpec{App: "droprel", Hosts: []*TestHost{h}})
-	r := newRelay(t, h.Addr+":22")
-	p.viaRelay(h, r)
-	p.MustRaijin("deploy")
+// The connection drops after install switched the symlink: while
+// release_command runs, or once the new version was started (a hook after
+// services). The previous version keeps serving (switched back and restarted
+// over a new connection), the lock is released, and the next deploy repairs
+// everything.
+func TestFaultConnectionDropsAfterSwitch(t *testing.T) {
+	for _, phase := range []string{"release", "services"} {
+		t.Run(phase, func(t *testing.T) {
+			h := host(t, 0)
+			p := NewProject(t, ProjectSpec{App: "drop" + phase[:3], Hosts: []*TestHost{h}})
+			r := newRelay(t, h.Addr+":22")
+			p.viaRelay(h, r)
+			p.MustRaijin("deploy")
+			dir := p.AppDir(h)
+			stall := "touch stalled && sleep 20"
+			if phase == "release" {
+				p.setRelease(stall + " && " + p.App + " migrate")
+			} else {
+				p.Write("deploy.lua", fmt.Sprintf("local raijin = require(\"raijin\")\nraijin.after(\"services\", function(ctx) ctx.host:run(%q, { cwd = ctx.paths.app_dir }) end)\n", stall), 0o644)
+			}
+			cmd, out := p.startRaijin("deploy", "--set-version", "2.0.0")
+			waitFor(t, h, "test -e "+dir+"/stalled", 60*time.Second)
+			if phase == "services" {
+				p.serving(h, "2.0.0", "before the drop")
+			}
+			r.CutAll()
+			err := cmd.Wait()
+			t.Logf("deploy with the connection cut during %s:\n%s", phase, out)
+			if err == nil {
+				t.Fatalf("raijin exited 0 although its connection dropped during %s", phase)
+			}
+			for _, want := range []string{"phase " + phase + ":", "dropped", "connecting again", "1.0.0 was restored"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q", want)
+				}
+			}
+			p.serving(h, "1.0.0", "after the drop during "+phase)
+			if got := p.current(h); got != "v1.0.0/goapp\n1.0.0\n" {
+				t.Errorf("after the drop the app dir says %q, want 1.0.0 switched back", got)
+			}
+			if out, ok := h.Try("test -e " + dir + "/.lock"); ok {
+				t.Errorf("the lock was left behind: %s", out)
+			}
 
-	p.setRelease("touch release-started && sleep 20 && " + p.App + " migrate")
-	dir := p.AppDir(h)
-	cmd, out := p.startRaijin("deploy", "--set-version", "2.0.0")
-	waitFor(t, h, "test -e "+dir+"/release-started", 60*time.Second)
-	r.CutAll()
-	err := cmd.Wait()
-	t.Logf("deploy with the connection cut during release:\n%s", out)
-	if err == nil {
-		t.Fatalf("raijin exited 0 although its connection dropped during release")
-	}
-	for _, want := range []string{"phase release:", "dropped", "restored"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q", want)
-		}
-	}
-	p.serving(h, "1.0.0", "after the drop during release")
-	if got := p.current(h); got != "v1.0.0/goapp\n1.0.0\n" {
-		t.Errorf("after the drop the app dir says %q, want 1.0.0 switched back", got)
-	}
-	if out, ok := h.Try("test -e " + dir + "/.lock"); ok {
-		t.Errorf("the lock was left behind: %s", out)
-	}
-
-	p.setRelease(p.App + " migrate")
-	p.MustRaijin("deploy", "--set-version", "2.0.0")
-	p.serving(h, "2.0.0", "after the next deploy")
-	if got := p.current(h); got != "v2.0.0/goapp\n2.0.0\n" {
-		t.Errorf("after the repairing deploy the app dir says %q", got)
+			p.setRelease(p.App + " migrate")
+			os.Remove(filepath.Join(p.Dir, "deploy.lua"))
+			p.MustRaijin("deploy", "--set-version", "2.0.0")
+			p.serving(h, "2.0.0", "after the next deploy")
+			if got := p.current(h); got != "v2.0.0/goapp\n2.0.0\n" {
+				t.Errorf("after the repairing deploy the app dir says %q", got)
+			}
+		})
 	}
 }
 
