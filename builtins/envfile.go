@@ -26,6 +26,10 @@ type Env struct {
 
 var envKeyRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// ValidEnvName reports whether name can be a variable name in a shell and in
+// systemd's environment.
+func ValidEnvName(name string) bool { return envKeyRe.MatchString(name) }
+
 // ParseEnv reads KEY=VALUE lines: blank lines and # comments are skipped, an
 // "export " prefix is allowed, 'single' quotes are literal, "double" quotes
 // take \n \" \\ \$ and \` escapes, and an unquoted value ends at " #".

@@ -284,3 +284,25 @@ func TestBrokenRecipes(t *testing.T) {
 		}
 	}
 }
+
+// A health_check path with shell syntax in it is only ever a path: the failed
+// check quotes it back, and nothing runs (the check's script runs as root).
+func TestHealthCheckPathIsQuoted(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "hcquote", Hosts: []*TestHost{h}})
+	p.MustRaijin("deploy")
+	pwned := "/tmp/PWNED-" + p.App
+	path := "/up?x=$(touch${IFS}" + pwned + ")`touch${IFS}" + pwned + "`"
+	toml := readFile(t, filepath.Join(p.Dir, "raijin.toml"))
+	toml = strings.Replace(toml, `health_check = "/up"`, fmt.Sprintf("health_check = %q\nhealth_check_timeout = \"3s\"", path), 1)
+	toml = strings.Replace(toml, "env = \"\"\"\n", "env = \"\"\"\nFAIL_HEALTH=1\n", 1)
+	p.Write("raijin.toml", toml, 0o644)
+	r := p.Raijin("deploy", "--set-version", "2.0.0")
+	if r.Code != 4 || !strings.Contains(r.Stderr, "health check GET "+path+": ") {
+		t.Fatalf("want exit 4 quoting the health check path %q: %s", path, r)
+	}
+	if out, ok := h.Try("ls " + pwned); ok {
+		t.Errorf("the health_check path ran a command on the server: %s", out)
+	}
+	p.serving(h, "1.0.0", "after the failed health check")
+}

@@ -250,7 +250,12 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
 	o.Sudo = lua.LVAsBool(t.RawGetString("sudo"))
 	if e, ok := t.RawGetString("env").(*lua.LTable); ok {
 		o.Env = map[string]string{}
-		e.ForEach(func(k, v lua.LValue) { o.Env[k.String()] = v.String() })
+		e.ForEach(func(k, v lua.LValue) {
+			if !builtins.ValidEnvName(k.String()) {
+				L.RaiseError("env name %q: use letters, digits and _, not starting with a digit", k.String())
+			}
+			o.Env[k.String()] = v.String()
+		})
 	}
 	switch v := t.RawGetString("timeout").(type) {
 	case lua.LNumber:
