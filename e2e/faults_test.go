@@ -271,8 +271,8 @@ func TestFaultConnectionDropsAfterSwitch(t *testing.T) {
 
 // raijin interrupted (SIGINT) mid-deploy undoes its install and releases the
 // lock; killed (SIGKILL) it leaves a lock that the next deploy reports as
-// stale with its holder, refuses without --force-unlock (no terminal: at once,
-// naming the flag), and takes over with it.
+// stale with its holder: without a terminal it stops at once naming
+// --force-unlock; on a terminal it asks; --force-unlock takes over.
 func TestFaultRaijinKilledMidDeploy(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "killed", Hosts: []*TestHost{h}})
@@ -322,8 +322,31 @@ func TestFaultRaijinKilledMidDeploy(t *testing.T) {
 			t.Errorf("the stale-lock error lacks %q:\n%s", want, res.Stderr)
 		}
 	}
-	p.MustRaijin("deploy", "--set-version", "2.0.0", "--force-unlock")
-	p.serving(h, "2.0.0", "after --force-unlock")
+
+	// On a terminal, raijin asks whether to take the stale lock over.
+	term := exec.Command("script", "-qec", raijinBin+" deploy --set-version 2.0.0", "/dev/null")
+	term.Dir = p.Dir
+	term.Env = append(os.Environ(), "HOME="+p.Home, "SSH_AUTH_SOCK=", "NO_COLOR=1")
+	term.Env = append(term.Env, goEnv...)
+	term.Stdin = strings.NewReader("y\n")
+	termOut, err := term.CombinedOutput()
+	if err != nil || !strings.Contains(string(termOut), "so the lock is stale. Take it over? [y/N]") || !strings.Contains(string(termOut), "taking over the stale lock") {
+		t.Fatalf("on a terminal, answering y should take the stale lock over: %v\n%s", err, termOut)
+	}
+	p.serving(h, "2.0.0", "after taking the stale lock over")
+
+	// --force-unlock takes over a stale lock without asking.
+	dead := exec.Command("true")
+	must(t, dead.Run())
+	machine, _ := os.Hostname()
+	h.Run(t, fmt.Sprintf(`mkdir %s/.lock && printf '%%s\n' '{"user":"ci","machine":"%s","pid":%d,"since":"2026-01-01T00:00:00Z","command":"deploy","version":"9.9.9","token":"x"}' > %s/.lock/info`,
+		dir, machine, dead.Process.Pid, dir))
+	res = p.Raijin("deploy", "--set-version", "3.0.0")
+	if res.Code != 3 || !strings.Contains(res.Stderr, "ci@"+machine) || !strings.Contains(res.Stderr, "--force-unlock") {
+		t.Fatalf("want exit 3 naming the holder and --force-unlock: %s", res)
+	}
+	p.MustRaijin("deploy", "--set-version", "3.0.0", "--force-unlock")
+	p.serving(h, "3.0.0", "after --force-unlock")
 	if out, ok := h.Try("test -e " + dir + "/.lock"); ok {
 		t.Errorf("the lock was left behind: %s", out)
 	}

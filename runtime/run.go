@@ -44,6 +44,9 @@ type Options struct {
 	TargetVersion string // rollback: the version to switch to ("" = previous)
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
+	// TakeOverStale, when set, is asked whether to take over a stale lock
+	// (its holder's process is gone); without it, or on "no", the run stops.
+	TakeOverStale func(question string) bool
 	LockWait      time.Duration
 	PhaseTimeout  time.Duration
 	Events        Events
@@ -654,10 +657,11 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		return hostFacts{home: home, user: user, appDir: AppDir(c, h, home)}, nil
 	}
 	rel := path.Join(h.AppsDir, c.App)
-	script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, r.opts.ForceUnlock) +
-		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
+	force := r.opts.ForceUnlock
 	deadline := time.Now().Add(r.opts.LockWait)
 	for {
+		script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, force) +
+			"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
 		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
 		if err != nil {
 			return hostFacts{}, err
@@ -686,6 +690,11 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		if holder.Stale() {
 			msg += "; that process is gone, so the lock is stale"
 			hint = "take it over with --force-unlock (or raijin lock release)"
+			if !force && r.opts.TakeOverStale != nil && r.opts.TakeOverStale(fmt.Sprintf("host %s: %s. Take it over?", h.Name, msg)) {
+				r.opts.Events.Log(h.Name, "connect", "taking over the stale lock of "+holder.Describe())
+				force = true
+				continue
+			}
 		}
 		return f, &errs.Error{Code: errs.CodeLocked, Msg: msg, Hint: hint}
 	}
