@@ -258,7 +258,7 @@ func TestBrokenRecipes(t *testing.T) {
 	}{
 		{"syntax error", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  ctx.host:run(\"true\"\nend)\n", []string{"deploy.lua:4: syntax error near 'end'"}},
 		{"endless loop", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  while true do end\nend)\n", []string{"phase install:", "timed out after 3s (phase_timeout)", "1.0.0 was restored"}},
-		{"remote command that hangs", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  ctx.host:run(\"touch hung && sleep 600\")\nend)\n", []string{"phase install:", "timed out after 3s (phase_timeout)", "1.0.0 was restored"}},
+		{"remote command that hangs", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  ctx.host:run(\"touch hung && sleep 600\", { cwd = ctx.paths.app_dir })\nend)\n", []string{"phase install:", "timed out after 3s (phase_timeout)", "1.0.0 was restored"}},
 		{"raise", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  error(\"refusing on purpose\")\nend)\n", []string{"phase install:", "deploy.lua:3: refusing on purpose", "1.0.0 was restored"}},
 	}
 	for _, c := range cases {
@@ -278,8 +278,9 @@ func TestBrokenRecipes(t *testing.T) {
 		}
 		p.serving(h, "1.0.0", "after the "+c.name)
 		if c.name == "remote command that hangs" {
-			if out, ok := h.Try("pgrep -u " + h.User + " -f '[s]leep 600'"); ok {
-				t.Errorf("the timed-out remote command still runs: %s", out)
+			out := h.Run(t, "test -e "+p.AppDir(h)+"/hung && { pgrep -u "+h.User+" -f '[s]leep 600'; echo rc=$?; }")
+			if !strings.HasSuffix(out, "rc=1\n") {
+				t.Errorf("the timed-out remote command should be gone (pgrep: no match): %q", out)
 			}
 		}
 		if got := p.current(h); got != "v1.0.0/goapp\n1.0.0\n" {
