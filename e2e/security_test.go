@@ -257,8 +257,8 @@ func TestBrokenRecipes(t *testing.T) {
 		want      []string
 	}{
 		{"syntax error", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  ctx.host:run(\"true\"\nend)\n", []string{"deploy.lua:4: syntax error near 'end'"}},
-		{"endless loop", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  while true do end\nend)\n", []string{"phase install:", "timed out after 3s (phase_timeout)", "1.0.0 was restored"}},
-		{"remote command that hangs", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  ctx.host:run(\"touch hung && sleep 600\", { cwd = ctx.paths.app_dir })\nend)\n", []string{"phase install:", "timed out after 3s (phase_timeout)", "1.0.0 was restored"}},
+		{"endless loop", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  while true do end\nend)\n", []string{"phase install:", "the phase ran longer than phase_timeout (3s)", "1.0.0 was restored"}},
+		{"remote command that hangs", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  ctx.host:run(\"touch hung && sleep 600\", { cwd = ctx.paths.app_dir })\nend)\n", []string{"phase install:", "the phase ran longer than phase_timeout (3s)", "1.0.0 was restored"}},
 		{"raise", "local raijin = require(\"raijin\")\nraijin.after(\"install\", function(ctx)\n  error(\"refusing on purpose\")\nend)\n", []string{"phase install:", "deploy.lua:3: refusing on purpose", "1.0.0 was restored"}},
 	}
 	for _, c := range cases {
