@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
@@ -131,3 +132,31 @@ raijin.phases { 'work' }
 }
 
 func ptr(b bool) *bool { return &b }
+
+// A lock from another machine is stale once it is older than any run can
+// hold it (its phases' timeouts and a margin); a recent one is not.
+func TestStaleLockByAge(t *testing.T) {
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('work') end)
+raijin.phases { 'work' }
+`})
+	for _, c := range []struct {
+		age   time.Duration
+		stale bool
+	}{{time.Minute, false}, {24 * time.Hour, true}} {
+		holder, _ := json.Marshal(builtins.LockInfo{User: "ci", Machine: "elsewhere", PID: 1, Command: "deploy", Since: time.Now().Add(-c.age)})
+		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
+		_, err := Run(context.Background(), Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
+			Events: &events{}, PhaseTimeout: time.Minute,
+			Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }})
+		if errs.Code(err) != errs.CodeLocked {
+			t.Fatalf("age %s: want exit 3, got %v", c.age, err)
+		}
+		if got := strings.Contains(err.Error(), "so the lock is stale"); got != c.stale {
+			t.Errorf("age %s: stale = %v, want %v: %v", c.age, got, c.stale, err)
+		}
+		if c.stale && !strings.Contains(err.Error(), "1 phase(s) × phase_timeout 1m0s") {
+			t.Errorf("age %s: the error should say why: %v", c.age, err)
+		}
+	}
+}

@@ -558,7 +558,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		lockVersion = r.opts.TargetVersion
 	}
 	lock := builtins.NewLockInfo(r.opts.Command, lockVersion)
-	facts, err := r.prepare(ctx, host, h, lock)
+	facts, err := r.prepare(ctx, host, h, lock, len(phases))
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
 		return fail("connect", err)
@@ -751,7 +751,7 @@ type hostFacts struct {
 
 // prepare learns the deploy user's home, takes the deploy lock and reads
 // .versions, in one remote command.
-func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host, lock builtins.LockInfo) (hostFacts, error) {
+func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host, lock builtins.LockInfo, nphases int) (hostFacts, error) {
 	c := r.opts.Config
 	if r.opts.DryRun {
 		user := h.User
@@ -800,8 +800,18 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		}
 		msg := "the deploy lock " + f.appDir + "/.lock is held by " + holder.Describe()
 		hint := "wait for it (--lock-wait 5m), or if that deploy is dead: raijin lock release"
-		if holder.Stale() {
+		// No run holds the lock longer than its phases' timeouts plus the undo
+		// (2 minutes) and the release: an older lock was left by a dead run,
+		// wherever that ran.
+		maxHold := time.Duration(nphases)*r.opts.PhaseTimeout + 5*time.Minute
+		stale := holder.Stale()
+		if stale {
 			msg += "; that process is gone, so the lock is stale"
+		} else if !holder.Since.IsZero() && time.Since(holder.Since) > maxHold {
+			stale = true
+			msg += fmt.Sprintf("; no run holds it that long (%d phase(s) × phase_timeout %s), so the lock is stale", nphases, r.opts.PhaseTimeout)
+		}
+		if stale {
 			hint = "take it over with --force-unlock (or raijin lock release)"
 			if !force && r.opts.TakeOverStale != nil && r.opts.TakeOverStale(fmt.Sprintf("host %s: %s. Take it over?", h.Name, msg)) {
 				r.opts.Events.Log(h.Name, "connect", "taking over the stale lock of "+holder.Describe())
