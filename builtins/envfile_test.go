@@ -1,6 +1,7 @@
 package builtins
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,5 +67,21 @@ func TestParseEnvRefusesControlCharacters(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "prod.env:1: A:") {
 			t.Errorf("ParseEnv(%q) = %v, want an error naming prod.env:1: A", text, err)
 		}
+	}
+}
+
+// A remote command line that holds a secret value is refused before it is
+// sent: command lines show in the server's process list.
+func TestRunRefusesSecretsOnTheCommandLine(t *testing.T) {
+	r := &Redactor{}
+	r.Add("hunter2-topsecret")
+	h := &RemoteHost{HostName: "web1", Redactor: r} // no connection: nothing may be sent
+	_, err := h.Run(context.Background(), "curl -H 'Authorization: hunter2-topsecret' x", RunOpts{})
+	if err == nil || !strings.Contains(err.Error(), "process list") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("want a refusal that does not repeat the secret, got %v", err)
+	}
+	_, err = h.Run(context.Background(), "true", RunOpts{Env: map[string]string{"TOKEN": "hunter2-topsecret"}})
+	if err == nil {
+		t.Fatal("a secret passed in opts.env reached the command line")
 	}
 }

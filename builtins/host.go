@@ -99,6 +99,10 @@ func (h *RemoteHost) echo(cmd string) {
 func (h *RemoteHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, error) {
 	line := ShellCommand(cmd, o)
 	h.echo(line)
+	if h.Redactor.Leaks(line) {
+		// Any user of the server sees a command line in ps.
+		return Result{}, fmt.Errorf("refusing to run %s: it holds a secret value, which would show in the server's process list; send it on stdin or write it to a file (ctx.host:write) instead", shorten(h.Redactor.Redact(line), 120))
+	}
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)

@@ -165,6 +165,22 @@ func (r *Redactor) Add(values ...string) {
 	}
 }
 
+// Leaks reports whether s holds a registered secret value of at least 6
+// characters (shorter ones match ordinary text too often to refuse on).
+func (r *Redactor) Leaks(s string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, v := range r.values {
+		if len(v) >= 6 && strings.Contains(s, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // Redact hides every registered value in s.
 func (r *Redactor) Redact(s string) string {
 	if r == nil {

@@ -184,6 +184,24 @@ func TestSecretsNeverShown(t *testing.T) {
 		}
 		all.WriteString(r.Stdout + r.Stderr)
 	}
+	// A recipe that would put the secret on a command line (here read back
+	// from the server: Lua never gets secrets from raijin) is stopped.
+	p.setRelease(p.App + " migrate")
+	p.Write("deploy.lua", `local raijin = require("raijin")
+raijin.after("release", function(ctx)
+  local env = ctx.host:read(ctx.paths.app_dir .. "/.env")
+  ctx.host:run("echo " .. raijin.quote(env) .. " > leaked.txt", { cwd = ctx.paths.app_dir })
+end)
+`, 0o644)
+	r := p.Raijin("deploy", "-v", "--set-version", "1.4.0")
+	all.WriteString(r.Stdout + r.Stderr)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "holds a secret value, which would show in the server's process list") {
+		t.Errorf("a recipe putting the secret on a command line: want exit 1 and a refusal: %s", r)
+	}
+	if out, ok := h.Try("test -e " + p.AppDir(h) + "/leaked.txt"); ok {
+		t.Errorf("the command with the secret ran: %s", out)
+	}
+	os.Remove(filepath.Join(p.Dir, "deploy.lua"))
 	ps.Process.Kill()
 	ps.Wait()
 
