@@ -85,13 +85,13 @@ function M.switch(ctx, version, links)
   local script = {
     "set -e",
     "cd " .. q(ctx.paths.app_dir),
-    "test -d " .. q(vdir) .. " || { echo 'version " .. version .. " is not on this host' >&2; exit 1; }",
+    "test -d " .. q(vdir) .. " || { echo " .. q("version " .. version .. " is not on this host") .. " >&2; exit 1; }",
     "cp -p " .. q(vdir .. "/.env") .. " .env.raijin-tmp && mv -f .env.raijin-tmp .env",
   }
   for _, l in ipairs(links) do
     local target
     if l.target == "*" then
-      table.insert(script, "set -- " .. q(vdir) .. "/*; test -f \"$1\" || { echo 'no distfile in " .. vdir .. "' >&2; exit 1; }")
+      table.insert(script, "set -- " .. q(vdir) .. "/*; test -f \"$1\" || { echo " .. q("no distfile in " .. vdir) .. " >&2; exit 1; }")
       target = "\"$1\""
     else
       target = q(vdir .. "/" .. l.target)
