@@ -834,7 +834,8 @@ func SSHConnector(stats *builtins.Stats, obs builtins.Observer, red *builtins.Re
 		cl, err := builtins.Dial(ctx, builtins.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
 			KeyFile: h.KeyFilename, AcceptNew: acceptNew}, stats)
 		if err != nil {
-			return nil, nil, fmt.Errorf("host %s: %v", h.Name, err)
+			// runHost names the host and the phase (connect).
+			return nil, nil, err
 		}
 		return &builtins.RemoteHost{HostName: h.Name, Client: cl, Observer: obs, Redactor: red}, func() { cl.Close() }, nil
 	}
