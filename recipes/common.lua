@@ -18,6 +18,12 @@ function M.vars(ctx, extra)
   return v
 end
 
+-- The [hooks] commands of raijin.toml know what is being deployed, as the
+-- executable hook files do.
+function M.hook_opts(ctx)
+  return { env = { RAIJIN_APP = ctx.app, RAIJIN_VERSION = ctx.version, RAIJIN_COMMAND = ctx.command } }
+end
+
 -- secrets (local): read each host's env file and resolve its $secret values
 -- with the [secrets] adapter, before any connection is opened.
 function M.secrets(ctx)
@@ -32,12 +38,13 @@ end
 -- is touched.
 function M.build(ctx)
   local c = ctx.config
-  if c.hooks.pre_build ~= "" then ctx["local"]:run(c.hooks.pre_build) end
+  if c.hooks.pre_build ~= "" then ctx["local"]:run(c.hooks.pre_build, M.hook_opts(ctx)) end
   if c.build_command ~= "" then
     ctx["local"]:run(c.build_command, { env = { RAIJIN_VERSION = ctx.version } })
   end
   local dist = raijin.distfile(ctx)
-  if not ctx["local"]:exists(dist) then
+  -- In --dry-run the build was only recorded, so there is nothing to check.
+  if not ctx.dry_run and not ctx["local"]:exists(dist) then
     error("distfile " .. dist .. " does not exist after the build: check build_command and distfile in raijin.toml", 0)
   end
   ctx.shared.dist = { path = dist, name = raijin.basename(dist) }
@@ -48,7 +55,7 @@ function M.build(ctx)
     end
     ctx.shared.requirements = req
   end
-  if c.hooks.pre_deploy ~= "" then ctx["local"]:run(c.hooks.pre_deploy) end
+  if c.hooks.pre_deploy ~= "" then ctx["local"]:run(c.hooks.pre_deploy, M.hook_opts(ctx)) end
 end
 
 -- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
@@ -203,10 +210,11 @@ end
 -- done (local, once all hosts are done): the URL of each host, then [hooks]
 -- post_deploy.
 function M.done(ctx)
+  local state = ctx.dry_run and " would be live on " or " is live on "
   for _, h in ipairs(ctx.hosts) do
-    raijin.log(ctx.config.app .. " " .. ctx.version .. " is live on " .. h.name .. ": " .. h.url)
+    raijin.log(ctx.config.app .. " " .. ctx.version .. state .. h.name .. ": " .. h.url)
   end
-  if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy) end
+  if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy, M.hook_opts(ctx)) end
 end
 
 -- undo for install: when a later step fails, put the previous version back

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
-	luar "layeh.com/gopher-luar"
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
@@ -80,9 +79,13 @@ type runner struct {
 // Plan loads the recipe once to check it (exit 2 on any error) and returns
 // the phases of flow, for `raijin recipe show` and for validation.
 func Plan(opts Options) ([]PhaseInfo, error) {
-	r := &runner{opts: opts}
+	return (&runner{opts: opts}).plan(context.Background())
+}
+
+func (r *runner) plan(ctx context.Context) ([]PhaseInfo, error) {
+	opts := r.opts
 	s := &hostState{r: r, name: "plan"}
-	L, reg, err := r.load(s)
+	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +101,7 @@ func Plan(opts Options) ([]PhaseInfo, error) {
 	}
 	for _, n := range names {
 		p := reg.phases[n]
-		pi := PhaseInfo{Name: n, Local: p.local, Source: p.base.src}
+		pi := PhaseInfo{Name: n, Local: p.local, Source: p.base.src, FlowSource: reg.flowSrc[flow]}
 		for _, o := range p.overrides {
 			pi.Overrides = append(pi.Overrides, o.src)
 		}
@@ -125,12 +128,20 @@ type PhaseInfo struct {
 	Before    []string `json:"before,omitempty"`
 	After     []string `json:"after,omitempty"`
 	Undo      string   `json:"undo,omitempty"`
+	// FlowSource is where the flow's phase list was declared.
+	FlowSource string `json:"flow_source"`
 }
 
-func (r *runner) load(s *hostState) (*lua.LState, *registry, error) {
+// loadTimeout bounds how long loading a recipe may take: loading only
+// declares phases, so a recipe that takes longer loops at its top level.
+var loadTimeout = 30 * time.Second
+
+func (r *runner) load(ctx context.Context, s *hostState) (*lua.LState, *registry, error) {
 	reg := newRegistry()
 	L := newState(r.opts.Config.Dir, s.module(reg))
-	if err := r.opts.Sources.load(L, reg); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	if err := r.opts.Sources.load(ctx, L, reg); err != nil {
 		L.Close()
 		return nil, nil, err
 	}
@@ -150,14 +161,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Redactor = &builtins.Redactor{}
 	}
 	r := &runner{opts: opts, envs: map[string]*builtins.Env{}, started: time.Now()}
-	if _, err := Plan(opts); err != nil {
+	if _, err := r.plan(ctx); err != nil {
 		return nil, err
 	}
 	report := &Report{}
 
 	// The local phases before the first host phase.
 	ls := &hostState{r: r, name: "local"}
-	L, reg, err := r.load(ls)
+	L, reg, err := r.load(ctx, ls)
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +203,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	batch := opts.BatchSize
 	if batch <= 0 || batch > len(opts.Hosts) {
 		batch = len(opts.Hosts)
+	}
+	if opts.DryRun {
+		// One host after the other, so that what each would do reads as one
+		// block per host.
+		batch = 1
 	}
 	failed := false
 	for i := 0; i < len(opts.Hosts); i += batch {
@@ -291,10 +307,16 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 		he.Traceback = r.opts.Redactor.Redact(le.Traceback)
 		he.Code = errs.CodeFailed
 		if le.Cancelled != nil {
+			at := ""
+			if m := luaWhereRE.FindStringSubmatch(le.Msg); m != nil {
+				at = " at " + m[1]
+			} else if le.Where != "" {
+				at = " in " + le.Where
+			}
 			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
-				he.Msg = fmt.Sprintf("timed out after %s (phase_timeout); interrupted", r.opts.PhaseTimeout)
+				he.Msg = fmt.Sprintf("interrupted%s: the phase ran longer than phase_timeout (%s)", at, r.opts.PhaseTimeout)
 			} else {
-				he.Msg = "interrupted"
+				he.Msg = fmt.Sprintf("interrupted%s (Ctrl-C or SIGTERM); its remote commands were stopped", at)
 			}
 		}
 	}
@@ -303,6 +325,9 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 	}
 	return he
 }
+
+// luaWhereRE finds the "file.lua:LINE" an error message starts with.
+var luaWhereRE = regexp.MustCompile(`^([^\s:]+\.lua:\d+):`)
 
 // Unwrap gives errs.Code its exit code.
 func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg, Hint: e.Hint} }
@@ -322,7 +347,7 @@ func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []s
 	}
 	// Phases may add details to the command's audit line (ctx.audit.pruned).
 	t.RawSetString("audit", L.NewTable())
-	t.RawSetString("config", luar.New(L, *c))
+	t.RawSetString("config", configValue(L, *c))
 	t.RawSetString("local", s.localTable(L))
 	if previous != "" {
 		t.RawSetString("previous", lua.LString(previous))
@@ -343,6 +368,9 @@ func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []s
 // which may call the ones below it through `default`), after hooks.
 func (r *runner) runPhase(ctx context.Context, L *lua.LState, s *hostState, p *phase, lctx *lua.LTable) (err error) {
 	s.phase = p.name
+	if r.opts.DryRun {
+		r.opts.Events.DryRun(s.name, "phase", p.name, "")
+	}
 	r.opts.Events.PhaseStart(s.name, p.name)
 	start := time.Now()
 	defer func() { r.opts.Events.PhaseEnd(s.name, p.name, time.Since(start), err) }()
@@ -388,9 +416,13 @@ func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref f
 	if ref.exec == "" {
 		return pcall(ctx, L, ref.fn, lctx)
 	}
+	version := r.opts.Config.Version
+	if v, ok := lctx.RawGetString("version").(lua.LString); ok {
+		version = string(v) // a rollback's target
+	}
 	env := map[string]string{
 		"RAIJIN_APP":              r.opts.Config.App,
-		"RAIJIN_VERSION":          r.opts.Config.Version,
+		"RAIJIN_VERSION":          version,
 		"RAIJIN_PHASE":            s.phase,
 		"RAIJIN_COMMAND":          r.opts.Command,
 		"RAIJIN_HOST":             "",
@@ -402,9 +434,19 @@ func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref f
 	if prev, ok := lctx.RawGetString("previous").(lua.LString); ok {
 		env["RAIJIN_PREVIOUS_VERSION"] = string(prev)
 	}
-	_, err := r.localRun(ctx, s.name, builtins.Quote(ref.exec), builtins.RunOpts{Env: env})
+	res, err := r.localRun(ctx, s.name, builtins.Quote(ref.exec), builtins.RunOpts{Env: env})
 	if err != nil {
-		return fmt.Errorf("%s: %v", ref.src, err)
+		le := &LuaError{Msg: fmt.Sprintf("%s: %v", ref.src, err), Where: ref.src}
+		if ctx.Err() != nil {
+			le.Cancelled = ctx.Err()
+		}
+		return le
+	}
+	// What the hook prints is for the user: show it as log lines.
+	for _, line := range strings.Split(strings.TrimRight(res.Stdout, "\n"), "\n") {
+		if line != "" {
+			r.opts.Events.Log(s.name, s.phase, r.opts.Redactor.Redact(line))
+		}
 	}
 	return nil
 }
@@ -556,7 +598,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		}
 	}
 	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
-	L, reg, err := r.load(s)
+	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return fail("load", err)
 	}
@@ -598,6 +640,9 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 		ran = true
 		name := "undo " + p.name
 		s.phase = name
+		if r.opts.DryRun {
+			r.opts.Events.DryRun(s.name, "phase", name, "")
+		}
 		r.opts.Events.PhaseStart(s.name, name)
 		t := time.Now()
 		err := pcall(uctx, L, p.undo.fn, lctx, lua.LString(r.opts.Redactor.Redact(cause.Error())))
@@ -725,8 +770,6 @@ func SSHConnector(stats *builtins.Stats, obs builtins.Observer, red *builtins.Re
 		return &builtins.RemoteHost{HostName: h.Name, Client: cl, Observer: obs, Redactor: red}, func() { cl.Close() }, nil
 	}
 }
-
-var _ = exec.Command
 
 // LoadEnv reads host h's env and resolves its secrets (for printenv). Unless
 // reveal, the values are only good for Redacted.

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/runtime"
 )
 
@@ -124,7 +125,7 @@ func (r *RollbackCmd) Run(app *App) error {
 	}
 	if r.Version != "" {
 		if err := config.ValidVersion(r.Version); err != nil {
-			return err
+			return errs.Usagef("run `raijin rollback` without VERSION for the previous one", "%v", err)
 		}
 	}
 	o, err := app.runOpts(cfg, "rollback", "rollback", "", false)
