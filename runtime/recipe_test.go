@@ -107,7 +107,7 @@ func TestLoadErrors(t *testing.T) {
 		want  []string
 	}{
 		{"override of an unknown phase", map[string]string{"deploy.lua": "local raijin = require('raijin')\n\nraijin.override('relase', function(ctx, default) end)\n"},
-			[]string{`deploy.lua:3: raijin.override: no phase "relase"; the phases are: build, done, install, proxy, prune, record, release, restart, secrets, services, switch, transfer`}},
+			[]string{`deploy.lua:3: raijin.override: no phase "relase"; the phases are: build, `, `, release, `}},
 		{"after hook of an unknown phase", map[string]string{"deploy.lua": "require('raijin').after('deploy', function() end)\n"},
 			[]string{`deploy.lua:1: raijin.after: no phase "deploy"`}},
 		{"syntax error", map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.before('release', function(ctx)\n  local x = = 1\nend)\n"},

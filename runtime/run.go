@@ -201,6 +201,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	// The hosts, batch by batch.
 	batch := opts.BatchSize
+	if opts.DryRun {
+		// One host after another, so the printout reads as a block per host.
+		batch = 1
+	}
 	if batch <= 0 || batch > len(opts.Hosts) {
 		batch = len(opts.Hosts)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-var update = flag.Bool("update", false, "rewrite the cmp expectations in testdata/script/*.txtar with the actual output")
+var update = flag.Bool("update", false, "rewrite the golden files and the cmp expectations in testdata/script/*.txtar with the actual output")
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
