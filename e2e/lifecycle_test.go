@@ -144,8 +144,9 @@ func TestLifecycleLock(t *testing.T) {
 	}
 }
 
-// Build, transfer or release_command failing: the previous version keeps
-// serving through Caddy, the error says so, the audit log records it.
+// Build, transfer, install or release_command failing: the previous version
+// keeps serving through Caddy, and the error says so; failures after the
+// switch say what the host is left with; the audit log records each.
 func TestLifecycleFailures(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "fail", Hosts: []*TestHost{h}, Webextra: `health_check_timeout = "5s"`})
@@ -194,6 +195,17 @@ func TestLifecycleFailures(t *testing.T) {
 	}
 	p.setTOML(t, "FAIL_START=1\nPORT=", "PORT=")
 
+	// Install cannot write .appenv (a directory stands in its way).
+	h.Run(t, "rm -f "+dir+"/.appenv && mkdir -p "+dir+"/.appenv/in-the-way")
+	r = p.Raijin("deploy", "--set-version", "5.5.0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "phase install:") || !strings.Contains(r.Stderr, "the previous version 1.0.0 was restored and is serving") {
+		t.Errorf("a failing install: want exit 1 saying 1.0.0 serves: %s", r)
+	}
+	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.0.0") {
+		t.Errorf("after the failed install GET / = %q, want 1.0.0 through Caddy", body)
+	}
+	h.Run(t, "rm -rf "+dir+"/.appenv")
+
 	// After the record: the new version is current and stays; the error says so.
 	p.Write("deploy.lua", "local raijin = require(\"raijin\")\nraijin.after(\"record\", function(ctx) error(\"notify failed\", 0) end)\n", 0o644)
 	r = p.Raijin("deploy", "--set-version", "6.0.0")
@@ -205,7 +217,7 @@ func TestLifecycleFailures(t *testing.T) {
 	}
 
 	audit := readAudit(t, h, dir+"/.audit.jsonl")
-	if got := summary(audit); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->2.0.0 failed\ndeploy 1.0.0->4.0.0 failed\ndeploy 1.0.0->5.0.0 failed\ndeploy 1.0.0->6.0.0 failed" {
+	if got := summary(audit); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->2.0.0 failed\ndeploy 1.0.0->4.0.0 failed\ndeploy 1.0.0->5.0.0 failed\ndeploy 1.0.0->5.5.0 failed\ndeploy 1.0.0->6.0.0 failed" {
 		t.Fatalf("audit log (a failed build touches no host):\n%s", got)
 	}
 	if audit[1].Phase != "release" || !strings.Contains(audit[1].Error, "exited 3") {
