@@ -138,8 +138,9 @@ func TestLifecycleLock(t *testing.T) {
 		t.Errorf("after the deploy: %q", got)
 	}
 
-	// Commands that did not get the lock write no audit line.
-	if got := summary(readAudit(t, h, dir+"/.audit.jsonl")); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->1.1.0 ok\nprune 1.1.0-> ok\ndeploy 1.1.0->1.2.0 ok\ndeploy 1.2.0->1.3.0 ok" {
+	// Commands that did not get the lock write no audit line; lock release
+	// writes one.
+	if got := summary(readAudit(t, h, dir+"/.audit.jsonl")); got != "deploy ->1.0.0 ok\nlock release -> ok\ndeploy 1.0.0->1.1.0 ok\nprune 1.1.0-> ok\ndeploy 1.1.0->1.2.0 ok\ndeploy 1.2.0->1.3.0 ok" {
 		t.Errorf("audit log:\n%s", got)
 	}
 }
