@@ -154,7 +154,7 @@ func (r *registry) validate() error {
 	for flow, names := range r.flows {
 		for _, n := range names {
 			if _, ok := r.phases[n]; !ok {
-				return fmt.Errorf("flow %s names phase %q, which no recipe defines (raijin.phase); the phases are: %s", flow, n, r.knownPhases())
+				return fmt.Errorf("%s: flow %s names phase %q, which no recipe defines (raijin.phase); the phases are: %s", r.flowSrc[flow], flow, n, r.knownPhases())
 			}
 		}
 	}

@@ -125,7 +125,7 @@ func TestLoadErrors(t *testing.T) {
 		{"hook file not executable", map[string]string{".raijin/hooks/before_release": "echo hi\n"},
 			[]string{"hook file .raijin/hooks/before_release is not executable"}},
 		{"flow of an unknown phase", map[string]string{"deploy.lua": "require('raijin').phases { 'build', 'launch' }\n"},
-			[]string{`flow deploy names phase "launch", which no recipe defines`}},
+			[]string{`deploy.lua:1: flow deploy names phase "launch", which no recipe defines`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := project(t, tc.files)

@@ -320,7 +320,7 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
 				he.Msg = fmt.Sprintf("interrupted%s: the phase ran longer than phase_timeout (%s)", at, r.opts.PhaseTimeout)
 			} else {
-				he.Msg = fmt.Sprintf("interrupted%s (Ctrl-C or SIGTERM); its remote commands were stopped", at)
+				he.Msg = fmt.Sprintf("interrupted%s (Ctrl-C or SIGTERM): the commands it started were stopped", at)
 			}
 		}
 	}

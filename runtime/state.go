@@ -40,8 +40,11 @@ func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LSta
 	// What the sandbox leaves out raises an error that says so, rather than
 	// "attempt to call a nil value".
 	const useBuiltins = "a recipe reaches files and commands only through ctx.host and ctx.local, so that --dry-run and -v show everything it does"
-	for _, name := range []string{"dofile", "loadfile", "load", "loadstring", "module", "collectgarbage"} {
+	for _, name := range []string{"dofile", "loadfile", "load", "loadstring"} {
 		L.SetGlobal(name, forbidden(L, name, "use require for Lua files of the project"))
+	}
+	for _, name := range []string{"module", "collectgarbage"} {
+		L.SetGlobal(name, forbidden(L, name, "raijin manages the Lua state"))
 	}
 	for _, name := range []string{"io", "debug", "package"} {
 		L.SetGlobal(name, forbiddenTable(L, L.NewTable(), name, useBuiltins))
