@@ -42,7 +42,7 @@ func (e AuditEntry) Who() string {
 func FinishScript(appDir string, lock LockInfo, entry AuditEntry) string {
 	data, _ := json.Marshal(entry)
 	d := Quote(appDir)
-	return fmt.Sprintf(`f=%s/.audit.jsonl; [ -d %s ] || f=%s/.audit.jsonl; printf '%%s\n' %s >> "$f"; %s`,
+	return fmt.Sprintf(`f=%s/.audit.jsonl; [ -d %s ] || f=%s/.audit.jsonl; ok=1; printf '%%s\n' %s >> "$f" || ok=; %s; [ -n "$ok" ]`,
 		d, d, Quote(path.Dir(appDir)), Quote(string(data)), UnlockScript(appDir, lock))
 }
 
