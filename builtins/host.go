@@ -118,11 +118,12 @@ func (h *RemoteHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, er
 // writeScript writes stdin to dest through a temporary file in its directory,
 // leaving an identical file's content untouched (its mode is still set, so a
 // file once written 0644 becomes 0600 when asked); it prints "changed" or
-// "same".
+// "same". mv -T: a directory in dest's place is an error, not a place to
+// move the file into.
 func writeScript(dest string, mode os.FileMode) string {
 	d := Quote(dest)
 	return fmt.Sprintf(`set -e; t=$(mktemp %s.raijin-XXXXXX); trap 'rm -f "$t"' EXIT; cat > "$t"; `+
-		`if cmp -s "$t" %s; then chmod %04o %s; echo same; else chmod %04o "$t"; mv -f "$t" %s; trap - EXIT; echo changed; fi`,
+		`if cmp -s "$t" %s; then chmod %04o %s; echo same; else chmod %04o "$t"; mv -fT "$t" %s; trap - EXIT; echo changed; fi`,
 		Quote(dest), d, mode, d, mode, d)
 }
 

@@ -316,7 +316,8 @@ function M.remove_caddy(ctx)
   if not ctx.full then return end
   local res = ctx.host:run("ls /etc/caddy/conf.d/*.caddy 2>/dev/null || true")
   if res.stdout ~= "" then
-    raijin.log("Caddy stays: other apps use it: " .. res.stdout:gsub("\n", " "))
+    local sites = res.stdout:gsub("%s+$", ""):gsub("\n", ", ")
+    raijin.log("Caddy stays: other apps use it: " .. sites)
     return
   end
   ctx.host:run([[

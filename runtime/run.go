@@ -599,7 +599,10 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			}
 			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			host.Run(uctx, builtins.FinishScript(facts.appDir, lock, audit), builtins.RunOpts{})
+			if _, err := builtins.Must(uctx, host, builtins.FinishScript(facts.appDir, lock, audit), builtins.RunOpts{}); err != nil {
+				r.opts.Events.Log(h.Name, "finish", "could not write the audit line or release the deploy lock: "+
+					r.opts.Redactor.Redact(err.Error())+"; check with `raijin lock status`")
+			}
 		}()
 	}
 	switch r.opts.Flow {
