@@ -527,3 +527,46 @@ func aptRepo(t *testing.T, h *TestHost, pkgs ...string) {
 	t.Cleanup(func() { srv.Close() })
 	h.Root(t, fmt.Sprintf(`mv -f /etc/apt/sources.list /etc/apt/sources.list.raijin-test 2>/dev/null; echo 'deb [trusted=yes] http://%s ./' > /etc/apt/sources.list.d/raijin-test.list`, ln.Addr()))
 }
+
+// The python profile's output deploys once the host is filled in, built here
+// by the sample app's own wheel script (the test server has no network, so
+// the requirement is a local wheel).
+func TestOperateInitPythonDeploys(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "pyinit", Hosts: []*TestHost{h}})
+	must(t, os.Remove(p.Dir+"/raijin.toml"))
+	p.MustRaijin("init", "--profile", "python", "--app", p.App)
+	site := 9400 + p.Port%100
+	src := filepath.Join(repoRoot, "testdata", "apps", "pyapp")
+	toml := readFile(t, p.Dir+"/raijin.toml")
+	for old, new := range map[string]string{
+		`address = ""`:     fmt.Sprintf("address = %q", h.Addr),
+		`domain_name = ""`: fmt.Sprintf(`domain_name = ":%d"`, site),
+		`user = "deploy"`:  fmt.Sprintf("user = %q", h.User),
+		// The sample app: its wheel, its requirement, its console script.
+		`build_command = "python3 -m build --wheel"`:              fmt.Sprintf("build_command = \"python3 %s/build_wheel.py dist\"", src),
+		`distfile = "dist/` + strings.ReplaceAll(p.App, "-", "_"): `distfile = "dist/pyapp`,
+		`# requirements = "requirements.txt"`:                     `requirements = "requirements.txt"`,
+		`web = "` + p.App + `"`:                                   `web = "pyapp serve"`,
+		`upstream = "localhost:8000"`:                             fmt.Sprintf(`upstream = "localhost:%d"`, p.Port),
+	} {
+		if !strings.Contains(toml, old) {
+			t.Fatalf("the python profile has no %q:\n%s", old, toml)
+		}
+		toml = strings.Replace(toml, old, new, 1)
+	}
+	p.Write("raijin.toml", toml, 0o644)
+	p.Write(".env.prod", strings.Replace(readFile(t, p.Dir+"/.env.prod"), "PORT=8000", fmt.Sprintf("PORT=%d\nGREETING=from the python profile", p.Port), 1), 0o600)
+	p.Write("requirements.txt", "./dist/greet-1.0-py3-none-any.whl\n", 0o644)
+	r := p.MustRaijin("up")
+	if !strings.Contains(r.Stderr, "in place: package python3-venv") || !strings.Contains(r.Stderr, "deployed "+p.App+" 0.1.0") {
+		t.Errorf("up of the python profile should check python3-venv and run the example hook:\n%s", r.Stderr)
+	}
+	url := fmt.Sprintf("http://%s:%d/", h.Addr, site)
+	if code, body := Get(t, url); code != 200 || !strings.Contains(body, "pyapp 0.1.0: from the python profile") {
+		t.Fatalf("GET %s = %d %q", url, code, body)
+	}
+	if r := p.MustRaijin("app", "exec", "command -v pyapp"); strings.TrimSpace(r.Stdout) != p.AppDir(h)+"/.venv/bin/pyapp" {
+		t.Errorf("app exec sees pyapp at %q, want the app's venv", r.Stdout)
+	}
+}
