@@ -1,0 +1,125 @@
+package runtime
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/config"
+)
+
+// checkHost answers the bootstrap's checks: a command containing a key of
+// fails exits 1, every other one succeeds. It records the commands.
+type checkHost struct {
+	mu    sync.Mutex
+	fails map[string]bool
+	cmds  []string
+}
+
+func (h *checkHost) Name() string { return "prod" }
+
+func (h *checkHost) Run(_ context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
+	line := builtins.ShellCommand(cmd, o)
+	h.mu.Lock()
+	h.cmds = append(h.cmds, line)
+	h.mu.Unlock()
+	if strings.Contains(cmd, "@@versions") { // connect: home, user, (no) lock
+		return builtins.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n"}, nil
+	}
+	for k := range h.fails {
+		if strings.Contains(cmd, k) {
+			return builtins.Result{Code: 1}, nil
+		}
+	}
+	return builtins.Result{}, nil
+}
+
+func (h *checkHost) Upload(context.Context, string, string, os.FileMode) (bool, error) {
+	return true, nil
+}
+
+func (h *checkHost) Write(context.Context, string, []byte, builtins.WriteOpts) (bool, error) {
+	return true, nil
+}
+
+func bootstrapOn(t *testing.T, mode string, fails ...string) (*checkHost, []string, error) {
+	t.Helper()
+	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte(`app = "shop"
+version = "1.0.0"
+installation_mode = "`+mode+`"
+distfile = "dist/shop"
+[processes]
+web = "shop serve"
+[[hosts]]
+name = "prod"
+address = "192.0.2.1"
+user = "deploy"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &checkHost{fails: map[string]bool{}}
+	for _, f := range fails {
+		h.fails[f] = true
+	}
+	ev := &quietEvents{}
+	o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "bootstrap", Flow: "bootstrap", Hosts: cfg.Hosts,
+		NoLock: true, Events: ev, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }}
+	_, err = Run(context.Background(), o)
+	return h, ev.logs, err
+}
+
+// On a server that has everything, the bootstrap only checks; where things
+// are missing, it changes exactly those, and says so.
+func TestBootstrapFlow(t *testing.T) {
+	h, logs, err := bootstrapOn(t, "binary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(h.cmds, "\n")
+	for _, bad := range []string{"apt-get", "mkdir", ">> /etc/caddy/Caddyfile", "systemctl enable", ".lock", "audit"} {
+		if strings.Contains(all, bad) {
+			t.Errorf("a bootstrap with everything in place ran %q:\n%s", bad, all)
+		}
+	}
+	if got := strings.Join(logs, "\n"); got != "in place: package caddy\nin place: directory /etc/caddy/conf.d\n"+
+		"in place: /etc/caddy/Caddyfile imports conf.d/*.caddy\nin place: caddy enabled and running\n"+
+		"in place: apps directory /home/deploy/.local/share/raijin" {
+		t.Errorf("in-place bootstrap said:\n%s", got)
+	}
+
+	// A Python app on a server without Caddy, python3-venv, the import, the
+	// apps directory; Caddy not running.
+	h, logs, err = bootstrapOn(t, "python-package", "dpkg-query", "test -d", "grep -Eqs", "systemctl is-enabled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all = strings.Join(h.cmds, "\n")
+	for _, want := range []string{
+		"apt-get install -y -q --no-install-recommends caddy python3-venv",
+		"mkdir -p /etc/caddy/conf.d",
+		"import conf.d/*.caddy\\n'\\'' >> /etc/caddy/Caddyfile",
+		"systemctl enable caddy && systemctl restart caddy",
+		"mkdir -p /home/deploy/.local/share/raijin",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the bootstrap of a bare server lacks %q:\n%s", want, all)
+		}
+	}
+	if n := strings.Count(strings.Join(logs, "\n"), "changed: "); n != 6 {
+		t.Errorf("want 6 changes reported (2 packages, conf.d, import, caddy, apps dir):\n%s", strings.Join(logs, "\n"))
+	}
+
+	// Without passwordless sudo it stops first, and says how to fix it.
+	h, _, err = bootstrapOn(t, "binary", "sudo -n true")
+	if err == nil || !strings.Contains(err.Error(), "deploy cannot run sudo without a password on prod") ||
+		!strings.Contains(err.Error(), "server create-user deploy --sudo") {
+		t.Fatalf("bootstrap without sudo: %v", err)
+	}
+	if len(h.cmds) != 2 {
+		t.Errorf("bootstrap without sudo went on:\n%s", strings.Join(h.cmds, "\n"))
+	}
+}
