@@ -101,10 +101,12 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 	if !strings.Contains(after1, "import conf.d/*.caddy") || !strings.Contains(after1, "enabled\nactive") {
 		t.Errorf("after bootstrap: %s", after1)
 	}
+	t.Logf("first bootstrap (Caddy installed): %.2fs", r.Duration.Seconds())
 	if !strings.Contains(r.Stderr, "4 changed, 1 already in place") {
 		t.Errorf("the first bootstrap's summary:\n%s", r.Stderr)
 	}
 	r = p.MustRaijin("server", "bootstrap")
+	t.Logf("second bootstrap (nothing to do): %.2fs", r.Duration.Seconds())
 	if strings.Contains(r.Stderr, "changed:") || strings.Count(r.Stderr, "in place:") != 5 || !strings.Contains(r.Stderr, ": 0 changed, 5 already in place") {
 		t.Errorf("a second bootstrap should change nothing and say so for each of its 5 checks:\n%s", r.Stderr)
 	}
@@ -114,6 +116,7 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 
 	// up: bootstrap (nothing to do), then the deploy of the init project.
 	r = p.MustRaijin("up")
+	t.Logf("up (bootstrap with nothing to do, first deploy): %.2fs", r.Duration.Seconds())
 	if !strings.Contains(r.Stderr, "in place: caddy enabled and running") || !strings.Contains(r.Stderr, "deployed "+p.App+" 0.1.0") {
 		t.Errorf("up should bootstrap, deploy and run the example hook:\n%s", r.Stderr)
 	}
