@@ -49,10 +49,6 @@ raijin.phases { "secrets", "build", "transfer", "install", "release", "services"
 
 -- Rollback: switch back to an older version already on the host and restart.
 raijin.phase("switch", function(ctx) common.switch(ctx, ctx.version, links(ctx)) end)
-raijin.phase("restart", function(ctx)
-  ctx.restarted = true
-  ctx.host:systemctl("restart", table.unpack(common.unit_names(ctx)))
-  ctx.host:wait_healthy(common.unit_names(ctx))
-end)
+raijin.phase("restart", common.restart)
 raijin.undo("switch", function(ctx) common.restore(ctx, links(ctx)) end)
 raijin.flow("rollback", { "switch", "restart", "record" })

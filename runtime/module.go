@@ -378,11 +378,19 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		if ut, ok := L.Get(2).(*lua.LTable); ok {
 			ut.ForEach(func(_, v lua.LValue) { units = append(units, v.String()) })
 		}
+		// opts: http = false skips the HTTP check (workers: active after the
+		// settle time is all they can show); settle = seconds.
+		o := optTable(L, 3)
 		w := s.r.opts.Config.Webserver
 		timeout, _ := time.ParseDuration(w.HealthCheckTimeout)
-		err := builtins.WaitHealthy(s.ctx(L), s.host, builtins.HealthCheck{
-			Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout,
-		})
+		hc := builtins.HealthCheck{Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout}
+		if o.RawGetString("http") == lua.LFalse {
+			hc.Path = ""
+		}
+		if v, ok := o.RawGetString("settle").(lua.LNumber); ok {
+			hc.Settle = time.Duration(float64(v) * float64(time.Second))
+		}
+		err := builtins.WaitHealthy(s.ctx(L), s.host, hc)
 		if err != nil {
 			s.health = true
 		}

@@ -1,7 +1,7 @@
 // goapp is the sample web app raijin's tests and demo deploy: it answers / with
 // its version and greeting, /up for health checks, and /env/NAME with an
 // environment variable. It listens on $PORT, or on the socket systemd passes
-// (socket activation).
+// (socket activation); START_DELAY=1s delays its start.
 package main
 
 import (
@@ -52,6 +52,10 @@ func main() {
 	if os.Getenv("FAIL_START") == "1" {
 		fmt.Fprintln(os.Stderr, "refusing to start (FAIL_START=1)")
 		os.Exit(1)
+	}
+	if d, err := time.ParseDuration(os.Getenv("START_DELAY")); err == nil {
+		// A slow start (loading, warming caches): nothing listens meanwhile.
+		time.Sleep(d)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
