@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,8 +16,8 @@ import (
 // A bounded load generator for the zero-downtime tests and the deploy
 // benchmark (scripts/bench-deploy.sh): GETs through Caddy on the test server
 // only, from a few sequential clients (one keep-alive connection each), a few
-// concurrent ones sharing a pool of keep-alive connections, and a few that
-// open a new connection for every request. It stops by itself after
+// concurrent ones sharing a pool of keep-alive connections, a few that
+// open a new connection for every request, and a few that POST. It stops by itself after
 // maxRequests or maxDuration, whichever comes first.
 
 // Load is a running load generator.
@@ -45,6 +44,7 @@ type LoadSpec struct {
 	Sequential  int // clients sending one request after the other on one connection
 	Concurrent  int // clients sharing a keep-alive connection pool
 	NewConn     int // clients opening a new connection for each request
+	Post        int // clients sending POSTs (with a small body) on keep-alive connections
 	MaxRequests int
 	MaxDuration time.Duration
 }
@@ -68,11 +68,13 @@ func StartLoad(t *testing.T, url string, spec LoadSpec) *Load {
 			return name, &http.Client{Timeout: perRequest, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 		case "concurrent":
 			return name, &http.Client{Timeout: perRequest, Transport: pooled}
+		case "post":
+			return name, &http.Client{Timeout: perRequest, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 		default:
 			return name, &http.Client{Timeout: perRequest, Transport: &http.Transport{DisableKeepAlives: true}}
 		}
 	}
-	for kind, n := range map[string]int{"sequential": spec.Sequential, "concurrent": spec.Concurrent, "newconn": spec.NewConn} {
+	for kind, n := range map[string]int{"sequential": spec.Sequential, "concurrent": spec.Concurrent, "newconn": spec.NewConn, "post": spec.Post} {
 		for i := 0; i < n; i++ {
 			name, c := client(kind, i)
 			l.wg.Add(1)
@@ -100,6 +102,10 @@ func (l *Load) one(ctx context.Context, c *http.Client, name string) bool {
 	l.mu.Unlock()
 	r := loadReq{start: time.Now(), client: name}
 	req, _ := http.NewRequest("GET", l.url, nil)
+	if strings.HasPrefix(name, "post") {
+		req, _ = http.NewRequest("POST", l.url, strings.NewReader("form=data"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
 	resp, err := c.Do(req)
 	if err == nil {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -133,8 +139,10 @@ func (l *Load) Stop() {
 // LoadStats sums up the requests that started in a time window.
 type LoadStats struct {
 	Name       string        `json:"name"`
-	Requests   int           `json:"requests"`
+	Requests   int           `json:"requests"` // GETs
 	Failed     int           `json:"failed"`
+	Posts      int           `json:"posts"` // POSTs (with a body), counted apart
+	PostFailed int           `json:"post_failed"`
 	MaxLatency time.Duration `json:"max_latency_ns"`
 	P99        time.Duration `json:"p99_ns"`
 	Window     time.Duration `json:"window_ns"`
@@ -143,8 +151,12 @@ type LoadStats struct {
 }
 
 func (s LoadStats) String() string {
-	return fmt.Sprintf("%s: %d requests in %.1fs, %d failed, longest %s, p99 %s, versions seen %v",
-		s.Name, s.Requests, s.Window.Seconds(), s.Failed, s.MaxLatency.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Versions)
+	posts := ""
+	if s.Posts > 0 {
+		posts = fmt.Sprintf(" (and %d POSTs, %d failed)", s.Posts, s.PostFailed)
+	}
+	return fmt.Sprintf("%s: %d GETs in %.1fs, %d failed%s, longest %s, p99 %s, versions seen %v",
+		s.Name, s.Requests, s.Window.Seconds(), s.Failed, posts, s.MaxLatency.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Versions)
 }
 
 // Stats sums up the requests that started between from and to (zero times:
@@ -166,13 +178,22 @@ func (l *Load) Stats(name string, from, to time.Time) LoadStats {
 		if end := r.start.Add(r.latency); end.After(last) {
 			last = end
 		}
-		s.Requests++
 		lat = append(lat, r.latency)
 		if r.latency > s.MaxLatency {
 			s.MaxLatency = r.latency
 		}
+		post := strings.HasPrefix(r.client, "post")
+		if post {
+			s.Posts++
+		} else {
+			s.Requests++
+		}
 		if r.err != "" {
-			s.Failed++
+			if post {
+				s.PostFailed++
+			} else {
+				s.Failed++
+			}
 			if len(s.Errors) < 10 {
 				s.Errors = append(s.Errors, r.client+": "+r.err)
 			}
@@ -222,8 +243,9 @@ func (l *Load) waitRequests(t *testing.T, n int) {
 	}
 }
 
-// benchReport appends s as one JSON line to $RAIJIN_BENCH_OUT, for
-// scripts/bench-deploy.sh.
+// benchReport logs s and appends it as one tab-separated line to
+// $RAIJIN_BENCH_OUT, for scripts/bench-deploy.sh: name, GETs, failed GETs,
+// POSTs, failed POSTs, longest request and p99 in milliseconds.
 func benchReport(t *testing.T, s LoadStats) {
 	t.Helper()
 	t.Log(s)
@@ -234,5 +256,7 @@ func benchReport(t *testing.T, s LoadStats) {
 	f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	must(t, err)
 	defer f.Close()
-	must(t, json.NewEncoder(f).Encode(s))
+	_, err = fmt.Fprintf(f, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Requests, s.Failed, s.Posts, s.PostFailed,
+		s.MaxLatency.Milliseconds(), s.P99.Milliseconds())
+	must(t, err)
 }

@@ -77,6 +77,10 @@ func main() {
 		os.Exit(1)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Graceful shutdown on SIGTERM (systemctl stop/restart): stop accepting,
+	// finish the requests in flight, then exit. Serve returns at once when
+	// Shutdown starts, so main waits for Shutdown to be done.
+	drained := make(chan struct{})
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -84,10 +88,12 @@ func main() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
+		close(drained)
 	}()
 	fmt.Printf("goapp %s listening on %s\n", version, ln.Addr())
 	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	<-drained
 }
