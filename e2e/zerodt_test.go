@@ -209,12 +209,14 @@ func TestUnitFailsToStartWithHealthCheckFailsFast(t *testing.T) {
 }
 
 // Workers are restarted only once web is healthy: web takes 1.5 s to listen,
-// and the worker starts after that.
+// and the worker starts after that. A worker that does not start rolls both
+// back.
 func TestWorkersRestartAfterWebIsHealthy(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "workers", Hosts: []*TestHost{h}})
+	// The worker refuses to start when the version's .env says WORKER_FAIL=1.
 	p.editTOML(fmt.Sprintf("web = %q", p.App),
-		fmt.Sprintf("web = \"env START_DELAY=1500ms %[1]s\"\nworker = \"env LISTEN_ADDR=127.0.0.1:0 %[1]s\"", p.App))
+		fmt.Sprintf("web = \"env START_DELAY=1500ms %[1]s\"\nworker = \"env LISTEN_ADDR=127.0.0.1:0 FAIL_START=${WORKER_FAIL:-0} %[1]s\"", p.App))
 	p.MustRaijin("deploy")
 	p.MustRaijin("deploy", "--set-version", "1.1.0")
 
@@ -239,6 +241,22 @@ func TestWorkersRestartAfterWebIsHealthy(t *testing.T) {
 	}
 	if _, body := Get(t, p.SiteURL(h)); !strings.Contains(body, "goapp 1.1.0") {
 		t.Errorf("GET / = %q, want 1.1.0", body)
+	}
+
+	// A worker that does not start: both processes go back to 1.1.0, exit 4.
+	p.breakNext("WORKER_FAIL=1")
+	r := p.Raijin("deploy", "--set-version", "1.2.0")
+	if r.Code != 4 {
+		t.Fatalf("a worker that fails to start should exit 4: %s", r)
+	}
+	for _, want := range []string{"health check (systemctl is-active): " + worker + " is ", "refusing to start (FAIL_START=1)", "1.1.0 was restored"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("the error lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+	out = h.Run(t, fmt.Sprintf(`for u in %s %s; do systemctl is-active $u; readlink /proc/$(systemctl show -p MainPID --value $u)/exe; done`, web, worker))
+	if out != fmt.Sprintf("active\n%[1]s/v1.1.0/goapp\nactive\n%[1]s/v1.1.0/goapp\n", p.AppDir(h)) {
+		t.Errorf("after the failed deploy: %q, want web and worker active on 1.1.0", out)
 	}
 }
 
