@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -59,6 +60,7 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // a form post, read as an app would
 		fmt.Fprintf(w, "goapp %s: %s\n", version, os.Getenv("GREETING"))
 	})
 	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) {
