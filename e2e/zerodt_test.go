@@ -286,3 +286,20 @@ func TestUpstreamSwitchTCPToUnixAndBack(t *testing.T) {
 		t.Errorf("back on TCP the socket unit: %q, want inactive and removed", got)
 	}
 }
+
+// A first deploy whose health check fails has no previous version to go back
+// to: exit 1 (not 4), and the error says so.
+func TestHealthCheckFailsOnFirstDeploy(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "hcfirst", Hosts: []*TestHost{h}, Webextra: `health_check_timeout = "2s"`})
+	p.breakNext("FAIL_HEALTH=1")
+	r := p.Raijin("deploy")
+	if r.Code != 1 {
+		t.Fatalf("a first deploy failing its health check should exit 1: %s", r)
+	}
+	for _, want := range []string{"health check GET /up: HTTP 503, no 2xx within 2s", "this was the first deploy: there is no previous version to restore"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("the error lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+}

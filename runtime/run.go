@@ -620,7 +620,9 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			restored, state := r.undo(L, s, startedPhases, lctx, err)
 			res.Restored = restored
 			he.State = state
-			if s.health && restored {
+			// Exit 4 means a previous version is serving again; after a
+			// first deploy there was none to restore (exit 1).
+			if prev, _ := lctx.RawGetString("previous").(lua.LString); s.health && restored && prev != "" {
 				he.Code = errs.CodeHealth
 			}
 			return fail(n, he)
