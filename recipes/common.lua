@@ -60,14 +60,14 @@ end
 
 -- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
 -- go to a temporary name and are renamed; a file the server already has with
--- the same SHA-256 is not sent again.
-function M.transfer(ctx)
+-- the same SHA-256 is not sent again. opts.mode is the distfile's mode
+-- (default 0755, an executable). Returns whether the distfile was sent.
+function M.transfer(ctx, opts)
   local p = ctx.paths
-  ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = "0755" })
+  local mode = (opts and opts.mode) or "0755"
+  local sent = ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = mode })
   ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
-  if ctx.shared.requirements then
-    ctx.host:upload(ctx.shared.requirements, p.version_dir .. "/requirements.txt", { mode = "0644" })
-  end
+  return sent
 end
 
 -- The .appenv that release_command, hooks and `raijin app exec` source.
@@ -95,10 +95,13 @@ function M.switch(ctx, version, links)
       target = "\"$1\""
     else
       target = q(vdir .. "/" .. l.target)
+      table.insert(script, "test -e " .. target .. " || { echo '" .. vdir .. " has no " .. l.target .. "' >&2; exit 1; }")
     end
     table.insert(script, "ln -sfn " .. target .. " " .. q("." .. l.name .. ".raijin-tmp") ..
       " && mv -T -f " .. q("." .. l.name .. ".raijin-tmp") .. " " .. q(l.name))
   end
+  -- From here on, an undo has something to put back.
+  ctx.switched = true
   ctx.host:run(table.concat(script, "\n"))
 end
 
@@ -268,12 +271,38 @@ function M.done(ctx)
   if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy, M.hook_opts(ctx)) end
 end
 
+-- The flows besides deploy, the same in every built-in recipe. links(ctx)
+-- names the version's entry points, as for M.switch.
+function M.other_flows(links)
+  -- Rollback: switch back to an older version already on the host (nothing
+  -- is installed: its files are still there) and restart.
+  raijin.phase("switch", function(ctx) M.switch(ctx, ctx.version, links(ctx)) end)
+  raijin.phase("restart", M.restart)
+  raijin.undo("switch", function(ctx) M.restore(ctx, links(ctx)) end)
+  raijin.flow("rollback", { "switch", "restart", "record" })
+
+  -- Prune: `raijin prune [--keep N]` is the prune step on its own.
+  raijin.flow("prune", { "prune" })
+
+  -- Down: `raijin down [--full]` stops the app and removes it from the host.
+  raijin.phase("disable_units", M.disable_units)
+  raijin.phase("remove_site", M.remove_site)
+  raijin.phase("remove_app", M.remove_app)
+  raijin.phase("remove_caddy", M.remove_caddy)
+  raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })
+end
+
 -- undo for install: when a later step fails, put the previous version back
 -- (its .env and links), and restart what the failed deploy had restarted (web
 -- first), checking that the previous version is healthy again.
+-- Nothing is done when the failure came before the switch.
 function M.restore(ctx, links)
   if ctx.recorded then
     ctx.state = "version " .. ctx.version .. " is recorded in .versions and serving; nothing was switched back"
+    return
+  end
+  if not ctx.switched then
+    if ctx.previous then raijin.log("nothing was switched: " .. ctx.previous .. " is still serving") end
     return
   end
   if not ctx.previous then

@@ -661,6 +661,11 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 		return false, string(state)
 	}
 	prev, _ := lctx.RawGetString("previous").(lua.LString)
+	// The recipes set ctx.switched when they start switching the current
+	// version: a failure before that has changed nothing that serves.
+	if ran && lctx.RawGetString("switched") == lua.LNil {
+		ran = false
+	}
 	switch {
 	case ran && prev != "":
 		return true, fmt.Sprintf("the previous version %s was restored and is serving", prev)
