@@ -60,7 +60,7 @@ func deployUnderLoad(t *testing.T, p *Project, l *Load, name, want string, args 
 	if s.Failed != 0 {
 		t.Errorf("%s: %d of %d requests failed during the deploy:\n%s", name, s.Failed, s.Requests, strings.Join(s.Errors, "\n"))
 	}
-	if body := l.LastBody(); !strings.Contains(body, "goapp "+want+":") {
+	if body := l.LastBody(); !strings.Contains(body, " "+want+": ") {
 		t.Errorf("%s: the last answer is %q, want version %s", name, body, want)
 	}
 	if len(s.Versions) < 2 || s.Versions[len(s.Versions)-1] != want {
@@ -73,7 +73,7 @@ func deployUnderLoad(t *testing.T, p *Project, l *Load, name, want string, args 
 func zeroDowntime(t *testing.T, p *Project, h *TestHost, kind string) {
 	url := p.SiteURL(h)
 	p.MustRaijin("deploy")
-	if code, body := Get(t, url); code != 200 || !strings.Contains(body, "goapp 1.0.0") {
+	if code, body := Get(t, url); code != 200 || !strings.Contains(body, " 1.0.0: ") {
 		t.Fatalf("GET %s = %d %q, want 1.0.0", url, code, body)
 	}
 	l := StartLoad(t, url, deployLoad)
@@ -108,6 +108,18 @@ func TestZeroDowntimeSlowStart(t *testing.T) {
 			p.editTOML(fmt.Sprintf(`upstream = "localhost:%d"`, p.Port), `upstream = "unix//run/`+p.App+`.sock"`)
 		}
 		zeroDowntime(t, p, h, kind+", 1 s start")
+	}
+}
+
+// The Python mode (a wheel in a venv, a WSGI server), TCP and unix socket.
+func TestZeroDowntimePython(t *testing.T) {
+	h := host(t, 0)
+	for _, kind := range []string{"tcp", "unix socket"} {
+		p := NewPyProject(t, ProjectSpec{App: "zdpy" + kind[:3], Hosts: []*TestHost{h}})
+		if kind == "unix socket" {
+			p.editTOML(fmt.Sprintf(`upstream = "localhost:%d"`, p.Port), `upstream = "unix//run/`+p.App+`.sock"`)
+		}
+		zeroDowntime(t, p, h, "python, "+kind)
 	}
 }
 
