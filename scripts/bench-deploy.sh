@@ -2,7 +2,7 @@
 # bench-deploy.sh [RUNS]: deploys under load, measured. Runs the zero-downtime
 # end-to-end tests (e2e/zerodt_test.go) RUNS times (default 3) against a test
 # server booted on this machine: each deploys a new version of the sample Go
-# app, then rolls back, while a bounded load generator sends GETs through
+# app (or the Python one), then rolls back, while a bounded load generator sends GETs through
 # Caddy (2 sequential clients on one keep-alive connection each, 4 concurrent
 # ones sharing a pool, 2 opening a new connection per request) and
 # RAIJIN_BENCH_POST (default 2) clients POST a small form. Prints, per case:
@@ -23,7 +23,7 @@ status=0
 for i in $(seq "$runs"); do
 	echo "run $i of $runs" >&2
 	if ! RAIJIN_BENCH_OUT=$out RAIJIN_BENCH_POST=${RAIJIN_BENCH_POST:-2} \
-		go test ./e2e -run 'TestZeroDowntime(TCP|UnixSocket|SlowStart)$' -count=1 -v >"$log" 2>&1; then
+		go test ./e2e -run 'TestZeroDowntime(TCP|UnixSocket|SlowStart|Python)$' -count=1 -v >"$log" 2>&1; then
 		status=1
 		grep -E 'failed|FAIL' "$log" | head -n 20 >&2 || true
 	fi
