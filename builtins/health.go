@@ -57,18 +57,19 @@ inactive() { for u in $units; do s=$(systemctl is-active "$u" 2>/dev/null); [ "$
 		// active meanwhile (it exited, and systemd is about to start it again)
 		// fails the check at once: waiting for the timeout would not help.
 		url, args := HealthURL(c.Upstream, c.Path)
+		prefix := Quote("health check GET " + c.Path + ": ") // the path is the user's: quoted
 		fmt.Fprintf(&b, `end=$(( $(date +%%s%%3N) + %d ))
 while :; do
   code=$(curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s %s 2>/dev/null) || code=000
   case "$code" in 2??) break;; esac
-  if msg=$(inactive); then echo "health check GET %s: $msg: it exited while starting" >&2; journal >&2; exit 4; fi
+  if msg=$(inactive); then echo %s"$msg: it exited while starting" >&2; journal >&2; exit 4; fi
   if [ "$(date +%%s%%3N)" -ge "$end" ]; then
     if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
-    echo "health check GET %s: $what, no 2xx within %s (health_check_timeout)" >&2; journal >&2; exit 4
+    echo %s"$what, no 2xx within %s (health_check_timeout)" >&2; journal >&2; exit 4
   fi
   sleep 0.2
 done
-`, timeout.Milliseconds(), QuoteAll(args...), Quote(url), c.Path, c.Path, timeout)
+`, timeout.Milliseconds(), QuoteAll(args...), Quote(url), prefix, prefix, timeout)
 		b.WriteString(`if msg=$(inactive); then echo "health check: $msg after the health check passed" >&2; journal >&2; exit 4; fi
 `)
 	} else {

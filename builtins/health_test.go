@@ -12,14 +12,14 @@ import (
 	"time"
 )
 
-// shellHost runs WaitHealthy's script with this machine's sh, with stand-ins
+// fakeServerHost runs WaitHealthy's script with this machine's sh, with stand-ins
 // for systemctl, curl and journalctl first on PATH. (The real ones are
 // exercised by the end-to-end tests.)
-type shellHost struct{ dir string }
+type fakeServerHost struct{ dir string }
 
-func (h shellHost) Name() string { return "local" }
+func (h fakeServerHost) Name() string { return "local" }
 
-func (h shellHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, error) {
+func (h fakeServerHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, error) {
 	c := exec.CommandContext(ctx, "sh", "-c", cmd)
 	c.Env = append(os.Environ(), "PATH="+h.dir+":"+os.Getenv("PATH"), "FAKE="+h.dir)
 	var out, errb bytes.Buffer
@@ -33,18 +33,18 @@ func (h shellHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, erro
 	return res, err
 }
 
-func (h shellHost) Upload(context.Context, string, string, os.FileMode) (bool, error) {
+func (h fakeServerHost) Upload(context.Context, string, string, os.FileMode) (bool, error) {
 	return false, errors.New("not here")
 }
 
-func (h shellHost) Write(context.Context, string, []byte, WriteOpts) (bool, error) {
+func (h fakeServerHost) Write(context.Context, string, []byte, WriteOpts) (bool, error) {
 	return false, errors.New("not here")
 }
 
 // fakeServer writes the stand-ins: systemctl is-active prints
 // $FAKE/state.UNIT (default active); curl prints $FAKE/code (default 200)
 // and records its arguments; journalctl prints one line naming the unit.
-func fakeServer(t *testing.T) (shellHost, func(name, content string)) {
+func fakeServer(t *testing.T) (fakeServerHost, func(name, content string)) {
 	dir := t.TempDir()
 	set := func(name, content string) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
@@ -63,7 +63,7 @@ cat "$FAKE/code" 2>/dev/null || printf 200
 	set("journalctl", `#!/bin/sh
 echo "journal of $2: listening"
 `)
-	return shellHost{dir}, set
+	return fakeServerHost{dir}, set
 }
 
 func TestWaitHealthyHTTP(t *testing.T) {

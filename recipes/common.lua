@@ -85,13 +85,13 @@ function M.switch(ctx, version, links)
   local script = {
     "set -e",
     "cd " .. q(ctx.paths.app_dir),
-    "test -d " .. q(vdir) .. " || { echo 'version " .. version .. " is not on this host' >&2; exit 1; }",
+    "test -d " .. q(vdir) .. " || { echo " .. q("version " .. version .. " is not on this host") .. " >&2; exit 1; }",
     "cp -p " .. q(vdir .. "/.env") .. " .env.raijin-tmp && mv -f .env.raijin-tmp .env",
   }
   for _, l in ipairs(links) do
     local target
     if l.target == "*" then
-      table.insert(script, "set -- " .. q(vdir) .. "/*; test -f \"$1\" || { echo 'no distfile in " .. vdir .. "' >&2; exit 1; }")
+      table.insert(script, "set -- " .. q(vdir) .. "/*; test -f \"$1\" || { echo " .. q("no distfile in " .. vdir) .. " >&2; exit 1; }")
       target = "\"$1\""
     else
       target = q(vdir .. "/" .. l.target)
@@ -367,7 +367,8 @@ function M.remove_caddy(ctx)
   if not ctx.full then return end
   local res = ctx.host:run("ls /etc/caddy/conf.d/*.caddy 2>/dev/null || true")
   if res.stdout ~= "" then
-    raijin.log("Caddy stays: other apps use it: " .. res.stdout:gsub("\n", " "))
+    local sites = res.stdout:gsub("%s+$", ""):gsub("\n", ", ")
+    raijin.log("Caddy stays: other apps use it: " .. sites)
     return
   end
   ctx.host:run([[

@@ -191,7 +191,7 @@ var templateFuncs = template.FuncMap{
 	// systemd_arg quotes one argument of an ExecStart= or Environment= line:
 	// systemd reads C escapes inside double quotes and expands $ and %.
 	"systemd_arg": func(s string) string {
-		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`)
+		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`, "\n", `\n`, "\r", `\r`)
 		return `"` + r.Replace(s) + `"`
 	},
 }
@@ -251,7 +251,12 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
 	o.Sudo = lua.LVAsBool(t.RawGetString("sudo"))
 	if e, ok := t.RawGetString("env").(*lua.LTable); ok {
 		o.Env = map[string]string{}
-		e.ForEach(func(k, v lua.LValue) { o.Env[k.String()] = v.String() })
+		e.ForEach(func(k, v lua.LValue) {
+			if !builtins.ValidEnvName(k.String()) {
+				L.RaiseError("env name %q: use letters, digits and _, not starting with a digit", k.String())
+			}
+			o.Env[k.String()] = v.String()
+		})
 	}
 	switch v := t.RawGetString("timeout").(type) {
 	case lua.LNumber:

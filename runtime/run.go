@@ -45,6 +45,9 @@ type Options struct {
 	Full          bool   // down: remove Caddy too when no other app uses it
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
+	// TakeOverStale, when set, is asked whether to take over a stale lock
+	// (its holder's process is gone); without it, or on "no", the run stops.
+	TakeOverStale func(question string) bool
 	LockWait      time.Duration
 	PhaseTimeout  time.Duration
 	Events        Events
@@ -292,7 +295,7 @@ type HostError struct {
 	Msg       string
 	Traceback string
 	Code      int
-	Hint      string
+	Hint      string // what to do about it, when the cause said
 	State     string // what the host is left with
 }
 
@@ -541,7 +544,12 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
 	}
-	defer closeFn()
+	closers := []func(){closeFn}
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
 	lockVersion := ""
 	switch r.opts.Flow {
 	case "deploy":
@@ -550,11 +558,12 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		lockVersion = r.opts.TargetVersion
 	}
 	lock := builtins.NewLockInfo(r.opts.Command, lockVersion)
-	facts, err := r.prepare(ctx, host, h, lock)
+	facts, err := r.prepare(ctx, host, h, lock, len(phases))
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
 		return fail("connect", err)
 	}
+	var s *hostState
 
 	version := r.opts.Config.Version
 	previous := ""
@@ -579,9 +588,21 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 					audit.Details = m
 				}
 			}
+			if s != nil {
+				host = s.host
+			}
+			// The connection may have dropped: then write the audit line and
+			// release the lock over a fresh one, so the next deploy does not
+			// find a stale lock.
+			if h2 := r.revive(h, host, &closers); h2 != nil {
+				host = h2
+			}
 			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			host.Run(uctx, builtins.FinishScript(facts.appDir, lock, audit), builtins.RunOpts{})
+			if _, err := builtins.Must(uctx, host, builtins.FinishScript(facts.appDir, lock, audit), builtins.RunOpts{}); err != nil {
+				r.opts.Events.Log(h.Name, "finish", "could not write the audit line or release the deploy lock: "+
+					r.opts.Redactor.Redact(err.Error())+"; check with `raijin lock status`")
+			}
 		}()
 	}
 	switch r.opts.Flow {
@@ -601,7 +622,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			version = previous
 		}
 	}
-	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
+	s = &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
 	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return fail("load", err)
@@ -617,6 +638,9 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		startedPhases = append(startedPhases, p)
 		if err := r.runPhase(ctx, L, s, p, lctx); err != nil {
 			he := r.hostError(h.Name, n, err)
+			if h2 := r.revive(h, s.host, &closers); h2 != nil {
+				s.host = h2
+			}
 			restored, state := r.undo(L, s, startedPhases, lctx, err)
 			res.Restored = restored
 			he.State = state
@@ -629,6 +653,29 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		}
 	}
 	return res
+}
+
+// revive checks that host's connection still answers; when it dropped, it
+// connects again (as the undo handlers and the unlock must still reach the
+// server) and returns the new host, else nil.
+func (r *runner) revive(h config.Host, host builtins.Host, closers *[]func()) builtins.Host {
+	if r.opts.DryRun {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, ok := host.(interface{ Alive(context.Context) error })
+	if !ok || a.Alive(pctx) == nil {
+		return nil
+	}
+	r.opts.Events.Log(h.Name, "cleanup", "the connection dropped: connecting again to clean up")
+	nh, closeFn, err := r.opts.Connect(pctx, h)
+	if err != nil {
+		r.opts.Events.Log(h.Name, "cleanup", "cannot connect again: "+r.opts.Redactor.Redact(err.Error()))
+		return nil
+	}
+	*closers = append(*closers, closeFn)
+	return nh
 }
 
 // undo runs the undo handlers of the phases that started, newest first, on a
@@ -714,7 +761,7 @@ type hostFacts struct {
 
 // prepare learns the deploy user's home, takes the deploy lock and reads
 // .versions, in one remote command.
-func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host, lock builtins.LockInfo) (hostFacts, error) {
+func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host, lock builtins.LockInfo, nphases int) (hostFacts, error) {
 	c := r.opts.Config
 	if r.opts.DryRun {
 		user := h.User
@@ -728,11 +775,12 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		return hostFacts{home: home, user: user, appDir: AppDir(c, h, home)}, nil
 	}
 	rel := path.Join(h.AppsDir, c.App)
-	script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, r.opts.ForceUnlock) +
-		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
+	force := r.opts.ForceUnlock
 	deadline := time.Now().Add(r.opts.LockWait)
 	waited := false
 	for {
+		script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, force) +
+			"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
 		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
 		if err != nil {
 			return hostFacts{}, err
@@ -762,9 +810,24 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		}
 		msg := "the deploy lock " + f.appDir + "/.lock is held by " + holder.Describe()
 		hint := "wait for it (--lock-wait 5m), or if that deploy is dead: raijin lock release"
-		if holder.Stale() {
+		// No run holds the lock longer than its phases' timeouts plus the undo
+		// (2 minutes) and the release: an older lock was left by a dead run,
+		// wherever that ran.
+		maxHold := time.Duration(nphases)*r.opts.PhaseTimeout + 5*time.Minute
+		stale := holder.Stale()
+		if stale {
 			msg += "; that process is gone, so the lock is stale"
+		} else if !holder.Since.IsZero() && time.Since(holder.Since) > maxHold {
+			stale = true
+			msg += fmt.Sprintf("; no run holds it that long (%d phase(s) × phase_timeout %s), so the lock is stale", nphases, r.opts.PhaseTimeout)
+		}
+		if stale {
 			hint = "take it over with --force-unlock (or raijin lock release)"
+			if !force && r.opts.TakeOverStale != nil && r.opts.TakeOverStale(fmt.Sprintf("host %s: %s. Take it over?", h.Name, msg)) {
+				r.opts.Events.Log(h.Name, "connect", "taking over the stale lock of "+holder.Describe())
+				force = true
+				continue
+			}
 		}
 		return f, &errs.Error{Code: errs.CodeLocked, Msg: msg, Hint: hint}
 	}
@@ -776,7 +839,8 @@ func SSHConnector(stats *builtins.Stats, obs builtins.Observer, red *builtins.Re
 		cl, err := builtins.Dial(ctx, builtins.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
 			KeyFile: h.KeyFilename, AcceptNew: acceptNew}, stats)
 		if err != nil {
-			return nil, nil, fmt.Errorf("host %s: %v", h.Name, err)
+			// runHost names the host and the phase (connect).
+			return nil, nil, err
 		}
 		return &builtins.RemoteHost{HostName: h.Name, Client: cl, Observer: obs, Redactor: red}, func() { cl.Close() }, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/raijin-deploy/raijin/builtins"
@@ -38,6 +39,7 @@ type App struct {
 	Stderr io.Writer
 	ui     *ui.UI
 	stats  builtins.Stats
+	askMu  sync.Mutex
 }
 
 // UI returns the output for this command, made once.
@@ -123,6 +125,15 @@ func (a *App) fail(err error) int {
 func (a *App) statsLine() string {
 	return fmt.Sprintf("%d SSH connection(s), %d remote commands, %d SFTP uploads, %s sent",
 		a.stats.Connections.Load(), a.stats.Commands.Load(), a.stats.SFTPOps.Load(), ui.Human(a.stats.BytesSent.Load()))
+}
+
+// askStale asks on a terminal whether to take over a stale deploy lock (one
+// host at a time); without a terminal the answer is no, and the lock error
+// names --force-unlock.
+func (a *App) askStale(question string) bool {
+	a.askMu.Lock()
+	defer a.askMu.Unlock()
+	return a.confirm(question, "--force-unlock") == nil
 }
 
 // confirm asks on a terminal; without one it fails and names the flag.

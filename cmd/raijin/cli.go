@@ -74,6 +74,7 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 	}
 	o.Redeploy = redeploy
 	o.ForceUnlock = d.ForceUnlock
+	o.TakeOverStale = app.askStale
 	if d.Batch > 0 {
 		o.BatchSize = d.Batch
 	}
