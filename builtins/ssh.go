@@ -37,7 +37,8 @@ type Target struct {
 // Stats counts what a command cost on the wire. Safe for concurrent use.
 type Stats struct {
 	Connections atomic.Int64
-	Commands    atomic.Int64 // remote commands: one SSH session each
+	Commands    atomic.Int64 // remote commands: one SSH session (round trip) each
+	Steps       atomic.Int64 // recipe steps carried by those commands (a batch carries several)
 	SFTPOps     atomic.Int64 // uploads over SFTP
 	BytesSent   atomic.Int64
 	BytesRecv   atomic.Int64
