@@ -50,6 +50,9 @@ type batchItem struct {
 	check func(Result) error
 	label string
 	echo  string
+	// direct: the caller waits for this step's result, so a non-zero exit
+	// is its answer, not an error (as with Host.Run).
+	direct bool
 }
 
 // NewBatcher wraps h.
@@ -88,6 +91,13 @@ func (b *Batcher) End() {
 	if b.depth > 0 {
 		b.depth--
 	}
+	b.mu.Unlock()
+}
+
+// Discard drops every queued step unsent (after a failure, before undo).
+func (b *Batcher) Discard() {
+	b.mu.Lock()
+	b.items, b.after, b.depth = nil, nil, 0
 	b.mu.Unlock()
 }
 
@@ -150,6 +160,7 @@ func (b *Batcher) Run(ctx context.Context, cmd string, o RunOpts) (Result, error
 	if o.When != "" && !b.Flag(o.When) && b.Pending() == 0 {
 		return Result{}, nil
 	}
+	it.direct = true
 	b.enqueue(it)
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -344,7 +355,7 @@ func (b *Batcher) finishItem(it *batchItem, r Result) error {
 	var err error
 	if it.check != nil {
 		err = it.check(r)
-	} else if r.Code != 0 {
+	} else if r.Code != 0 && !it.direct {
 		err = &RemoteError{Host: b.Name(), Cmd: it.cmd, Res: r}
 	}
 	if err != nil {

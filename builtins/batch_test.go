@@ -216,3 +216,24 @@ func TestBatchFinishRunsFinalOnlyOnSuccess(t *testing.T) {
 		t.Errorf("final step ran after a failure")
 	}
 }
+
+func TestPruneScriptMatchesPrunePlan(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"1.0", "1.1", "1.2", "1.3", "2.0", "stray"} {
+		os.MkdirAll(filepath.Join(dir, "v"+v), 0o755)
+	}
+	os.WriteFile(filepath.Join(dir, ".versions"), []byte("1.3\n1.2\n1.1\n1.0\n"), 0o644)
+	removed, err := Prune(context.Background(), &shellHost{}, dir, 2, "2.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := PrunePlan([]string{"1.3", "1.2", "1.1", "1.0"}, []string{"1.0", "1.1", "1.2", "1.3", "2.0", "stray"}, 2, "1.3", "2.0")
+	if strings.Join(removed, ",") != strings.Join(want, ",") {
+		t.Errorf("removed %q, PrunePlan says %q", removed, want)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "v*"))
+	vers, _ := os.ReadFile(filepath.Join(dir, ".versions"))
+	if len(left) != 3 || string(vers) != "1.3\n1.2\n" {
+		t.Errorf("left %q, .versions %q", left, vers)
+	}
+}

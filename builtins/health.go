@@ -75,16 +75,19 @@ if msg=$(inactive); then echo "$msg %.1fs after the restart" >&2; journal >&2; e
 if msg=$(inactive); then echo "$msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
 `, settle.Seconds()/2, settle.Seconds())
 	}
-	res, err := h.Run(ctx, b.String(), RunOpts{Sudo: true})
+	check := func(res Result) error {
+		if res.Code != 0 {
+			msg := strings.TrimSpace(res.Stderr)
+			if msg == "" {
+				msg = fmt.Sprintf("health check exited %d", res.Code)
+			}
+			return &HealthError{Msg: msg}
+		}
+		return nil
+	}
+	res, err := h.Run(ctx, b.String(), RunOpts{Sudo: true, Check: check})
 	if err != nil {
 		return err
 	}
-	if res.Code != 0 {
-		msg := strings.TrimSpace(res.Stderr)
-		if msg == "" {
-			msg = fmt.Sprintf("health check exited %d", res.Code)
-		}
-		return &HealthError{Msg: msg}
-	}
-	return nil
+	return check(res)
 }

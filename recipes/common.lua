@@ -53,14 +53,17 @@ end
 
 -- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
 -- go to a temporary name and are renamed; a file the server already has with
--- the same SHA-256 is not sent again.
+-- the same SHA-256 is not sent again. The checks and the .env go in one round
+-- trip (a batch), the distfile's bytes right after it when they are needed.
 function M.transfer(ctx)
   local p = ctx.paths
-  ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = "0755" })
-  ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
-  if ctx.shared.requirements then
-    ctx.host:upload(ctx.shared.requirements, p.version_dir .. "/requirements.txt", { mode = "0644" })
-  end
+  ctx.host:batch(function()
+    ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = "0755" })
+    ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
+    if ctx.shared.requirements then
+      ctx.host:upload(ctx.shared.requirements, p.version_dir .. "/requirements.txt", { mode = "0644" })
+    end
+  end)
 end
 
 -- The .appenv that release_command, hooks and `raijin app exec` source.
@@ -137,29 +140,38 @@ function M.unit_names(ctx)
   return names
 end
 
--- services: write the units (a daemon-reload only when one changed), enable
--- them, restart them, and check that they came up (and answer the health
--- check, when one is configured). A redeploy leaves the units as they are.
+-- enable_script enables the units that are not enabled yet. --no-reload:
+-- the daemon-reload before it (when a unit changed) already covers them.
+function M.enable_script(units)
+  local q = {}
+  for _, u in ipairs(units) do q[#q + 1] = raijin.quote(u) end
+  return "for u in " .. table.concat(q, " ") .. "; do systemctl is-enabled -q \"$u\" 2>/dev/null || systemctl enable -q --no-reload \"$u\" || exit; done"
+end
+
+-- services: write the units, then a daemon-reload only when one changed
+-- (flag "units"), enable the ones not enabled yet, restart, and check that
+-- they came up (and answer the health check, when one is configured). A
+-- redeploy leaves the units as they are. All of it is one batch: one round
+-- trip.
 function M.services(ctx)
   local units = M.unit_names(ctx)
-  if not ctx.redeploy then
-    local changed = false
-    local all = {}
-    for _, u in ipairs(M.units(ctx)) do
-      if ctx.host:write("/etc/systemd/system/" .. u.name, u.content, { mode = "0644", sudo = true }) then
-        changed = true
+  ctx.host:batch(function()
+    if not ctx.redeploy then
+      local all = {}
+      for _, u in ipairs(M.units(ctx)) do
+        ctx.host:write("/etc/systemd/system/" .. u.name, u.content, { mode = "0644", sudo = true, flag = "units" })
+        all[#all + 1] = u.name
       end
-      all[#all + 1] = u.name
+      ctx.host:systemctl("daemon-reload", { when = "units" })
+      ctx.host:run(M.enable_script(all), { sudo = true })
     end
-    if changed then ctx.host:systemctl("daemon-reload") end
-    ctx.host:systemctl("enable", table.unpack(all))
-  end
-  ctx.restarted = true
-  if raijin.socket_path(ctx) then
-    ctx.host:systemctl("start", ctx.config.app .. ".socket")
-  end
-  ctx.host:systemctl("restart", table.unpack(units))
-  ctx.host:wait_healthy(units)
+    ctx.restarted = true
+    if raijin.socket_path(ctx) then
+      ctx.host:systemctl("start", ctx.config.app .. ".socket")
+    end
+    ctx.host:systemctl("restart", table.unpack(units))
+    ctx.host:wait_healthy(units)
+  end)
 end
 
 -- proxy: the Caddy site in /etc/caddy/conf.d/{app}.caddy, validated, then a
@@ -183,18 +195,22 @@ function M.proxy(ctx)
       statics = statics, try_duration = "30s",
     }))
   end
-  ctx.host:caddy_reload(ctx.paths.caddy_site, site)
+  -- Deferred: it needs no answer, so it rides with the deploy's last round
+  -- trip (with record, prune and the lock's release); a failure still undoes
+  -- the deploy.
+  ctx.host:defer(function() ctx.host:caddy_reload(ctx.paths.caddy_site, site) end)
 end
 
--- record: the new version goes first in .versions.
+-- record: the new version goes first in .versions (deferred: it rides with
+-- the next round trip).
 function M.record(ctx)
-  raijin.versions.record(ctx, ctx.version)
+  ctx.host:defer(function() raijin.versions.record(ctx, ctx.version) end)
 end
 
 -- prune: version directories beyond versions_to_keep are deleted (never the
--- current one).
+-- current one). Deferred like record: the server works out what to delete.
 function M.prune(ctx)
-  raijin.versions.prune(ctx, ctx.config.versions_to_keep)
+  ctx.host:defer(function() raijin.versions.prune(ctx, ctx.config.versions_to_keep) end)
 end
 
 -- done (local, once all hosts are done): the URL of each host, then [hooks]

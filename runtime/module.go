@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -155,6 +156,10 @@ func (s *hostState) needHost(L *lua.LState, what string) builtins.Host {
 
 // check raises err as a Lua error, secrets redacted.
 func (s *hostState) check(L *lua.LState, err error) {
+	var he *builtins.HealthError
+	if errors.As(err, &he) {
+		s.health = true
+	}
 	if err != nil {
 		L.RaiseError("%s", s.r.opts.Redactor.Redact(err.Error()))
 	}
@@ -248,6 +253,10 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
 		o.Appenv = string(v)
 	}
 	o.Sudo = lua.LVAsBool(t.RawGetString("sudo"))
+	if v, ok := t.RawGetString("when").(lua.LString); ok {
+		o.When = string(v)
+		s.check(L, builtins.CheckFlag(o.When))
+	}
 	if e, ok := t.RawGetString("env").(*lua.LTable); ok {
 		o.Env = map[string]string{}
 		e.ForEach(func(k, v lua.LValue) { o.Env[k.String()] = v.String() })
@@ -271,6 +280,16 @@ func resultTable(L *lua.LState, r builtins.Result) *lua.LTable {
 	t.RawSetString("stderr", lua.LString(r.Stderr))
 	t.RawSetString("code", lua.LNumber(r.Code))
 	return t
+}
+
+// pushUnlessQueued pushes v, or nil while steps are being queued (their
+// results are not known yet).
+func (s *hostState) pushUnlessQueued(L *lua.LState, v lua.LValue) {
+	if b, ok := s.host.(*builtins.Batcher); ok && b.Queuing() {
+		L.Push(lua.LNil)
+		return
+	}
+	L.Push(v)
 }
 
 // hostTable is ctx.host: the host's facts and its methods.
@@ -322,7 +341,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		s.check(L, err)
 		sent, err := s.host.Upload(s.ctx(L), s.r.opts.Config.Path(local), remote, mode)
 		s.check(L, err)
-		L.Push(lua.LBool(sent))
+		s.pushUnlessQueued(L, lua.LBool(sent))
 		return 1
 	})
 	fn("write", func(L *lua.LState) int {
@@ -343,20 +362,31 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		o := optTable(L, 4)
 		mode, err := parseMode(o.RawGetString("mode"), 0o644)
 		s.check(L, err)
-		changed, err := s.host.Write(s.ctx(L), remote, data, builtins.WriteOpts{Mode: mode, Sudo: lua.LVAsBool(o.RawGetString("sudo"))})
+		wo := builtins.WriteOpts{Mode: mode, Sudo: lua.LVAsBool(o.RawGetString("sudo"))}
+		if v, ok := o.RawGetString("flag").(lua.LString); ok {
+			wo.Flag = string(v)
+			s.check(L, builtins.CheckFlag(wo.Flag))
+		}
+		changed, err := s.host.Write(s.ctx(L), remote, data, wo)
 		s.check(L, err)
-		L.Push(lua.LBool(changed))
+		s.pushUnlessQueued(L, lua.LBool(changed))
 		return 1
 	})
 	fn("systemctl", func(L *lua.LState) int {
 		action := L.CheckString(2)
 		var units []string
-		for i := 3; i <= L.GetTop(); i++ {
+		top := L.GetTop()
+		var o builtins.RunOpts
+		if t, ok := L.Get(top).(*lua.LTable); ok && top > 2 {
+			o = s.runOpts(L, t)
+			top--
+		}
+		for i := 3; i <= top; i++ {
 			units = append(units, L.CheckString(i))
 		}
-		res, err := builtins.Systemctl(s.ctx(L), s.host, action, units...)
+		res, err := builtins.SystemctlWhen(s.ctx(L), s.host, o.When, action, units...)
 		s.check(L, err)
-		L.Push(resultTable(L, res))
+		s.pushUnlessQueued(L, resultTable(L, res))
 		return 1
 	})
 	fn("caddy_reload", func(L *lua.LState) int {
@@ -372,6 +402,44 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		s.check(L, err)
 		L.Push(lua.LBool(changed))
 		return 1
+	})
+	// batch(fn): the remote steps fn takes are sent together, as one
+	// script, when fn returns; defer(fn): they wait and ride along with the
+	// next remote command (at the latest the deploy's last one). Inside,
+	// run/write/upload return nil: use write's flag and run's when for steps
+	// that depend on a change.
+	fn("batch", func(L *lua.LState) int {
+		f := L.CheckFunction(2)
+		b, ok := s.host.(*builtins.Batcher)
+		if ok {
+			b.Begin()
+		}
+		err := L.PCall(0, 0, f)
+		if ok {
+			b.End()
+		}
+		if err != nil {
+			L.Error(err.(*lua.ApiError).Object, 0)
+		}
+		if ok && !b.Queuing() {
+			s.check(L, b.Flush(s.ctx(L)))
+		}
+		return 0
+	})
+	fn("defer", func(L *lua.LState) int {
+		f := L.CheckFunction(2)
+		b, ok := s.host.(*builtins.Batcher)
+		if ok {
+			b.Begin()
+		}
+		err := L.PCall(0, 0, f)
+		if ok {
+			b.End()
+		}
+		if err != nil {
+			L.Error(err.(*lua.ApiError).Object, 0)
+		}
+		return 0
 	})
 	fn("wait_healthy", func(L *lua.LState) int {
 		var units []string

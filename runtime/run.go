@@ -50,6 +50,12 @@ type Options struct {
 	Redactor      *builtins.Redactor
 	Connect       Connector
 	Secrets       builtins.SecretAdapter
+	// Observer and Stats are told of the steps a host's batches carry.
+	Observer builtins.Observer
+	Stats    *builtins.Stats
+	// AllOrNothing: when a host fails, the hosts that succeeded are rolled
+	// back to their previous version too.
+	AllOrNothing bool
 }
 
 // HostResult is how one host's run ended.
@@ -483,14 +489,26 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
 	}
 	defer closeFn()
+	// Steps the recipe defers ride along with the next remote command; the
+	// last ones go with the release of the lock, in one round trip.
+	var batcher *builtins.Batcher
+	if !r.opts.DryRun {
+		batcher = builtins.NewBatcher(host, r.opts.Observer, r.opts.Redactor, r.opts.Stats)
+		host = batcher
+	}
 	lock := builtins.NewLockInfo(r.opts.Command, r.opts.Config.Version)
 	facts, err := r.prepare(ctx, host, h, lock)
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
 		return fail("connect", err)
 	}
+	unlocked := false
 	if !r.opts.DryRun {
 		defer func() {
+			if unlocked {
+				return
+			}
+			batcher.Discard()
 			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			host.Run(uctx, builtins.UnlockScript(facts.appDir, lock), builtins.RunOpts{})
@@ -520,18 +538,39 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	lctx.RawSetString("shared", luaValue(L, shared))
 
 	var startedPhases []*phase
+	failed := func(n string, err error) HostResult {
+		var qe *builtins.QueuedError
+		if errors.As(err, &qe) {
+			n = qe.Label
+		}
+		if batcher != nil {
+			batcher.Discard()
+		}
+		he := r.hostError(h.Name, n, err)
+		restored, state := r.undo(L, s, startedPhases, lctx, err)
+		res.Restored = restored
+		he.State = state
+		if s.health && restored {
+			he.Code = errs.CodeHealth
+		}
+		return fail(n, he)
+	}
 	for _, n := range phases {
 		p := reg.phases[n]
 		startedPhases = append(startedPhases, p)
+		if batcher != nil {
+			batcher.Label(n)
+		}
 		if err := r.runPhase(ctx, L, s, p, lctx); err != nil {
-			he := r.hostError(h.Name, n, err)
-			restored, state := r.undo(L, s, startedPhases, lctx, err)
-			res.Restored = restored
-			he.State = state
-			if s.health && restored {
-				he.Code = errs.CodeHealth
-			}
-			return fail(n, he)
+			return failed(n, err)
+		}
+	}
+	if batcher != nil {
+		batcher.Label("")
+		ok, err := batcher.Finish(ctx, builtins.UnlockScript(facts.appDir, lock))
+		unlocked = ok
+		if err != nil {
+			return failed(phases[len(phases)-1], err)
 		}
 	}
 	return res

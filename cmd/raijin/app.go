@@ -72,7 +72,7 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun b
 	o := runtime.Options{
 		Config: cfg, Sources: runtime.SourcesFor(cfg, recipe), Command: command, Flow: flow,
 		Hosts: hosts, DryRun: dryRun, Events: u, Redactor: u.Redactor, PhaseTimeout: timeout,
-		BatchSize: cfg.BatchSize,
+		BatchSize: cfg.BatchSize, Observer: u, Stats: &a.stats,
 	}
 	if dryRun {
 		o.Connect = func(_ context.Context, h config.Host) (builtins.Host, func(), error) {
@@ -94,7 +94,8 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun b
 			return rec, func() {}, nil
 		}
 	} else {
-		o.Connect = runtime.SSHConnector(&a.stats, u, u.Redactor, a.AcceptNewHostKey)
+		// The runtime's Batcher echoes each step; the connection itself stays quiet.
+		o.Connect = runtime.SSHConnector(&a.stats, nil, u.Redactor, a.AcceptNewHostKey)
 	}
 	return o, nil
 }
@@ -121,8 +122,8 @@ func (a *App) fail(err error) int {
 
 // statsLine sums up what a command cost on the wire.
 func (a *App) statsLine() string {
-	return fmt.Sprintf("%d SSH connection(s), %d remote commands, %d SFTP uploads, %s sent",
-		a.stats.Connections.Load(), a.stats.Commands.Load(), a.stats.SFTPOps.Load(), ui.Human(a.stats.BytesSent.Load()))
+	return fmt.Sprintf("%d SSH connection(s), %d remote commands carrying %d steps, %d uploads, %s sent",
+		a.stats.Connections.Load(), a.stats.Commands.Load(), a.stats.Steps.Load(), a.stats.SFTPOps.Load(), ui.Human(a.stats.BytesSent.Load()))
 }
 
 // confirm asks on a terminal; without one it fails and names the flag.
