@@ -128,4 +128,3 @@ func main() {
 	fmt.Println("relay ready")
 	wg.Wait()
 }
-
