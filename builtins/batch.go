@@ -316,7 +316,11 @@ func (b *Batcher) send(ctx context.Context) ([]Result, error) {
 	}
 	var input io.Reader
 	if len(inputs) > 0 {
-		input = io.MultiReader(inputs...)
+		var n int64
+		for _, it := range items {
+			n += it.size
+		}
+		input = Sized(io.MultiReader(inputs...), n)
 	}
 	res, err = b.Host.Run(ctx, batchScript(items, flags, marker), RunOpts{Input: input})
 	if err != nil {
@@ -467,7 +471,7 @@ func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.File
 		}
 		b.echo(fmt.Sprintf("upload %s -> %s (%d bytes on stdin)", local, remote, st.Size()))
 		b.countStep(1)
-		res, err := b.Host.Run(ctx, receiveScript(remote, sum, st.Size(), mode), RunOpts{Input: in})
+		res, err := b.Host.Run(ctx, receiveScript(remote, sum, st.Size(), mode), RunOpts{Input: Sized(in, st.Size())})
 		if err != nil {
 			return err
 		}

@@ -71,6 +71,7 @@ type Client struct {
 	stats   *Stats
 	sftpMu  sync.Mutex
 	sftpCli *sftp.Client
+	workerState
 }
 
 func homeDir() string {
@@ -351,6 +352,12 @@ func (c *Client) Close() error {
 		c.sftpCli.Close()
 	}
 	c.sftpMu.Unlock()
+	if c.workerMu.TryLock() {
+		if c.wk != nil {
+			c.wk.ch.Close()
+		}
+		c.workerMu.Unlock()
+	}
 	return c.ssh.Close()
 }
 
@@ -365,6 +372,9 @@ type Result struct {
 // nil. A non-zero exit is reported in Result.Code, not as an error; the error
 // is for the transport (and for ctx being cancelled, which kills the command).
 func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (Result, error) {
+	if res, ok, err := c.execWorker(ctx, cmd, stdin); ok {
+		return res, err
+	}
 	c.stats.Commands.Add(1)
 	sess, err := c.ssh.NewSession()
 	if err != nil {
