@@ -65,7 +65,13 @@ type HostResult struct {
 	Err      error
 	Restored bool // a failure was undone
 	Duration time.Duration
-	Skipped  bool // not run, because an earlier batch failed
+	Skipped  bool   // not run, because an earlier batch failed
+	Version  string // the version the host was taken to
+	Previous string // the version that was current before
+	// RolledBack: it succeeded, then --all-or-nothing switched it back to
+	// Previous (RollbackErr when that failed).
+	RolledBack  bool
+	RollbackErr error
 }
 
 // Report is the outcome of a run.
@@ -219,6 +225,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		report.Hosts = append(report.Hosts, results...)
 	}
+	if failed && opts.AllOrNothing {
+		r.rollBackSucceeded(ctx, report)
+	}
 	report.Duration = time.Since(r.started)
 	if failed {
 		return report, summarize(report)
@@ -240,6 +249,58 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	report.Duration = time.Since(r.started)
 	return report, nil
+}
+
+// rollBackSucceeded is --all-or-nothing: the hosts that took the new version
+// while another failed are switched back to the version they had, in
+// parallel, with the recipe's rollback flow.
+func (r *runner) rollBackSucceeded(ctx context.Context, report *Report) {
+	byName := map[string]config.Host{}
+	for _, h := range r.opts.Hosts {
+		byName[h.Name] = h
+	}
+	var wg sync.WaitGroup
+	for i := range report.Hosts {
+		res := &report.Hosts[i]
+		if res.Err != nil || res.Skipped {
+			continue
+		}
+		if res.Previous == "" || res.Previous == res.Version {
+			res.RollbackErr = fmt.Errorf("no previous version to switch back to")
+			continue
+		}
+		wg.Add(1)
+		go func(res *HostResult) {
+			defer wg.Done()
+			o := r.opts
+			o.Flow, o.Command, o.TargetVersion, o.Redeploy = "rollback", "rollback", res.Previous, false
+			rr := &runner{opts: o, envs: r.envs, started: r.started}
+			rr.opts.Events.Log(res.Host, "rollback", "--all-or-nothing: switching back to "+res.Previous)
+			phases, err := hostPhases(o)
+			if err == nil {
+				out := rr.runHost(ctx, byName[res.Host], phases, nil)
+				err = out.Err
+			}
+			res.RolledBack = err == nil
+			res.RollbackErr = err
+		}(res)
+	}
+	wg.Wait()
+}
+
+// hostPhases are the host phases of o.Flow.
+func hostPhases(o Options) ([]string, error) {
+	infos, err := Plan(o)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range infos {
+		if !p.Local {
+			out = append(out, p.Name)
+		}
+	}
+	return out, nil
 }
 
 // summarize makes the error of a run in which hosts failed. A single failed
@@ -533,6 +594,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		return fail("load", err)
 	}
 	defer L.Close()
+	res.Version, res.Previous = version, previous
 	lctx := r.newCtx(L, s, h, facts.versions, previous)
 	lctx.RawSetString("version", lua.LString(version))
 	lctx.RawSetString("shared", luaValue(L, shared))

@@ -164,6 +164,26 @@ func (u *UI) Command(host, cmd string) {
 	}
 }
 
+// HostResult is one line of the per-host summary of a run on several hosts.
+func (u *UI) HostResult(host, status, detail string, d time.Duration) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	detail = u.Redactor.Redact(detail)
+	if u.JSON {
+		u.event("host_result", map[string]any{"host": host, "status": status, "detail": detail, "seconds": d.Seconds()})
+		return
+	}
+	u.clearProgress()
+	color := "32"
+	switch status {
+	case "failed":
+		color = "31"
+	case "skipped", "rolled back":
+		color = "33"
+	}
+	fmt.Fprintf(u.Err, "%-8s %s %s (%.1fs)\n", host, u.paint(color, status), detail, d.Seconds())
+}
+
 // DryRun prints what a recording host was asked to do.
 func (u *UI) DryRun(host, kind, what, content string) {
 	u.mu.Lock()

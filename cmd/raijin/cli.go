@@ -10,6 +10,7 @@ import (
 
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/ui"
 )
 
 // CLI is raijin's command line: one struct per command.
@@ -36,12 +37,13 @@ func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 // DeployCmd is `raijin deploy`.
 type DeployCmd struct {
-	Recipe      string `placeholder:"FILE" help:"Load this Lua recipe after the built-in one (instead of deploy.lua or recipe =)." type:"existingfile"`
-	DryRun      bool   `help:"Run the recipe against a recording host: print every command and file, connect to nothing."`
-	Version     string `name:"set-version" placeholder:"VERSION" help:"Deploy as VERSION instead of the configured one."`
-	ForceUnlock bool   `help:"Take over a deploy lock left by a dead deploy."`
-	LockWait    string `placeholder:"DURATION" help:"Wait up to DURATION for another deploy's lock."`
-	Batch       int    `placeholder:"N" help:"Deploy to N hosts at a time (default: batch_size, else all)."`
+	Recipe       string `placeholder:"FILE" help:"Load this Lua recipe after the built-in one (instead of deploy.lua or recipe =)." type:"existingfile"`
+	DryRun       bool   `help:"Run the recipe against a recording host: print every command and file, connect to nothing."`
+	Version      string `name:"set-version" placeholder:"VERSION" help:"Deploy as VERSION instead of the configured one."`
+	ForceUnlock  bool   `help:"Take over a deploy lock left by a dead deploy."`
+	LockWait     string `placeholder:"DURATION" help:"Wait up to DURATION for another deploy's lock."`
+	Batch        int    `placeholder:"N" help:"Deploy to N hosts at a time (default: batch_size, else all)."`
+	AllOrNothing bool   `help:"If any host fails, switch the hosts that succeeded back to their previous version too."`
 }
 
 func (d *DeployCmd) Run(app *App) error { return deploy(app, "deploy", d, false) }
@@ -69,6 +71,7 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 	}
 	o.Redeploy = redeploy
 	o.ForceUnlock = d.ForceUnlock
+	o.AllOrNothing = d.AllOrNothing
 	if d.Batch > 0 {
 		o.BatchSize = d.Batch
 	}
@@ -86,6 +89,9 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 		u.Printf("%s %s %s to %s", command, cfg.App, cfg.Version, hostNames(o.Hosts))
 	}
 	rep, err := runtime.Run(app.ctx, o)
+	if rep != nil && !d.DryRun && (len(o.Hosts) > 1 || d.AllOrNothing) && len(rep.Hosts) > 0 {
+		hostSummary(u, rep)
+	}
 	if err != nil {
 		return err
 	}
@@ -96,6 +102,31 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 		}
 	}
 	return nil
+}
+
+// hostSummary says, host by host, how a run on several hosts ended.
+func hostSummary(u *ui.UI, rep *runtime.Report) {
+	for _, h := range rep.Hosts {
+		var status, detail string
+		switch {
+		case h.Skipped:
+			status, detail = "skipped", "not started: an earlier batch failed"
+		case h.Err != nil && h.Restored:
+			status, detail = "failed", fmt.Sprintf("in phase %s; restored %s", h.Phase, h.Previous)
+		case h.Err != nil:
+			status, detail = "failed", "in phase "+h.Phase
+			if h.Previous != "" {
+				detail += "; still on " + h.Previous
+			}
+		case h.RolledBack:
+			status, detail = "rolled back", fmt.Sprintf("took %s, then switched back to %s (--all-or-nothing)", h.Version, h.Previous)
+		case h.RollbackErr != nil:
+			status, detail = "deployed", fmt.Sprintf("on %s; --all-or-nothing could not switch it back: %v", h.Version, h.RollbackErr)
+		default:
+			status, detail = "deployed", "on "+h.Version
+		}
+		u.HostResult(h.Host, status, detail, h.Duration)
+	}
 }
 
 func hostNames(hosts []config.Host) string {
