@@ -106,7 +106,12 @@ func (a *App) fail(err error) int {
 	code := errs.Code(err)
 	msg := err.Error()
 	if u.JSON {
-		u.Result("error: %s", msg)
+		f := a.statsFields()
+		f["ok"], f["error"], f["exit_code"] = false, u.Redactor.Redact(msg), code
+		if h := errs.Hint(err); h != "" {
+			f["hint"] = h
+		}
+		u.Final(f)
 		return code
 	}
 	fmt.Fprintf(a.Stderr, "raijin: %s\n", u.Redactor.Redact(msg))
@@ -124,6 +129,15 @@ func (a *App) fail(err error) int {
 func (a *App) statsLine() string {
 	return fmt.Sprintf("%d SSH connection(s), %d remote commands carrying %d steps, %d uploads, %s sent",
 		a.stats.Connections.Load(), a.stats.Commands.Load(), a.stats.Steps.Load(), a.stats.SFTPOps.Load(), ui.Human(a.stats.BytesSent.Load()))
+}
+
+// statsFields are the wire costs for the --json result event.
+func (a *App) statsFields() map[string]any {
+	return map[string]any{
+		"connections": a.stats.Connections.Load(), "remote_commands": a.stats.Commands.Load(),
+		"steps": a.stats.Steps.Load(), "uploads": a.stats.SFTPOps.Load(),
+		"bytes_sent": a.stats.BytesSent.Load(), "bytes_received": a.stats.BytesRecv.Load(),
+	}
 }
 
 // confirm asks on a terminal; without one it fails and names the flag.

@@ -97,9 +97,16 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 	}
 	if !d.DryRun {
 		u.Printf("%s %s %s done in %.1fs (%s)", command, cfg.App, cfg.Version, rep.Duration.Seconds(), app.statsLine())
+		var urls []string
 		for _, h := range o.Hosts {
-			u.Result("%s", h.URL())
+			if !u.JSON {
+				u.Result("%s", h.URL())
+			}
+			urls = append(urls, h.URL())
 		}
+		f := app.statsFields()
+		f["ok"], f["command"], f["app"], f["version"], f["seconds"], f["urls"] = true, command, cfg.App, cfg.Version, rep.Duration.Seconds(), urls
+		u.Final(f)
 	}
 	return nil
 }
