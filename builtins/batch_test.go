@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // shellHost runs commands with sh on this machine: the Batcher's scripts are
@@ -235,5 +237,50 @@ func TestPruneScriptMatchesPrunePlan(t *testing.T) {
 	vers, _ := os.ReadFile(filepath.Join(dir, ".versions"))
 	if len(left) != 3 || string(vers) != "1.3\n1.2\n" {
 		t.Errorf("left %q, .versions %q", left, vers)
+	}
+}
+
+// The worker runs every command of a connection in one session: answers,
+// exit codes and stdin as with a session per command.
+func TestWorkerOneSessionForManyCommands(t *testing.T) {
+	f := newFixture(t)
+	c := dial(t, f.target())
+	c.Worker = true
+	ctx := context.Background()
+	cases := []struct {
+		cmd   string
+		stdin string
+		want  Result
+	}{
+		{"echo hi", "", Result{Stdout: "hi\n"}},
+		{"echo err >&2; exit 3", "", Result{Stderr: "err\n", Code: 3}},
+		{"tr a-z A-Z", "binary\x00and text\n", Result{Stdout: "BINARY\x00AND TEXT\n"}},
+		{"head -c 2; echo", "abcdef", Result{Stdout: "ab\n"}},
+		{"cat", "", Result{}},
+		{"printf 'no newline'", "", Result{Stdout: "no newline"}},
+	}
+	for _, tc := range cases {
+		var in io.Reader
+		if tc.stdin != "" {
+			in = strings.NewReader(tc.stdin)
+			in = Sized(in, int64(len(tc.stdin)))
+		}
+		res, err := c.Exec(ctx, tc.cmd, in)
+		if err != nil || res != tc.want {
+			t.Errorf("%s = %+v, %v; want %+v", tc.cmd, res, err, tc.want)
+		}
+	}
+	if n := len(f.srv.Commands()); n != 1 {
+		t.Errorf("the server saw %d sessions, want 1 (the worker)", n)
+	}
+	// A cancelled command is killed with its process group; the next command
+	// gets a new worker.
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.Exec(cctx, "sleep 30", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled command: %v", err)
+	}
+	if res, err := c.Exec(ctx, "echo again", nil); err != nil || res.Stdout != "again\n" {
+		t.Errorf("after a cancel: %+v, %v", res, err)
 	}
 }

@@ -118,12 +118,14 @@ func (h *RemoteHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, er
 }
 
 // writeScript writes stdin to dest through a temporary file in its directory,
-// leaving an identical file untouched; it prints "changed" or "same".
+// leaving an identical file's content untouched (its mode is still set, so a
+// file once written 0644 becomes 0600 when asked); it prints "changed" or
+// "same".
 func writeScript(dest string, mode os.FileMode) string {
 	d := Quote(dest)
 	return fmt.Sprintf(`set -e; t=$(mktemp %s.raijin-XXXXXX); trap 'rm -f "$t"' EXIT; cat > "$t"; `+
-		`if cmp -s "$t" %s; then echo same; else chmod %04o "$t"; mv -f "$t" %s; trap - EXIT; echo changed; fi`,
-		Quote(dest), d, mode, d)
+		`if cmp -s "$t" %s; then chmod %04o %s; echo same; else chmod %04o "$t"; mv -f "$t" %s; trap - EXIT; echo changed; fi`,
+		Quote(dest), d, mode, d, mode, d)
 }
 
 func (h *RemoteHost) Write(ctx context.Context, remote string, data []byte, o WriteOpts) (bool, error) {
@@ -175,8 +177,12 @@ func (h *RemoteHost) Upload(ctx context.Context, local, remote string, mode os.F
 		return false, fmt.Errorf("preparing %s failed: %s", path.Dir(remote), lastLines(res.Stderr, 3))
 	}
 	if f := strings.Fields(res.Stdout); len(f) > 0 && f[0] == sum {
-		if _, err := h.Run(ctx, fmt.Sprintf("chmod %04o %s", mode, Quote(remote)), RunOpts{}); err != nil {
+		res, err := h.Run(ctx, fmt.Sprintf("chmod %04o %s", mode, Quote(remote)), RunOpts{})
+		if err != nil {
 			return false, err
+		}
+		if res.Code != 0 {
+			return false, fmt.Errorf("chmod %04o %s failed: %s", mode, remote, lastLines(res.Stderr, 3))
 		}
 		if h.Observer != nil {
 			h.Observer.Upload(h.HostName, local, remote, 0, st.Size(), true)
@@ -202,7 +208,7 @@ type Action struct {
 	Path    string // upload, write: the remote path
 	Mode    os.FileMode
 	Sudo    bool
-	Content string // write: the file's content
+	Content string // write: the file's content; run: what it reads on stdin
 }
 
 // RecordingHost stands in for a server in --dry-run: it records every action
@@ -233,7 +239,9 @@ func (r *RecordingHost) Run(_ context.Context, cmd string, o RunOpts) (Result, e
 	if o.When != "" {
 		line = "[only if " + o.When + " changed] " + line
 	}
-	r.add(Action{Kind: "run", Command: line, Sudo: o.Sudo})
+	// What a command gets on stdin (a file being written, a Caddy site) is
+	// its content, shown with -v.
+	r.add(Action{Kind: "run", Command: line, Sudo: o.Sudo, Content: string(o.Stdin)})
 	return Result{}, nil
 }
 

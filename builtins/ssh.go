@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -71,6 +72,13 @@ type Client struct {
 	stats   *Stats
 	sftpMu  sync.Mutex
 	sftpCli *sftp.Client
+	done    chan struct{} // closed by Close: stops the keepalive
+	once    sync.Once
+	lost    atomic.Bool // the keepalive gave up on the server
+	// Worker: run commands through one long-lived session on the server,
+	// one round trip each (see workerScript). Off, each command opens a
+	// session of its own.
+	Worker bool
 	workerState
 }
 
@@ -162,8 +170,12 @@ func loadSSHConfig(t Target) (sshSettings, error) {
 
 // authMethods gathers the agent's keys and every readable, unencrypted key
 // file. It never prompts: an encrypted key without an agent is reported.
+//
+// The key_filename key is offered first: a server refuses a login after a few
+// rejected keys (MaxAuthTries), so an agent holding many keys must not use up
+// the tries before the key the user named.
 func authMethods(files []string, explicit string) ([]ssh.AuthMethod, func(), []string, error) {
-	var signers []ssh.Signer
+	var first, signers []ssh.Signer
 	var notes []string
 	cleanup := func() {}
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
@@ -198,8 +210,13 @@ func authMethods(files []string, explicit string) ([]ssh.AuthMethod, func(), []s
 			notes = append(notes, f+": "+err.Error())
 			continue
 		}
+		if explicit != "" && f == expandHome(explicit) {
+			first = append(first, signer)
+			continue
+		}
 		signers = append(signers, signer)
 	}
+	signers = append(first, signers...)
 	if len(signers) == 0 {
 		return nil, cleanup, notes, nil
 	}
@@ -238,7 +255,9 @@ func hostKeyCallback(files []string, hostport string, acceptNew bool, name strin
 			}
 		}
 	}
-	record := files[len(files)-1]
+	// Like OpenSSH: a new key goes to the first file, ssh_config's
+	// UserKnownHostsFile when set, else ~/.ssh/known_hosts.
+	record := files[0]
 	verify := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		err := cb(hostname, remote, key)
 		if err == nil {
@@ -321,44 +340,90 @@ func Dial(ctx context.Context, t Target, stats *Stats) (*Client, error) {
 	stats.Connections.Add(1)
 	conn := countingConn{Conn: raw, stats: stats}
 	raw.SetDeadline(time.Now().Add(timeout))
+	// Ctrl-C during the handshake closes the socket, which ends it at once.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(conn, hostport, cfg)
+	if !stop() && err == nil {
+		c.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
 		raw.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", hostport, ctx.Err())
+		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
 			return nil, fmt.Errorf("%s rejected the login as %s: %v (is the key in ~%s/.ssh/authorized_keys?)", hostport, s.user, err, s.user)
 		}
 		return nil, fmt.Errorf("ssh handshake with %s: %v", hostport, err)
 	}
 	raw.SetDeadline(time.Time{})
-	client := &Client{Name: t.Name, Addr: hostport, User: s.user, ssh: ssh.NewClient(c, chans, reqs), stats: stats}
-	go client.keepalive()
+	client := &Client{Name: t.Name, Addr: hostport, User: s.user, ssh: ssh.NewClient(c, chans, reqs), stats: stats, done: make(chan struct{})}
+	go client.keepalive(keepaliveInterval)
 	return client, nil
 }
 
-func (c *Client) keepalive() {
-	t := time.NewTicker(15 * time.Second)
+// keepaliveInterval is how often an idle connection is kept open, and
+// keepaliveMissed how many unanswered keepalives mean the server is gone (as
+// OpenSSH's ServerAliveInterval and ServerAliveCountMax): the connection is
+// then closed, so a command waiting on it fails instead of hanging until the
+// phase timeout.
+var (
+	keepaliveInterval = 15 * time.Second
+	keepaliveMissed   = 3
+)
+
+func (c *Client) keepalive(every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
-	for range t.C {
-		if _, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+	reply := make(chan error, 1)
+	pending, missed := false, 0
+	for {
+		select {
+		case <-c.done:
 			return
+		case err := <-reply:
+			if err != nil {
+				return
+			}
+			pending, missed = false, 0
+		case <-t.C:
+			if !pending {
+				pending = true
+				go func() {
+					_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+					reply <- err
+				}()
+				continue
+			}
+			if missed++; missed >= keepaliveMissed {
+				c.lost.Store(true)
+				c.ssh.Close()
+				return
+			}
 		}
 	}
 }
 
-// Close ends the connection.
+// Close ends the connection and its keepalive. Closing twice is harmless.
 func (c *Client) Close() error {
-	c.sftpMu.Lock()
-	if c.sftpCli != nil {
-		c.sftpCli.Close()
-	}
-	c.sftpMu.Unlock()
-	if c.workerMu.TryLock() {
-		if c.wk != nil {
-			c.wk.ch.Close()
+	var err error
+	c.once.Do(func() {
+		close(c.done)
+		c.sftpMu.Lock()
+		if c.sftpCli != nil {
+			c.sftpCli.Close()
 		}
-		c.workerMu.Unlock()
-	}
-	return c.ssh.Close()
+		c.sftpMu.Unlock()
+		if c.workerMu.TryLock() {
+			if c.wk != nil {
+				c.wk.ch.Close()
+			}
+			c.workerMu.Unlock()
+		}
+		err = c.ssh.Close()
+	})
+	return err
 }
 
 // Result is what a remote command left behind.
@@ -372,16 +437,24 @@ type Result struct {
 // nil. A non-zero exit is reported in Result.Code, not as an error; the error
 // is for the transport (and for ctx being cancelled, which kills the command).
 func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{Code: -1}, err
+	}
 	if res, ok, err := c.execWorker(ctx, cmd, stdin); ok {
 		return res, err
 	}
 	c.stats.Commands.Add(1)
 	sess, err := c.ssh.NewSession()
 	if err != nil {
+		if c.lost.Load() {
+			return Result{}, c.dropped()
+		}
 		return Result{}, fmt.Errorf("opening a session: %v", err)
 	}
 	defer sess.Close()
-	var out, errb bytes.Buffer
+	// The session copies output in its own goroutines, which may still be
+	// writing when ctx is cancelled: the buffers are locked.
+	var out, errb lockedBuffer
 	sess.Stdout, sess.Stderr = &out, &errb
 	if stdin != nil {
 		sess.Stdin = stdin
@@ -393,6 +466,12 @@ func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (Result,
 	case <-ctx.Done():
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
+		// Closing the channel ends Run; wait briefly so its goroutine does
+		// not outlive the call.
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
 		return Result{Stdout: out.String(), Stderr: errb.String(), Code: -1}, ctx.Err()
 	}
 	res := Result{Stdout: out.String(), Stderr: errb.String()}
@@ -406,12 +485,36 @@ func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (Result,
 			return res, nil
 		}
 		var em *ssh.ExitMissingError
-		if errors.As(err, &em) {
-			return res, fmt.Errorf("the connection to %s dropped while the command ran", c.Addr)
+		if errors.As(err, &em) || c.lost.Load() {
+			return res, c.dropped()
 		}
 		return res, err
 	}
 	return res, nil
+}
+
+func (c *Client) dropped() error {
+	if c.lost.Load() {
+		return fmt.Errorf("the connection to %s dropped while the command ran: %d keepalives in a row went unanswered", c.Addr, keepaliveMissed)
+	}
+	return fmt.Errorf("the connection to %s dropped while the command ran", c.Addr)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (c *Client) sftp() (*sftp.Client, error) {
@@ -432,6 +535,7 @@ func (c *Client) sftp() (*sftp.Client, error) {
 type Progress func(sent, total int64)
 
 type progressReader struct {
+	ctx   context.Context
 	r     io.Reader
 	sent  int64
 	total int64
@@ -440,6 +544,9 @@ type progressReader struct {
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
+	if err := p.ctx.Err(); err != nil {
+		return 0, err // stops the copy when the command is cancelled
+	}
 	n, err := p.r.Read(b)
 	p.sent += int64(n)
 	if p.fn != nil && (time.Since(p.last) > 200*time.Millisecond || err == io.EOF) {
@@ -450,8 +557,9 @@ func (p *progressReader) Read(b []byte) (int, error) {
 }
 
 // Upload copies the local file to remote over SFTP: to a temporary name in the
-// same directory, then chmod and an atomic rename, so a half-written file is
-// never seen under its real name.
+// same directory, then an atomic rename, so a half-written file is never seen
+// under its real name. The temporary file gets its mode before any byte is
+// written, so a 0600 secret is never readable by others, even half-sent.
 func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileMode, progress Progress) error {
 	f, err := os.Open(local)
 	if err != nil {
@@ -467,32 +575,38 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 		return err
 	}
 	c.stats.SFTPOps.Add(1)
-	tmp := filepath.Join(filepath.Dir(remote), "."+filepath.Base(remote)+".raijin-tmp-"+strconv.FormatInt(time.Now().UnixNano(), 36))
-	w, err := s.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	tmp := path.Join(path.Dir(remote), "."+path.Base(remote)+".raijin-tmp-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	w, err := s.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return fmt.Errorf("creating %s: %v", tmp, err)
 	}
-	type result struct{ err error }
-	ch := make(chan result, 1)
+	ch := make(chan error, 1)
 	go func() {
-		_, err := w.ReadFrom(&progressReader{r: f, total: st.Size(), fn: progress})
+		err := w.Chmod(mode)
 		if err == nil {
-			err = w.Chmod(mode)
+			_, err = w.ReadFrom(&progressReader{ctx: ctx, r: f, total: st.Size(), fn: progress})
 		}
 		if cerr := w.Close(); err == nil {
 			err = cerr
 		}
-		ch <- result{err}
+		ch <- err
 	}()
 	select {
-	case r := <-ch:
-		err = r.err
+	case err = <-ch:
 	case <-ctx.Done():
-		s.Remove(tmp)
-		return ctx.Err()
+		// The reader stops the copy at its next read; a connection that no
+		// longer answers is left to Close.
+		select {
+		case err = <-ch:
+		case <-time.After(2 * time.Second):
+			return ctx.Err()
+		}
 	}
 	if err != nil {
 		s.Remove(tmp)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("uploading %s to %s: %v", filepath.Base(local), remote, err)
 	}
 	if err := s.PosixRename(tmp, remote); err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -21,10 +22,17 @@ import (
 // answer is "CODE OUTLEN ERRLEN" on a line, then the output and error bytes.
 // A command costs one round trip this way, where a new session costs three
 // (open the channel, start the command, get its result).
-const workerScript = `d=$(mktemp -d) || exit 1; trap 'rm -rf "$d"' EXIT
+//
+// Each command runs in a process group of its own (set -m), so that a
+// cancelled command is killed with everything it started: raijin sends TERM
+// to the worker, which kills the group and exits.
+const workerScript = `set -m 2>/dev/null; d=$(mktemp -d) || exit 1; pid=
+trap 'rm -rf "$d"' EXIT
+trap '[ -n "$pid" ] && kill -KILL -- -$pid 2>/dev/null; exit 143' TERM HUP INT
 while IFS= read -r n; do
   head -c "$n" > "$d/s"; IFS= read -r m; head -c "$m" > "$d/i"
-  ( eval "$(cat "$d/s")" ) < "$d/i" > "$d/o" 2> "$d/e"; rc=$?
+  ( eval "$(cat "$d/s")" ) < "$d/i" > "$d/o" 2> "$d/e" & pid=$!
+  wait $pid; rc=$?; pid=
   printf '%d %d %d\n' "$rc" "$(wc -c < "$d/o")" "$(wc -c < "$d/e")"; cat "$d/o" "$d/e"
 done`
 
@@ -79,7 +87,7 @@ func stdinSize(stdin io.Reader) (int64, bool) {
 // not be used (busy, broken, stdin of unknown length): nothing was sent.
 func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (res Result, ok bool, err error) {
 	size, known := stdinSize(stdin)
-	if !known || c.noWorker.Load() {
+	if !c.Worker || !known || c.noWorker.Load() {
 		return Result{}, false, nil
 	}
 	if !c.workerMu.TryLock() {
@@ -105,8 +113,8 @@ func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (r
 	go func() {
 		select {
 		case <-ctx.Done():
-			w.ch.SendRequest("signal", false, ssh.Marshal(struct{ Signal string }{"KILL"}))
-			w.ch.Close()
+			w.ch.SendRequest("signal", false, ssh.Marshal(struct{ Signal string }{"TERM"}))
+			time.AfterFunc(time.Second, func() { w.ch.Close() })
 		case <-done:
 		}
 	}()
@@ -128,8 +136,8 @@ func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (r
 		if ctx.Err() != nil {
 			return broken(ctx.Err())
 		}
-		if errors.Is(err, io.EOF) {
-			return broken(fmt.Errorf("the connection to %s dropped while the command ran", c.Addr))
+		if errors.Is(err, io.EOF) || c.lost.Load() {
+			return broken(c.dropped())
 		}
 		return broken(err)
 	}

@@ -158,14 +158,49 @@ func decodeError(path string, err error) error {
 		if key != "" {
 			where += ": key " + key
 		}
-		return errs.Usagef("fix the TOML syntax or the value's type at that line", "%s: %s", where, de.Error())
+		return errs.Usagef("fix the TOML syntax or the value's type at that line", "%s: %s", where, plainDecodeError(de.Error()))
 	}
 	return errs.Usagef("", "%s: %v", path, err)
 }
 
+var typeErrRe = regexp.MustCompile(`^toml: cannot (?:decode|store) TOML (\w+) into (?:struct field \S+ of type |a Go value of type )(\S+)$`)
+
+// plainDecodeError words go-toml's type errors for the user, without Go's
+// struct and type names: "expected a string, got an integer".
+func plainDecodeError(msg string) string {
+	m := typeErrRe.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want := map[string]string{"string": "a string", "int": "an integer", "bool": "true or false"}[m[2]]
+	switch {
+	case want != "":
+	case strings.HasPrefix(m[2], "map["), strings.HasPrefix(m[2], "config."):
+		want = "a table"
+	case strings.HasPrefix(m[2], "[]"):
+		want = "an array of tables"
+	default:
+		return msg
+	}
+	got := map[string]string{"integer": "an integer", "string": "a string", "boolean": "true or false", "float": "a number",
+		"array": "an array", "table": "a table", "inline": "an inline table"}[m[1]]
+	if got == "" {
+		got = "a TOML " + m[1]
+	}
+	return "expected " + want + ", got " + got
+}
+
 // keyError is a validation error for key (dotted path), located in the file.
+// A key that is not written (a default, such as a host's name) is located at
+// its table: "hosts.1.name" at the second [[hosts]].
 func (c *Config) keyError(data []byte, key string, format string, args ...any) error {
 	line := findKeyLine(data, key)
+	if parts := strings.Split(key, "."); line == 0 && len(parts) == 3 {
+		var idx int
+		if _, err := fmt.Sscanf(parts[1], "%d", &idx); err == nil {
+			line = findArrayTableLine(data, parts[0], idx)
+		}
+	}
 	loc := c.File
 	if line > 0 {
 		loc = fmt.Sprintf("%s:%d", c.File, line)
@@ -202,7 +237,7 @@ func findKeyLine(data []byte, key string) int {
 			}
 		case strings.HasPrefix(l, "["):
 			cur, idx = strings.TrimSpace(strings.Trim(l, "[] ")), -1
-			if len(parts) == 1 && cur == leaf {
+			if cur == key { // a table: "webserver.statics"
 				return i + 1
 			}
 		default:
@@ -218,12 +253,28 @@ func findKeyLine(data []byte, key string) int {
 	return 0
 }
 
+// findArrayTableLine finds the line of the idx-th (from 0) [[table]] header.
+func findArrayTableLine(data []byte, table string, idx int) int {
+	n := 0
+	for i, raw := range strings.Split(string(data), "\n") {
+		l := strings.TrimSpace(raw)
+		if strings.HasPrefix(l, "[[") && strings.TrimSpace(strings.Trim(l, "[] ")) == table {
+			if n == idx {
+				return i + 1
+			}
+			n++
+		}
+	}
+	return 0
+}
+
 func (c *Config) set(key, src string) { c.Sources[key] = src }
 
 func (c *Config) resolve(data []byte) error {
-	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version"} {
-		if bytes.Contains(data, []byte(k)) && findKeyLine(data, k) > 0 {
-			c.set(k, fmt.Sprintf("%s:%d", c.File, findKeyLine(data, k)))
+	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version",
+		"webserver.upstream", "webserver.health_check", "webserver.health_check_timeout", "secrets.adapter"} {
+		if line := findKeyLine(data, k); line > 0 {
+			c.set(k, fmt.Sprintf("%s:%d", c.File, line))
 		}
 	}
 	if c.App == "" {
@@ -276,7 +327,7 @@ func (c *Config) resolve(data []byte) error {
 	}
 	for name, cmd := range c.Processes {
 		if !procRe.MatchString(name) {
-			return c.keyError(data, "processes", "process name %q: use [a-z][a-z0-9-]{0,30}", name)
+			return c.keyError(data, "processes."+name, "process name %q: use [a-z][a-z0-9-]{0,30}", name)
 		}
 		if strings.TrimSpace(cmd) == "" || strings.ContainsAny(cmd, "\n\r") {
 			return c.keyError(data, "processes."+name, "the command must be one non-empty line")
@@ -299,6 +350,7 @@ func (c *Config) resolve(data []byte) error {
 	switch c.Secrets.Adapter {
 	case "":
 		c.Secrets.Adapter = "system"
+		c.set("secrets.adapter", "default")
 	case "system", "1password", "bitwarden", "doppler":
 	default:
 		return c.keyError(data, "secrets.adapter", "%q is not an adapter: use system, 1password, bitwarden or doppler", c.Secrets.Adapter)
@@ -349,7 +401,11 @@ func (c *Config) resolveHost(data []byte, i int) error {
 	h := &c.Hosts[i]
 	key := func(k string) string { return fmt.Sprintf("hosts.%d.%s", i, k) }
 	if h.Address == "" {
-		return errs.Usagef(`add address = "203.0.113.10" (or a Host alias of ~/.ssh/config)`, "%s: [[hosts]] number %d: missing required key address", c.File, i+1)
+		loc := c.File
+		if line := findArrayTableLine(data, "hosts", i); line > 0 {
+			loc = fmt.Sprintf("%s:%d", c.File, line)
+		}
+		return errs.Usagef(`add address = "203.0.113.10" (or a Host alias of ~/.ssh/config)`, "%s: [[hosts]] number %d: missing required key address", loc, i+1)
 	}
 	if strings.ContainsAny(h.Address, " \t\n'\"`$;&|<>") {
 		return c.keyError(data, key("address"), "%q is not a host name or address", h.Address)

@@ -306,6 +306,9 @@ func (p *Project) Raijin(args ...string) Result {
 // RaijinCtx runs raijin with a context and optional stdin.
 func (p *Project) RaijinCtx(ctx context.Context, stdin io.Reader, args ...string) Result {
 	cmd := exec.CommandContext(ctx, raijinBin, args...)
+	// Cancelling ctx is a Ctrl-C: raijin gets SIGINT and time to clean up.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
 	cmd.Dir = p.Dir
 	cmd.Env = append(os.Environ(), "HOME="+p.Home, "SSH_AUTH_SOCK=", "NO_COLOR=1")
 	cmd.Env = append(cmd.Env, goEnv...)

@@ -59,3 +59,13 @@ raijin.phase("restart", function(ctx)
 end)
 raijin.undo("switch", function(ctx) common.restore(ctx, links(ctx)) end)
 raijin.flow("rollback", { "switch", "restart", "record" })
+
+-- Prune: `raijin prune [--keep N]` is the prune step on its own.
+raijin.flow("prune", { "prune" })
+
+-- Down: `raijin down [--full]` stops the app and removes it from the host.
+raijin.phase("disable_units", common.disable_units)
+raijin.phase("remove_site", common.remove_site)
+raijin.phase("remove_app", common.remove_app)
+raijin.phase("remove_caddy", common.remove_caddy)
+raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })

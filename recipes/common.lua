@@ -18,6 +18,12 @@ function M.vars(ctx, extra)
   return v
 end
 
+-- The [hooks] commands of raijin.toml know what is being deployed, as the
+-- executable hook files do.
+function M.hook_opts(ctx)
+  return { env = { RAIJIN_APP = ctx.app, RAIJIN_VERSION = ctx.version, RAIJIN_COMMAND = ctx.command } }
+end
+
 -- secrets (local): read each host's env file and resolve its $secret values
 -- with the [secrets] adapter, before any connection is opened.
 function M.secrets(ctx)
@@ -32,12 +38,13 @@ end
 -- is touched.
 function M.build(ctx)
   local c = ctx.config
-  if c.hooks.pre_build ~= "" then ctx["local"]:run(c.hooks.pre_build) end
+  if c.hooks.pre_build ~= "" then ctx["local"]:run(c.hooks.pre_build, M.hook_opts(ctx)) end
   if c.build_command ~= "" then
     ctx["local"]:run(c.build_command, { env = { RAIJIN_VERSION = ctx.version } })
   end
   local dist = raijin.distfile(ctx)
-  if not ctx["local"]:exists(dist) then
+  -- In --dry-run the build was only recorded, so there is nothing to check.
+  if not ctx.dry_run and not ctx["local"]:exists(dist) then
     error("distfile " .. dist .. " does not exist after the build: check build_command and distfile in raijin.toml", 0)
   end
   ctx.shared.dist = { path = dist, name = raijin.basename(dist) }
@@ -48,7 +55,7 @@ function M.build(ctx)
     end
     ctx.shared.requirements = req
   end
-  if c.hooks.pre_deploy ~= "" then ctx["local"]:run(c.hooks.pre_deploy) end
+  if c.hooks.pre_deploy ~= "" then ctx["local"]:run(c.hooks.pre_deploy, M.hook_opts(ctx)) end
 end
 
 -- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
@@ -195,36 +202,43 @@ function M.proxy(ctx)
       statics = statics, try_duration = "30s",
     }))
   end
-  -- Deferred: it needs no answer, so it rides with the deploy's last round
-  -- trip (with record, prune and the lock's release); a failure still undoes
-  -- the deploy.
+  -- Deferred: it needs no answer, so it rides with the next round trip
+  -- (record's); a failure there still undoes the deploy.
   ctx.host:defer(function() ctx.host:caddy_reload(ctx.paths.caddy_site, site) end)
 end
 
--- record: the new version goes first in .versions (deferred: it rides with
--- the next round trip).
+-- record: the new version goes first in .versions (this command also
+-- carries the deferred Caddy site). From here on the new version is the
+-- current one: a later failure does not switch back.
 function M.record(ctx)
-  ctx.host:defer(function() raijin.versions.record(ctx, ctx.version) end)
+  raijin.versions.record(ctx, ctx.version)
+  ctx.recorded = true
 end
 
--- prune: version directories beyond versions_to_keep are deleted (never the
--- current one). Deferred like record: the server works out what to delete.
+-- prune: version directories beyond versions_to_keep (or `raijin prune
+-- --keep N`) are deleted, never the current one.
 function M.prune(ctx)
-  ctx.host:defer(function() raijin.versions.prune(ctx, ctx.config.versions_to_keep) end)
+  local removed = raijin.versions.prune(ctx, ctx.keep or ctx.config.versions_to_keep)
+  if #removed > 0 then ctx.audit.pruned = removed end
 end
 
 -- done (local, once all hosts are done): the URL of each host, then [hooks]
 -- post_deploy.
 function M.done(ctx)
+  local state = ctx.dry_run and " would be live on " or " is live on "
   for _, h in ipairs(ctx.hosts) do
-    raijin.log(ctx.config.app .. " " .. ctx.version .. " is live on " .. h.name .. ": " .. h.url)
+    raijin.log(ctx.config.app .. " " .. ctx.version .. state .. h.name .. ": " .. h.url)
   end
-  if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy) end
+  if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy, M.hook_opts(ctx)) end
 end
 
 -- undo for install: when a later step fails, put the previous version back
 -- (its .env and links), and restart it if the new one had been started.
 function M.restore(ctx, links)
+  if ctx.recorded then
+    ctx.state = "version " .. ctx.version .. " is recorded in .versions and serving; nothing was switched back"
+    return
+  end
   if not ctx.previous then
     raijin.log("no previous version to restore: this was the first deploy")
     return
@@ -234,6 +248,66 @@ function M.restore(ctx, links)
     ctx.host:systemctl("restart", table.unpack(M.unit_names(ctx)))
   end
   raijin.log("restored version " .. ctx.previous)
+end
+
+-- down: stop the app and remove everything of it from the host. Each step
+-- is a phase of the "down" flow (see binary.lua), so a project can override
+-- or hook it like any deploy step.
+
+-- The units of this app: the socket first, so that it cannot start the
+-- service again while it stops.
+function M.all_unit_names(ctx)
+  local names = {}
+  if raijin.socket_path(ctx) then names[#names + 1] = ctx.config.app .. ".socket" end
+  for _, u in ipairs(M.unit_names(ctx)) do names[#names + 1] = u end
+  return names
+end
+
+-- disable_units: stop and disable the units, delete their files, daemon-reload.
+function M.disable_units(ctx)
+  local q = raijin.quote
+  local script = { "set -e", "found=" }
+  for _, u in ipairs(M.all_unit_names(ctx)) do
+    local file = q(ctx.paths.unit_dir .. "/" .. u)
+    table.insert(script, "if [ -e " .. file .. " ]; then systemctl disable --now " .. q(u) ..
+      "; rm -f " .. file .. "; systemctl reset-failed " .. q(u) .. " 2>/dev/null || true; found=1; fi")
+  end
+  table.insert(script, "if [ -n \"$found\" ]; then systemctl daemon-reload; fi")
+  ctx.host:run(table.concat(script, "\n"), { sudo = true })
+end
+
+-- remove_site: delete the Caddy site and reload Caddy (when it runs).
+function M.remove_site(ctx)
+  local site = raijin.quote(ctx.paths.caddy_site)
+  ctx.host:run("if [ -e " .. site .. " ]; then rm -f " .. site ..
+    "; if systemctl is-active -q caddy; then systemctl reload caddy; fi; fi", { sudo = true })
+end
+
+-- remove_app: delete the app directory: every version, .env, .versions, the
+-- audit log (its last line, this down, goes to the apps directory's log).
+function M.remove_app(ctx)
+  ctx.host:run("rm -rf -- " .. raijin.quote(ctx.paths.app_dir))
+end
+
+-- remove_caddy (down --full only): stop Caddy and purge its package, when no
+-- other app has a site in /etc/caddy/conf.d.
+function M.remove_caddy(ctx)
+  if not ctx.full then return end
+  local res = ctx.host:run("ls /etc/caddy/conf.d/*.caddy 2>/dev/null || true")
+  if res.stdout ~= "" then
+    raijin.log("Caddy stays: other apps use it: " .. res.stdout:gsub("\n", " "))
+    return
+  end
+  ctx.host:run([[
+set -e
+systemctl disable --now caddy 2>/dev/null || true
+if command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get purge -y -q caddy >/dev/null
+else
+  echo "no apt-get on this host: remove the caddy package by hand" >&2; exit 1
+fi
+rm -rf /etc/caddy]], { sudo = true })
+  raijin.log("Caddy removed")
 end
 
 return M

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -498,7 +499,8 @@ func (s *hostState) localTable(L *lua.LState) *lua.LTable {
 func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.RunOpts) (builtins.Result, error) {
 	r.opts.Events.Command("local", r.opts.Redactor.Redact(cmdline))
 	if r.opts.DryRun {
-		r.opts.Events.DryRun(who, "local", r.opts.Redactor.Redact(cmdline), "")
+		shown := builtins.ShellCommand(cmdline, builtins.RunOpts{Env: o.Env, Cwd: o.Cwd})
+		r.opts.Events.DryRun(who, "local", r.opts.Redactor.Redact(shown), "")
 		return builtins.Result{}, nil
 	}
 	if o.Timeout > 0 {
@@ -507,6 +509,11 @@ func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.R
 		defer cancel()
 	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
+	// Its own process group, so that Ctrl-C or a timeout stops everything it
+	// started, not only the shell.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Dir = r.opts.Config.Dir
 	if o.Cwd != "" {
 		cmd.Dir = r.opts.Config.Path(o.Cwd)

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -37,12 +39,14 @@ type phase struct {
 type registry struct {
 	phases map[string]*phase
 	flows  map[string][]string
+	// flowSrc is where each flow's phase list was declared (file:line).
+	flowSrc map[string]string
 	// set while the built-in recipe loads: raijin.phase is allowed to define
 	// phases; a project recipe may define new ones too.
 }
 
 func newRegistry() *registry {
-	return &registry{phases: map[string]*phase{}, flows: map[string][]string{}}
+	return &registry{phases: map[string]*phase{}, flows: map[string][]string{}, flowSrc: map[string]string{}}
 }
 
 // where is "file:line" of the Lua code calling the current Go function.
@@ -110,6 +114,7 @@ func (r *registry) declare(L *lua.LState, m *lua.LTable) {
 			L.RaiseError("raijin.phases: the list is empty")
 		}
 		r.flows[flow] = names
+		r.flowSrc[flow] = where(L)
 	}
 	L.SetField(m, "phases", L.NewFunction(func(L *lua.LState) int {
 		setFlow(L, "deploy", L.CheckTable(1))
@@ -149,7 +154,7 @@ func (r *registry) validate() error {
 	for flow, names := range r.flows {
 		for _, n := range names {
 			if _, ok := r.phases[n]; !ok {
-				return fmt.Errorf("flow %s names phase %q, which no recipe defines (raijin.phase); the phases are: %s", flow, n, r.knownPhases())
+				return fmt.Errorf("%s: flow %s names phase %q, which no recipe defines (raijin.phase); the phases are: %s", r.flowSrc[flow], flow, n, r.knownPhases())
 			}
 		}
 	}
@@ -191,12 +196,12 @@ func SourcesFor(cfg *config.Config, recipeFlag string) Sources {
 
 // load runs the built-in recipe, then the project's, then registers hook
 // files, in L. Errors are configuration errors (exit 2).
-func (s Sources) load(L *lua.LState, r *registry) error {
+func (s Sources) load(ctx context.Context, L *lua.LState, r *registry) error {
 	src, err := fs.ReadFile(recipes.FS, s.Builtin)
 	if err != nil {
 		return err
 	}
-	if err := s.runFile(L, string(src), "recipes/"+s.Builtin); err != nil {
+	if err := s.runFile(ctx, L, string(src), "recipes/"+s.Builtin); err != nil {
 		return err
 	}
 	if s.Recipe != "" {
@@ -204,7 +209,7 @@ func (s Sources) load(L *lua.LState, r *registry) error {
 		if err != nil {
 			return errs.Usagef("check recipe = in raijin.toml or --recipe", "recipe %s: %v", s.RecipeRel, err)
 		}
-		if err := s.runFile(L, string(data), s.RecipeRel); err != nil {
+		if err := s.runFile(ctx, L, string(data), s.RecipeRel); err != nil {
 			return err
 		}
 	}
@@ -217,13 +222,29 @@ func (s Sources) load(L *lua.LState, r *registry) error {
 	return nil
 }
 
-func (s Sources) runFile(L *lua.LState, src, chunk string) error {
+func (s Sources) runFile(ctx context.Context, L *lua.LState, src, chunk string) error {
 	fn, err := loadChunk(L, src, chunk)
 	if err != nil {
 		return errs.Usagef("fix the Lua syntax at that line", "%v", err)
 	}
-	if err := pcall(nil, L, fn); err != nil {
-		return errs.Usagef("", "loading %s: %v", chunk, err)
+	if err := pcall(ctx, L, fn); err != nil {
+		var le *LuaError
+		if errors.As(err, &le) && le.Cancelled != nil {
+			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
+				return errs.Usagef("a recipe only declares phases when it loads: do the work inside a phase",
+					"loading %s took longer than %s: %s", chunk, loadTimeout, le.Msg)
+			}
+			return errs.Failedf("", "interrupted while loading %s", chunk)
+		}
+		msg := err.Error()
+		if !luaWhereRE.MatchString(msg) {
+			msg = "loading " + chunk + ": " + msg
+		}
+		hint := ""
+		if strings.Contains(msg, ": no phase ") {
+			hint = "name one of the phases listed, or declare a new phase with raijin.phase(name, fn)"
+		}
+		return errs.Usagef(hint, "%s", msg)
 	}
 	return nil
 }

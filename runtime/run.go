@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
-	luar "layeh.com/gopher-luar"
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
@@ -42,6 +41,8 @@ type Options struct {
 	DryRun        bool
 	Redeploy      bool
 	TargetVersion string // rollback: the version to switch to ("" = previous)
+	Keep          int    // prune: versions to keep (0 = versions_to_keep)
+	Full          bool   // down: remove Caddy too when no other app uses it
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
 	LockWait      time.Duration
@@ -90,9 +91,13 @@ type runner struct {
 // Plan loads the recipe once to check it (exit 2 on any error) and returns
 // the phases of flow, for `raijin recipe show` and for validation.
 func Plan(opts Options) ([]PhaseInfo, error) {
-	r := &runner{opts: opts}
+	return (&runner{opts: opts}).plan(context.Background())
+}
+
+func (r *runner) plan(ctx context.Context) ([]PhaseInfo, error) {
+	opts := r.opts
 	s := &hostState{r: r, name: "plan"}
-	L, reg, err := r.load(s)
+	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +113,7 @@ func Plan(opts Options) ([]PhaseInfo, error) {
 	}
 	for _, n := range names {
 		p := reg.phases[n]
-		pi := PhaseInfo{Name: n, Local: p.local, Source: p.base.src}
+		pi := PhaseInfo{Name: n, Local: p.local, Source: p.base.src, FlowSource: reg.flowSrc[flow]}
 		for _, o := range p.overrides {
 			pi.Overrides = append(pi.Overrides, o.src)
 		}
@@ -135,12 +140,20 @@ type PhaseInfo struct {
 	Before    []string `json:"before,omitempty"`
 	After     []string `json:"after,omitempty"`
 	Undo      string   `json:"undo,omitempty"`
+	// FlowSource is where the flow's phase list was declared.
+	FlowSource string `json:"flow_source"`
 }
 
-func (r *runner) load(s *hostState) (*lua.LState, *registry, error) {
+// loadTimeout bounds how long loading a recipe may take: loading only
+// declares phases, so a recipe that takes longer loops at its top level.
+var loadTimeout = 30 * time.Second
+
+func (r *runner) load(ctx context.Context, s *hostState) (*lua.LState, *registry, error) {
 	reg := newRegistry()
 	L := newState(r.opts.Config.Dir, s.module(reg))
-	if err := r.opts.Sources.load(L, reg); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	defer cancel()
+	if err := r.opts.Sources.load(ctx, L, reg); err != nil {
 		L.Close()
 		return nil, nil, err
 	}
@@ -160,14 +173,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Redactor = &builtins.Redactor{}
 	}
 	r := &runner{opts: opts, envs: map[string]*builtins.Env{}, started: time.Now()}
-	if _, err := Plan(opts); err != nil {
+	if _, err := r.plan(ctx); err != nil {
 		return nil, err
 	}
 	report := &Report{}
 
 	// The local phases before the first host phase.
 	ls := &hostState{r: r, name: "local"}
-	L, reg, err := r.load(ls)
+	L, reg, err := r.load(ctx, ls)
 	if err != nil {
 		return nil, err
 	}
@@ -189,15 +202,28 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	lctx.RawSetString("shared", shared)
 	for _, n := range before {
 		if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
-			return report, r.hostError("local", n, err)
+			he := r.hostError("local", n, err)
+			if len(hostPhases) > 0 {
+				he.State = "no host was touched: the version each host runs keeps serving"
+			}
+			return report, he
 		}
 	}
 	sharedGo := goValue(shared)
 
 	// The hosts, batch by batch.
 	batch := opts.BatchSize
+	if opts.DryRun {
+		// One host after another, so the printout reads as a block per host.
+		batch = 1
+	}
 	if batch <= 0 || batch > len(opts.Hosts) {
 		batch = len(opts.Hosts)
+	}
+	if opts.DryRun {
+		// One host after the other, so that what each would do reads as one
+		// block per host.
+		batch = 1
 	}
 	failed := false
 	for i := 0; i < len(opts.Hosts); i += batch {
@@ -333,6 +359,7 @@ type HostError struct {
 	Msg       string
 	Traceback string
 	Code      int
+	Hint      string
 	State     string // what the host is left with
 }
 
@@ -345,16 +372,22 @@ func (e *HostError) Error() string {
 }
 
 func (r *runner) hostError(host, phase string, err error) *HostError {
-	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err)}
+	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err), Hint: errs.Hint(err)}
 	var le *LuaError
 	if errors.As(err, &le) {
 		he.Traceback = r.opts.Redactor.Redact(le.Traceback)
 		he.Code = errs.CodeFailed
 		if le.Cancelled != nil {
+			at := ""
+			if m := luaWhereRE.FindStringSubmatch(le.Msg); m != nil {
+				at = " at " + m[1]
+			} else if le.Where != "" {
+				at = " in " + le.Where
+			}
 			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
-				he.Msg = fmt.Sprintf("timed out after %s (phase_timeout); interrupted", r.opts.PhaseTimeout)
+				he.Msg = fmt.Sprintf("interrupted%s: the phase ran longer than phase_timeout (%s)", at, r.opts.PhaseTimeout)
 			} else {
-				he.Msg = "interrupted"
+				he.Msg = fmt.Sprintf("interrupted%s (Ctrl-C or SIGTERM): the commands it started were stopped", at)
 			}
 		}
 	}
@@ -364,8 +397,11 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 	return he
 }
 
+// luaWhereRE finds the "file.lua:LINE" an error message starts with.
+var luaWhereRE = regexp.MustCompile(`^([^\s:]+\.lua:\d+):`)
+
 // Unwrap gives errs.Code its exit code.
-func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg} }
+func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg, Hint: e.Hint} }
 
 // newCtx builds the ctx table a phase receives.
 func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []string, previous string) *lua.LTable {
@@ -376,7 +412,13 @@ func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []s
 	t.RawSetString("command", lua.LString(r.opts.Command))
 	t.RawSetString("dry_run", lua.LBool(r.opts.DryRun))
 	t.RawSetString("redeploy", lua.LBool(r.opts.Redeploy))
-	t.RawSetString("config", luar.New(L, *c))
+	t.RawSetString("full", lua.LBool(r.opts.Full))
+	if r.opts.Keep > 0 {
+		t.RawSetString("keep", lua.LNumber(r.opts.Keep))
+	}
+	// Phases may add details to the command's audit line (ctx.audit.pruned).
+	t.RawSetString("audit", L.NewTable())
+	t.RawSetString("config", configValue(L, *c))
 	t.RawSetString("local", s.localTable(L))
 	if previous != "" {
 		t.RawSetString("previous", lua.LString(previous))
@@ -397,6 +439,9 @@ func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []s
 // which may call the ones below it through `default`), after hooks.
 func (r *runner) runPhase(ctx context.Context, L *lua.LState, s *hostState, p *phase, lctx *lua.LTable) (err error) {
 	s.phase = p.name
+	if r.opts.DryRun {
+		r.opts.Events.DryRun(s.name, "phase", p.name, "")
+	}
 	r.opts.Events.PhaseStart(s.name, p.name)
 	start := time.Now()
 	defer func() { r.opts.Events.PhaseEnd(s.name, p.name, time.Since(start), err) }()
@@ -442,9 +487,13 @@ func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref f
 	if ref.exec == "" {
 		return pcall(ctx, L, ref.fn, lctx)
 	}
+	version := r.opts.Config.Version
+	if v, ok := lctx.RawGetString("version").(lua.LString); ok {
+		version = string(v) // a rollback's target
+	}
 	env := map[string]string{
 		"RAIJIN_APP":              r.opts.Config.App,
-		"RAIJIN_VERSION":          r.opts.Config.Version,
+		"RAIJIN_VERSION":          version,
 		"RAIJIN_PHASE":            s.phase,
 		"RAIJIN_COMMAND":          r.opts.Command,
 		"RAIJIN_HOST":             "",
@@ -456,9 +505,19 @@ func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref f
 	if prev, ok := lctx.RawGetString("previous").(lua.LString); ok {
 		env["RAIJIN_PREVIOUS_VERSION"] = string(prev)
 	}
-	_, err := r.localRun(ctx, s.name, builtins.Quote(ref.exec), builtins.RunOpts{Env: env})
+	res, err := r.localRun(ctx, s.name, builtins.Quote(ref.exec), builtins.RunOpts{Env: env})
 	if err != nil {
-		return fmt.Errorf("%s: %v", ref.src, err)
+		le := &LuaError{Msg: fmt.Sprintf("%s: %v", ref.src, err), Where: ref.src}
+		if ctx.Err() != nil {
+			le.Cancelled = ctx.Err()
+		}
+		return le
+	}
+	// What the hook prints is for the user: show it as log lines.
+	for _, line := range strings.Split(strings.TrimRight(res.Stdout, "\n"), "\n") {
+		if line != "" {
+			r.opts.Events.Log(s.name, s.phase, r.opts.Redactor.Redact(line))
+		}
 	}
 	return nil
 }
@@ -551,29 +610,24 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	}
 	defer closeFn()
 	// Steps the recipe defers ride along with the next remote command; the
-	// last ones go with the release of the lock, in one round trip.
+	// last ones go with the audit line and the lock's release.
 	var batcher *builtins.Batcher
 	if !r.opts.DryRun {
 		batcher = builtins.NewBatcher(host, r.opts.Observer, r.opts.Redactor, r.opts.Stats)
 		host = batcher
 	}
-	lock := builtins.NewLockInfo(r.opts.Command, r.opts.Config.Version)
+	lockVersion := ""
+	switch r.opts.Flow {
+	case "deploy":
+		lockVersion = r.opts.Config.Version
+	case "rollback":
+		lockVersion = r.opts.TargetVersion
+	}
+	lock := builtins.NewLockInfo(r.opts.Command, lockVersion)
 	facts, err := r.prepare(ctx, host, h, lock)
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
 		return fail("connect", err)
-	}
-	unlocked := false
-	if !r.opts.DryRun {
-		defer func() {
-			if unlocked {
-				return
-			}
-			batcher.Discard()
-			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			host.Run(uctx, builtins.UnlockScript(facts.appDir, lock), builtins.RunOpts{})
-		}()
 	}
 
 	version := r.opts.Config.Version
@@ -581,21 +635,62 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	if len(facts.versions) > 0 {
 		previous = facts.versions[0]
 	}
-	if r.opts.Flow == "rollback" {
+	// The audit line and the lock's release go in one command, whatever the
+	// outcome (an interrupted run included).
+	audit := builtins.AuditEntry{Time: lock.Since, App: r.opts.Config.App, Command: r.opts.Command,
+		User: lock.User, Machine: lock.Machine, From: previous}
+	var lctx *lua.LTable
+	finishScript := func() string {
+		audit.Duration = time.Since(start).Round(time.Millisecond).Seconds()
+		audit.Result = "ok"
+		if res.Err != nil {
+			audit.Result, audit.Phase = "failed", res.Phase
+			audit.Error = shortError(res.Err)
+		}
+		if lctx != nil {
+			if m, ok := goValue(lctx.RawGetString("audit")).(map[string]any); ok && len(m) > 0 {
+				audit.Details = m
+			}
+		}
+		return builtins.FinishScript(facts.appDir, lock, audit)
+	}
+	finished := false // the audit line and the lock's release went with the last steps
+	if !r.opts.DryRun {
+		defer func() {
+			if finished {
+				return
+			}
+			batcher.Discard()
+			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			host.Run(uctx, finishScript(), builtins.RunOpts{})
+		}()
+	}
+	switch r.opts.Flow {
+	case "deploy":
+		audit.To = version
+	case "rollback":
+		audit.To = r.opts.TargetVersion
 		target, err := rollbackTarget(facts.versions, r.opts.TargetVersion)
 		if err != nil {
 			return fail("connect", err)
 		}
 		version = target
+		audit.To = version
+	default:
+		// prune, down and a project's own flows act on the current version.
+		if previous != "" {
+			version = previous
+		}
 	}
 	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
-	L, reg, err := r.load(s)
+	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return fail("load", err)
 	}
 	defer L.Close()
 	res.Version, res.Previous = version, previous
-	lctx := r.newCtx(L, s, h, facts.versions, previous)
+	lctx = r.newCtx(L, s, h, facts.versions, previous)
 	lctx.RawSetString("version", lua.LString(version))
 	lctx.RawSetString("shared", luaValue(L, shared))
 
@@ -629,8 +724,10 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	}
 	if batcher != nil {
 		batcher.Label("")
-		ok, err := batcher.Finish(ctx, builtins.UnlockScript(facts.appDir, lock))
-		unlocked = ok
+		// The steps still deferred, then (if they all succeed) the audit
+		// line and the lock's release: one round trip.
+		ok, err := batcher.Finish(ctx, finishScript())
+		finished = ok
 		if err != nil {
 			return failed(phases[len(phases)-1], err)
 		}
@@ -653,6 +750,9 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 		ran = true
 		name := "undo " + p.name
 		s.phase = name
+		if r.opts.DryRun {
+			r.opts.Events.DryRun(s.name, "phase", name, "")
+		}
 		r.opts.Events.PhaseStart(s.name, name)
 		t := time.Now()
 		err := pcall(uctx, L, p.undo.fn, lctx, lua.LString(r.opts.Redactor.Redact(cause.Error())))
@@ -660,6 +760,9 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 		if err != nil {
 			return false, fmt.Sprintf("undoing %s failed too: %s; check the host with `raijin app status -H %s`", p.name, r.opts.Redactor.Redact(err.Error()), s.name)
 		}
+	}
+	if state, ok := lctx.RawGetString("state").(lua.LString); ok && state != "" {
+		return false, string(state)
 	}
 	prev, _ := lctx.RawGetString("previous").(lua.LString)
 	switch {
@@ -671,6 +774,15 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 		return false, fmt.Sprintf("nothing was switched: version %s is still serving", prev)
 	}
 	return false, ""
+}
+
+// shortError is the first line of err, bounded, for the audit log.
+func shortError(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	if len(msg) > 300 {
+		msg = msg[:297] + "..."
+	}
+	return msg
 }
 
 func rollbackTarget(versions []string, want string) (string, error) {
@@ -718,6 +830,7 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 	script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, r.opts.ForceUnlock) +
 		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
 	deadline := time.Now().Add(r.opts.LockWait)
+	waited := false
 	for {
 		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
 		if err != nil {
@@ -735,6 +848,10 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 			return f, nil
 		}
 		if time.Now().Before(deadline) {
+			if !waited {
+				r.opts.Events.Log(h.Name, "connect", "waiting up to "+r.opts.LockWait.String()+" for the deploy lock, held by "+holder.Describe())
+				waited = true
+			}
 			select {
 			case <-ctx.Done():
 				return f, ctx.Err()
@@ -760,11 +877,10 @@ func SSHConnector(stats *builtins.Stats, obs builtins.Observer, red *builtins.Re
 		if err != nil {
 			return nil, nil, fmt.Errorf("host %s: %v", h.Name, err)
 		}
+		cl.Worker = true
 		return &builtins.RemoteHost{HostName: h.Name, Client: cl, Observer: obs, Redactor: red}, func() { cl.Close() }, nil
 	}
 }
-
-var _ = exec.Command
 
 // LoadEnv reads host h's env and resolves its secrets (for printenv). Unless
 // reveal, the values are only good for Redacted.

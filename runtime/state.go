@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -36,8 +37,17 @@ func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LSta
 		L.Push(lua.LString(lib.name))
 		L.Call(1, 0)
 	}
-	for _, name := range []string{"dofile", "loadfile", "load", "loadstring", "module", "collectgarbage"} {
-		L.SetGlobal(name, lua.LNil)
+	// What the sandbox leaves out raises an error that says so, rather than
+	// "attempt to call a nil value".
+	const useBuiltins = "a recipe reaches files and commands only through ctx.host and ctx.local, so that --dry-run and -v show everything it does"
+	for _, name := range []string{"dofile", "loadfile", "load", "loadstring"} {
+		L.SetGlobal(name, forbidden(L, name, "use require for Lua files of the project"))
+	}
+	for _, name := range []string{"module", "collectgarbage"} {
+		L.SetGlobal(name, forbidden(L, name, "raijin manages the Lua state"))
+	}
+	for _, name := range []string{"io", "debug", "package"} {
+		L.SetGlobal(name, forbiddenTable(L, L.NewTable(), name, useBuiltins))
 	}
 	// os: only the clock and dates.
 	safeOS := L.NewTable()
@@ -46,7 +56,7 @@ func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LSta
 			safeOS.RawSetString(k, osT.RawGetString(k))
 		}
 	}
-	L.SetGlobal("os", safeOS)
+	L.SetGlobal("os", forbiddenTable(L, safeOS, "os", useBuiltins))
 	// table.unpack, as in Lua 5.2+, for recipes written against it.
 	if t, ok := L.GetGlobal("table").(*lua.LTable); ok {
 		t.RawSetString("unpack", L.GetGlobal("unpack"))
@@ -64,8 +74,11 @@ func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LSta
 		case name == "raijin":
 			v = module(L)
 		case strings.HasPrefix(name, "raijin."):
-			src, err := fs.ReadFile(recipes.FS, strings.TrimPrefix(name, "raijin.")+".lua")
-			if err != nil {
+			// The built-in recipes themselves are loaded by raijin, once; only
+			// their shared helpers are modules.
+			base := strings.TrimPrefix(name, "raijin.")
+			src, err := fs.ReadFile(recipes.FS, base+".lua")
+			if err != nil || builtinRecipes[base] || strings.ContainsAny(base, "./") {
 				L.RaiseError("module %q not found: raijin's own modules are raijin and raijin.common", name)
 			}
 			v = runModule(L, string(src), "recipes/"+strings.TrimPrefix(name, "raijin.")+".lua")
@@ -90,10 +103,29 @@ func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LSta
 	return L
 }
 
+// forbidden is a stand-in for a function the sandbox leaves out.
+func forbidden(L *lua.LState, name, hint string) *lua.LFunction {
+	return L.NewFunction(func(L *lua.LState) int {
+		L.RaiseError("%s is not available in a raijin recipe (sandbox): %s", name, hint)
+		return 0
+	})
+}
+
+// forbiddenTable makes t raise on any key it lacks: io.open, os.execute.
+func forbiddenTable(L *lua.LState, t *lua.LTable, name, hint string) *lua.LTable {
+	mt := L.NewTable()
+	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
+		L.RaiseError("%s.%s is not available in a raijin recipe (sandbox): %s", name, L.ToStringMeta(L.Get(2)).String(), hint)
+		return 0
+	}))
+	L.SetMetatable(t, mt)
+	return t
+}
+
 func runModule(L *lua.LState, src, chunk string) lua.LValue {
 	fn, err := L.Load(strings.NewReader(src), chunk)
 	if err != nil {
-		L.RaiseError("%s", syntaxError(err))
+		L.RaiseError("%s", syntaxError(err, src))
 	}
 	L.Push(fn)
 	L.Call(0, 1)
@@ -102,19 +134,44 @@ func runModule(L *lua.LState, src, chunk string) lua.LValue {
 	return v
 }
 
+// builtinRecipes are the embedded recipes, which require does not load.
+var builtinRecipes = map[string]bool{"binary": true, "python": true}
+
+// gopher-lua words a compile error "file line:5(column:3) near 'end':   msg".
+// At the end of the input it says "file at EOF:   msg".
+var (
+	syntaxRE    = regexp.MustCompile(`^(.*) line:(\d+)\(column:\d+\) near '(.*)':\s+(.*)$`)
+	syntaxEOFRE = regexp.MustCompile(`^(.*) at EOF:\s+(.*)$`)
+)
+
 // syntaxError turns gopher-lua's compile error into "file:line: message".
-func syntaxError(err error) string {
+func syntaxError(err error, src string) string {
+	msg := err.Error()
 	if ae, ok := err.(*lua.ApiError); ok && ae.Object != nil {
-		return strings.TrimSpace(ae.Object.String())
+		msg = ae.Object.String()
 	}
-	return err.Error()
+	msg = strings.TrimSpace(msg)
+	if m := syntaxEOFRE.FindStringSubmatch(msg); m != nil {
+		last := strings.Count(strings.TrimRight(src, "\n"), "\n") + 1
+		return fmt.Sprintf("%s:%d: %s at the end of the file (a missing end, ) or }?)", m[1], last, strings.TrimSpace(m[2]))
+	}
+	if m := syntaxRE.FindStringSubmatch(msg); m != nil {
+		near := ""
+		if m[3] != "" && m[3] != "EOF" {
+			near = " near '" + m[3] + "'"
+		} else if m[3] == "EOF" {
+			near = " at the end of the file"
+		}
+		return fmt.Sprintf("%s:%s: %s%s", m[1], m[2], strings.TrimSpace(m[4]), near)
+	}
+	return msg
 }
 
-// loadFile runs a recipe or hook file as a chunk with args.
+// loadChunk compiles a recipe or hook file; a syntax error reads "file:line: message".
 func loadChunk(L *lua.LState, src, chunk string) (*lua.LFunction, error) {
 	fn, err := L.Load(strings.NewReader(src), chunk)
 	if err != nil {
-		return nil, fmt.Errorf("%s", syntaxError(err))
+		return nil, fmt.Errorf("%s", syntaxError(err, src))
 	}
 	return fn, nil
 }
@@ -155,6 +212,7 @@ type LuaError struct {
 	Msg       string
 	Traceback string
 	Cancelled error
+	Where     string // the hook file, for an executable hook
 }
 
 func (e *LuaError) Error() string { return e.Msg }

@@ -1,11 +1,14 @@
 package runtime
 
 import (
+	"reflect"
 	"sort"
 
 	lua "github.com/yuin/gopher-lua"
+	luar "layeh.com/gopher-luar"
 
 	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/config"
 )
 
 // goValue copies a Lua value out of its state, so that what local phases put
@@ -110,4 +113,42 @@ func envValue(L *lua.LState, e *builtins.Env) *lua.LUserData {
 	}))
 	L.SetMetatable(ud, mt)
 	return ud
+}
+
+// configValue exposes the resolved configuration to Lua with gopher-luar,
+// read-only: every type reachable from it gets a __newindex that raises, so
+// no recipe can change what the other phases and hosts see.
+func configValue(L *lua.LState, c config.Config) lua.LValue {
+	seen := map[reflect.Type]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		if seen[t] {
+			return
+		}
+		seen[t] = true
+		switch t.Kind() {
+		case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array, reflect.Ptr:
+		default:
+			return
+		}
+		if mt := luar.MT(L, reflect.Zero(t).Interface()); mt != nil {
+			mt.RawSetString("__newindex", L.NewFunction(func(L *lua.LState) int {
+				L.RaiseError("ctx.config is read-only (cannot set %s): it is the resolved raijin.toml; keep your own values in a local variable or in ctx", L.ToStringMeta(L.Get(2)).String())
+				return 0
+			}))
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			for i := 0; i < t.NumField(); i++ {
+				walk(t.Field(i).Type)
+			}
+		case reflect.Map:
+			walk(t.Elem())
+		case reflect.Slice, reflect.Array, reflect.Ptr:
+			walk(t.Elem())
+		}
+	}
+	walk(reflect.TypeOf(c))
+	walk(reflect.TypeOf(&c))
+	return luar.New(L, c)
 }

@@ -196,6 +196,15 @@ func (u *UI) DryRun(host, kind, what, content string) {
 		u.event("dry_run", f)
 		return
 	}
+	if kind == "phase" {
+		// A header per host and phase: the dry run reads as one block each.
+		if host == "local" {
+			fmt.Fprintf(u.Out, "== local: phase %s\n", what)
+		} else {
+			fmt.Fprintf(u.Out, "== host %s: phase %s\n", host, what)
+		}
+		return
+	}
 	fmt.Fprintf(u.Out, "  %-6s %s\n", kind, strings.ReplaceAll(what, "\n", "\n         "))
 	if u.Verbose && content != "" {
 		for _, l := range strings.Split(strings.TrimRight(content, "\n"), "\n") {

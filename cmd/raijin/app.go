@@ -80,7 +80,7 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun b
 			rec.OnAction = func(act builtins.Action) {
 				switch act.Kind {
 				case "run":
-					u.DryRun(h.Name, "run", act.Command, "")
+					u.DryRun(h.Name, "run", act.Command, act.Content)
 				case "upload":
 					u.DryRun(h.Name, "upload", fmt.Sprintf("%s -> %s (mode %04o)", act.Local, act.Path, act.Mode), "")
 				case "write":

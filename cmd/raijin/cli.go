@@ -9,6 +9,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/runtime"
 	"github.com/raijin-deploy/raijin/ui"
 )
@@ -20,6 +21,10 @@ type CLI struct {
 	Deploy   DeployCmd   `cmd:"" help:"Build, transfer, install, release and start a new version on the hosts."`
 	Redeploy RedeployCmd `cmd:"" help:"Deploy new code only: leave the systemd units and the Caddy site as they are."`
 	Rollback RollbackCmd `cmd:"" help:"Switch back to VERSION (default: the previous one) and restart."`
+	Prune    PruneCmd    `cmd:"" help:"Delete old versions beyond N on the hosts, never the current one."`
+	Down     DownCmd     `cmd:"" help:"Stop the app and remove it from the hosts: units, Caddy site, app directory."`
+	Releases ReleasesCmd `cmd:"" help:"List the versions on each host, the current one marked, with who deployed them and when."`
+	Lock     LockCmd     `cmd:"" help:"Show or release the deploy lock."`
 	Config   ConfigCmd   `cmd:"" name:"config" help:"Print the resolved configuration and where each value came from."`
 	Printenv PrintenvCmd `cmd:"" help:"Print the env that would be uploaded to each host, secrets redacted."`
 	Recipe   RecipeCmd   `cmd:"" help:"Inspect the deploy recipe."`
@@ -148,6 +153,7 @@ func hostNames(hosts []config.Host) string {
 type RollbackCmd struct {
 	Version string `arg:"" optional:"" help:"The version to switch to (default: the previous one in .versions)."`
 	Yes     bool   `short:"y" help:"Do not ask for confirmation."`
+	lockFlags
 }
 
 func (r *RollbackCmd) Run(app *App) error {
@@ -157,7 +163,7 @@ func (r *RollbackCmd) Run(app *App) error {
 	}
 	if r.Version != "" {
 		if err := config.ValidVersion(r.Version); err != nil {
-			return err
+			return errs.Usagef("run `raijin rollback` without VERSION for the previous one", "%v", err)
 		}
 	}
 	o, err := app.runOpts(cfg, "rollback", "rollback", "", false)
@@ -165,6 +171,9 @@ func (r *RollbackCmd) Run(app *App) error {
 		return err
 	}
 	o.TargetVersion = r.Version
+	if err := r.lockFlags.apply(&o); err != nil {
+		return err
+	}
 	if !r.Yes {
 		target := r.Version
 		if target == "" {

@@ -98,6 +98,8 @@ func complete(parser *kong.Kong, line string) []string {
 	for _, w := range words {
 		if prev == "-c" || prev == "--config" {
 			cfgFile = w
+		} else if v, ok := strings.CutPrefix(w, "--config="); ok {
+			cfgFile = v
 		}
 		for _, child := range node.Children {
 			if child.Name == w && !strings.HasPrefix(w, "-") {

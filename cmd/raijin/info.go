@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -35,7 +34,9 @@ func (c *ConfigCmd) Run(app *App) error {
 	var b strings.Builder
 	row := func(k, v string) {
 		src := cfg.Sources[k]
-		if src == "" {
+		if src == "" && v == "" {
+			src = "not set"
+		} else if src == "" {
 			src = cfg.File
 		}
 		fmt.Fprintf(&b, "%-22s = %-40q # %s\n", k, v, src)
@@ -58,9 +59,13 @@ func (c *ConfigCmd) Run(app *App) error {
 		fmt.Fprintf(&b, "processes.%-12s = %q  # unit %s\n", p, cfg.Processes[p], cfg.UnitName(p))
 	}
 	for _, h := range cfg.Hosts {
-		fmt.Fprintf(&b, "[host %s] address=%s user=%s port=%d apps_dir=%s url=%s\n", h.Name, h.Address, orDefault(h.User, "(ssh_config or local user)"), h.Port, h.AppsDir, h.URL())
+		port := "(ssh_config or 22)"
+		if h.Port != 0 {
+			port = fmt.Sprint(h.Port)
+		}
+		fmt.Fprintf(&b, "[host %s] address=%s user=%s port=%s apps_dir=%s url=%s\n", h.Name, h.Address, orDefault(h.User, "(ssh_config or local user)"), port, h.AppsDir, h.URL())
 	}
-	fmt.Fprintf(&b, "secrets.adapter        = %q\n", cfg.Secrets.Adapter)
+	row("secrets.adapter", cfg.Secrets.Adapter)
 	app.UI().Data(b.String())
 	return nil
 }
@@ -131,27 +136,41 @@ func (r *RecipeShowCmd) Run(app *App) error {
 		return nil
 	}
 	var b strings.Builder
+	if len(phases) > 0 {
+		fmt.Fprintf(&b, "flow %s: phase list from %s\n", r.Flow, origin(phases[0].FlowSource))
+	}
 	for i, p := range phases {
 		where := "host"
 		if p.Local {
 			where = "local"
 		}
-		fmt.Fprintf(&b, "%2d. %-10s (%s)  %s\n", i+1, p.Name, where, p.Source)
+		fmt.Fprintf(&b, "%2d. %-10s %-5s  %s\n", i+1, p.Name, where, origin(p.Source))
 		for _, s := range p.Before {
-			fmt.Fprintf(&b, "      before    %s\n", s)
+			fmt.Fprintf(&b, "      before    %s\n", origin(s))
 		}
 		for _, s := range p.Overrides {
-			fmt.Fprintf(&b, "      override  %s\n", s)
+			fmt.Fprintf(&b, "      override  %s\n", origin(s))
 		}
 		for _, s := range p.After {
-			fmt.Fprintf(&b, "      after     %s\n", s)
+			fmt.Fprintf(&b, "      after     %s\n", origin(s))
 		}
 		if p.Undo != "" {
-			fmt.Fprintf(&b, "      undo      %s\n", p.Undo)
+			fmt.Fprintf(&b, "      undo      %s\n", origin(p.Undo))
 		}
 	}
 	app.UI().Data(b.String())
 	return nil
 }
 
-var _ = sort.Strings
+// origin labels where a phase, override or hook comes from.
+func origin(src string) string {
+	switch {
+	case strings.HasPrefix(src, "recipes/"):
+		return src + " (built-in)"
+	case strings.Contains(src, "hooks/") && strings.HasSuffix(src, ".lua"):
+		return src + " (hook file)"
+	case strings.Contains(src, "hooks/") && !strings.Contains(src, ".lua:"):
+		return src + " (executable hook, run on this machine)"
+	}
+	return src
+}

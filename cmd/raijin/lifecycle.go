@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/runtime"
+)
+
+// lockFlags are the deploy lock options of every command that takes it.
+type lockFlags struct {
+	LockWait    string `placeholder:"DURATION" help:"Wait up to DURATION for another deploy's lock."`
+	ForceUnlock bool   `help:"Take over a deploy lock left by a dead deploy."`
+}
+
+func (l lockFlags) apply(o *runtime.Options) error {
+	o.ForceUnlock = l.ForceUnlock
+	if l.LockWait != "" {
+		w, err := parseDuration(l.LockWait, "--lock-wait")
+		if err != nil {
+			return err
+		}
+		o.LockWait = w
+	}
+	return nil
+}
+
+// PruneCmd is `raijin prune`.
+type PruneCmd struct {
+	Keep int `placeholder:"N" help:"Keep the N newest versions, the current one always among them (default: versions_to_keep)."`
+	lockFlags
+}
+
+func (p *PruneCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	if p.Keep < 0 {
+		return errs.Usagef("keep at least 1 version (the current one)", "--keep %d: must be 1 or more", p.Keep)
+	}
+	o, err := app.runOpts(cfg, "prune", "prune", "", false)
+	if err != nil {
+		return err
+	}
+	if err := p.lockFlags.apply(&o); err != nil {
+		return err
+	}
+	o.Keep = p.Keep
+	rep, err := runtime.Run(app.ctx, o)
+	if err != nil {
+		return err
+	}
+	app.UI().Printf("prune of %s done in %.1fs (%s)", cfg.App, rep.Duration.Seconds(), app.statsLine())
+	return nil
+}
+
+// DownCmd is `raijin down`.
+type DownCmd struct {
+	Full bool `help:"Also stop and remove Caddy when no other app has a site on the host."`
+	Yes  bool `short:"y" help:"Do not ask for confirmation."`
+	lockFlags
+}
+
+func (d *DownCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	o, err := app.runOpts(cfg, "down", "down", "", false)
+	if err != nil {
+		return err
+	}
+	if err := d.lockFlags.apply(&o); err != nil {
+		return err
+	}
+	o.Full = d.Full
+	if !d.Yes {
+		what := "its units, its Caddy site and every version"
+		if d.Full {
+			what += " (and Caddy, where no other app uses it)"
+		}
+		if err := app.confirm(fmt.Sprintf("Stop %s on %s and delete %s?", cfg.App, hostNames(o.Hosts), what), "-y"); err != nil {
+			return err
+		}
+	}
+	rep, err := runtime.Run(app.ctx, o)
+	if err != nil {
+		return err
+	}
+	app.UI().Printf("down of %s done in %.1fs (%s): nothing of it is left on %s", cfg.App, rep.Duration.Seconds(), app.statsLine(), hostNames(o.Hosts))
+	return nil
+}
+
+// ReleasesCmd is `raijin releases`.
+type ReleasesCmd struct {
+	History int `placeholder:"N" default:"5" help:"Also show the last N lines of the audit log (0: none)."`
+}
+
+func (r *ReleasesCmd) Run(app *App) error {
+	cfg, o, err := app.hostOpts("releases")
+	if err != nil {
+		return err
+	}
+	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, _ config.Host, host builtins.Host, rel string) (builtins.Releases, error) {
+		return builtins.ReadReleases(ctx, host, rel)
+	})
+	if err != nil {
+		return err
+	}
+	u := app.UI()
+	if app.JSON {
+		u.JSONValue(all)
+		return nil
+	}
+	var b strings.Builder
+	for i, rs := range all {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "%s: %s\n", rs.Host, rs.AppDir)
+		if !rs.Exists {
+			fmt.Fprintf(&b, "  %s is not deployed on this host\n", cfg.App)
+			continue
+		}
+		if len(rs.Releases) == 0 {
+			b.WriteString("  no versions\n")
+		}
+		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		for _, v := range rs.Releases {
+			mark := " "
+			if v.Current {
+				mark = "*"
+			}
+			when, note := "-", ""
+			if v.Last != nil {
+				when = fmt.Sprintf("%s\tby %s\t(%s)", v.Last.Time.UTC().Format("2006-01-02 15:04:05Z"), v.Last.Who(), v.Last.Command)
+			} else {
+				when += "\t\t"
+			}
+			if !v.OnDisk {
+				note = "  not on disk"
+			} else if !v.Recorded {
+				note = "  not in .versions"
+			}
+			fmt.Fprintf(tw, "  %s %s\t%s%s\n", mark, v.Version, when, note)
+		}
+		tw.Flush()
+		if rs.Lock != nil {
+			fmt.Fprintf(&b, "  locked by %s\n", rs.Lock.Describe())
+		}
+		if n := min(r.History, len(rs.Audit)); n > 0 {
+			b.WriteString("  history:\n")
+			for _, e := range rs.Audit[len(rs.Audit)-n:] {
+				fmt.Fprintf(&b, "    %s\n", describeAudit(e))
+			}
+		}
+	}
+	u.Data(b.String())
+	return nil
+}
+
+// describeAudit is one audit line in words.
+func describeAudit(e builtins.AuditEntry) string {
+	s := fmt.Sprintf("%s %s %s by %s", e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Command, e.Result, e.Who())
+	switch {
+	case e.From != "" && e.To != "" && e.From != e.To:
+		s += fmt.Sprintf(": %s -> %s", e.From, e.To)
+	case e.To != "":
+		s += ": " + e.To
+	case e.From != "":
+		s += " at " + e.From
+	}
+	s += fmt.Sprintf(" (%.1fs)", e.Duration)
+	if e.Error != "" {
+		s += ": " + e.Error
+	}
+	return s
+}
+
+// LockCmd is `raijin lock status|release`.
+type LockCmd struct {
+	Status  LockStatusCmd  `cmd:"" help:"Show who holds the deploy lock on each host."`
+	Release LockReleaseCmd `cmd:"" help:"Remove the deploy lock on each host, whoever holds it (after a deploy died)."`
+}
+
+// LockStatusCmd is `raijin lock status`.
+type LockStatusCmd struct{}
+
+func (l *LockStatusCmd) Run(app *App) error { return lockCommand(app, false) }
+
+// LockReleaseCmd is `raijin lock release`.
+type LockReleaseCmd struct{}
+
+func (l *LockReleaseCmd) Run(app *App) error { return lockCommand(app, true) }
+
+type lockState struct {
+	Host   string             `json:"host"`
+	AppDir string             `json:"app_dir"`
+	Held   bool               `json:"held"`
+	Holder *builtins.LockInfo `json:"holder,omitempty"`
+}
+
+func lockCommand(app *App, release bool) error {
+	command := "lock status"
+	if release {
+		command = "lock release"
+	}
+	_, o, err := app.hostOpts(command)
+	if err != nil {
+		return err
+	}
+	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, h config.Host, host builtins.Host, rel string) (lockState, error) {
+		held, info, dir, err := builtins.LockStatus(ctx, host, rel, release)
+		st := lockState{Host: h.Name, AppDir: dir, Held: held}
+		if held {
+			st.Holder = &info
+		}
+		return st, err
+	})
+	if err != nil {
+		return err
+	}
+	u := app.UI()
+	if app.JSON {
+		u.JSONValue(all)
+		return nil
+	}
+	for _, st := range all {
+		switch {
+		case !st.Held && release:
+			u.Result("%s: no lock on %s", st.Host, st.AppDir)
+		case !st.Held:
+			u.Result("%s: free (%s/.lock)", st.Host, st.AppDir)
+		case release:
+			u.Result("%s: released the lock held by %s", st.Host, holderText(*st.Holder))
+		default:
+			u.Result("%s: held by %s", st.Host, holderText(*st.Holder))
+		}
+	}
+	return nil
+}
+
+func holderText(l builtins.LockInfo) string {
+	if l.User == "" && l.PID == 0 {
+		return "an unknown holder (no info in the lock)"
+	}
+	s := l.Describe() + fmt.Sprintf(" (%s ago)", time.Since(l.Since).Round(time.Second))
+	if l.Stale() {
+		s += "; that process is gone"
+	}
+	return s
+}
+
+// hostOpts are the options of a command that connects to the hosts without
+// running a flow.
+func (a *App) hostOpts(command string) (*config.Config, runtime.Options, error) {
+	cfg, err := a.load()
+	if err != nil {
+		return nil, runtime.Options{}, err
+	}
+	o, err := a.runOpts(cfg, command, "", "", false)
+	return cfg, o, err
+}

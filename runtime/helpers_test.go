@@ -1,0 +1,175 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/config"
+)
+
+// fakeHost stands in for a server: it records every command and file, answers
+// the connect script, fails commands starting with "fail", and blocks on
+// "block" until its context ends.
+type fakeHost struct {
+	name      string
+	versions  string // what .versions holds
+	mu        sync.Mutex
+	log       []string
+	cancelled chan error
+	blocking  chan struct{} // told when "block" starts
+}
+
+func (f *fakeHost) Name() string { return f.name }
+
+func (f *fakeHost) add(s string) {
+	f.mu.Lock()
+	f.log = append(f.log, s)
+	f.mu.Unlock()
+}
+
+// commands are the recorded actions, without raijin's own bookkeeping.
+func (f *fakeHost) commands() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.log {
+		if strings.Contains(c, "@@versions") || strings.Contains(c, ".lock") {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (f *fakeHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
+	line := builtins.ShellCommand(cmd, o)
+	f.add(line)
+	switch {
+	case strings.Contains(cmd, "@@versions"):
+		return builtins.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n" + f.versions}, nil
+	case strings.HasPrefix(cmd, "fail"):
+		return builtins.Result{Code: 7, Stderr: "it broke"}, nil
+	case cmd == "block":
+		if f.blocking != nil {
+			f.blocking <- struct{}{}
+		}
+		<-ctx.Done()
+		if f.cancelled != nil {
+			f.cancelled <- ctx.Err()
+		}
+		return builtins.Result{}, ctx.Err()
+	}
+	return builtins.Result{}, nil
+}
+
+func (f *fakeHost) Upload(_ context.Context, local, remote string, _ os.FileMode) (bool, error) {
+	f.add("upload " + local + " " + remote)
+	return true, nil
+}
+
+func (f *fakeHost) Write(_ context.Context, remote string, data []byte, _ builtins.WriteOpts) (bool, error) {
+	f.add("write " + remote + " " + string(data))
+	return true, nil
+}
+
+// events records what a run reports.
+type events struct {
+	mu      sync.Mutex
+	lines   []string
+	started chan string // told "host phase" as each phase starts
+}
+
+func (e *events) add(s string) { e.mu.Lock(); e.lines = append(e.lines, s); e.mu.Unlock() }
+func (e *events) PhaseStart(host, phase string) {
+	e.add("start " + host + " " + phase)
+	if e.started != nil {
+		e.started <- host + " " + phase
+	}
+}
+func (e *events) PhaseEnd(host, phase string, _ time.Duration, err error) {
+	e.add("end " + host + " " + phase)
+}
+func (e *events) Log(host, phase, msg string) { e.add("log " + host + " " + phase + ": " + msg) }
+func (e *events) Command(host, cmd string)    {}
+func (e *events) DryRun(host, kind, what, content string) {
+	e.add("dry " + host + " " + kind + " " + what)
+}
+
+const testTOML = `app = "shop"
+version = "2.0.0"
+build_command = "true"
+distfile = "dist/shop"
+release_command = "shop migrate"
+
+[webserver]
+upstream = "localhost:8000"
+
+[processes]
+web = "shop serve"
+
+[[hosts]]
+name = "web1"
+address = "192.0.2.1"
+user = "deploy"
+env = """
+TOKEN=$RAIJIN_TEST_TOKEN
+"""
+`
+
+// project writes raijin.toml and the given files into a temporary directory
+// and loads the configuration.
+func project(t *testing.T, files map[string]string) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	files["raijin.toml"] = testTOML + files["raijin.toml"]
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(content, "#!") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Load(filepath.Join(dir, "raijin.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// run runs the deploy flow of cfg against host.
+func run(ctx context.Context, t *testing.T, cfg *config.Config, host *fakeHost, mod func(*Options)) (*events, error) {
+	t.Helper()
+	ev := &events{}
+	o := Options{
+		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
+		Events: ev, PhaseTimeout: time.Minute,
+		Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return host, func() {}, nil },
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	_, err := Run(ctx, o)
+	return ev, err
+}
+
+func hostErr(t *testing.T, err error) *HostError {
+	t.Helper()
+	var he *HostError
+	if !errors.As(err, &he) {
+		t.Fatalf("want a HostError, got %T %v", err, err)
+	}
+	return he
+}
