@@ -101,6 +101,23 @@ func (b *Batcher) Discard() {
 	b.mu.Unlock()
 }
 
+// Mark is the queue's position now, for DiscardFrom.
+func (b *Batcher) Mark() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items)
+}
+
+// DiscardFrom drops the steps queued since mark (a batch whose function
+// failed half-way sends none of its steps).
+func (b *Batcher) DiscardFrom(mark int) {
+	b.mu.Lock()
+	if mark < len(b.items) {
+		b.items = b.items[:mark]
+	}
+	b.mu.Unlock()
+}
+
 // Pending is the number of queued steps.
 func (b *Batcher) Pending() int {
 	b.mu.Lock()
@@ -462,7 +479,7 @@ func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.File
 		defer f.Close()
 		var in io.Reader = f
 		if b.Observer != nil {
-			in = &progressReader{r: f, total: st.Size(), fn: func(n, total int64) {
+			in = &progressReader{ctx: ctx, r: f, total: st.Size(), fn: func(n, total int64) {
 				b.Observer.Upload(b.Name(), local, remote, n, total, false)
 			}}
 		}

@@ -185,6 +185,22 @@ fi
 true`, Quote(appDir), Quote(protect), max(keep, 0))
 }
 
+// RemoveVersions deletes the given version directories and drops them from
+// .versions (a prune whose plan is already known), in one remote command.
+func RemoveVersions(ctx context.Context, h Host, appDir string, versions []string) error {
+	if len(versions) == 0 {
+		return nil
+	}
+	var dirs, drop []string
+	for _, v := range versions {
+		dirs = append(dirs, Quote("v"+v))
+		drop = append(drop, "-e "+Quote(v))
+	}
+	_, err := Must(ctx, h, fmt.Sprintf(`cd %s && rm -rf -- %s && { grep -vxF %s .versions > .versions.tmp || true; } && mv -f .versions.tmp .versions`,
+		Quote(appDir), strings.Join(dirs, " "), strings.Join(drop, " ")), RunOpts{})
+	return err
+}
+
 // Prune deletes old version directories beyond keep and drops them from
 // .versions, in one remote command. It returns the versions removed (none
 // when the command was queued).

@@ -10,7 +10,7 @@ import (
 // follow, the summary says what happened on each host, and the hosts that
 // succeeded stay on the new version unless --all-or-nothing rolls them back.
 func TestManyHostsFailureStopsBatchesAndAllOrNothing(t *testing.T) {
-	hs := []*TestHost{host(t, 0), host(t, 1), host(t, 2), host(t, 3)}
+	hs := []*TestHost{freshHost(t, 0), freshHost(t, 1), freshHost(t, 2), freshHost(t, 3)}
 	p := NewProject(t, ProjectSpec{App: "many", Hosts: hs})
 	r := p.MustRaijin("deploy")
 	for _, h := range hs {

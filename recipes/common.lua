@@ -202,24 +202,27 @@ function M.proxy(ctx)
       statics = statics, try_duration = "30s",
     }))
   end
-  -- Deferred: it needs no answer, so it rides with the next round trip
-  -- (record's); a failure there still undoes the deploy.
+  -- Deferred: it needs no answer, so it rides with the deploy's last round
+  -- trip (with record, prune, the audit line and the lock's release); a
+  -- failure there still undoes the deploy.
   ctx.host:defer(function() ctx.host:caddy_reload(ctx.paths.caddy_site, site) end)
 end
 
--- record: the new version goes first in .versions (this command also
--- carries the deferred Caddy site). From here on the new version is the
--- current one: a later failure does not switch back.
+-- record: the new version goes first in .versions. From here on the new
+-- version is the current one: a later failure does not switch back (undo
+-- asks the server, see restore). Deferred: it rides with the last round trip.
 function M.record(ctx)
-  raijin.versions.record(ctx, ctx.version)
-  ctx.recorded = true
+  ctx.host:defer(function() raijin.versions.record(ctx, ctx.version) end)
 end
 
 -- prune: version directories beyond versions_to_keep (or `raijin prune
--- --keep N`) are deleted, never the current one.
+-- --keep N`) are deleted, never the current one. Deferred like record: what
+-- to delete is known from the .versions and directories read at the start.
 function M.prune(ctx)
-  local removed = raijin.versions.prune(ctx, ctx.keep or ctx.config.versions_to_keep)
-  if #removed > 0 then ctx.audit.pruned = removed end
+  ctx.host:defer(function()
+    local removed = raijin.versions.prune(ctx, ctx.keep or ctx.config.versions_to_keep)
+    if #removed > 0 then ctx.audit.pruned = removed end
+  end)
 end
 
 -- done (local, once all hosts are done): the URL of each host, then [hooks]
@@ -235,6 +238,10 @@ end
 -- undo for install: when a later step fails, put the previous version back
 -- (its .env and links), and restart it if the new one had been started.
 function M.restore(ctx, links)
+  -- Recorded: the deferred record ran (the new version heads .versions).
+  if not ctx.recorded and ctx.previous ~= ctx.version and not ctx.dry_run then
+    ctx.recorded = raijin.versions.current(ctx) == ctx.version
+  end
   if ctx.recorded then
     ctx.state = "version " .. ctx.version .. " is recorded in .versions and serving; nothing was switched back"
     return

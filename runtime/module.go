@@ -34,6 +34,11 @@ type hostState struct {
 	paths  map[string]string
 	phase  string
 	health bool // a health check failed in this run
+	// What the app directory holds, as this run left it: .versions and the
+	// version directories (read when the lock was taken, then kept up to
+	// date by record and prune), so that a deferred prune knows what to
+	// delete without asking.
+	versions, dirs []string
 }
 
 func (s *hostState) ctx(L *lua.LState) context.Context {
@@ -129,14 +134,36 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 			h := s.needHost(L, "raijin.versions.record")
 			v := L.CheckString(2)
 			s.check(L, builtins.RecordVersion(s.ctx(L), h, s.paths["app_dir"], v))
+			rest := []string{v}
+			for _, x := range s.versions {
+				if x != v {
+					rest = append(rest, x)
+				}
+			}
+			s.versions = rest
 			return 0
 		}))
 		L.SetField(versions, "prune", L.NewFunction(func(L *lua.LState) int {
 			h := s.needHost(L, "raijin.versions.prune")
 			keep := L.CheckInt(2)
 			protect := L.OptString(3, "")
-			removed, err := builtins.Prune(s.ctx(L), h, s.paths["app_dir"], keep, protect)
+			var removed []string
+			var err error
+			if b, ok := h.(*builtins.Batcher); ok && b.Queuing() {
+				// Deferred: what to delete is known from the facts of this
+				// run (the lock is held, nothing else changes them).
+				cur := ""
+				if len(s.versions) > 0 {
+					cur = s.versions[0]
+				}
+				removed = builtins.PrunePlan(s.versions, s.dirs, keep, cur, protect)
+				err = builtins.RemoveVersions(s.ctx(L), h, s.paths["app_dir"], removed)
+			} else {
+				removed, err = builtins.Prune(s.ctx(L), h, s.paths["app_dir"], keep, protect)
+			}
 			s.check(L, err)
+			s.versions = without(s.versions, removed)
+			s.dirs = without(s.dirs, removed)
 			if len(removed) > 0 {
 				s.r.opts.Events.Log(s.name, s.phase, "pruned "+strings.Join(removed, ", "))
 			}
@@ -146,6 +173,20 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 		L.SetField(m, "versions", versions)
 		return m
 	}
+}
+
+func without(list, drop []string) []string {
+	gone := map[string]bool{}
+	for _, d := range drop {
+		gone[d] = true
+	}
+	var out []string
+	for _, x := range list {
+		if !gone[x] {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func (s *hostState) needHost(L *lua.LState, what string) builtins.Host {
@@ -412,12 +453,17 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 	fn("batch", func(L *lua.LState) int {
 		f := L.CheckFunction(2)
 		b, ok := s.host.(*builtins.Batcher)
+		mark := 0
 		if ok {
+			mark = b.Mark()
 			b.Begin()
 		}
 		err := L.PCall(0, 0, f)
 		if ok {
 			b.End()
+			if err != nil {
+				b.DiscardFrom(mark)
+			}
 		}
 		if err != nil {
 			L.Error(err.(*lua.ApiError).Object, 0)
@@ -430,12 +476,17 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 	fn("defer", func(L *lua.LState) int {
 		f := L.CheckFunction(2)
 		b, ok := s.host.(*builtins.Batcher)
+		mark := 0
 		if ok {
+			mark = b.Mark()
 			b.Begin()
 		}
 		err := L.PCall(0, 0, f)
 		if ok {
 			b.End()
+			if err != nil {
+				b.DiscardFrom(mark)
+			}
 		}
 		if err != nil {
 			L.Error(err.(*lua.ApiError).Object, 0)

@@ -683,7 +683,8 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			version = previous
 		}
 	}
-	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
+	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version),
+		versions: facts.versions, dirs: append(facts.dirs, version)}
 	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return fail("load", err)
@@ -701,6 +702,15 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			n = qe.Label
 		}
 		if batcher != nil {
+			// Steps deferred by the phases that completed are done, as
+			// if they had been sent at once; then the undo handlers run.
+			if !errors.As(err, &qe) && batcher.Pending() > 0 {
+				fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				if ferr := batcher.Flush(fctx); ferr != nil {
+					r.opts.Events.Log(h.Name, n, r.opts.Redactor.Redact("the steps deferred before the failure failed too: "+ferr.Error()))
+				}
+				cancel()
+			}
 			batcher.Discard()
 		}
 		he := r.hostError(h.Name, n, err)
@@ -809,6 +819,7 @@ func rollbackTarget(versions []string, want string) (string, error) {
 type hostFacts struct {
 	home, user, appDir string
 	versions           []string
+	dirs               []string // the versions with a v{version} directory
 }
 
 // prepare learns the deploy user's home, takes the deploy lock and reads
@@ -828,7 +839,8 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 	}
 	rel := path.Join(h.AppsDir, c.App)
 	script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, r.opts.ForceUnlock) +
-		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
+		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; echo '@@dirs'; " +
+		"for d in " + builtins.Quote(rel) + "/v*/; do [ -d \"$d\" ] && basename \"$d\"; done; true"
 	deadline := time.Now().Add(r.opts.LockWait)
 	waited := false
 	for {
@@ -841,7 +853,13 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		if len(lines) < 3 {
 			return hostFacts{}, fmt.Errorf("unexpected answer from the server: %q", res.Stdout)
 		}
+		vers, dirs, _ := strings.Cut(vers, "@@dirs")
 		f := hostFacts{home: lines[0], user: lines[1], versions: builtins.ParseVersions(vers)}
+		for _, d := range builtins.ParseVersions(dirs) {
+			if v, ok := strings.CutPrefix(d, "v"); ok && v != "" {
+				f.dirs = append(f.dirs, v)
+			}
+		}
 		f.appDir = AppDir(c, h, f.home)
 		locked, holder := builtins.ParseLockOutput(lines[2])
 		if locked {

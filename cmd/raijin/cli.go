@@ -123,11 +123,16 @@ func hostSummary(u *ui.UI, rep *runtime.Report) {
 		switch {
 		case h.Skipped:
 			status, detail = "skipped", "not started: an earlier batch failed"
-		case h.Err != nil && h.Restored:
+		case h.Err != nil && h.Restored && h.Previous != "":
 			status, detail = "failed", fmt.Sprintf("in phase %s; restored %s", h.Phase, h.Previous)
 		case h.Err != nil:
 			status, detail = "failed", "in phase "+h.Phase
-			if h.Previous != "" {
+			switch {
+			case h.Previous == "":
+				detail += "; first deploy, nothing to restore"
+			case h.Restored:
+				detail += "; restored " + h.Previous
+			default:
 				detail += "; still on " + h.Previous
 			}
 		case h.RolledBack:
