@@ -30,14 +30,13 @@ type Batcher struct {
 	// Stats counts the steps carried (one round trip may carry many).
 	Stats *Stats
 
-	mu      sync.Mutex
-	depth   int // > 0: queuing
-	items   []*batchItem
-	flags   map[string]bool
-	label   string                            // what queued steps are attributed to (the phase)
-	after   []func(ctx context.Context) error // sends that wait for a flush
-	nonce   string
-	flushes int
+	mu    sync.Mutex
+	depth int // > 0: queuing
+	items []*batchItem
+	flags map[string]bool
+	label string                            // what queued steps are attributed to (the phase)
+	after []func(ctx context.Context) error // sends that wait for a flush
+	nonce string
 }
 
 type batchItem struct {
@@ -49,7 +48,6 @@ type batchItem struct {
 	when  string // run only if this flag is set
 	check func(Result) error
 	label string
-	echo  string
 	// direct: the caller waits for this step's result, so a non-zero exit
 	// is its answer, not an error (as with Host.Run).
 	direct bool
@@ -297,7 +295,6 @@ func (b *Batcher) send(ctx context.Context) ([]Result, error) {
 	for k, v := range b.flags {
 		flags[k] = v
 	}
-	b.flushes++
 	b.mu.Unlock()
 	if len(items) == 0 {
 		return nil, nil
@@ -306,9 +303,6 @@ func (b *Batcher) send(ctx context.Context) ([]Result, error) {
 		e := it.line
 		if it.when != "" {
 			e = "[only if " + it.when + " changed] " + e
-		}
-		if it.echo != "" {
-			e = it.echo
 		}
 		b.echo(e)
 	}
