@@ -81,7 +81,72 @@ type Report struct {
 	Duration time.Duration
 }
 
+// dialing is a connection opened while the local phases run.
+type dialing struct {
+	done  chan struct{}
+	host  builtins.Host
+	close func()
+	err   error
+	taken bool
+}
+
+// dialEarly opens every host's connection while the local phases (the
+// build) run, so that the SSH handshakes' round trips do not wait for them.
+// Only the connection is made: nothing runs on a host before its phases,
+// and a failed build leaves the hosts untouched.
+func (r *runner) dialEarly(ctx context.Context) {
+	r.early = map[string]*dialing{}
+	for _, h := range r.opts.Hosts {
+		d := &dialing{done: make(chan struct{})}
+		r.early[h.Name] = d
+		go func(h config.Host) {
+			defer close(d.done)
+			d.host, d.close, d.err = r.opts.Connect(ctx, h)
+		}(h)
+	}
+}
+
+// connect is the host's early connection, else a new one.
+func (r *runner) connect(ctx context.Context, h config.Host) (builtins.Host, func(), error) {
+	r.earlyMu.Lock()
+	d := r.early[h.Name]
+	if d != nil {
+		d.taken = true
+	}
+	r.earlyMu.Unlock()
+	if d == nil {
+		return r.opts.Connect(ctx, h)
+	}
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	return d.host, d.close, d.err
+}
+
+// closeEarly closes the early connections no host run took (the build
+// failed, or an earlier batch did).
+func (r *runner) closeEarly() {
+	r.earlyMu.Lock()
+	defer r.earlyMu.Unlock()
+	for _, d := range r.early {
+		if d.taken {
+			continue
+		}
+		d.taken = true
+		go func(d *dialing) {
+			<-d.done
+			if d.err == nil {
+				d.close()
+			}
+		}(d)
+	}
+}
+
 type runner struct {
+	earlyMu sync.Mutex
+	early   map[string]*dialing
 	opts    Options
 	envMu   sync.Mutex
 	envs    map[string]*builtins.Env
@@ -200,6 +265,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	lctx := r.newCtx(L, ls, config.Host{}, nil, "")
 	shared := L.NewTable()
 	lctx.RawSetString("shared", shared)
+	if !opts.DryRun && len(before) > 0 && len(hostPhases) > 0 {
+		r.dialEarly(ctx)
+		defer r.closeEarly()
+	}
 	for _, n := range before {
 		if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
 			he := r.hostError("local", n, err)
@@ -603,7 +672,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	}
 	r.opts.Events.PhaseStart(h.Name, "connect")
 	cstart := time.Now()
-	host, closeFn, err := r.opts.Connect(ctx, h)
+	host, closeFn, err := r.connect(ctx, h)
 	if err != nil {
 		r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
