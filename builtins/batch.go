@@ -36,6 +36,7 @@ type Batcher struct {
 	flags map[string]bool
 	label string                            // what queued steps are attributed to (the phase)
 	after []func(ctx context.Context) error // sends that wait for a flush
+	sent  map[string]bool                   // remote path: whether its last upload sent bytes
 	nonce string
 }
 
@@ -57,10 +58,27 @@ type batchItem struct {
 func NewBatcher(h Host, obs Observer, red *Redactor, stats *Stats) *Batcher {
 	b := make([]byte, 6)
 	rand.Read(b)
-	return &Batcher{Host: h, Observer: obs, Redactor: red, Stats: stats, flags: map[string]bool{}, nonce: hex.EncodeToString(b)}
+	return &Batcher{Host: h, Observer: obs, Redactor: red, Stats: stats, flags: map[string]bool{}, sent: map[string]bool{}, nonce: hex.EncodeToString(b)}
 }
 
 func (b *Batcher) Name() string { return b.Host.Name() }
+
+// Sent reports whether the last upload to remote sent bytes (false when the
+// server had the same file, or before it was sent).
+func (b *Batcher) Sent(remote string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sent[remote]
+}
+
+// Alive checks the connection below, for a run that must know whether to
+// connect again.
+func (b *Batcher) Alive(ctx context.Context) error {
+	if a, ok := b.Host.(interface{ Alive(context.Context) error }); ok {
+		return a.Alive(ctx)
+	}
+	return nil
+}
 
 // Queuing reports whether calls are being queued instead of sent.
 func (b *Batcher) Queuing() bool {
@@ -490,6 +508,9 @@ func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.File
 			return fmt.Errorf("uploading %s to %s failed: %s", path.Base(local), remote, lastLines(res.Stderr, 3))
 		}
 		sent = true
+		b.mu.Lock()
+		b.sent[remote] = true
+		b.mu.Unlock()
 		return nil
 	}
 	it := &batchItem{
@@ -498,6 +519,9 @@ func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.File
 			if r.Code != 0 {
 				return fmt.Errorf("preparing %s failed: %s", path.Dir(remote), lastLines(r.Stderr, 3))
 			}
+			b.mu.Lock()
+			b.sent[remote] = false
+			b.mu.Unlock()
 			if strings.TrimSpace(r.Stdout) == "same" {
 				if b.Observer != nil {
 					b.Observer.Upload(b.Name(), local, remote, 0, st.Size(), true)

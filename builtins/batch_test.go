@@ -13,13 +13,13 @@ import (
 	"time"
 )
 
-// shellHost runs commands with sh on this machine: the Batcher's scripts are
+// batchShell runs commands with sh on this machine: the Batcher's scripts are
 // real shell, so they are tested by running them.
-type shellHost struct{ runs []string }
+type batchShell struct{ runs []string }
 
-func (h *shellHost) Name() string { return "local" }
+func (h *batchShell) Name() string { return "local" }
 
-func (h *shellHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, error) {
+func (h *batchShell) Run(ctx context.Context, cmd string, o RunOpts) (Result, error) {
 	line := ShellCommand(cmd, o)
 	h.runs = append(h.runs, line)
 	c := exec.CommandContext(ctx, "sh", "-c", line)
@@ -40,17 +40,17 @@ func (h *shellHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, err
 	return res, err
 }
 
-func (h *shellHost) Upload(context.Context, string, string, os.FileMode) (bool, error) {
+func (h *batchShell) Upload(context.Context, string, string, os.FileMode) (bool, error) {
 	panic("the Batcher uploads through Run")
 }
 
-func (h *shellHost) Write(context.Context, string, []byte, WriteOpts) (bool, error) {
+func (h *batchShell) Write(context.Context, string, []byte, WriteOpts) (bool, error) {
 	panic("the Batcher writes through Run")
 }
 
 func TestBatchSendsQueuedStepsInOneRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	sh := &shellHost{}
+	sh := &batchShell{}
 	stats := &Stats{}
 	b := NewBatcher(sh, nil, &Redactor{}, stats)
 	ctx := context.Background()
@@ -104,7 +104,7 @@ func TestBatchSendsQueuedStepsInOneRoundTrip(t *testing.T) {
 
 func TestBatchStopsAtFirstFailure(t *testing.T) {
 	dir := t.TempDir()
-	sh := &shellHost{}
+	sh := &batchShell{}
 	b := NewBatcher(sh, nil, &Redactor{}, nil)
 	ctx := context.Background()
 	b.Label("install")
@@ -134,7 +134,7 @@ func TestBatchStopsAtFirstFailure(t *testing.T) {
 }
 
 func TestBatchStdinAndOutputsPerStep(t *testing.T) {
-	sh := &shellHost{}
+	sh := &batchShell{}
 	b := NewBatcher(sh, nil, &Redactor{}, nil)
 	ctx := context.Background()
 	var got []string
@@ -159,7 +159,7 @@ func TestBatchUploadSkipsSameFile(t *testing.T) {
 	local := filepath.Join(dir, "app.bin")
 	os.WriteFile(local, bytes.Repeat([]byte("x"), 100000), 0o644)
 	remote := filepath.Join(dir, "srv", "v1", "app")
-	sh := &shellHost{}
+	sh := &batchShell{}
 	stats := &Stats{}
 	b := NewBatcher(sh, nil, &Redactor{}, stats)
 	ctx := context.Background()
@@ -194,7 +194,7 @@ func TestBatchUploadSkipsSameFile(t *testing.T) {
 
 func TestBatchFinishRunsFinalOnlyOnSuccess(t *testing.T) {
 	dir := t.TempDir()
-	sh := &shellHost{}
+	sh := &batchShell{}
 	b := NewBatcher(sh, nil, &Redactor{}, nil)
 	ctx := context.Background()
 	final := "touch " + Quote(filepath.Join(dir, "unlocked"))
@@ -225,7 +225,7 @@ func TestPruneScriptMatchesPrunePlan(t *testing.T) {
 		os.MkdirAll(filepath.Join(dir, "v"+v), 0o755)
 	}
 	os.WriteFile(filepath.Join(dir, ".versions"), []byte("1.3\n1.2\n1.1\n1.0\n"), 0o644)
-	removed, err := Prune(context.Background(), &shellHost{}, dir, 2, "2.0")
+	removed, err := Prune(context.Background(), &batchShell{}, dir, 2, "2.0")
 	if err != nil {
 		t.Fatal(err)
 	}

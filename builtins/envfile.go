@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // EnvVar is one variable of an env file. A value written as $name (unquoted) is
@@ -24,6 +25,10 @@ type Env struct {
 }
 
 var envKeyRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidEnvName reports whether name can be a variable name in a shell and in
+// systemd's environment.
+func ValidEnvName(name string) bool { return envKeyRe.MatchString(name) }
 
 // ParseEnv reads KEY=VALUE lines: blank lines and # comments are skipped, an
 // "export " prefix is allowed, 'single' quotes are literal, "double" quotes
@@ -92,9 +97,27 @@ func ParseEnv(source, text string) (*Env, error) {
 				v.Value = rest
 			}
 		}
+		if err := CheckEnvValue(v.Value); err != nil {
+			return nil, fmt.Errorf("%s:%d: %s: %v", source, lineNo, key, err)
+		}
 		env.set(v)
 	}
 	return env, nil
+}
+
+// CheckEnvValue refuses what systemd's EnvironmentFile= and a shell would not
+// read back the same: bytes that are not UTF-8, and control characters other
+// than tab and newline (a carriage return, for one, is dropped by systemd).
+func CheckEnvValue(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("the value is not valid UTF-8")
+	}
+	for _, r := range s {
+		if r != '\t' && r != '\n' && (r < 0x20 || r == 0x7f) {
+			return fmt.Errorf("the value contains control character %U: only tab and newline are allowed", r)
+		}
+	}
+	return nil
 }
 
 func trailing(after string) error {

@@ -60,11 +60,11 @@ while :; do
   case "$code" in 2??) break;; esac
   if [ "$(date +%%s)" -ge "$end" ]; then
     if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
-    echo "health check GET %s: $what for %ds" >&2; journal >&2; exit 4
+    echo %s"$what for %ds" >&2; journal >&2; exit 4
   fi
   sleep 0.2
 done
-`, int(timeout.Seconds()), QuoteAll(args...), Quote(url), c.Path, int(timeout.Seconds()))
+`, int(timeout.Seconds()), QuoteAll(args...), Quote(url), Quote("health check GET "+c.Path+": "), int(timeout.Seconds()))
 		b.WriteString(`if msg=$(inactive); then echo "$msg after the health check passed" >&2; journal >&2; exit 4; fi
 `)
 	} else {

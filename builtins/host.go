@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -96,6 +97,9 @@ type RemoteHost struct {
 
 func (h *RemoteHost) Name() string { return h.HostName }
 
+// Alive reports whether the SSH connection still answers.
+func (h *RemoteHost) Alive(ctx context.Context) error { return h.Client.Alive(ctx) }
+
 func (h *RemoteHost) echo(cmd string) {
 	if h.Observer != nil {
 		h.Observer.Command(h.HostName, h.Redactor.Redact(cmd))
@@ -105,6 +109,10 @@ func (h *RemoteHost) echo(cmd string) {
 func (h *RemoteHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, error) {
 	line := ShellCommand(cmd, o)
 	h.echo(line)
+	if h.Redactor.Leaks(line) {
+		// Any user of the server sees a command line in ps.
+		return Result{}, fmt.Errorf("refusing to run %s: it holds a secret value, which would show in the server's process list; send it on stdin or write it to a file (ctx.host:write) instead", shorten(h.Redactor.Redact(line), 120))
+	}
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
@@ -120,11 +128,12 @@ func (h *RemoteHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, er
 // writeScript writes stdin to dest through a temporary file in its directory,
 // leaving an identical file's content untouched (its mode is still set, so a
 // file once written 0644 becomes 0600 when asked); it prints "changed" or
-// "same".
+// "same". mv -T: a directory in dest's place is an error, not a place to
+// move the file into.
 func writeScript(dest string, mode os.FileMode) string {
 	d := Quote(dest)
 	return fmt.Sprintf(`set -e; t=$(mktemp %s.raijin-XXXXXX); trap 'rm -f "$t"' EXIT; cat > "$t"; `+
-		`if cmp -s "$t" %s; then chmod %04o %s; echo same; else chmod %04o "$t"; mv -f "$t" %s; trap - EXIT; echo changed; fi`,
+		`if cmp -s "$t" %s; then chmod %04o %s; echo same; else chmod %04o "$t"; mv -fT "$t" %s; trap - EXIT; echo changed; fi`,
 		Quote(dest), d, mode, d, mode, d)
 }
 
@@ -195,9 +204,32 @@ func (h *RemoteHost) Upload(ctx context.Context, local, remote string, mode os.F
 		progress = func(sent, total int64) { h.Observer.Upload(h.HostName, local, remote, sent, total, false) }
 	}
 	if err := h.Client.Upload(ctx, local, remote, mode, progress); err != nil {
-		return false, err
+		return false, h.explainUpload(ctx, err, remote, st.Size())
 	}
 	return true, nil
+}
+
+// explainUpload adds the likely cause to an upload failure: SFTP servers
+// report a full disk only as a generic failure, so look at the free space.
+func (h *RemoteHost) explainUpload(ctx context.Context, err error, remote string, size int64) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, derr := h.Client.Exec(dctx, "df -Pk "+Quote(path.Dir(remote))+" | tail -n 1", nil)
+	if derr != nil || res.Code != 0 {
+		return err
+	}
+	f := strings.Fields(res.Stdout)
+	if len(f) < 6 {
+		return err
+	}
+	free, perr := strconv.ParseInt(f[3], 10, 64)
+	if perr != nil || free*1024 >= size {
+		return err
+	}
+	return fmt.Errorf("%v: no space left on the server's disk: %s has %d KiB free, the file needs %d KiB; free space on the server (or lower versions_to_keep) and deploy again", err, f[5], free, (size+1023)/1024)
 }
 
 // Action is one thing a recording host was asked to do.

@@ -42,7 +42,7 @@ func (e AuditEntry) Who() string {
 func FinishScript(appDir string, lock LockInfo, entry AuditEntry) string {
 	data, _ := json.Marshal(entry)
 	d := Quote(appDir)
-	return fmt.Sprintf(`f=%s/.audit.jsonl; [ -d %s ] || f=%s/.audit.jsonl; printf '%%s\n' %s >> "$f"; %s`,
+	return fmt.Sprintf(`f=%s/.audit.jsonl; [ -d %s ] || f=%s/.audit.jsonl; ok=1; printf '%%s\n' %s >> "$f" || ok=; %s; [ -n "$ok" ]`,
 		d, d, Quote(path.Dir(appDir)), Quote(string(data)), UnlockScript(appDir, lock))
 }
 
@@ -150,15 +150,10 @@ echo @@audit; tail -n %d .audit.jsonl 2>/dev/null; true`, Quote(rel), auditTail)
 }
 
 // LockStatus reads the deploy lock of the app at rel: held reports whether
-// it exists, info what it says about its holder. With release, the lock is
-// removed too, whoever holds it.
-func LockStatus(ctx context.Context, h Host, rel string, release bool) (held bool, info LockInfo, appDir string, err error) {
-	rm := ""
-	if release {
-		rm = "; rm -rf .lock"
-	}
+// it exists, info what it says about its holder.
+func LockStatus(ctx context.Context, h Host, rel string) (held bool, info LockInfo, appDir string, err error) {
 	script := fmt.Sprintf(`cd && printf '%%s\n' "$PWD" && cd %s 2>/dev/null || exit 0
-if [ -d .lock ]; then echo held; cat .lock/info 2>/dev/null%s; fi; true`, Quote(rel), rm)
+if [ -d .lock ]; then echo held; cat .lock/info 2>/dev/null; fi; true`, Quote(rel))
 	res, err := Must(ctx, h, script, RunOpts{})
 	if err != nil {
 		return false, LockInfo{}, "", err
@@ -171,6 +166,33 @@ if [ -d .lock ]; then echo held; cat .lock/info 2>/dev/null%s; fi; true`, Quote(
 	}
 	json.Unmarshal([]byte(strings.TrimSpace(data)), &info)
 	return true, info, appDir, nil
+}
+
+// BreakLock removes the lock that holder holds on the app in appDir (any
+// lock, when it had no readable token) and records that in the audit log,
+// in one command. It fails if the lock changed hands since it was read.
+func BreakLock(ctx context.Context, h Host, appDir string, holder LockInfo, entry AuditEntry) error {
+	data, _ := json.Marshal(entry)
+	l := Quote(appDir + "/.lock")
+	mine := "true"
+	if holder.Token != "" {
+		mine = fmt.Sprintf("grep -qF %s %s/info 2>/dev/null", Quote(holder.Token), l)
+	}
+	res, err := Must(ctx, h, fmt.Sprintf(`if %s; then rm -rf %s && printf '%%s\n' %s >> %s && echo released; else echo changed; fi`,
+		mine, l, Quote(string(data)), Quote(appDir+"/.audit.jsonl")), RunOpts{})
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(res.Stdout) != "released" {
+		return &lockChanged{}
+	}
+	return nil
+}
+
+type lockChanged struct{}
+
+func (lockChanged) Error() string {
+	return "the lock changed hands while it was being released: see `raijin lock status`"
 }
 
 // joinHome resolves rel against the user's home, as `cd && cd rel` does.

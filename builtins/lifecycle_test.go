@@ -120,3 +120,49 @@ func TestFinishScript(t *testing.T) {
 		t.Errorf("the error text ran as a command")
 	}
 }
+
+// shellHost runs commands with the local sh, in place of a server.
+type shellHost struct{ cannedHost }
+
+func (s *shellHost) Run(_ context.Context, cmd string, _ RunOpts) (Result, error) {
+	out, err := exec.Command("sh", "-c", cmd).Output()
+	res := Result{Stdout: string(out)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.Code = ee.ExitCode()
+	}
+	return res, nil
+}
+
+// lock release: the lock read by LockStatus is removed and recorded; a lock
+// that changed hands in between is left alone.
+func TestBreakLock(t *testing.T) {
+	app := t.TempDir() + "/shop"
+	if err := os.MkdirAll(app+"/.lock", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	info := LockInfo{User: "ann", Machine: "box", PID: 7, Command: "deploy", Token: "t1"}
+	data, _ := json.Marshal(info)
+	os.WriteFile(app+"/.lock/info", data, 0o644)
+	h := &shellHost{}
+	held, got, dir, err := LockStatus(context.Background(), h, app)
+	if err != nil || !held || got.User != "ann" || dir != app {
+		t.Fatalf("LockStatus = %v %+v %q %v", held, got, dir, err)
+	}
+	os.WriteFile(app+"/.lock/info", []byte(`{"token":"t2"}`), 0o644)
+	if err := BreakLock(context.Background(), h, app, got, AuditEntry{Command: "lock release"}); err == nil {
+		t.Errorf("a lock that changed hands was released")
+	}
+	os.WriteFile(app+"/.lock/info", data, 0o644)
+	if err := BreakLock(context.Background(), h, app, got, AuditEntry{Command: "lock release", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(app + "/.lock"); err == nil {
+		t.Errorf("the lock is still there")
+	}
+	if a, _ := os.ReadFile(app + "/.audit.jsonl"); len(ParseAudit(string(a))) != 1 {
+		t.Errorf("audit log after lock release: %q", a)
+	}
+	if held, _, _, _ := LockStatus(context.Background(), h, app); held {
+		t.Errorf("LockStatus says held after the release")
+	}
+}

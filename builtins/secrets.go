@@ -131,6 +131,9 @@ func ResolveSecrets(ctx context.Context, env *Env, adapter SecretAdapter) error 
 		if err != nil {
 			return fmt.Errorf("%s:%d: %s: %w", env.Source, v.Line, v.Key, err)
 		}
+		if err := CheckEnvValue(val); err != nil {
+			return fmt.Errorf("%s:%d: %s: secret %s: %v", env.Source, v.Line, v.Key, v.Secret, err)
+		}
 		v.Value = val
 	}
 	return nil
@@ -160,6 +163,22 @@ func (r *Redactor) Add(values ...string) {
 			r.values = append(r.values, v)
 		}
 	}
+}
+
+// Leaks reports whether s holds a registered secret value of at least 6
+// characters (shorter ones match ordinary text too often to refuse on).
+func (r *Redactor) Leaks(s string) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, v := range r.values {
+		if len(v) >= 6 && strings.Contains(s, v) {
+			return true
+		}
+	}
+	return false
 }
 
 // Redact hides every registered value in s.

@@ -405,6 +405,22 @@ func (c *Client) keepalive(every time.Duration) {
 	}
 }
 
+// Alive reports whether the connection still answers (a keepalive request,
+// no remote command), waiting at most until ctx ends.
+func (c *Client) Alive(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Close ends the connection and its keepalive. Closing twice is harmless.
 func (c *Client) Close() error {
 	var err error
@@ -575,7 +591,15 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 		return err
 	}
 	c.stats.SFTPOps.Add(1)
-	tmp := path.Join(path.Dir(remote), "."+path.Base(remote)+".raijin-tmp-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	prefix := path.Join(path.Dir(remote), "."+path.Base(remote)+".raijin-tmp-")
+	// A temporary file left by an upload whose connection dropped is never
+	// used; clear it away now.
+	if old, err := s.Glob(prefix + "*"); err == nil {
+		for _, o := range old {
+			s.Remove(o)
+		}
+	}
+	tmp := prefix + strconv.FormatInt(time.Now().UnixNano(), 36)
 	w, err := s.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		return fmt.Errorf("creating %s: %v", tmp, err)
@@ -603,6 +627,9 @@ func (c *Client) Upload(ctx context.Context, local, remote string, mode os.FileM
 		}
 	}
 	if err != nil {
+		if errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("uploading %s to %s: the SSH connection to %s dropped during the upload (%v); the partial file %s is never used", filepath.Base(local), remote, c.Addr, err, path.Base(tmp))
+		}
 		s.Remove(tmp)
 		if ctx.Err() != nil {
 			return ctx.Err()

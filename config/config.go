@@ -91,6 +91,7 @@ var (
 	versionRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
 	procRe    = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 	hostRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	pythonRe  = regexp.MustCompile(`^[0-9]+(\.[0-9]+){0,2}$`)
 )
 
 // ValidVersion reports whether v can name a version directory: no '/', '..',
@@ -296,6 +297,12 @@ func (c *Config) resolve(data []byte) error {
 	}
 	if c.InstallationMode == ModeBinary && c.Requirements != "" {
 		return c.keyError(data, "requirements", "only applies to installation_mode = \"python-package\"")
+	}
+	if c.InstallationMode == ModeBinary && c.PythonVersion != "" {
+		return c.keyError(data, "python_version", "only applies to installation_mode = \"python-package\"")
+	}
+	if c.PythonVersion != "" && !pythonRe.MatchString(c.PythonVersion) {
+		return c.keyError(data, "python_version", "%q: write a version such as \"3.12\"", c.PythonVersion)
 	}
 	if c.VersionsToKeep == 0 {
 		c.VersionsToKeep = 5

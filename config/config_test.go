@@ -76,6 +76,8 @@ func TestLoadErrors(t *testing.T) {
 		{name: "dotdot version", toml: strings.Replace(minimal, `"1.0.0"`, `"1..2"`, 1), want: `:2: version: version "1..2" is not usable`},
 		{name: "bad mode at top", toml: "installation_mode = \"docker\"\n" + minimal, want: `:1: installation_mode: "docker" is not a mode: use "binary" or "python-package"`},
 		{name: "requirements in binary mode", toml: "requirements = \"r.txt\"\n" + minimal, want: `:1: requirements: only applies to installation_mode = "python-package"`},
+		{name: "python_version in binary mode", toml: "python_version = \"3.12\"\n" + minimal, want: `:1: python_version: only applies to installation_mode = "python-package"`},
+		{name: "bad python_version", toml: "installation_mode = \"python-package\"\npython_version = \"3.12; rm -rf /\"\n" + minimal, want: `:2: python_version: "3.12; rm -rf /": write a version such as "3.12"`},
 		{name: "versions_to_keep below 1", toml: "versions_to_keep = -1\n" + minimal, want: ":1: versions_to_keep: must be at least 1"},
 		{name: "recipe missing", toml: "recipe = \"my.lua\"\n" + minimal, want: ":1: recipe: my.lua: no such file"},
 		{name: "upstream without port", toml: minimal + "[webserver]\nupstream = \"localhost\"\n", want: `:11: webserver.upstream: "localhost": expected HOST:PORT or unix//PATH`},

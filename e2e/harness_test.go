@@ -202,6 +202,7 @@ type ProjectSpec struct {
 	App      string
 	Hosts    []*TestHost
 	Version  string
+	Head     string // the build and release keys; default: those of the Go app
 	Extra    string // more top-level TOML, before the tables
 	Webextra string // more [webserver] keys
 	Procs    string // [processes] body; default web = "goapp"
@@ -212,9 +213,11 @@ type ProjectSpec struct {
 
 const tomlTemplate = `app = "{{.App}}"
 version = "{{.Version}}"
+{{if .Head}}{{.Head}}{{else -}}
 build_command = "go -C {{.Src}} build -ldflags \"-X main.version=$RAIJIN_VERSION\" -o $PWD/dist/goapp ."
 distfile = "dist/goapp"
 release_command = "{{.App}} migrate"
+{{end -}}
 {{.Extra}}
 [webserver]
 upstream = "localhost:{{.Port}}"

@@ -106,26 +106,48 @@ func TestLifecycleLock(t *testing.T) {
 		t.Errorf("after lock release and a deploy, GET / = %q, want 1.1.0", body)
 	}
 
-	// --lock-wait: the holder lets go after 3 s.
-	h.Run(t, fmt.Sprintf("mkdir %[1]s/.lock && echo '%[2]s' > %[1]s/.lock/info && { nohup sh -c 'sleep 3; rm -rf %[1]s/.lock' >/dev/null 2>&1 </dev/null & }", dir, holder))
-	r := p.MustRaijin("deploy", "--set-version", "1.2.0", "--lock-wait", "30s")
+	// --lock-wait: the holder lets go after 5 s (prune: no build to wait for first).
+	h.Run(t, fmt.Sprintf("mkdir %[1]s/.lock && echo '%[2]s' > %[1]s/.lock/info && { nohup sh -c 'sleep 5; rm -rf %[1]s/.lock' >/dev/null 2>&1 </dev/null & }", dir, holder))
+	r := p.MustRaijin("prune", "--lock-wait", "30s")
 	if !strings.Contains(r.Stderr, "waiting up to 30s for the deploy lock, held by alice@build-box") {
-		t.Errorf("deploy --lock-wait did not wait for the lock:\n%s", r.Stderr)
+		t.Errorf("prune --lock-wait did not wait for the lock:\n%s", r.Stderr)
 	}
-	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.2.0") {
-		t.Errorf("after deploy --lock-wait, GET / = %q, want 1.2.0", body)
-	}
+	p.MustRaijin("deploy", "--set-version", "1.2.0")
 	if out := h.Run(t, "ls -a "+dir); strings.Contains(out, ".lock") {
 		t.Errorf("a lock is left after the deploys:\n%s", out)
 	}
-	// Commands that did not get the lock write no audit line.
-	if got := summary(readAudit(t, h, dir+"/.audit.jsonl")); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->1.1.0 ok\ndeploy 1.1.0->1.2.0 ok" {
+	// A real deploy in progress: prune and rollback wait their turn.
+	p.setTOML(t, `release_command = "`, `release_command = "touch release-started; sleep 8; `)
+	done := make(chan Result)
+	go func() { done <- p.RaijinCtx(context.Background(), nil, "deploy", "--set-version", "1.3.0") }()
+	for i := 0; i < 300; i++ {
+		if _, ok := h.Try("test -e " + dir + "/release-started"); ok {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, args := range [][]string{{"prune", "--keep", "1"}, {"rollback", "-y"}} {
+		if r := p.Raijin(args...); r.Code != 3 || !strings.Contains(r.Stderr, "`raijin deploy` of 1.3.0") {
+			t.Errorf("raijin %s during a deploy: want exit 3 naming that deploy: %s", args[0], r)
+		}
+	}
+	if r := <-done; r.Code != 0 {
+		t.Fatalf("the deploy that held the lock failed: %s", r)
+	}
+	if got := h.Run(t, "cd "+dir+" && head -1 .versions && ls -d v1.3.0"); got != "1.3.0\nv1.3.0\n" {
+		t.Errorf("after the deploy: %q", got)
+	}
+
+	// Commands that did not get the lock write no audit line; lock release
+	// writes one.
+	if got := summary(readAudit(t, h, dir+"/.audit.jsonl")); got != "deploy ->1.0.0 ok\nlock release -> ok\ndeploy 1.0.0->1.1.0 ok\nprune 1.1.0-> ok\ndeploy 1.1.0->1.2.0 ok\ndeploy 1.2.0->1.3.0 ok" {
 		t.Errorf("audit log:\n%s", got)
 	}
 }
 
-// Build, transfer or release_command failing: the previous version keeps
-// serving through Caddy, the error says so, the audit log records it.
+// Build, transfer, install or release_command failing: the previous version
+// keeps serving through Caddy, and the error says so; failures after the
+// switch say what the host is left with; the audit log records each.
 func TestLifecycleFailures(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "fail", Hosts: []*TestHost{h}, Webextra: `health_check_timeout = "5s"`})
@@ -174,6 +196,17 @@ func TestLifecycleFailures(t *testing.T) {
 	}
 	p.setTOML(t, "FAIL_START=1\nPORT=", "PORT=")
 
+	// Install cannot write .appenv (a directory stands in its way).
+	h.Run(t, "rm -f "+dir+"/.appenv && mkdir -p "+dir+"/.appenv/in-the-way")
+	r = p.Raijin("deploy", "--set-version", "5.5.0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "phase install:") || !strings.Contains(r.Stderr, "nothing was switched: version 1.0.0 is still serving") {
+		t.Errorf("a failing install: want exit 1 saying 1.0.0 serves: %s", r)
+	}
+	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.0.0") {
+		t.Errorf("after the failed install GET / = %q, want 1.0.0 through Caddy", body)
+	}
+	h.Run(t, "rm -rf "+dir+"/.appenv")
+
 	// After the record: the new version is current and stays; the error says so.
 	p.Write("deploy.lua", "local raijin = require(\"raijin\")\nraijin.after(\"record\", function(ctx) error(\"notify failed\", 0) end)\n", 0o644)
 	r = p.Raijin("deploy", "--set-version", "6.0.0")
@@ -185,7 +218,7 @@ func TestLifecycleFailures(t *testing.T) {
 	}
 
 	audit := readAudit(t, h, dir+"/.audit.jsonl")
-	if got := summary(audit); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->2.0.0 failed\ndeploy 1.0.0->4.0.0 failed\ndeploy 1.0.0->5.0.0 failed\ndeploy 1.0.0->6.0.0 failed" {
+	if got := summary(audit); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->2.0.0 failed\ndeploy 1.0.0->4.0.0 failed\ndeploy 1.0.0->5.0.0 failed\ndeploy 1.0.0->5.5.0 failed\ndeploy 1.0.0->6.0.0 failed" {
 		t.Fatalf("audit log (a failed build touches no host):\n%s", got)
 	}
 	if audit[1].Phase != "release" || !strings.Contains(audit[1].Error, "exited 3") {

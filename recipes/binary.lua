@@ -50,22 +50,6 @@ raijin.phase("done", { where = "local" }, common.done)
 
 raijin.phases { "secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done" }
 
--- Rollback: switch back to an older version already on the host and restart.
-raijin.phase("switch", function(ctx) common.switch(ctx, ctx.version, links(ctx)) end)
-raijin.phase("restart", function(ctx)
-  ctx.restarted = true
-  ctx.host:systemctl("restart", table.unpack(common.unit_names(ctx)))
-  ctx.host:wait_healthy(common.unit_names(ctx))
-end)
-raijin.undo("switch", function(ctx) common.restore(ctx, links(ctx)) end)
-raijin.flow("rollback", { "switch", "restart", "record" })
-
--- Prune: `raijin prune [--keep N]` is the prune step on its own.
-raijin.flow("prune", { "prune" })
-
--- Down: `raijin down [--full]` stops the app and removes it from the host.
-raijin.phase("disable_units", common.disable_units)
-raijin.phase("remove_site", common.remove_site)
-raijin.phase("remove_app", common.remove_app)
-raijin.phase("remove_caddy", common.remove_caddy)
-raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })
+-- Rollback (switch the {app} symlink back, restart), prune and down: the
+-- same flows as every built-in recipe, in recipes/common.lua.
+common.other_flows(links)

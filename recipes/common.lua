@@ -60,17 +60,19 @@ end
 
 -- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
 -- go to a temporary name and are renamed; a file the server already has with
--- the same SHA-256 is not sent again. The checks and the .env go in one round
--- trip (a batch), the distfile's bytes right after it when they are needed.
-function M.transfer(ctx)
+-- the same SHA-256 is not sent again. opts.mode is the distfile's mode
+-- (default 0755, an executable). The check and the .env go in one round trip
+-- (a batch), the distfile's bytes right after it when they are needed.
+-- Returns whether the distfile was sent.
+function M.transfer(ctx, opts)
   local p = ctx.paths
+  local mode = (opts and opts.mode) or "0755"
+  local dist = p.version_dir .. "/" .. ctx.shared.dist.name
   ctx.host:batch(function()
-    ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = "0755" })
+    ctx.host:upload(ctx.shared.dist.path, dist, { mode = mode })
     ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
-    if ctx.shared.requirements then
-      ctx.host:upload(ctx.shared.requirements, p.version_dir .. "/requirements.txt", { mode = "0644" })
-    end
   end)
+  return ctx.host:sent(dist)
 end
 
 -- The .appenv that release_command, hooks and `raijin app exec` source.
@@ -88,20 +90,23 @@ function M.switch(ctx, version, links)
   local script = {
     "set -e",
     "cd " .. q(ctx.paths.app_dir),
-    "test -d " .. q(vdir) .. " || { echo 'version " .. version .. " is not on this host' >&2; exit 1; }",
+    "test -d " .. q(vdir) .. " || { echo " .. q("version " .. version .. " is not on this host") .. " >&2; exit 1; }",
     "cp -p " .. q(vdir .. "/.env") .. " .env.raijin-tmp && mv -f .env.raijin-tmp .env",
   }
   for _, l in ipairs(links) do
     local target
     if l.target == "*" then
-      table.insert(script, "set -- " .. q(vdir) .. "/*; test -f \"$1\" || { echo 'no distfile in " .. vdir .. "' >&2; exit 1; }")
+      table.insert(script, "set -- " .. q(vdir) .. "/*; test -f \"$1\" || { echo " .. q("no distfile in " .. vdir) .. " >&2; exit 1; }")
       target = "\"$1\""
     else
       target = q(vdir .. "/" .. l.target)
+      table.insert(script, "test -e " .. target .. " || { echo '" .. vdir .. " has no " .. l.target .. "' >&2; exit 1; }")
     end
     table.insert(script, "ln -sfn " .. target .. " " .. q("." .. l.name .. ".raijin-tmp") ..
       " && mv -T -f " .. q("." .. l.name .. ".raijin-tmp") .. " " .. q(l.name))
   end
+  -- From here on, an undo has something to put back.
+  ctx.switched = true
   ctx.host:run(table.concat(script, "\n"))
 end
 
@@ -235,8 +240,37 @@ function M.done(ctx)
   if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy, M.hook_opts(ctx)) end
 end
 
+-- The flows besides deploy, the same in every built-in recipe. links(ctx)
+-- names the version's entry points, as for M.switch.
+function M.other_flows(links)
+  -- Rollback: switch back to an older version already on the host (nothing
+  -- is installed: its files are still there) and restart.
+  raijin.phase("switch", function(ctx) M.switch(ctx, ctx.version, links(ctx)) end)
+  raijin.phase("restart", M.restart)
+  raijin.undo("switch", function(ctx) M.restore(ctx, links(ctx)) end)
+  raijin.flow("rollback", { "switch", "restart", "record" })
+
+  -- Prune: `raijin prune [--keep N]` is the prune step on its own.
+  raijin.flow("prune", { "prune" })
+
+  -- Down: `raijin down [--full]` stops the app and removes it from the host.
+  raijin.phase("disable_units", M.disable_units)
+  raijin.phase("remove_site", M.remove_site)
+  raijin.phase("remove_app", M.remove_app)
+  raijin.phase("remove_caddy", M.remove_caddy)
+  raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })
+end
+
+-- restart (rollback): restart the units and check that they came up.
+function M.restart(ctx)
+  ctx.restarted = true
+  ctx.host:systemctl("restart", table.unpack(M.unit_names(ctx)))
+  ctx.host:wait_healthy(M.unit_names(ctx))
+end
+
 -- undo for install: when a later step fails, put the previous version back
 -- (its .env and links), and restart it if the new one had been started.
+-- Nothing is done when the failure came before the switch.
 function M.restore(ctx, links)
   -- Recorded: the deferred record ran (the new version heads .versions).
   if not ctx.recorded and ctx.previous ~= ctx.version and not ctx.dry_run then
@@ -244,6 +278,10 @@ function M.restore(ctx, links)
   end
   if ctx.recorded then
     ctx.state = "version " .. ctx.version .. " is recorded in .versions and serving; nothing was switched back"
+    return
+  end
+  if not ctx.switched then
+    if ctx.previous then raijin.log("nothing was switched: " .. ctx.previous .. " is still serving") end
     return
   end
   if not ctx.previous then
@@ -302,7 +340,8 @@ function M.remove_caddy(ctx)
   if not ctx.full then return end
   local res = ctx.host:run("ls /etc/caddy/conf.d/*.caddy 2>/dev/null || true")
   if res.stdout ~= "" then
-    raijin.log("Caddy stays: other apps use it: " .. res.stdout:gsub("\n", " "))
+    local sites = res.stdout:gsub("%s+$", ""):gsub("\n", ", ")
+    raijin.log("Caddy stays: other apps use it: " .. sites)
     return
   end
   ctx.host:run([[

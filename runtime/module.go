@@ -39,6 +39,7 @@ type hostState struct {
 	// date by record and prune), so that a deferred prune knows what to
 	// delete without asking.
 	versions, dirs []string
+	sent           map[string]bool // remote path: its last direct upload sent bytes
 }
 
 func (s *hostState) ctx(L *lua.LState) context.Context {
@@ -237,7 +238,7 @@ var templateFuncs = template.FuncMap{
 	// systemd_arg quotes one argument of an ExecStart= or Environment= line:
 	// systemd reads C escapes inside double quotes and expands $ and %.
 	"systemd_arg": func(s string) string {
-		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`)
+		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`, "\n", `\n`, "\r", `\r`)
 		return `"` + r.Replace(s) + `"`
 	},
 }
@@ -301,7 +302,12 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
 	}
 	if e, ok := t.RawGetString("env").(*lua.LTable); ok {
 		o.Env = map[string]string{}
-		e.ForEach(func(k, v lua.LValue) { o.Env[k.String()] = v.String() })
+		e.ForEach(func(k, v lua.LValue) {
+			if !builtins.ValidEnvName(k.String()) {
+				L.RaiseError("env name %q: use letters, digits and _, not starting with a digit", k.String())
+			}
+			o.Env[k.String()] = v.String()
+		})
 	}
 	switch v := t.RawGetString("timeout").(type) {
 	case lua.LNumber:
@@ -383,6 +389,10 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		s.check(L, err)
 		sent, err := s.host.Upload(s.ctx(L), s.r.opts.Config.Path(local), remote, mode)
 		s.check(L, err)
+		if s.sent == nil {
+			s.sent = map[string]bool{}
+		}
+		s.sent[remote] = sent
 		s.pushUnlessQueued(L, lua.LBool(sent))
 		return 1
 	})
@@ -472,6 +482,17 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 			s.check(L, b.Flush(s.ctx(L)))
 		}
 		return 0
+	})
+	// sent(remote): whether the last upload to remote sent bytes (after a
+	// batch, whose uploads return nil).
+	fn("sent", func(L *lua.LState) int {
+		remote := L.CheckString(2)
+		if b, ok := s.host.(*builtins.Batcher); ok {
+			L.Push(lua.LBool(b.Sent(remote)))
+		} else {
+			L.Push(lua.LBool(s.sent[remote]))
+		}
+		return 1
 	})
 	fn("defer", func(L *lua.LState) int {
 		f := L.CheckFunction(2)

@@ -45,6 +45,9 @@ type Options struct {
 	Full          bool   // down: remove Caddy too when no other app uses it
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
+	// TakeOverStale, when set, is asked whether to take over a stale lock
+	// (its holder's process is gone); without it, or on "no", the run stops.
+	TakeOverStale func(question string) bool
 	LockWait      time.Duration
 	PhaseTimeout  time.Duration
 	Events        Events
@@ -428,7 +431,7 @@ type HostError struct {
 	Msg       string
 	Traceback string
 	Code      int
-	Hint      string
+	Hint      string // what to do about it, when the cause said
 	State     string // what the host is left with
 }
 
@@ -677,11 +680,18 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
 	}
-	defer closeFn()
+	closers := []func(){closeFn}
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
 	// Steps the recipe defers ride along with the next remote command; the
 	// last ones go with the audit line and the lock's release.
+	// (Only over SSH: a batch is a shell script, which stand-in hosts of
+	// tests and --dry-run do not run; they get the steps one by one.)
 	var batcher *builtins.Batcher
-	if !r.opts.DryRun {
+	if _, ok := host.(*builtins.RemoteHost); ok && !r.opts.DryRun {
 		batcher = builtins.NewBatcher(host, r.opts.Observer, r.opts.Redactor, r.opts.Stats)
 		host = batcher
 	}
@@ -693,11 +703,12 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		lockVersion = r.opts.TargetVersion
 	}
 	lock := builtins.NewLockInfo(r.opts.Command, lockVersion)
-	facts, err := r.prepare(ctx, host, h, lock)
+	facts, err := r.prepare(ctx, host, h, lock, len(phases))
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
 		return fail("connect", err)
 	}
+	var s *hostState
 
 	version := r.opts.Config.Version
 	previous := ""
@@ -705,7 +716,8 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		previous = facts.versions[0]
 	}
 	// The audit line and the lock's release go in one command, whatever the
-	// outcome (an interrupted run included).
+	// outcome (an interrupted run included): with the last deferred steps
+	// when the run succeeds, else on their own.
 	audit := builtins.AuditEntry{Time: lock.Since, App: r.opts.Config.App, Command: r.opts.Command,
 		User: lock.User, Machine: lock.Machine, From: previous}
 	var lctx *lua.LTable
@@ -723,16 +735,30 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		}
 		return builtins.FinishScript(facts.appDir, lock, audit)
 	}
-	finished := false // the audit line and the lock's release went with the last steps
+	finished := false
 	if !r.opts.DryRun {
 		defer func() {
 			if finished {
 				return
 			}
-			batcher.Discard()
+			if batcher != nil {
+				batcher.Discard()
+			}
+			if s != nil {
+				host = s.host
+			}
+			// The connection may have dropped: then write the audit line and
+			// release the lock over a fresh one, so the next deploy does not
+			// find a stale lock.
+			if h2 := r.revive(h, host, &closers); h2 != nil {
+				host = h2
+			}
 			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			host.Run(uctx, finishScript(), builtins.RunOpts{})
+			if _, err := builtins.Must(uctx, host, finishScript(), builtins.RunOpts{}); err != nil {
+				r.opts.Events.Log(h.Name, "finish", "could not write the audit line or release the deploy lock: "+
+					r.opts.Redactor.Redact(err.Error())+"; check with `raijin lock status`")
+			}
 		}()
 	}
 	switch r.opts.Flow {
@@ -752,7 +778,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			version = previous
 		}
 	}
-	s := &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version),
+	s = &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version),
 		versions: facts.versions, dirs: append(facts.dirs, version)}
 	L, reg, err := r.load(ctx, s)
 	if err != nil {
@@ -770,19 +796,21 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		if errors.As(err, &qe) {
 			n = qe.Label
 		}
-		if batcher != nil {
-			// Steps deferred by the phases that completed are done, as
-			// if they had been sent at once; then the undo handlers run.
-			if !errors.As(err, &qe) && batcher.Pending() > 0 {
-				fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				if ferr := batcher.Flush(fctx); ferr != nil {
-					r.opts.Events.Log(h.Name, n, r.opts.Redactor.Redact("the steps deferred before the failure failed too: "+ferr.Error()))
-				}
-				cancel()
+		he := r.hostError(h.Name, n, err)
+		if h2 := r.revive(h, s.host, &closers); h2 != nil {
+			s.host = h2
+		} else if batcher != nil && !errors.As(err, &qe) && batcher.Pending() > 0 {
+			// Steps deferred by the phases that completed are done, as if
+			// they had been sent at once; then the undo handlers run.
+			fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if ferr := batcher.Flush(fctx); ferr != nil {
+				r.opts.Events.Log(h.Name, n, r.opts.Redactor.Redact("the steps deferred before the failure failed too: "+ferr.Error()))
 			}
+			cancel()
+		}
+		if batcher != nil {
 			batcher.Discard()
 		}
-		he := r.hostError(h.Name, n, err)
 		restored, state := r.undo(L, s, startedPhases, lctx, err)
 		res.Restored = restored
 		he.State = state
@@ -801,7 +829,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			return failed(n, err)
 		}
 	}
-	if batcher != nil {
+	if batcher != nil && s.host == batcher {
 		batcher.Label("")
 		// The steps still deferred, then (if they all succeed) the audit
 		// line and the lock's release: one round trip.
@@ -812,6 +840,29 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		}
 	}
 	return res
+}
+
+// revive checks that host's connection still answers; when it dropped, it
+// connects again (as the undo handlers and the unlock must still reach the
+// server) and returns the new host, else nil.
+func (r *runner) revive(h config.Host, host builtins.Host, closers *[]func()) builtins.Host {
+	if r.opts.DryRun {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, ok := host.(interface{ Alive(context.Context) error })
+	if !ok || a.Alive(pctx) == nil {
+		return nil
+	}
+	r.opts.Events.Log(h.Name, "cleanup", "the connection dropped: connecting again to clean up")
+	nh, closeFn, err := r.opts.Connect(pctx, h)
+	if err != nil {
+		r.opts.Events.Log(h.Name, "cleanup", "cannot connect again: "+r.opts.Redactor.Redact(err.Error()))
+		return nil
+	}
+	*closers = append(*closers, closeFn)
+	return nh
 }
 
 // undo runs the undo handlers of the phases that started, newest first, on a
@@ -844,6 +895,11 @@ func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.L
 		return false, string(state)
 	}
 	prev, _ := lctx.RawGetString("previous").(lua.LString)
+	// The recipes set ctx.switched when they start switching the current
+	// version: a failure before that has changed nothing that serves.
+	if ran && lctx.RawGetString("switched") == lua.LNil {
+		ran = false
+	}
 	switch {
 	case ran && prev != "":
 		return true, fmt.Sprintf("the previous version %s was restored and is serving", prev)
@@ -893,7 +949,7 @@ type hostFacts struct {
 
 // prepare learns the deploy user's home, takes the deploy lock and reads
 // .versions, in one remote command.
-func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host, lock builtins.LockInfo) (hostFacts, error) {
+func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host, lock builtins.LockInfo, nphases int) (hostFacts, error) {
 	c := r.opts.Config
 	if r.opts.DryRun {
 		user := h.User
@@ -907,12 +963,13 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		return hostFacts{home: home, user: user, appDir: AppDir(c, h, home)}, nil
 	}
 	rel := path.Join(h.AppsDir, c.App)
-	script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, r.opts.ForceUnlock) +
-		"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; echo '@@dirs'; " +
-		"for d in " + builtins.Quote(rel) + "/v*/; do [ -d \"$d\" ] && basename \"$d\"; done; true"
+	force := r.opts.ForceUnlock
 	deadline := time.Now().Add(r.opts.LockWait)
 	waited := false
 	for {
+		script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + builtins.LockScript(rel, lock, force) +
+			"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; echo '@@dirs'; " +
+			"for d in " + builtins.Quote(rel) + "/v*/; do [ -d \"$d\" ] && basename \"$d\"; done; true"
 		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
 		if err != nil {
 			return hostFacts{}, err
@@ -948,9 +1005,24 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		}
 		msg := "the deploy lock " + f.appDir + "/.lock is held by " + holder.Describe()
 		hint := "wait for it (--lock-wait 5m), or if that deploy is dead: raijin lock release"
-		if holder.Stale() {
+		// No run holds the lock longer than its phases' timeouts plus the undo
+		// (2 minutes) and the release: an older lock was left by a dead run,
+		// wherever that ran.
+		maxHold := time.Duration(nphases)*r.opts.PhaseTimeout + 5*time.Minute
+		stale := holder.Stale()
+		if stale {
 			msg += "; that process is gone, so the lock is stale"
+		} else if !holder.Since.IsZero() && time.Since(holder.Since) > maxHold {
+			stale = true
+			msg += fmt.Sprintf("; no run holds it that long (%d phase(s) × phase_timeout %s), so the lock is stale", nphases, r.opts.PhaseTimeout)
+		}
+		if stale {
 			hint = "take it over with --force-unlock (or raijin lock release)"
+			if !force && r.opts.TakeOverStale != nil && r.opts.TakeOverStale(fmt.Sprintf("host %s: %s. Take it over?", h.Name, msg)) {
+				r.opts.Events.Log(h.Name, "connect", "taking over the stale lock of "+holder.Describe())
+				force = true
+				continue
+			}
 		}
 		return f, &errs.Error{Code: errs.CodeLocked, Msg: msg, Hint: hint}
 	}
@@ -962,7 +1034,8 @@ func SSHConnector(stats *builtins.Stats, obs builtins.Observer, red *builtins.Re
 		cl, err := builtins.Dial(ctx, builtins.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
 			KeyFile: h.KeyFilename, AcceptNew: acceptNew}, stats)
 		if err != nil {
-			return nil, nil, fmt.Errorf("host %s: %v", h.Name, err)
+			// runHost names the host and the phase (connect).
+			return nil, nil, err
 		}
 		cl.Worker = true
 		return &builtins.RemoteHost{HostName: h.Name, Client: cl, Observer: obs, Redactor: red}, func() { cl.Close() }, nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/raijin-deploy/raijin/builtins"
@@ -38,6 +39,7 @@ type App struct {
 	Stderr io.Writer
 	ui     *ui.UI
 	stats  builtins.Stats
+	askMu  sync.Mutex
 }
 
 // UI returns the output for this command, made once.
@@ -138,6 +140,15 @@ func (a *App) statsFields() map[string]any {
 		"steps": a.stats.Steps.Load(), "uploads": a.stats.SFTPOps.Load(),
 		"bytes_sent": a.stats.BytesSent.Load(), "bytes_received": a.stats.BytesRecv.Load(),
 	}
+}
+
+// askStale asks on a terminal whether to take over a stale deploy lock (one
+// host at a time); without a terminal the answer is no, and the lock error
+// names --force-unlock.
+func (a *App) askStale(question string) bool {
+	a.askMu.Lock()
+	defer a.askMu.Unlock()
+	return a.confirm(question, "--force-unlock") == nil
 }
 
 // confirm asks on a terminal; without one it fails and names the flag.

@@ -77,6 +77,7 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 	o.Redeploy = redeploy
 	o.ForceUnlock = d.ForceUnlock
 	o.AllOrNothing = d.AllOrNothing
+	o.TakeOverStale = app.askStale
 	if d.Batch > 0 {
 		o.BatchSize = d.Batch
 	}

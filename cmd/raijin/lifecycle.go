@@ -216,11 +216,18 @@ func lockCommand(app *App, release bool) error {
 	if err != nil {
 		return err
 	}
+	me := builtins.NewLockInfo(command, "")
 	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, h config.Host, host builtins.Host, rel string) (lockState, error) {
-		held, info, dir, err := builtins.LockStatus(ctx, host, rel, release)
+		held, info, dir, err := builtins.LockStatus(ctx, host, rel)
 		st := lockState{Host: h.Name, AppDir: dir, Held: held}
-		if held {
-			st.Holder = &info
+		if err != nil || !held {
+			return st, err
+		}
+		st.Holder = &info
+		if release {
+			entry := builtins.AuditEntry{Time: me.Since, App: o.Config.App, Command: command, User: me.User, Machine: me.Machine,
+				Result: "ok", Details: map[string]any{"holder": info.Describe()}}
+			err = builtins.BreakLock(ctx, host, dir, info, entry)
 		}
 		return st, err
 	})

@@ -1,0 +1,162 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
+)
+
+// droppingHost is a fakeHost whose connection dies at the command "drop".
+type droppingHost struct {
+	*fakeHost
+	dead bool
+}
+
+func (d *droppingHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
+	if d.dead {
+		return builtins.Result{}, errors.New("connection lost")
+	}
+	if cmd == "drop" {
+		d.dead = true
+		return builtins.Result{}, errors.New("the connection to web1 dropped while the command ran")
+	}
+	return d.fakeHost.Run(ctx, cmd, o)
+}
+
+func (d *droppingHost) Alive(context.Context) error {
+	if d.dead {
+		return errors.New("connection lost")
+	}
+	return nil
+}
+
+// When the connection drops in a phase, the undo handlers and the lock's
+// release run over a new connection.
+func TestDroppedConnectionUndoesAndUnlocksOverANewOne(t *testing.T) {
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('switch', function(ctx) ctx.host:run('switch') end)
+raijin.undo('switch', function(ctx) ctx.host:run('switch back') end)
+raijin.phase('release', function(ctx) ctx.host:run('drop') end)
+raijin.phases { 'switch', 'release' }
+`})
+	first := &droppingHost{fakeHost: &fakeHost{name: "web1", versions: "1.0.0\n"}}
+	second := &fakeHost{name: "web1"}
+	var dials int
+	ev := &events{}
+	_, err := Run(context.Background(), Options{
+		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: ev, PhaseTimeout: 60e9,
+		Connect: func(context.Context, config.Host) (builtins.Host, func(), error) {
+			dials++
+			if dials == 1 {
+				return first, func() {}, nil
+			}
+			return second, func() {}, nil
+		},
+	})
+	if err == nil || !strings.Contains(err.Error(), "phase release:") || !strings.Contains(err.Error(), "dropped") {
+		t.Fatalf("want the release phase's dropped connection, got %v", err)
+	}
+	if dials != 2 {
+		t.Fatalf("connected %d times, want once more after the drop", dials)
+	}
+	got := strings.Join(second.log, "\n")
+	if !strings.Contains(got, "switch back") || !strings.Contains(got, ".lock") {
+		t.Errorf("the new connection should run the undo and release the lock; it ran:\n%s", got)
+	}
+	if !strings.Contains(strings.Join(ev.lines, "\n"), "the connection dropped: connecting again to clean up") {
+		t.Errorf("the run did not say it reconnected: %q", ev.lines)
+	}
+}
+
+// staleLockHost answers the connect script with a lock held by a dead
+// process of this machine, until it is forced.
+type staleLockHost struct {
+	*fakeHost
+	holder string
+}
+
+func (s *staleLockHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
+	if strings.Contains(cmd, "@@versions") && !strings.Contains(cmd, "rm -rf") {
+		s.add(cmd)
+		return builtins.Result{Stdout: "/home/deploy\ndeploy\nheld\n" + s.holder + "\n@@versions\n1.0.0\n"}, nil
+	}
+	return s.fakeHost.Run(ctx, cmd, o)
+}
+
+// A stale lock stops the run with exit 3 naming --force-unlock, unless the
+// TakeOverStale question (a terminal) says yes.
+func TestStaleLockTakeOver(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	machine, _ := os.Hostname()
+	holder, _ := json.Marshal(builtins.LockInfo{User: "ci", Machine: machine, PID: dead.Process.Pid, Command: "deploy", Version: "1.1.0"})
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('work') end)
+raijin.phases { 'work' }
+`})
+	for _, answer := range []*bool{nil, ptr(false), ptr(true)} {
+		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
+		var asked []string
+		o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: &events{}, PhaseTimeout: 60e9,
+			Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }}
+		if answer != nil {
+			a := *answer
+			o.TakeOverStale = func(q string) bool { asked = append(asked, q); return a }
+		}
+		_, err := Run(context.Background(), o)
+		switch {
+		case answer != nil && *answer:
+			if len(asked) != 1 || !strings.Contains(asked[0], "stale") {
+				t.Errorf("asked %q, want one question about the stale lock", asked)
+			}
+			if err != nil || !strings.Contains(strings.Join(h.log, "\n"), "work") {
+				t.Errorf("after yes the run should take the lock and go on: %v, ran %q", err, h.log)
+			}
+		default:
+			if errs.Code(err) != errs.CodeLocked || !strings.Contains(err.Error(), "stale") || !strings.Contains(errs.Hint(err), "--force-unlock") {
+				t.Errorf("answer %v: want exit 3, stale, hint naming --force-unlock; got %v (hint %q)", answer != nil, err, errs.Hint(err))
+			}
+		}
+	}
+}
+
+func ptr(b bool) *bool { return &b }
+
+// A lock from another machine is stale once it is older than any run can
+// hold it (its phases' timeouts and a margin); a recent one is not.
+func TestStaleLockByAge(t *testing.T) {
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('work') end)
+raijin.phases { 'work' }
+`})
+	for _, c := range []struct {
+		age   time.Duration
+		stale bool
+	}{{time.Minute, false}, {24 * time.Hour, true}} {
+		holder, _ := json.Marshal(builtins.LockInfo{User: "ci", Machine: "elsewhere", PID: 1, Command: "deploy", Since: time.Now().Add(-c.age)})
+		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
+		_, err := Run(context.Background(), Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
+			Events: &events{}, PhaseTimeout: time.Minute,
+			Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }})
+		if errs.Code(err) != errs.CodeLocked {
+			t.Fatalf("age %s: want exit 3, got %v", c.age, err)
+		}
+		if got := strings.Contains(err.Error(), "so the lock is stale"); got != c.stale {
+			t.Errorf("age %s: stale = %v, want %v: %v", c.age, got, c.stale, err)
+		}
+		if c.stale && !strings.Contains(err.Error(), "1 phase(s) × phase_timeout 1m0s") {
+			t.Errorf("age %s: the error should say why: %v", c.age, err)
+		}
+	}
+}
