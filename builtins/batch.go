@@ -502,7 +502,15 @@ func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.File
 		b.countStep(1)
 		res, err := b.Host.Run(ctx, receiveScript(remote, sum, st.Size(), mode), RunOpts{Input: Sized(in, st.Size())})
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			addr := b.Name()
+			if a, ok := b.Host.(interface{ Addr() string }); ok {
+				addr = a.Addr()
+			}
+			return fmt.Errorf("uploading %s to %s: the SSH connection to %s dropped during the upload (%v); the partial file is never used",
+				path.Base(local), remote, addr, err)
 		}
 		if res.Code != 0 {
 			return fmt.Errorf("uploading %s to %s failed: %s", path.Base(local), remote, lastLines(res.Stderr, 3))

@@ -97,6 +97,9 @@ type RemoteHost struct {
 
 func (h *RemoteHost) Name() string { return h.HostName }
 
+// Addr is the host:port the connection dialled.
+func (h *RemoteHost) Addr() string { return h.Client.Addr }
+
 // Alive reports whether the SSH connection still answers.
 func (h *RemoteHost) Alive(ctx context.Context) error { return h.Client.Alive(ctx) }
 
