@@ -82,16 +82,19 @@ sleep %.1f
 if msg=$(inactive); then echo "health check (systemctl is-active): $msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
 `, half, half, half, settle.Seconds())
 	}
-	res, err := h.Run(ctx, b.String(), RunOpts{Sudo: true})
+	check := func(res Result) error {
+		if res.Code != 0 {
+			msg := strings.TrimSpace(res.Stderr)
+			if msg == "" {
+				msg = fmt.Sprintf("health check exited %d", res.Code)
+			}
+			return &HealthError{Msg: msg}
+		}
+		return nil
+	}
+	res, err := h.Run(ctx, b.String(), RunOpts{Sudo: true, Check: check})
 	if err != nil {
 		return err
 	}
-	if res.Code != 0 {
-		msg := strings.TrimSpace(res.Stderr)
-		if msg == "" {
-			msg = fmt.Sprintf("health check exited %d", res.Code)
-		}
-		return &HealthError{Msg: msg}
-	}
-	return nil
+	return check(res)
 }
