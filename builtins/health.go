@@ -53,38 +53,48 @@ func WaitHealthy(ctx context.Context, h Host, c HealthCheck) error {
 inactive() { for u in $units; do s=$(systemctl is-active "$u" 2>/dev/null); [ "$s" = active ] || { echo "$u is $s"; return 0; }; done; return 1; }
 `)
 	if c.Path != "" {
+		// Poll the health path until it answers 2xx. A unit that is no longer
+		// active meanwhile (it exited, and systemd is about to start it again)
+		// fails the check at once: waiting for the timeout would not help.
 		url, args := HealthURL(c.Upstream, c.Path)
-		fmt.Fprintf(&b, `end=$(( $(date +%%s) + %d ))
+		prefix := Quote("health check GET " + c.Path + ": ") // the path is the user's: quoted
+		fmt.Fprintf(&b, `end=$(( $(date +%%s%%3N) + %d ))
 while :; do
   code=$(curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s %s 2>/dev/null) || code=000
   case "$code" in 2??) break;; esac
-  if [ "$(date +%%s)" -ge "$end" ]; then
+  if msg=$(inactive); then echo %s"$msg: it exited while starting" >&2; journal >&2; exit 4; fi
+  if [ "$(date +%%s%%3N)" -ge "$end" ]; then
     if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
-    echo %s"$what for %ds" >&2; journal >&2; exit 4
+    echo %s"$what, no 2xx within %s (health_check_timeout)" >&2; journal >&2; exit 4
   fi
   sleep 0.2
 done
-`, int(timeout.Seconds()), QuoteAll(args...), Quote(url), Quote("health check GET "+c.Path+": "), int(timeout.Seconds()))
-		b.WriteString(`if msg=$(inactive); then echo "$msg after the health check passed" >&2; journal >&2; exit 4; fi
+`, timeout.Milliseconds(), QuoteAll(args...), Quote(url), prefix, prefix, timeout)
+		b.WriteString(`if msg=$(inactive); then echo "health check: $msg after the health check passed" >&2; journal >&2; exit 4; fi
 `)
 	} else {
+		// Without a health path: every unit must still be active after the
+		// settle time (looked at halfway too, to catch a quick crash loop).
+		half := settle.Seconds() / 2
 		fmt.Fprintf(&b, `sleep %.1f
-if msg=$(inactive); then echo "$msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
-`, settle.Seconds()/2, settle.Seconds())
-		fmt.Fprintf(&b, `sleep %.1f
-if msg=$(inactive); then echo "$msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
-`, settle.Seconds()/2, settle.Seconds())
+if msg=$(inactive); then echo "health check (systemctl is-active): $msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
+sleep %.1f
+if msg=$(inactive); then echo "health check (systemctl is-active): $msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
+`, half, half, half, settle.Seconds())
 	}
-	res, err := h.Run(ctx, b.String(), RunOpts{Sudo: true})
+	check := func(res Result) error {
+		if res.Code != 0 {
+			msg := strings.TrimSpace(res.Stderr)
+			if msg == "" {
+				msg = fmt.Sprintf("health check exited %d", res.Code)
+			}
+			return &HealthError{Msg: msg}
+		}
+		return nil
+	}
+	res, err := h.Run(ctx, b.String(), RunOpts{Sudo: true, Check: check})
 	if err != nil {
 		return err
 	}
-	if res.Code != 0 {
-		msg := strings.TrimSpace(res.Stderr)
-		if msg == "" {
-			msg = fmt.Sprintf("health check exited %d", res.Code)
-		}
-		return &HealthError{Msg: msg}
-	}
-	return nil
+	return check(res)
 }

@@ -24,6 +24,14 @@ type RunOpts struct {
 	Env     map[string]string // extra variables, exported first
 	Stdin   []byte            // fed to the command
 	Timeout time.Duration     // 0: the phase's own limit
+	// Input is streamed to the command instead of Stdin (large files).
+	Input io.Reader
+	// When names a flag (WriteOpts.Flag): the command runs only if a write
+	// with that flag changed a file. Honoured by Batcher and RecordingHost.
+	When string
+	// Check, when set, turns the result into the step's error (a Batcher
+	// calls it when a queued step's result arrives).
+	Check func(Result) error
 }
 
 // ShellCommand builds the command line the server runs for cmd and opts. Every
@@ -55,6 +63,8 @@ func ShellCommand(cmd string, o RunOpts) string {
 type WriteOpts struct {
 	Mode os.FileMode // default 0644
 	Sudo bool        // write as root (system paths)
+	// Flag is set (for RunOpts.When) when the write changed the file.
+	Flag string
 }
 
 // Host is what a recipe acts on: a real server over SSH, or a recording
@@ -87,6 +97,9 @@ type RemoteHost struct {
 
 func (h *RemoteHost) Name() string { return h.HostName }
 
+// Addr is the host:port the connection dialled.
+func (h *RemoteHost) Addr() string { return h.Client.Addr }
+
 // Alive reports whether the SSH connection still answers.
 func (h *RemoteHost) Alive(ctx context.Context) error { return h.Client.Alive(ctx) }
 
@@ -108,7 +121,7 @@ func (h *RemoteHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, er
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	var stdin io.Reader
+	stdin := o.Input
 	if o.Stdin != nil {
 		stdin = bytes.NewReader(o.Stdin)
 	}
@@ -257,9 +270,13 @@ func (r *RecordingHost) add(a Action) {
 }
 
 func (r *RecordingHost) Run(_ context.Context, cmd string, o RunOpts) (Result, error) {
+	line := ShellCommand(cmd, RunOpts{Cwd: o.Cwd, Appenv: o.Appenv, Sudo: o.Sudo, Env: o.Env})
+	if o.When != "" {
+		line = "[only if " + o.When + " changed] " + line
+	}
 	// What a command gets on stdin (a file being written, a Caddy site) is
 	// its content, shown with -v.
-	r.add(Action{Kind: "run", Command: ShellCommand(cmd, RunOpts{Cwd: o.Cwd, Appenv: o.Appenv, Sudo: o.Sudo, Env: o.Env}), Sudo: o.Sudo, Content: string(o.Stdin)})
+	r.add(Action{Kind: "run", Command: line, Sudo: o.Sudo, Content: string(o.Stdin)})
 	return Result{}, nil
 }
 

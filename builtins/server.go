@@ -59,6 +59,11 @@ func Must(ctx context.Context, h Host, cmd string, o RunOpts) (Result, error) {
 // clears a unit's failed state, so repeated deploys never hit systemd's start
 // limit.
 func Systemctl(ctx context.Context, h Host, action string, units ...string) (Result, error) {
+	return SystemctlWhen(ctx, h, "", action, units...)
+}
+
+// SystemctlWhen is Systemctl, run only if flag when is set (RunOpts.When).
+func SystemctlWhen(ctx context.Context, h Host, when, action string, units ...string) (Result, error) {
 	cmd := "systemctl " + QuoteAll(append([]string{action}, units...)...)
 	switch action {
 	case "restart", "start", "try-restart", "reload-or-restart":
@@ -66,7 +71,7 @@ func Systemctl(ctx context.Context, h Host, action string, units ...string) (Res
 			cmd = "systemctl reset-failed " + QuoteAll(units...) + " 2>/dev/null; " + cmd
 		}
 	}
-	return Must(ctx, h, cmd, RunOpts{Sudo: true})
+	return Must(ctx, h, cmd, RunOpts{Sudo: true, When: when})
 }
 
 // CaddySite installs a Caddy site file: it makes sure the main Caddyfile
@@ -157,42 +162,60 @@ func PrunePlan(recorded, onDisk []string, keep int, current, protect string) (re
 	return remove
 }
 
-// Prune deletes old version directories beyond keep and drops them from
-// .versions. It returns the versions removed.
-func Prune(ctx context.Context, h Host, appDir string, keep int, protect string) ([]string, error) {
-	d := Quote(appDir)
-	res, err := Must(ctx, h, fmt.Sprintf(`cd %s 2>/dev/null || exit 0; cat .versions 2>/dev/null; echo ---; for d in v*/; do [ -d "$d" ] && printf '%%s\n' "${d%%/}"; done; true`, d), RunOpts{})
-	if err != nil {
-		return nil, err
+// PruneScript deletes, on the server, the version directories beyond the
+// first keep recorded versions (never the current one, never protect) and
+// drops them from .versions, printing "pruned VERSION" for each. It is the
+// shell form of PrunePlan, so that pruning needs no answer first.
+func PruneScript(appDir string, keep int, protect string) string {
+	return fmt.Sprintf(`cd %s 2>/dev/null || exit 0
+protect=%s; cur=$(head -n 1 .versions 2>/dev/null); kept=$(head -n %d .versions 2>/dev/null); removed=
+for d in v*/; do
+  [ -d "$d" ] || continue
+  v=${d%%/}; v=${v#v}
+  [ "$v" = "$cur" ] && continue
+  [ -n "$protect" ] && [ "$v" = "$protect" ] && continue
+  printf '%%s\n' "$kept" | grep -qxF -- "$v" && continue
+  rm -rf -- "v$v" && echo "pruned $v"
+  removed="$removed$v
+"
+done
+if [ -n "$removed" ] && [ -f .versions ]; then
+  { printf '%%s' "$removed" | grep -vxF -f - .versions || true; } > .versions.tmp && mv -f .versions.tmp .versions
+fi
+true`, Quote(appDir), Quote(protect), max(keep, 0))
+}
+
+// RemoveVersions deletes the given version directories and drops them from
+// .versions (a prune whose plan is already known), in one remote command.
+func RemoveVersions(ctx context.Context, h Host, appDir string, versions []string) error {
+	if len(versions) == 0 {
+		return nil
 	}
-	rec, disk, _ := strings.Cut(res.Stdout, "---")
-	recorded := ParseVersions(rec)
-	var onDisk []string
-	for _, dir := range ParseVersions(disk) {
-		if strings.HasPrefix(dir, "v") && dir != "v*" {
-			onDisk = append(onDisk, strings.TrimPrefix(dir, "v"))
-		}
-	}
-	current := ""
-	if len(recorded) > 0 {
-		current = recorded[0]
-	}
-	remove := PrunePlan(recorded, onDisk, keep, current, protect)
-	if len(remove) == 0 {
-		return nil, nil
-	}
-	var dirs []string
-	var drop []string
-	for _, v := range remove {
+	var dirs, drop []string
+	for _, v := range versions {
 		dirs = append(dirs, Quote("v"+v))
 		drop = append(drop, "-e "+Quote(v))
 	}
-	cmd := fmt.Sprintf(`cd %s && rm -rf -- %s && { grep -vxF %s .versions > .versions.tmp || true; } && mv -f .versions.tmp .versions`,
-		d, strings.Join(dirs, " "), strings.Join(drop, " "))
-	if _, err := Must(ctx, h, cmd, RunOpts{}); err != nil {
+	_, err := Must(ctx, h, fmt.Sprintf(`cd %s && rm -rf -- %s && { grep -vxF %s .versions > .versions.tmp || true; } && mv -f .versions.tmp .versions`,
+		Quote(appDir), strings.Join(dirs, " "), strings.Join(drop, " ")), RunOpts{})
+	return err
+}
+
+// Prune deletes old version directories beyond keep and drops them from
+// .versions, in one remote command. It returns the versions removed (none
+// when the command was queued).
+func Prune(ctx context.Context, h Host, appDir string, keep int, protect string) ([]string, error) {
+	res, err := Must(ctx, h, PruneScript(appDir, keep, protect), RunOpts{})
+	if err != nil {
 		return nil, err
 	}
-	return remove, nil
+	var removed []string
+	for _, l := range strings.Split(res.Stdout, "\n") {
+		if v, ok := strings.CutPrefix(l, "pruned "); ok {
+			removed = append(removed, v)
+		}
+	}
+	return removed, nil
 }
 
 // LockInfo is what the deploy lock records about its holder.

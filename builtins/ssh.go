@@ -38,7 +38,8 @@ type Target struct {
 // Stats counts what a command cost on the wire. Safe for concurrent use.
 type Stats struct {
 	Connections atomic.Int64
-	Commands    atomic.Int64 // remote commands: one SSH session each
+	Commands    atomic.Int64 // remote commands: one SSH session (round trip) each
+	Steps       atomic.Int64 // recipe steps carried by those commands (a batch carries several)
 	SFTPOps     atomic.Int64 // uploads over SFTP
 	BytesSent   atomic.Int64
 	BytesRecv   atomic.Int64
@@ -74,6 +75,11 @@ type Client struct {
 	done    chan struct{} // closed by Close: stops the keepalive
 	once    sync.Once
 	lost    atomic.Bool // the keepalive gave up on the server
+	// Worker: run commands through one long-lived session on the server,
+	// one round trip each (see workerScript). Off, each command opens a
+	// session of its own.
+	Worker bool
+	workerState
 }
 
 func homeDir() string {
@@ -425,6 +431,12 @@ func (c *Client) Close() error {
 			c.sftpCli.Close()
 		}
 		c.sftpMu.Unlock()
+		if c.workerMu.TryLock() {
+			if c.wk != nil {
+				c.wk.ch.Close()
+			}
+			c.workerMu.Unlock()
+		}
 		err = c.ssh.Close()
 	})
 	return err
@@ -443,6 +455,9 @@ type Result struct {
 func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{Code: -1}, err
+	}
+	if res, ok, err := c.execWorker(ctx, cmd, stdin); ok {
+		return res, err
 	}
 	c.stats.Commands.Add(1)
 	sess, err := c.ssh.NewSession()

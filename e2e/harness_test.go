@@ -125,6 +125,25 @@ func bootHost(i int) (*TestHost, error) {
 	return h, nil
 }
 
+// freshHost returns test server i with the stock setup: when an earlier test
+// changed what every test expects (TestLifecycleDown removes Caddy), the
+// server is booted again, clean (--volatile=overlay), in about 2 s.
+func freshHost(t *testing.T, i int) *TestHost {
+	t.Helper()
+	h := host(t, i)
+	if _, ok := h.Try("command -v caddy >/dev/null && systemctl is-active -q caddy"); ok {
+		return h
+	}
+	hostsMu.Lock()
+	delete(hosts, i)
+	hostsMu.Unlock()
+	h, err := bootHost(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func shutdownHosts() {
 	hostsMu.Lock()
 	defer hostsMu.Unlock()

@@ -262,7 +262,7 @@ func TestLifecycleRollbackPruneReleases(t *testing.T) {
 	// To a named version.
 	r = p.MustRaijin("rollback", "-y", "1.0.0")
 	t.Logf("rollback to 1.0.0: %s wall time", r.Duration)
-	if strings.Contains(r.Stderr, " build ") || strings.Contains(r.Stderr, " transfer ") || !strings.Contains(r.Stderr, "0 SFTP uploads") {
+	if strings.Contains(r.Stderr, " build ") || strings.Contains(r.Stderr, " transfer ") || !strings.Contains(r.Stderr, " 0 uploads") {
 		t.Errorf("rollback built or uploaded something:\n%s", r.Stderr)
 	}
 	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.0.0") {

@@ -172,7 +172,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	for i, args := range [][]string{{"deploy"}, {"deploy", "-v", "--set-version", "1.1.0"}, {"deploy", "--json", "--set-version", "1.2.0"}, {"printenv"}, {"printenv", "--json"}} {
 		r := p.MustRaijin(args...)
 		all.WriteString(r.Stdout + r.Stderr)
-		if i == 1 && !strings.Contains(r.Stderr, "sftp put") {
+		if i == 1 && !strings.Contains(r.Stderr, "] upload ") {
 			t.Errorf("-v echoed no commands: %s", r)
 		}
 	}

@@ -21,9 +21,11 @@ raijin.phase("transfer", common.transfer)
 -- 4. Install: write .appenv, then switch .env and the {app} symlink to the
 --    new version, atomically. If a later step fails, the previous version is
 --    switched back (and restarted if it had been stopped).
+--    The switch is deferred: it rides with the next round trip (release's),
+--    as its first step.
 raijin.phase("install", function(ctx)
   common.write_appenv(ctx)
-  common.switch(ctx, ctx.version, links(ctx))
+  ctx.host:defer(function() common.switch(ctx, ctx.version, links(ctx)) end)
 end)
 raijin.undo("install", function(ctx) common.restore(ctx, links(ctx)) end)
 

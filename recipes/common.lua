@@ -61,13 +61,18 @@ end
 -- transfer: the distfile and the .env (mode 0600) into v{version}/. Uploads
 -- go to a temporary name and are renamed; a file the server already has with
 -- the same SHA-256 is not sent again. opts.mode is the distfile's mode
--- (default 0755, an executable). Returns whether the distfile was sent.
+-- (default 0755, an executable). The check and the .env go in one round trip
+-- (a batch), the distfile's bytes right after it when they are needed.
+-- Returns whether the distfile was sent.
 function M.transfer(ctx, opts)
   local p = ctx.paths
   local mode = (opts and opts.mode) or "0755"
-  local sent = ctx.host:upload(ctx.shared.dist.path, p.version_dir .. "/" .. ctx.shared.dist.name, { mode = mode })
-  ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
-  return sent
+  local dist = p.version_dir .. "/" .. ctx.shared.dist.name
+  ctx.host:batch(function()
+    ctx.host:upload(ctx.shared.dist.path, dist, { mode = mode })
+    ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
+  end)
+  return ctx.host:sent(dist)
 end
 
 -- The .appenv that release_command, hooks and `raijin app exec` source.
@@ -147,29 +152,84 @@ function M.unit_names(ctx)
   return names
 end
 
--- services: write the units (a daemon-reload only when one changed), enable
--- them, restart them, and check that they came up (and answer the health
--- check, when one is configured). A redeploy leaves the units as they are.
-function M.services(ctx)
-  local units = M.unit_names(ctx)
-  if not ctx.redeploy then
-    local changed = false
-    local all = {}
-    for _, u in ipairs(M.units(ctx)) do
-      if ctx.host:write("/etc/systemd/system/" .. u.name, u.content, { mode = "0644", sudo = true }) then
-        changed = true
-      end
-      all[#all + 1] = u.name
+-- The web unit (nil without a web process) and the others (workers).
+function M.split_units(ctx)
+  local web, others = nil, {}
+  for _, proc in ipairs(raijin.process_names(ctx)) do
+    if proc == "web" then
+      web = raijin.unit_name(ctx, proc)
+    else
+      others[#others + 1] = raijin.unit_name(ctx, proc)
     end
-    if changed then ctx.host:systemctl("daemon-reload") end
-    ctx.host:systemctl("enable", table.unpack(all))
   end
-  ctx.restarted = true
-  if raijin.socket_path(ctx) then
-    ctx.host:systemctl("start", ctx.config.app .. ".socket")
+  return web, others
+end
+
+-- restart: the web process first, and wait until it is healthy (health_check
+-- answers 2xx, or the unit is still active after a short settle); only then
+-- the other processes (workers), which must still be active after the settle.
+-- While web restarts, requests wait instead of failing: with a unix-socket
+-- upstream systemd keeps the listening socket open and requests queue on it;
+-- with a TCP upstream Caddy retries the dial (lb_try_duration) until the new
+-- process listens. ctx.restarted / ctx.workers_restarted tell restore what to
+-- restart again.
+function M.restart(ctx)
+  local web, others = M.split_units(ctx)
+  if web then
+    if raijin.socket_path(ctx) then
+      -- systemd refuses to start a socket whose service already runs (the
+      -- upstream was TCP until now): stop the service first in that case.
+      local q = raijin.quote
+      local sock = q(ctx.config.app .. ".socket")
+      ctx.host:run("systemctl is-active --quiet " .. sock .. " || { systemctl stop " .. q(web) ..
+        "; systemctl reset-failed " .. sock .. " 2>/dev/null; systemctl start " .. sock .. "; }", { sudo = true })
+    end
+    ctx.restarted = true
+    ctx.host:systemctl("restart", web)
+    ctx.host:wait_healthy({ web })
   end
-  ctx.host:systemctl("restart", table.unpack(units))
-  ctx.host:wait_healthy(units)
+  if #others > 0 then
+    ctx.restarted = true
+    ctx.workers_restarted = true
+    ctx.host:systemctl("restart", table.unpack(others))
+    ctx.host:wait_healthy(others, { http = false })
+  end
+end
+
+-- enable_script enables the units that are not enabled yet. --no-reload:
+-- the daemon-reload before it (when a unit changed) already covers them.
+function M.enable_script(units)
+  local q = {}
+  for _, u in ipairs(units) do q[#q + 1] = raijin.quote(u) end
+  return "for u in " .. table.concat(q, " ") .. "; do systemctl is-enabled -q \"$u\" 2>/dev/null || systemctl enable -q --no-reload \"$u\" || exit; done"
+end
+
+-- services: write the units, then a daemon-reload only when one changed
+-- (flag "units"), enable the ones not enabled yet, then restart them (web
+-- first, workers once web is healthy). A redeploy leaves the unit files as
+-- they are. All of it is one batch: one round trip.
+function M.services(ctx)
+  ctx.host:batch(function()
+    if not ctx.redeploy then
+      local q = raijin.quote
+      local all = {}
+      for _, u in ipairs(M.units(ctx)) do
+        ctx.host:write("/etc/systemd/system/" .. u.name, u.content, { mode = "0644", sudo = true, flag = "units" })
+        all[#all + 1] = u.name
+      end
+      if not raijin.socket_path(ctx) then
+        -- A socket unit raijin generated while the upstream was a unix socket
+        -- would still hand a TCP app its listening socket, so it goes.
+        local sock = ctx.config.app .. ".socket"
+        local f = "/etc/systemd/system/" .. sock
+        ctx.host:run("if grep -qs '^# Generated by raijin' " .. q(f) .. "; then systemctl disable --now " ..
+          q(sock) .. " && rm -f " .. q(f) .. " && systemctl daemon-reload; fi", { sudo = true })
+      end
+      ctx.host:systemctl("daemon-reload", { when = "units" })
+      ctx.host:run(M.enable_script(all), { sudo = true })
+    end
+    M.restart(ctx)
+  end)
 end
 
 -- proxy: the Caddy site in /etc/caddy/conf.d/{app}.caddy, validated, then a
@@ -177,7 +237,11 @@ end
 -- {local_config_dir}/{app}.caddy is used as it is when present.
 function M.proxy(ctx)
   if ctx.redeploy then return end
-  ctx.host:caddy_reload(ctx.paths.caddy_site, M.site(ctx).content)
+  local site = M.site(ctx).content
+  -- Deferred: it needs no answer, so it rides with the deploy's last round
+  -- trip (with record, prune, the audit line and the lock's release); a
+  -- failure there still undoes the deploy.
+  ctx.host:defer(function() ctx.host:caddy_reload(ctx.paths.caddy_site, site) end)
 end
 
 -- The Caddy site of this app for this host: {name, content, own}. The user's
@@ -201,17 +265,20 @@ function M.site(ctx)
 end
 
 -- record: the new version goes first in .versions. From here on the new
--- version is the current one: a later failure does not switch back.
+-- version is the current one: a later failure does not switch back (undo
+-- asks the server, see restore). Deferred: it rides with the last round trip.
 function M.record(ctx)
-  raijin.versions.record(ctx, ctx.version)
-  ctx.recorded = true
+  ctx.host:defer(function() raijin.versions.record(ctx, ctx.version) end)
 end
 
 -- prune: version directories beyond versions_to_keep (or `raijin prune
--- --keep N`) are deleted, never the current one.
+-- --keep N`) are deleted, never the current one. Deferred like record: what
+-- to delete is known from the .versions and directories read at the start.
 function M.prune(ctx)
-  local removed = raijin.versions.prune(ctx, ctx.keep or ctx.config.versions_to_keep)
-  if #removed > 0 then ctx.audit.pruned = removed end
+  ctx.host:defer(function()
+    local removed = raijin.versions.prune(ctx, ctx.keep or ctx.config.versions_to_keep)
+    if #removed > 0 then ctx.audit.pruned = removed end
+  end)
 end
 
 -- done (local, once all hosts are done): the URL of each host, then [hooks]
@@ -245,17 +312,15 @@ function M.other_flows(links)
   raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })
 end
 
--- restart (rollback): restart the units and check that they came up.
-function M.restart(ctx)
-  ctx.restarted = true
-  ctx.host:systemctl("restart", table.unpack(M.unit_names(ctx)))
-  ctx.host:wait_healthy(M.unit_names(ctx))
-end
-
 -- undo for install: when a later step fails, put the previous version back
--- (its .env and links), and restart it if the new one had been started.
+-- (its .env and links), and restart what the failed deploy had restarted (web
+-- first), checking that the previous version is healthy again.
 -- Nothing is done when the failure came before the switch.
 function M.restore(ctx, links)
+  -- Recorded: the deferred record ran (the new version heads .versions).
+  if not ctx.recorded and ctx.previous ~= ctx.version and not ctx.dry_run then
+    ctx.recorded = raijin.versions.current(ctx) == ctx.version
+  end
   if ctx.recorded then
     ctx.state = "version " .. ctx.version .. " is recorded in .versions and serving; nothing was switched back"
     return
@@ -269,8 +334,14 @@ function M.restore(ctx, links)
     return
   end
   M.switch(ctx, ctx.previous, links)
-  if ctx.restarted then
-    ctx.host:systemctl("restart", table.unpack(M.unit_names(ctx)))
+  local web, others = M.split_units(ctx)
+  if ctx.restarted and web then
+    ctx.host:systemctl("restart", web)
+    ctx.host:wait_healthy({ web })
+  end
+  if ctx.workers_restarted and #others > 0 then
+    ctx.host:systemctl("restart", table.unpack(others))
+    ctx.host:wait_healthy(others, { http = false })
   end
   raijin.log("restored version " .. ctx.previous)
 end

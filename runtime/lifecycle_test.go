@@ -82,11 +82,11 @@ func TestDownFlow(t *testing.T) {
 	}
 }
 
-// Prune alone is the prune step: one read of the app directory, no switch,
-// no restart.
+// Prune alone is the prune step: one script that works out on the server
+// what to delete, no switch, no restart.
 func TestPruneFlow(t *testing.T) {
 	cmds := recordFlow(t, "prune", func(o *Options) { o.Keep = 2 })
-	if len(cmds) != 1 || !strings.Contains(cmds[0], "cat .versions") {
+	if len(cmds) != 1 || !strings.Contains(cmds[0], "head -n 2 .versions") || !strings.Contains(cmds[0], `rm -rf -- "v$v"`) {
 		t.Errorf("prune ran:\n%s", strings.Join(cmds, "\n"))
 	}
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -33,6 +34,12 @@ type hostState struct {
 	paths  map[string]string
 	phase  string
 	health bool // a health check failed in this run
+	// What the app directory holds, as this run left it: .versions and the
+	// version directories (read when the lock was taken, then kept up to
+	// date by record and prune), so that a deferred prune knows what to
+	// delete without asking.
+	versions, dirs []string
+	sent           map[string]bool // remote path: its last direct upload sent bytes
 }
 
 func (s *hostState) ctx(L *lua.LState) context.Context {
@@ -128,14 +135,36 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 			h := s.needHost(L, "raijin.versions.record")
 			v := L.CheckString(2)
 			s.check(L, builtins.RecordVersion(s.ctx(L), h, s.paths["app_dir"], v))
+			rest := []string{v}
+			for _, x := range s.versions {
+				if x != v {
+					rest = append(rest, x)
+				}
+			}
+			s.versions = rest
 			return 0
 		}))
 		L.SetField(versions, "prune", L.NewFunction(func(L *lua.LState) int {
 			h := s.needHost(L, "raijin.versions.prune")
 			keep := L.CheckInt(2)
 			protect := L.OptString(3, "")
-			removed, err := builtins.Prune(s.ctx(L), h, s.paths["app_dir"], keep, protect)
+			var removed []string
+			var err error
+			if b, ok := h.(*builtins.Batcher); ok && b.Queuing() {
+				// Deferred: what to delete is known from the facts of this
+				// run (the lock is held, nothing else changes them).
+				cur := ""
+				if len(s.versions) > 0 {
+					cur = s.versions[0]
+				}
+				removed = builtins.PrunePlan(s.versions, s.dirs, keep, cur, protect)
+				err = builtins.RemoveVersions(s.ctx(L), h, s.paths["app_dir"], removed)
+			} else {
+				removed, err = builtins.Prune(s.ctx(L), h, s.paths["app_dir"], keep, protect)
+			}
 			s.check(L, err)
+			s.versions = without(s.versions, removed)
+			s.dirs = without(s.dirs, removed)
 			if len(removed) > 0 {
 				s.r.opts.Events.Log(s.name, s.phase, "pruned "+strings.Join(removed, ", "))
 			}
@@ -147,6 +176,20 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 	}
 }
 
+func without(list, drop []string) []string {
+	gone := map[string]bool{}
+	for _, d := range drop {
+		gone[d] = true
+	}
+	var out []string
+	for _, x := range list {
+		if !gone[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func (s *hostState) needHost(L *lua.LState, what string) builtins.Host {
 	if s.host == nil {
 		L.RaiseError("%s needs a host: call it from a host phase, not a local one", what)
@@ -156,6 +199,10 @@ func (s *hostState) needHost(L *lua.LState, what string) builtins.Host {
 
 // check raises err as a Lua error, secrets redacted.
 func (s *hostState) check(L *lua.LState, err error) {
+	var he *builtins.HealthError
+	if errors.As(err, &he) {
+		s.health = true
+	}
 	if err != nil {
 		L.RaiseError("%s", s.r.opts.Redactor.Redact(err.Error()))
 	}
@@ -249,6 +296,10 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
 		o.Appenv = string(v)
 	}
 	o.Sudo = lua.LVAsBool(t.RawGetString("sudo"))
+	if v, ok := t.RawGetString("when").(lua.LString); ok {
+		o.When = string(v)
+		s.check(L, builtins.CheckFlag(o.When))
+	}
 	if e, ok := t.RawGetString("env").(*lua.LTable); ok {
 		o.Env = map[string]string{}
 		e.ForEach(func(k, v lua.LValue) {
@@ -277,6 +328,16 @@ func resultTable(L *lua.LState, r builtins.Result) *lua.LTable {
 	t.RawSetString("stderr", lua.LString(r.Stderr))
 	t.RawSetString("code", lua.LNumber(r.Code))
 	return t
+}
+
+// pushUnlessQueued pushes v, or nil while steps are being queued (their
+// results are not known yet).
+func (s *hostState) pushUnlessQueued(L *lua.LState, v lua.LValue) {
+	if b, ok := s.host.(*builtins.Batcher); ok && b.Queuing() {
+		L.Push(lua.LNil)
+		return
+	}
+	L.Push(v)
 }
 
 // hostTable is ctx.host: the host's facts and its methods.
@@ -328,7 +389,11 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		s.check(L, err)
 		sent, err := s.host.Upload(s.ctx(L), s.r.opts.Config.Path(local), remote, mode)
 		s.check(L, err)
-		L.Push(lua.LBool(sent))
+		if s.sent == nil {
+			s.sent = map[string]bool{}
+		}
+		s.sent[remote] = sent
+		s.pushUnlessQueued(L, lua.LBool(sent))
 		return 1
 	})
 	fn("write", func(L *lua.LState) int {
@@ -349,20 +414,31 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		o := optTable(L, 4)
 		mode, err := parseMode(o.RawGetString("mode"), 0o644)
 		s.check(L, err)
-		changed, err := s.host.Write(s.ctx(L), remote, data, builtins.WriteOpts{Mode: mode, Sudo: lua.LVAsBool(o.RawGetString("sudo"))})
+		wo := builtins.WriteOpts{Mode: mode, Sudo: lua.LVAsBool(o.RawGetString("sudo"))}
+		if v, ok := o.RawGetString("flag").(lua.LString); ok {
+			wo.Flag = string(v)
+			s.check(L, builtins.CheckFlag(wo.Flag))
+		}
+		changed, err := s.host.Write(s.ctx(L), remote, data, wo)
 		s.check(L, err)
-		L.Push(lua.LBool(changed))
+		s.pushUnlessQueued(L, lua.LBool(changed))
 		return 1
 	})
 	fn("systemctl", func(L *lua.LState) int {
 		action := L.CheckString(2)
 		var units []string
-		for i := 3; i <= L.GetTop(); i++ {
+		top := L.GetTop()
+		var o builtins.RunOpts
+		if t, ok := L.Get(top).(*lua.LTable); ok && top > 2 {
+			o = s.runOpts(L, t)
+			top--
+		}
+		for i := 3; i <= top; i++ {
 			units = append(units, L.CheckString(i))
 		}
-		res, err := builtins.Systemctl(s.ctx(L), s.host, action, units...)
+		res, err := builtins.SystemctlWhen(s.ctx(L), s.host, o.When, action, units...)
 		s.check(L, err)
-		L.Push(resultTable(L, res))
+		s.pushUnlessQueued(L, resultTable(L, res))
 		return 1
 	})
 	fn("caddy_reload", func(L *lua.LState) int {
@@ -379,16 +455,83 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		L.Push(lua.LBool(changed))
 		return 1
 	})
+	// batch(fn): the remote steps fn takes are sent together, as one
+	// script, when fn returns; defer(fn): they wait and ride along with the
+	// next remote command (at the latest the deploy's last one). Inside,
+	// run/write/upload return nil: use write's flag and run's when for steps
+	// that depend on a change.
+	fn("batch", func(L *lua.LState) int {
+		f := L.CheckFunction(2)
+		b, ok := s.host.(*builtins.Batcher)
+		mark := 0
+		if ok {
+			mark = b.Mark()
+			b.Begin()
+		}
+		err := L.PCall(0, 0, f)
+		if ok {
+			b.End()
+			if err != nil {
+				b.DiscardFrom(mark)
+			}
+		}
+		if err != nil {
+			L.Error(err.(*lua.ApiError).Object, 0)
+		}
+		if ok && !b.Queuing() {
+			s.check(L, b.Flush(s.ctx(L)))
+		}
+		return 0
+	})
+	// sent(remote): whether the last upload to remote sent bytes (after a
+	// batch, whose uploads return nil).
+	fn("sent", func(L *lua.LState) int {
+		remote := L.CheckString(2)
+		if b, ok := s.host.(*builtins.Batcher); ok {
+			L.Push(lua.LBool(b.Sent(remote)))
+		} else {
+			L.Push(lua.LBool(s.sent[remote]))
+		}
+		return 1
+	})
+	fn("defer", func(L *lua.LState) int {
+		f := L.CheckFunction(2)
+		b, ok := s.host.(*builtins.Batcher)
+		mark := 0
+		if ok {
+			mark = b.Mark()
+			b.Begin()
+		}
+		err := L.PCall(0, 0, f)
+		if ok {
+			b.End()
+			if err != nil {
+				b.DiscardFrom(mark)
+			}
+		}
+		if err != nil {
+			L.Error(err.(*lua.ApiError).Object, 0)
+		}
+		return 0
+	})
 	fn("wait_healthy", func(L *lua.LState) int {
 		var units []string
 		if ut, ok := L.Get(2).(*lua.LTable); ok {
 			ut.ForEach(func(_, v lua.LValue) { units = append(units, v.String()) })
 		}
+		// opts: http = false skips the HTTP check (workers: active after the
+		// settle time is all they can show); settle = seconds.
+		o := optTable(L, 3)
 		w := s.r.opts.Config.Webserver
 		timeout, _ := time.ParseDuration(w.HealthCheckTimeout)
-		err := builtins.WaitHealthy(s.ctx(L), s.host, builtins.HealthCheck{
-			Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout,
-		})
+		hc := builtins.HealthCheck{Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout}
+		if o.RawGetString("http") == lua.LFalse {
+			hc.Path = ""
+		}
+		if v, ok := o.RawGetString("settle").(lua.LNumber); ok {
+			hc.Settle = time.Duration(float64(v) * float64(time.Second))
+		}
+		err := builtins.WaitHealthy(s.ctx(L), s.host, hc)
 		if err != nil {
 			s.health = true
 		}

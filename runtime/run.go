@@ -54,6 +54,12 @@ type Options struct {
 	Redactor      *builtins.Redactor
 	Connect       Connector
 	Secrets       builtins.SecretAdapter
+	// Observer and Stats are told of the steps a host's batches carry.
+	Observer builtins.Observer
+	Stats    *builtins.Stats
+	// AllOrNothing: when a host fails, the hosts that succeeded are rolled
+	// back to their previous version too.
+	AllOrNothing bool
 	// NoLock runs the flow without the deploy lock: for flows that change
 	// nothing of the app (bootstrap, export-config).
 	NoLock bool
@@ -66,7 +72,13 @@ type HostResult struct {
 	Err      error
 	Restored bool // a failure was undone
 	Duration time.Duration
-	Skipped  bool // not run, because an earlier batch failed
+	Skipped  bool   // not run, because an earlier batch failed
+	Version  string // the version the host was taken to
+	Previous string // the version that was current before
+	// RolledBack: it succeeded, then --all-or-nothing switched it back to
+	// Previous (RollbackErr when that failed).
+	RolledBack  bool
+	RollbackErr error
 }
 
 // Report is the outcome of a run.
@@ -75,7 +87,72 @@ type Report struct {
 	Duration time.Duration
 }
 
+// dialing is a connection opened while the local phases run.
+type dialing struct {
+	done  chan struct{}
+	host  builtins.Host
+	close func()
+	err   error
+	taken bool
+}
+
+// dialEarly opens every host's connection while the local phases (the
+// build) run, so that the SSH handshakes' round trips do not wait for them.
+// Only the connection is made: nothing runs on a host before its phases,
+// and a failed build leaves the hosts untouched.
+func (r *runner) dialEarly(ctx context.Context) {
+	r.early = map[string]*dialing{}
+	for _, h := range r.opts.Hosts {
+		d := &dialing{done: make(chan struct{})}
+		r.early[h.Name] = d
+		go func(h config.Host) {
+			defer close(d.done)
+			d.host, d.close, d.err = r.opts.Connect(ctx, h)
+		}(h)
+	}
+}
+
+// connect is the host's early connection, else a new one.
+func (r *runner) connect(ctx context.Context, h config.Host) (builtins.Host, func(), error) {
+	r.earlyMu.Lock()
+	d := r.early[h.Name]
+	if d != nil {
+		d.taken = true
+	}
+	r.earlyMu.Unlock()
+	if d == nil {
+		return r.opts.Connect(ctx, h)
+	}
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	return d.host, d.close, d.err
+}
+
+// closeEarly closes the early connections no host run took (the build
+// failed, or an earlier batch did).
+func (r *runner) closeEarly() {
+	r.earlyMu.Lock()
+	defer r.earlyMu.Unlock()
+	for _, d := range r.early {
+		if d.taken {
+			continue
+		}
+		d.taken = true
+		go func(d *dialing) {
+			<-d.done
+			if d.err == nil {
+				d.close()
+			}
+		}(d)
+	}
+}
+
 type runner struct {
+	earlyMu sync.Mutex
+	early   map[string]*dialing
 	opts    Options
 	envMu   sync.Mutex
 	envs    map[string]*builtins.Env
@@ -194,6 +271,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	lctx := r.newCtx(L, ls, config.Host{}, nil, "")
 	shared := L.NewTable()
 	lctx.RawSetString("shared", shared)
+	if !opts.DryRun && len(before) > 0 && len(hostPhases) > 0 {
+		r.dialEarly(ctx)
+		defer r.closeEarly()
+	}
 	for _, n := range before {
 		if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
 			he := r.hostError("local", n, err)
@@ -245,6 +326,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		report.Hosts = append(report.Hosts, results...)
 	}
+	if failed && opts.AllOrNothing {
+		r.rollBackSucceeded(ctx, report)
+	}
 	report.Duration = time.Since(r.started)
 	if failed {
 		return report, summarize(report)
@@ -266,6 +350,58 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	report.Duration = time.Since(r.started)
 	return report, nil
+}
+
+// rollBackSucceeded is --all-or-nothing: the hosts that took the new version
+// while another failed are switched back to the version they had, in
+// parallel, with the recipe's rollback flow.
+func (r *runner) rollBackSucceeded(ctx context.Context, report *Report) {
+	byName := map[string]config.Host{}
+	for _, h := range r.opts.Hosts {
+		byName[h.Name] = h
+	}
+	var wg sync.WaitGroup
+	for i := range report.Hosts {
+		res := &report.Hosts[i]
+		if res.Err != nil || res.Skipped {
+			continue
+		}
+		if res.Previous == "" || res.Previous == res.Version {
+			res.RollbackErr = fmt.Errorf("no previous version to switch back to")
+			continue
+		}
+		wg.Add(1)
+		go func(res *HostResult) {
+			defer wg.Done()
+			o := r.opts
+			o.Flow, o.Command, o.TargetVersion, o.Redeploy = "rollback", "rollback", res.Previous, false
+			rr := &runner{opts: o, envs: r.envs, started: r.started}
+			rr.opts.Events.Log(res.Host, "rollback", "--all-or-nothing: switching back to "+res.Previous)
+			phases, err := hostPhases(o)
+			if err == nil {
+				out := rr.runHost(ctx, byName[res.Host], phases, nil)
+				err = out.Err
+			}
+			res.RolledBack = err == nil
+			res.RollbackErr = err
+		}(res)
+	}
+	wg.Wait()
+}
+
+// hostPhases are the host phases of o.Flow.
+func hostPhases(o Options) ([]string, error) {
+	infos, err := Plan(o)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range infos {
+		if !p.Local {
+			out = append(out, p.Name)
+		}
+	}
+	return out, nil
 }
 
 // summarize makes the error of a run in which hosts failed. A single failed
@@ -542,7 +678,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	}
 	r.opts.Events.PhaseStart(h.Name, "connect")
 	cstart := time.Now()
-	host, closeFn, err := r.opts.Connect(ctx, h)
+	host, closeFn, err := r.connect(ctx, h)
 	if err != nil {
 		r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
@@ -553,6 +689,15 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			c()
 		}
 	}()
+	// Steps the recipe defers ride along with the next remote command; the
+	// last ones go with the audit line and the lock's release.
+	// (Only over SSH: a batch is a shell script, which stand-in hosts of
+	// tests and --dry-run do not run; they get the steps one by one.)
+	var batcher *builtins.Batcher
+	if _, ok := host.(*builtins.RemoteHost); ok && !r.opts.DryRun {
+		batcher = builtins.NewBatcher(host, r.opts.Observer, r.opts.Redactor, r.opts.Stats)
+		host = batcher
+	}
 	lockVersion := ""
 	switch r.opts.Flow {
 	case "deploy":
@@ -574,24 +719,38 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		previous = facts.versions[0]
 	}
 	// The audit line and the lock's release go in one command, whatever the
-	// outcome (an interrupted run included).
+	// outcome (an interrupted run included): with the last deferred steps
+	// when the run succeeds, else on their own.
 	audit := builtins.AuditEntry{Time: lock.Since, App: r.opts.Config.App, Command: r.opts.Command,
 		User: lock.User, Machine: lock.Machine, From: previous}
 	var lctx *lua.LTable
+	finishScript := func() string {
+		audit.Duration = time.Since(start).Round(time.Millisecond).Seconds()
+		audit.Result = "ok"
+		if res.Err != nil {
+			audit.Result, audit.Phase = "failed", res.Phase
+			audit.Error = shortError(res.Err)
+		}
+		if lctx != nil {
+			if m, ok := goValue(lctx.RawGetString("audit")).(map[string]any); ok && len(m) > 0 {
+				audit.Details = m
+			}
+		}
+		if r.opts.NoLock {
+			return "true" // no lock to release, and nothing of the app changed to audit
+		}
+		return builtins.FinishScript(facts.appDir, lock, audit)
+	}
+	finished := false
 	// A flow without the lock (bootstrap, export-config) changes nothing of
 	// the app: no audit line either.
 	if !r.opts.DryRun && !r.opts.NoLock {
 		defer func() {
-			audit.Duration = time.Since(start).Round(time.Millisecond).Seconds()
-			audit.Result = "ok"
-			if res.Err != nil {
-				audit.Result, audit.Phase = "failed", res.Phase
-				audit.Error = shortError(res.Err)
+			if finished {
+				return
 			}
-			if lctx != nil {
-				if m, ok := goValue(lctx.RawGetString("audit")).(map[string]any); ok && len(m) > 0 {
-					audit.Details = m
-				}
+			if batcher != nil {
+				batcher.Discard()
 			}
 			if s != nil {
 				host = s.host
@@ -604,7 +763,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			}
 			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if _, err := builtins.Must(uctx, host, builtins.FinishScript(facts.appDir, lock, audit), builtins.RunOpts{}); err != nil {
+			if _, err := builtins.Must(uctx, host, finishScript(), builtins.RunOpts{}); err != nil {
 				r.opts.Events.Log(h.Name, "finish", "could not write the audit line or release the deploy lock: "+
 					r.opts.Redactor.Redact(err.Error())+"; check with `raijin lock status`")
 			}
@@ -627,32 +786,67 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			version = previous
 		}
 	}
-	s = &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version)}
+	s = &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version),
+		versions: facts.versions, dirs: append(facts.dirs, version)}
 	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return fail("load", err)
 	}
 	defer L.Close()
+	res.Version, res.Previous = version, previous
 	lctx = r.newCtx(L, s, h, facts.versions, previous)
 	lctx.RawSetString("version", lua.LString(version))
 	lctx.RawSetString("shared", luaValue(L, shared))
 
 	var startedPhases []*phase
+	failed := func(n string, err error) HostResult {
+		var qe *builtins.QueuedError
+		if errors.As(err, &qe) {
+			n = qe.Label
+		}
+		he := r.hostError(h.Name, n, err)
+		if h2 := r.revive(h, s.host, &closers); h2 != nil {
+			s.host = h2
+		} else if batcher != nil && !errors.As(err, &qe) && batcher.Pending() > 0 {
+			// Steps deferred by the phases that completed are done, as if
+			// they had been sent at once; then the undo handlers run.
+			fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if ferr := batcher.Flush(fctx); ferr != nil {
+				r.opts.Events.Log(h.Name, n, r.opts.Redactor.Redact("the steps deferred before the failure failed too: "+ferr.Error()))
+			}
+			cancel()
+		}
+		if batcher != nil {
+			batcher.Discard()
+		}
+		restored, state := r.undo(L, s, startedPhases, lctx, err)
+		res.Restored = restored
+		he.State = state
+		// Exit 4 means a previous version is serving again; after a first
+		// deploy there was none to restore (exit 1).
+		if prev, _ := lctx.RawGetString("previous").(lua.LString); s.health && restored && prev != "" {
+			he.Code = errs.CodeHealth
+		}
+		return fail(n, he)
+	}
 	for _, n := range phases {
 		p := reg.phases[n]
 		startedPhases = append(startedPhases, p)
+		if batcher != nil {
+			batcher.Label(n)
+		}
 		if err := r.runPhase(ctx, L, s, p, lctx); err != nil {
-			he := r.hostError(h.Name, n, err)
-			if h2 := r.revive(h, s.host, &closers); h2 != nil {
-				s.host = h2
-			}
-			restored, state := r.undo(L, s, startedPhases, lctx, err)
-			res.Restored = restored
-			he.State = state
-			if s.health && restored {
-				he.Code = errs.CodeHealth
-			}
-			return fail(n, he)
+			return failed(n, err)
+		}
+	}
+	if batcher != nil && s.host == batcher {
+		batcher.Label("")
+		// The steps still deferred, then (if they all succeed) the audit
+		// line and the lock's release: one round trip.
+		ok, err := batcher.Finish(ctx, finishScript())
+		finished = ok
+		if err != nil {
+			return failed(phases[len(phases)-1], err)
 		}
 	}
 	return res
@@ -760,6 +954,7 @@ func rollbackTarget(versions []string, want string) (string, error) {
 type hostFacts struct {
 	home, user, appDir string
 	versions           []string
+	dirs               []string // the versions with a v{version} directory
 }
 
 // prepare learns the deploy user's home, takes the deploy lock and reads
@@ -787,7 +982,8 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 			take = "echo locked"
 		}
 		script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + take +
-			"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; true"
+			"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; echo '@@dirs'; " +
+			"for d in " + builtins.Quote(rel) + "/v*/; do [ -d \"$d\" ] && basename \"$d\"; done; true"
 		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
 		if err != nil {
 			return hostFacts{}, err
@@ -797,7 +993,13 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		if len(lines) < 3 {
 			return hostFacts{}, fmt.Errorf("unexpected answer from the server: %q", res.Stdout)
 		}
+		vers, dirs, _ := strings.Cut(vers, "@@dirs")
 		f := hostFacts{home: lines[0], user: lines[1], versions: builtins.ParseVersions(vers)}
+		for _, d := range builtins.ParseVersions(dirs) {
+			if v, ok := strings.CutPrefix(d, "v"); ok && v != "" {
+				f.dirs = append(f.dirs, v)
+			}
+		}
 		f.appDir = AppDir(c, h, f.home)
 		locked, holder := builtins.ParseLockOutput(lines[2])
 		if locked {
@@ -849,6 +1051,7 @@ func SSHConnector(stats *builtins.Stats, obs builtins.Observer, red *builtins.Re
 			// runHost names the host and the phase (connect).
 			return nil, nil, err
 		}
+		cl.Worker = true
 		return &builtins.RemoteHost{HostName: h.Name, Client: cl, Observer: obs, Redactor: red}, func() { cl.Close() }, nil
 	}
 }

@@ -30,6 +30,7 @@ type UI struct {
 	mu       sync.Mutex
 	lastProg time.Time
 	progLine bool
+	upStart  map[string]time.Time // host+file: when its upload began
 }
 
 // New sets up output for the given streams: colour and progress bars only on
@@ -153,15 +154,33 @@ func (u *UI) Command(host, cmd string) {
 	defer u.mu.Unlock()
 	cmd = u.Redactor.Redact(cmd)
 	if u.JSON {
-		if u.Verbose {
-			u.event("command", map[string]any{"host": host, "command": cmd})
-		}
+		u.event("command", map[string]any{"host": host, "command": cmd})
 		return
 	}
 	if u.Verbose {
 		u.clearProgress()
 		fmt.Fprintf(u.Err, "%s %s\n", u.paint("36", "["+host+"]"), cmd)
 	}
+}
+
+// HostResult is one line of the per-host summary of a run on several hosts.
+func (u *UI) HostResult(host, status, detail string, d time.Duration) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	detail = u.Redactor.Redact(detail)
+	if u.JSON {
+		u.event("host_result", map[string]any{"host": host, "status": status, "detail": detail, "seconds": d.Seconds()})
+		return
+	}
+	u.clearProgress()
+	color := "32"
+	switch status {
+	case "failed":
+		color = "31"
+	case "skipped", "rolled back":
+		color = "33"
+	}
+	fmt.Fprintf(u.Err, "%-8s %s %s (%.1fs)\n", host, u.paint(color, status), detail, d.Seconds())
 }
 
 // DryRun prints what a recording host was asked to do.
@@ -194,17 +213,30 @@ func (u *UI) DryRun(host, kind, what, content string) {
 	}
 }
 
-// Upload shows a progress bar for a large upload on a terminal, and events in
-// --json.
+// Upload shows a progress bar with the speed for a large upload on a
+// terminal, and events in --json.
 func (u *UI) Upload(host, local, remote string, sent, total int64, skipped bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	key := host + "\x00" + remote
+	if u.upStart == nil {
+		u.upStart = map[string]time.Time{}
+	}
+	start, ok := u.upStart[key]
+	if !ok {
+		start = time.Now()
+		u.upStart[key] = start
+	}
+	if sent >= total || skipped {
+		delete(u.upStart, key)
+	}
 	if u.JSON {
 		u.event("upload", map[string]any{"host": host, "file": remote, "sent": sent, "total": total, "skipped": skipped})
 		return
 	}
 	if skipped {
 		if u.Verbose {
+			u.clearProgress()
 			fmt.Fprintf(u.Err, "  %-8s %s unchanged on the server (same SHA-256): not sent\n", host, remote)
 		}
 		return
@@ -215,10 +247,24 @@ func (u *UI) Upload(host, local, remote string, sent, total int64, skipped bool)
 	pct := float64(sent) / float64(total)
 	width := 30
 	bar := strings.Repeat("█", int(pct*float64(width))) + strings.Repeat("░", width-int(pct*float64(width)))
-	fmt.Fprintf(u.Err, "\r\x1b[K  %-8s %s %3.0f%% %s/%s", host, bar, pct*100, human(sent), human(total))
+	speed := ""
+	if el := time.Since(start).Seconds(); el > 0.05 {
+		speed = " " + human(int64(float64(sent)/el)) + "/s"
+	}
+	fmt.Fprintf(u.Err, "\r\x1b[K  %-8s %s %3.0f%% %s/%s%s", host, u.paint("36", bar), pct*100, human(sent), human(total), speed)
 	u.progLine = sent < total
 	if sent >= total {
 		fmt.Fprint(u.Err, "\r\x1b[K")
+	}
+}
+
+// Final is the last event of a command in --json: whether it worked and
+// what it cost. Nothing is printed otherwise (the text lines said it).
+func (u *UI) Final(fields map[string]any) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.JSON {
+		u.event("result", fields)
 	}
 }
 

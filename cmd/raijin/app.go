@@ -88,7 +88,7 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun b
 	o := runtime.Options{
 		Config: cfg, Sources: runtime.SourcesFor(cfg, recipe), Command: command, Flow: flow,
 		Hosts: hosts, DryRun: dryRun, Events: u, Redactor: u.Redactor, PhaseTimeout: timeout,
-		BatchSize: cfg.BatchSize,
+		BatchSize: cfg.BatchSize, Observer: u, Stats: &a.stats,
 	}
 	if o.Secrets, err = a.secrets(cfg); err != nil {
 		return runtime.Options{}, err
@@ -113,7 +113,8 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun b
 			return rec, func() {}, nil
 		}
 	} else {
-		o.Connect = runtime.SSHConnector(&a.stats, u, u.Redactor, a.AcceptNewHostKey)
+		// The runtime's Batcher echoes each step; the connection itself stays quiet.
+		o.Connect = runtime.SSHConnector(&a.stats, nil, u.Redactor, a.AcceptNewHostKey)
 	}
 	return o, nil
 }
@@ -127,7 +128,12 @@ func (a *App) fail(err error) int {
 		return code // a remote command's own exit code: it said what failed
 	}
 	if u.JSON {
-		u.Result("error: %s", msg)
+		f := a.statsFields()
+		f["ok"], f["error"], f["exit_code"] = false, u.Redactor.Redact(msg), code
+		if h := errs.Hint(err); h != "" {
+			f["hint"] = h
+		}
+		u.Final(f)
 		return code
 	}
 	fmt.Fprintf(a.Stderr, "raijin: %s\n", u.Redactor.Redact(msg))
@@ -143,8 +149,17 @@ func (a *App) fail(err error) int {
 
 // statsLine sums up what a command cost on the wire.
 func (a *App) statsLine() string {
-	return fmt.Sprintf("%d SSH connection(s), %d remote commands, %d SFTP uploads, %s sent",
-		a.stats.Connections.Load(), a.stats.Commands.Load(), a.stats.SFTPOps.Load(), ui.Human(a.stats.BytesSent.Load()))
+	return fmt.Sprintf("%d SSH connection(s), %d remote commands carrying %d steps, %d uploads, %s sent",
+		a.stats.Connections.Load(), a.stats.Commands.Load(), a.stats.Steps.Load(), a.stats.SFTPOps.Load(), ui.Human(a.stats.BytesSent.Load()))
+}
+
+// statsFields are the wire costs for the --json result event.
+func (a *App) statsFields() map[string]any {
+	return map[string]any{
+		"connections": a.stats.Connections.Load(), "remote_commands": a.stats.Commands.Load(),
+		"steps": a.stats.Steps.Load(), "uploads": a.stats.SFTPOps.Load(),
+		"bytes_sent": a.stats.BytesSent.Load(), "bytes_received": a.stats.BytesRecv.Load(),
+	}
 }
 
 // askStale asks on a terminal whether to take over a stale deploy lock (one

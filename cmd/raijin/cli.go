@@ -11,6 +11,7 @@ import (
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/ui"
 )
 
 // CLI is raijin's command line: one struct per command.
@@ -45,12 +46,13 @@ func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 // DeployCmd is `raijin deploy`.
 type DeployCmd struct {
-	Recipe      string `placeholder:"FILE" help:"Load this Lua recipe after the built-in one (instead of deploy.lua or recipe =)." type:"existingfile"`
-	DryRun      bool   `help:"Run the recipe against a recording host: print every command and file, connect to nothing."`
-	Version     string `name:"set-version" placeholder:"VERSION" help:"Deploy as VERSION instead of the configured one."`
-	ForceUnlock bool   `help:"Take over a deploy lock left by a dead deploy."`
-	LockWait    string `placeholder:"DURATION" help:"Wait up to DURATION for another deploy's lock."`
-	Batch       int    `placeholder:"N" help:"Deploy to N hosts at a time (default: batch_size, else all)."`
+	Recipe       string `placeholder:"FILE" help:"Load this Lua recipe after the built-in one (instead of deploy.lua or recipe =)." type:"existingfile"`
+	DryRun       bool   `help:"Run the recipe against a recording host: print every command and file, connect to nothing."`
+	Version      string `name:"set-version" placeholder:"VERSION" help:"Deploy as VERSION instead of the configured one."`
+	ForceUnlock  bool   `help:"Take over a deploy lock left by a dead deploy."`
+	LockWait     string `placeholder:"DURATION" help:"Wait up to DURATION for another deploy's lock."`
+	Batch        int    `placeholder:"N" help:"Deploy to N hosts at a time (default: batch_size, else all)."`
+	AllOrNothing bool   `help:"If any host fails, switch the hosts that succeeded back to their previous version too."`
 }
 
 func (d *DeployCmd) Run(app *App) error { return deploy(app, "deploy", d, false) }
@@ -78,6 +80,7 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 	}
 	o.Redeploy = redeploy
 	o.ForceUnlock = d.ForceUnlock
+	o.AllOrNothing = d.AllOrNothing
 	o.TakeOverStale = app.askStale
 	if d.Batch > 0 {
 		o.BatchSize = d.Batch
@@ -96,16 +99,56 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 		u.Printf("%s %s %s to %s", command, cfg.App, cfg.Version, hostNames(o.Hosts))
 	}
 	rep, err := runtime.Run(app.ctx, o)
+	if rep != nil && !d.DryRun && (len(o.Hosts) > 1 || d.AllOrNothing) && len(rep.Hosts) > 0 {
+		hostSummary(u, rep)
+	}
 	if err != nil {
 		return err
 	}
 	if !d.DryRun {
 		u.Printf("%s %s %s done in %.1fs (%s)", command, cfg.App, cfg.Version, rep.Duration.Seconds(), app.statsLine())
+		var urls []string
 		for _, h := range o.Hosts {
-			u.Result("%s", h.URL())
+			if !u.JSON {
+				u.Result("%s", h.URL())
+			}
+			urls = append(urls, h.URL())
 		}
+		f := app.statsFields()
+		f["ok"], f["command"], f["app"], f["version"], f["seconds"], f["urls"] = true, command, cfg.App, cfg.Version, rep.Duration.Seconds(), urls
+		u.Final(f)
 	}
 	return nil
+}
+
+// hostSummary says, host by host, how a run on several hosts ended.
+func hostSummary(u *ui.UI, rep *runtime.Report) {
+	for _, h := range rep.Hosts {
+		var status, detail string
+		switch {
+		case h.Skipped:
+			status, detail = "skipped", "not started: an earlier batch failed"
+		case h.Err != nil && h.Restored && h.Previous != "":
+			status, detail = "failed", fmt.Sprintf("in phase %s; restored %s", h.Phase, h.Previous)
+		case h.Err != nil:
+			status, detail = "failed", "in phase "+h.Phase
+			switch {
+			case h.Previous == "":
+				detail += "; first deploy, nothing to restore"
+			case h.Restored:
+				detail += "; restored " + h.Previous
+			default:
+				detail += "; still on " + h.Previous
+			}
+		case h.RolledBack:
+			status, detail = "rolled back", fmt.Sprintf("took %s, then switched back to %s (--all-or-nothing)", h.Version, h.Previous)
+		case h.RollbackErr != nil:
+			status, detail = "deployed", fmt.Sprintf("on %s; --all-or-nothing could not switch it back: %v", h.Version, h.RollbackErr)
+		default:
+			status, detail = "deployed", "on "+h.Version
+		}
+		u.HostResult(h.Host, status, detail, h.Duration)
+	}
 }
 
 func hostNames(hosts []config.Host) string {

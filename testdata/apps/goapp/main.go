@@ -1,12 +1,13 @@
 // goapp is the sample web app raijin's tests and demo deploy: it answers / with
 // its version and greeting, /up for health checks, and /env/NAME with an
 // environment variable. It listens on $PORT, or on the socket systemd passes
-// (socket activation).
+// (socket activation); START_DELAY=1s delays its start.
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -53,8 +54,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "refusing to start (FAIL_START=1)")
 		os.Exit(1)
 	}
+	if d, err := time.ParseDuration(os.Getenv("START_DELAY")); err == nil {
+		// A slow start (loading, warming caches): nothing listens meanwhile.
+		time.Sleep(d)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // a form post, read as an app would
 		fmt.Fprintf(w, "goapp %s: %s\n", version, os.Getenv("GREETING"))
 	})
 	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) {
@@ -73,6 +79,10 @@ func main() {
 		os.Exit(1)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Graceful shutdown on SIGTERM (systemctl stop/restart): stop accepting,
+	// finish the requests in flight, then exit. Serve returns at once when
+	// Shutdown starts, so main waits for Shutdown to be done.
+	drained := make(chan struct{})
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -80,10 +90,12 @@ func main() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
+		close(drained)
 	}()
 	fmt.Printf("goapp %s listening on %s\n", version, ln.Addr())
 	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	<-drained
 }

@@ -1,9 +1,12 @@
 """pyapp's console script: `pyapp` (or `pyapp serve`) serves the WSGI app on
-$PORT; `pyapp migrate` is a release command that records that it ran."""
+$PORT, or on the socket systemd passes (socket activation); `pyapp migrate`
+is a release command that records that it ran."""
 import os
 import signal
+import socket
 import sys
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from pyapp import __version__
 from pyapp.wsgi import application
@@ -23,15 +26,38 @@ def migrate():
     return 0
 
 
+class SocketServer(WSGIServer):
+    """A WSGI server on the listening socket systemd passes (fd 3)."""
+
+    def __init__(self, sock):
+        super().__init__(("localhost", 0), QuietHandler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.server_name, self.server_port = "localhost", 80
+        self.setup_environ()
+
+    def get_request(self):
+        conn, _ = self.socket.accept()
+        return conn, ("unix", 0)  # a unix-socket peer has no address
+
+
 def serve():
     if os.environ.get("FAIL_START") == "1":
         print("refusing to start (FAIL_START=1)", file=sys.stderr)
         return 1
-    port = int(os.environ.get("PORT", "8000"))
-    httpd = make_server("127.0.0.1", port, application, handler_class=QuietHandler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print("pyapp %s listening on 127.0.0.1:%d" % (__version__, port), flush=True)
-    httpd.serve_forever()
+    if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
+        # systemd socket activation: the socket outlives this process.
+        sock = socket.socket(fileno=3)
+        httpd, where = SocketServer(sock), sock.getsockname()
+    else:
+        port = int(os.environ.get("PORT", "8000"))
+        httpd = make_server("127.0.0.1", port, application, handler_class=QuietHandler)
+        where = "127.0.0.1:%d" % port
+    httpd.set_app(application)
+    # Graceful stop on SIGTERM: finish the request being served, then exit.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown).start())
+    print("pyapp %s listening on %s" % (__version__, where), flush=True)
+    httpd.serve_forever(poll_interval=0.1)
     return 0
 
 

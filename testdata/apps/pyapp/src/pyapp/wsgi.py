@@ -9,6 +9,9 @@ from pyapp import __version__
 
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
+    # A form post, read as an app would (an unread body and a closed
+    # connection make the proxy's write of it fail).
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     status, body = "200 OK", ""
     if path == "/up":
         if os.environ.get("FAIL_HEALTH") == "1":

@@ -1,0 +1,72 @@
+package ui
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raijin-deploy/raijin/builtins"
+)
+
+func TestUploadProgressBarShowsSpeedOnATerminal(t *testing.T) {
+	var errb bytes.Buffer
+	u := &UI{Out: &bytes.Buffer{}, Err: &errb, TTY: true, Redactor: &builtins.Redactor{}}
+	u.Upload("web1", "dist/app", "/srv/app", 0, 8<<20, false)
+	time.Sleep(60 * time.Millisecond)
+	u.Upload("web1", "dist/app", "/srv/app", 4<<20, 8<<20, false)
+	out := errb.String()
+	if !strings.Contains(out, " 50% 4.0 MB/8.0 MB ") || !strings.Contains(out, "MB/s") {
+		t.Errorf("progress line = %q, want percentage, sizes and speed", out)
+	}
+	if strings.Contains(out, "\x1b[36m") {
+		t.Errorf("colour without Color: %q", out)
+	}
+	u.Upload("web1", "dist/app", "/srv/app", 8<<20, 8<<20, false)
+	if !strings.HasSuffix(errb.String(), "\r\x1b[K") {
+		t.Errorf("the bar is not cleared at the end: %q", errb.String())
+	}
+
+	// Not a terminal: no bar at all.
+	errb.Reset()
+	u.TTY = false
+	u.Upload("web1", "dist/app", "/srv/app", 4<<20, 8<<20, false)
+	if errb.Len() != 0 {
+		t.Errorf("progress off a terminal: %q", errb.String())
+	}
+}
+
+func TestNoColorWithoutATerminalOrWithNO_COLOR(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
+	u := New(&bytes.Buffer{}, &bytes.Buffer{}, false, false, false)
+	if u.Color || u.paint("31", "x") != "x" {
+		t.Errorf("colours on with NO_COLOR and no terminal")
+	}
+}
+
+func TestJSONEventsOnePerLine(t *testing.T) {
+	var out bytes.Buffer
+	u := &UI{Out: &out, Err: &bytes.Buffer{}, JSON: true, Redactor: &builtins.Redactor{}}
+	u.Redactor.Add("s3cret")
+	u.PhaseStart("web1", "transfer")
+	u.Command("web1", "echo s3cret")
+	u.Upload("web1", "dist/app", "/srv/app", 10, 10, false)
+	u.PhaseEnd("web1", "transfer", 1500*time.Millisecond, nil)
+	u.HostResult("web1", "deployed", "on 1.0", time.Second)
+	u.Final(map[string]any{"ok": true, "connections": 1})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{"phase_started", "command", "upload", "phase_finished", "host_result", "result"}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
+	}
+	for i, l := range lines {
+		var ev map[string]any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || ev["event"] != want[i] || ev["time"] == nil {
+			t.Errorf("line %d = %q, want a %s event with a time", i, l, want[i])
+		}
+	}
+	if strings.Contains(out.String(), "s3cret") {
+		t.Errorf("a secret in the JSON events")
+	}
+}
