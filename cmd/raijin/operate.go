@@ -119,7 +119,16 @@ type remote struct {
 
 func (r *remote) host(app *App) *builtins.RemoteHost {
 	u := app.UI()
-	return &builtins.RemoteHost{HostName: r.h.Name, Client: r.cl, Observer: u, Redactor: u.Redactor}
+	return &builtins.RemoteHost{HostName: r.h.Name, Client: r.cl, Observer: echo(app), Redactor: u.Redactor}
+}
+
+// echo is who sees the remote commands: the terminal with -v. Without -v
+// nothing, so that --json output of these commands is their data alone.
+func echo(app *App) builtins.Observer {
+	if !app.Verbose {
+		return nil
+	}
+	return app.UI()
 }
 
 // eachHost connects to the selected hosts one after the other and calls fn;
@@ -166,7 +175,9 @@ func oneHost(app *App, cfg *config.Config, fn func(r *remote) error) error {
 // run prints a remote command's output as it comes and returns its exit code
 // as raijin's.
 func (r *remote) run(app *App, cmd string, stdin io.Reader) error {
-	app.UI().Command(r.h.Name, cmd)
+	if o := echo(app); o != nil {
+		o.Command(r.h.Name, cmd)
+	}
 	code, err := r.cl.Stream(app.ctx, cmd, stdin, app.Stdout, app.Stderr)
 	if err != nil {
 		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
@@ -180,7 +191,9 @@ func (r *remote) interactive(app *App, cmd string) error {
 	if !ok {
 		return errs.Usagef("run it from a terminal", "an interactive session needs a terminal on standard input")
 	}
-	app.UI().Command(r.h.Name, cmd)
+	if o := echo(app); o != nil {
+		o.Command(r.h.Name, cmd)
+	}
 	code, err := r.cl.Interactive(app.ctx, cmd, builtins.Terminal{In: in, Out: app.Stdout})
 	if err != nil {
 		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
