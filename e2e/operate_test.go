@@ -24,7 +24,7 @@ import (
 // changed, a second run changes nothing; `up` bootstraps and deploys;
 // `app export-config` hands the generated files to the user.
 func TestOperateInitBootstrapUp(t *testing.T) {
-	h := host(t, 2) // a server of its own, as booted: nothing bootstrapped yet (1 is for down --full)
+	h := rebootedHost(t, 2) // as booted: nothing bootstrapped yet
 	p := NewProject(t, ProjectSpec{App: "init", Hosts: []*TestHost{h}})
 	for _, f := range []string{"main.go", "go.mod"} {
 		p.Write(f, readFile(t, filepath.Join(goappSrc, f)), 0o644)
@@ -565,4 +565,19 @@ func TestOperateInitPythonDeploys(t *testing.T) {
 	if r := p.MustRaijin("app", "exec", "command -v pyapp"); strings.TrimSpace(r.Stdout) != p.AppDir(h)+"/.venv/bin/pyapp" {
 		t.Errorf("app exec sees pyapp at %q, want the app's venv", r.Stdout)
 	}
+}
+
+// rebootedHost boots test server i again, as new (--volatile=overlay), for a
+// test that needs a server nothing else has touched.
+func rebootedHost(t *testing.T, i int) *TestHost {
+	t.Helper()
+	host(t, i)
+	hostsMu.Lock()
+	delete(hosts, i)
+	hostsMu.Unlock()
+	h, err := bootHost(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
