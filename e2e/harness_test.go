@@ -134,6 +134,14 @@ func freshHost(t *testing.T, i int) *TestHost {
 	if _, ok := h.Try("command -v caddy >/dev/null && systemctl is-active -q caddy"); ok {
 		return h
 	}
+	return rebootedHost(t, i)
+}
+
+// rebootedHost boots test server i again, as new (--volatile=overlay), for a
+// test that needs a server nothing else has touched.
+func rebootedHost(t *testing.T, i int) *TestHost {
+	t.Helper()
+	host(t, i)
 	hostsMu.Lock()
 	delete(hosts, i)
 	hostsMu.Unlock()

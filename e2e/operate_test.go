@@ -566,18 +566,3 @@ func TestOperateInitPythonDeploys(t *testing.T) {
 		t.Errorf("app exec sees pyapp at %q, want the app's venv", r.Stdout)
 	}
 }
-
-// rebootedHost boots test server i again, as new (--volatile=overlay), for a
-// test that needs a server nothing else has touched.
-func rebootedHost(t *testing.T, i int) *TestHost {
-	t.Helper()
-	host(t, i)
-	hostsMu.Lock()
-	delete(hosts, i)
-	hostsMu.Unlock()
-	h, err := bootHost(i)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
