@@ -461,24 +461,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 	// run/write/upload return nil: use write's flag and run's when for steps
 	// that depend on a change.
 	fn("batch", func(L *lua.LState) int {
-		f := L.CheckFunction(2)
-		b, ok := s.host.(*builtins.Batcher)
-		mark := 0
-		if ok {
-			mark = b.Mark()
-			b.Begin()
-		}
-		err := L.PCall(0, 0, f)
-		if ok {
-			b.End()
-			if err != nil {
-				b.DiscardFrom(mark)
-			}
-		}
-		if err != nil {
-			L.Error(err.(*lua.ApiError).Object, 0)
-		}
-		if ok && !b.Queuing() {
+		if b := s.queue(L, L.CheckFunction(2)); b != nil && !b.Queuing() {
 			s.check(L, b.Flush(s.ctx(L)))
 		}
 		return 0
@@ -495,23 +478,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		return 1
 	})
 	fn("defer", func(L *lua.LState) int {
-		f := L.CheckFunction(2)
-		b, ok := s.host.(*builtins.Batcher)
-		mark := 0
-		if ok {
-			mark = b.Mark()
-			b.Begin()
-		}
-		err := L.PCall(0, 0, f)
-		if ok {
-			b.End()
-			if err != nil {
-				b.DiscardFrom(mark)
-			}
-		}
-		if err != nil {
-			L.Error(err.(*lua.ApiError).Object, 0)
-		}
+		s.queue(L, L.CheckFunction(2))
 		return 0
 	})
 	fn("wait_healthy", func(L *lua.LState) int {
@@ -539,6 +506,32 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		return 0
 	})
 	return t
+}
+
+// queue calls f with the host's remote steps queued instead of sent (over
+// SSH; elsewhere they run one by one). A Lua error in f drops what f queued and
+// is raised again. It returns the batcher, nil when the host has none.
+func (s *hostState) queue(L *lua.LState, f *lua.LFunction) *builtins.Batcher {
+	b, ok := s.host.(*builtins.Batcher)
+	mark := 0
+	if ok {
+		mark = b.Mark()
+		b.Begin()
+	}
+	err := L.PCall(0, 0, f)
+	if ok {
+		b.End()
+		if err != nil {
+			b.DiscardFrom(mark)
+		}
+	}
+	if err != nil {
+		L.Error(err.(*lua.ApiError).Object, 0)
+	}
+	if !ok {
+		return nil
+	}
+	return b
 }
 
 // localTable is ctx.local: commands and files on the deploying machine.
