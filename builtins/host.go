@@ -155,6 +155,16 @@ func (h *RemoteHost) Write(ctx context.Context, remote string, data []byte, o Wr
 	return strings.TrimSpace(res.Stdout) == "changed", nil
 }
 
+// shaCache remembers the hash of a file that has not changed (same size and
+// modification time), so a deploy to many hosts hashes its distfile once.
+var shaCache sync.Map // shaKey -> string
+
+type shaKey struct {
+	path  string
+	size  int64
+	mtime int64
+}
+
 // FileSHA256 hashes a local file.
 func FileSHA256(p string) (string, error) {
 	f, err := os.Open(p)
@@ -162,11 +172,21 @@ func FileSHA256(p string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	key := shaKey{p, st.Size(), st.ModTime().UnixNano()}
+	if sum, ok := shaCache.Load(key); ok {
+		return sum.(string), nil
+	}
 	hh := sha256.New()
 	if _, err := io.Copy(hh, f); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(hh.Sum(nil)), nil
+	sum := hex.EncodeToString(hh.Sum(nil))
+	shaCache.Store(key, sum)
+	return sum, nil
 }
 
 func (h *RemoteHost) Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error) {
