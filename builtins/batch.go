@@ -474,11 +474,7 @@ func receiveScript(remote, sum string, size int64, mode os.FileMode) string {
 // SHA-256). The check is one step (queued while queuing); the bytes go in
 // one more round trip right after it, streamed on the session's stdin.
 func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error) {
-	sum, err := FileSHA256(local)
-	if err != nil {
-		return false, err
-	}
-	st, err := os.Stat(local)
+	sum, st, err := localDigest(local)
 	if err != nil {
 		return false, err
 	}

@@ -189,12 +189,17 @@ func FileSHA256(p string) (string, error) {
 	return sum, nil
 }
 
-func (h *RemoteHost) Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error) {
-	sum, err := FileSHA256(local)
-	if err != nil {
-		return false, err
+// localDigest is what an upload needs to know of its local file.
+func localDigest(local string) (sum string, st os.FileInfo, err error) {
+	if sum, err = FileSHA256(local); err != nil {
+		return "", nil, err
 	}
-	st, err := os.Stat(local)
+	st, err = os.Stat(local)
+	return sum, st, err
+}
+
+func (h *RemoteHost) Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error) {
+	sum, st, err := localDigest(local)
 	if err != nil {
 		return false, err
 	}

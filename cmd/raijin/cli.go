@@ -176,14 +176,11 @@ func (r *RollbackCmd) Run(app *App) error {
 			return errs.Usagef("run `raijin rollback` without VERSION for the previous one", "%v", err)
 		}
 	}
-	o, err := app.runOpts(cfg, "rollback", "rollback", "", false)
+	o, err := r.flowOpts(app, cfg, "rollback")
 	if err != nil {
 		return err
 	}
 	o.TargetVersion = r.Version
-	if err := r.lockFlags.apply(&o); err != nil {
-		return err
-	}
 	if !r.Yes {
 		target := r.Version
 		if target == "" {

@@ -19,6 +19,16 @@ type lockFlags struct {
 	ForceUnlock bool   `help:"Take over a deploy lock left by a dead deploy."`
 }
 
+// flowOpts are the run options for a lock-taking command that runs the
+// recipe's flow of the same name.
+func (l lockFlags) flowOpts(app *App, cfg *config.Config, command string) (runtime.Options, error) {
+	o, err := app.runOpts(cfg, command, command, "", false)
+	if err != nil {
+		return o, err
+	}
+	return o, l.apply(&o)
+}
+
 func (l lockFlags) apply(o *runtime.Options) error {
 	o.ForceUnlock = l.ForceUnlock
 	if l.LockWait != "" {
@@ -45,11 +55,8 @@ func (p *PruneCmd) Run(app *App) error {
 	if p.Keep < 0 {
 		return errs.Usagef("keep at least 1 version (the current one)", "--keep %d: must be 1 or more", p.Keep)
 	}
-	o, err := app.runOpts(cfg, "prune", "prune", "", false)
+	o, err := p.flowOpts(app, cfg, "prune")
 	if err != nil {
-		return err
-	}
-	if err := p.lockFlags.apply(&o); err != nil {
 		return err
 	}
 	o.Keep = p.Keep
@@ -73,11 +80,8 @@ func (d *DownCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	o, err := app.runOpts(cfg, "down", "down", "", false)
+	o, err := d.flowOpts(app, cfg, "down")
 	if err != nil {
-		return err
-	}
-	if err := d.lockFlags.apply(&o); err != nil {
 		return err
 	}
 	o.Full = d.Full
