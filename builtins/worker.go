@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,24 +18,31 @@ import (
 )
 
 // workerScript runs on the server in one long-lived SSH session and runs
-// the commands of a whole raijin command: each request is a script and its
-// stdin, each preceded by its length in bytes on a line of its own; each
-// answer is "CODE OUTLEN ERRLEN" on a line, then the output and error bytes.
-// A command costs one round trip this way, where a new session costs three
-// (open the channel, start the command, get its result).
+// the commands of a whole raijin command. Each request is a line "SLEN ILEN"
+// followed by the script (SLEN bytes) and its stdin (ILEN bytes). The
+// command's output goes straight back on the session's stdout and stderr,
+// each followed by a line "MARKER CODE" after a newline of its own (MARKER is
+// random per worker, so no output can end a command early). A command costs
+// one round trip this way, where a new session costs three (open the
+// channel, start the command, get its result), and the worker starts no
+// process of its own beyond reading the request (head), because on a small
+// server every process started is felt.
 //
 // Each command runs in a process group of its own (set -m), so that a
 // cancelled command is killed with everything it started: raijin sends TERM
 // to the worker, which kills the group and exits.
-const workerScript = `set -m 2>/dev/null; d=$(mktemp -d) || exit 1; pid=
+func workerScript(marker string) string {
+	return `set -m 2>/dev/null; d=$(mktemp -d) || exit 1; pid=
 trap 'rm -rf "$d"' EXIT
 trap '[ -n "$pid" ] && kill -KILL -- -$pid 2>/dev/null; exit 143' TERM HUP INT
-while IFS= read -r n; do
-  head -c "$n" > "$d/s"; IFS= read -r m; head -c "$m" > "$d/i"
-  ( eval "$(cat "$d/s")" ) < "$d/i" > "$d/o" 2> "$d/e" & pid=$!
+while IFS=' ' read -r n m; do
+  head -c "$n" > "$d/s"; i=/dev/null
+  if [ "$m" -gt 0 ]; then head -c "$m" > "$d/i"; i=$d/i; fi
+  ( . "$d/s" ) < "$i" & pid=$!
   wait $pid; rc=$?; pid=
-  printf '%d %d %d\n' "$rc" "$(wc -c < "$d/o")" "$(wc -c < "$d/e")"; cat "$d/o" "$d/e"
+  printf '\n` + marker + ` %d\n' "$rc"; printf '\n` + marker + ` %d\n' "$rc" >&2
 done`
+}
 
 // sizedReader is stdin whose length is known, so it can go through the
 // worker (which must be told how many bytes belong to a command).
@@ -49,8 +57,30 @@ func (s sizedReader) Size() int64 { return s.n }
 func Sized(r io.Reader, n int64) io.Reader { return sizedReader{r, n} }
 
 type worker struct {
-	ch  ssh.Channel
-	out *bufio.Reader
+	ch     ssh.Channel
+	out    *bufio.Reader
+	marker string
+	errs   chan []byte // each command's stderr, in order; closed when the session ends
+}
+
+// readAnswer reads one command's output from r: everything up to the line
+// "MARKER CODE" and the newline the worker put before it.
+func readAnswer(r *bufio.Reader, marker string) (out []byte, code int, err error) {
+	var buf []byte
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return buf, -1, err
+		}
+		if len(buf) > 0 && buf[len(buf)-1] == '\n' && len(line) > len(marker)+1 &&
+			string(line[:len(marker)]) == marker && line[len(marker)] == ' ' {
+			code, cerr := strconv.Atoi(string(line[len(marker)+1 : len(line)-1]))
+			if cerr == nil {
+				return buf[:len(buf)-1], code, nil
+			}
+		}
+		buf = append(buf, line...)
+	}
 }
 
 // startWorker opens the worker's session.
@@ -60,14 +90,27 @@ func (c *Client) startWorker() (*worker, error) {
 		return nil, err
 	}
 	go ssh.DiscardRequests(reqs)
+	nonce := make([]byte, 12)
+	rand.Read(nonce)
+	w := &worker{ch: ch, out: bufio.NewReaderSize(ch, 64<<10), marker: "@@raijin-" + hex.EncodeToString(nonce), errs: make(chan []byte, 4)}
 	// No reply wanted: the first request follows at once, in the same round
 	// trip as the start of the worker.
-	if _, err := ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{workerScript})); err != nil {
+	if _, err := ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{workerScript(w.marker)})); err != nil {
 		ch.Close()
 		return nil, err
 	}
-	go io.Copy(io.Discard, ch.Stderr())
-	return &worker{ch: ch, out: bufio.NewReaderSize(ch, 64<<10)}, nil
+	go func() {
+		defer close(w.errs)
+		er := bufio.NewReader(ch.Stderr())
+		for {
+			b, _, err := readAnswer(er, w.marker)
+			if err != nil {
+				return
+			}
+			w.errs <- b
+		}
+	}()
+	return w, nil
 }
 
 // stdinSize is the length of stdin when it is known.
@@ -121,7 +164,7 @@ func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (r
 	defer close(done)
 	sendErr := make(chan error, 1)
 	go func() {
-		_, err := fmt.Fprintf(w.ch, "%d\n%s%d\n", len(cmd), cmd, size)
+		_, err := fmt.Fprintf(w.ch, "%d %d\n%s", len(cmd), size, cmd)
 		if err == nil && stdin != nil && size > 0 {
 			var n int64
 			n, err = io.Copy(w.ch, io.LimitReader(stdin, size))
@@ -131,7 +174,7 @@ func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (r
 		}
 		sendErr <- err
 	}()
-	head, err := w.out.ReadString('\n')
+	out, code, err := readAnswer(w.out, w.marker)
 	if err != nil {
 		if ctx.Err() != nil {
 			return broken(ctx.Err())
@@ -144,18 +187,17 @@ func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (r
 	if err := <-sendErr; err != nil {
 		return broken(err)
 	}
-	f := strings.Fields(head)
-	if len(f) != 3 {
-		return broken(fmt.Errorf("unexpected answer from the server: %q", head))
+	var errb []byte
+	select {
+	case b, ok := <-w.errs:
+		if !ok {
+			return broken(c.dropped())
+		}
+		errb = b
+	case <-ctx.Done():
+		return broken(ctx.Err())
 	}
-	code, _ := strconv.Atoi(f[0])
-	no, _ := strconv.Atoi(f[1])
-	ne, _ := strconv.Atoi(f[2])
-	buf := make([]byte, no+ne)
-	if _, err := io.ReadFull(w.out, buf); err != nil {
-		return broken(err)
-	}
-	return Result{Stdout: string(buf[:no]), Stderr: string(buf[no:]), Code: code}, true, nil
+	return Result{Stdout: string(out), Stderr: string(errb), Code: code}, true, nil
 }
 
 // workerState is the Client's part for the worker.
