@@ -29,6 +29,9 @@ type Batcher struct {
 	Redactor *Redactor
 	// Stats counts the steps carried (one round trip may carry many).
 	Stats *Stats
+	// Cache keeps copies of uploaded files, for uploads by difference (nil:
+	// always send whole files).
+	Cache *UploadCache
 
 	mu    sync.Mutex
 	depth int // > 0: queuing
@@ -41,8 +44,11 @@ type Batcher struct {
 }
 
 type batchItem struct {
-	cmd   string // as the recipe gave it, for messages
-	line  string // the full command line (ShellCommand)
+	cmd  string // as the recipe gave it, for messages
+	line string // the full command line (ShellCommand)
+	// root: the command line without its sudo (line runs it through sudo);
+	// steps in a row that run as root share one sudo.
+	root  string
 	input io.Reader
 	size  int64
 	flag  string // set this flag when the step prints "changed"
@@ -183,6 +189,11 @@ func (b *Batcher) Run(ctx context.Context, cmd string, o RunOpts) (Result, error
 		return Result{}, err
 	}
 	it := &batchItem{cmd: cmd, line: ShellCommand(cmd, o), when: o.When, check: o.Check}
+	if o.Sudo {
+		plain := o
+		plain.Sudo = false
+		it.root = ShellCommand(cmd, plain)
+	}
 	if o.Stdin != nil {
 		it.input, it.size = bytes.NewReader(o.Stdin), int64(len(o.Stdin))
 	}
@@ -239,36 +250,113 @@ func (b *Batcher) runAfter(ctx context.Context) error {
 	return nil
 }
 
-// Script is the shell script that runs items in order, each in a subshell
-// with its own stdin (read from the script's stdin, exactly its size),
-// printing a marker with its exit status after it on stdout and stderr, and
-// stopping at the first failure.
+// rootLine is a command's line for a shared sudo, or "" when it does not
+// run as root.
+func rootLine(cmd string, sudo bool) string {
+	if !sudo {
+		return ""
+	}
+	return cmd
+}
+
+// batchScript is the shell script that runs items in order, each in a
+// subshell with its own stdin (read from the script's stdin, exactly its
+// size), printing a marker with its exit status after it on stdout and
+// stderr, and stopping at the first failure. Steps in a row that run as root
+// run in one sudo (each sudo is a login of its own, logged and slow), unless
+// a step after them depends on a flag one of them sets.
 func batchScript(items []*batchItem, flags map[string]bool, marker string) string {
 	var s strings.Builder
-	s.WriteString("raijin_in=$(mktemp); trap 'rm -f \"$raijin_in\"' EXIT\n")
+	// Inside raijin's worker, its directory holds the inputs; else a file of
+	// our own.
+	s.WriteString("if [ -n \"${raijin_w:-}\" ]; then raijin_in=$raijin_w/in; else raijin_in=$(mktemp); trap 'rm -f \"$raijin_in\" \"$raijin_in\".*' EXIT; fi\n")
 	for f, on := range flags {
 		if on {
 			fmt.Fprintf(&s, "raijin_f_%s=1\n", f)
 		}
 	}
-	for i, it := range items {
+	for i := 0; i < len(items); {
+		j := i
+		for j < len(items) && items[j].root != "" {
+			j++
+		}
+		if j-i >= 2 && !flagsUsedAfter(items, i, j) {
+			writeRootGroup(&s, items, i, j, marker)
+			i = j
+			continue
+		}
+		it := items[i]
 		in := "</dev/null"
 		if it.input != nil {
 			fmt.Fprintf(&s, "head -c %d > \"$raijin_in\"\n", it.size)
 			in = `<"$raijin_in"`
 		}
-		run := fmt.Sprintf("( %s\n) %s; rc=$?", it.line, in)
-		if it.flag != "" {
-			run = fmt.Sprintf("raijin_out=$( ( %s\n) %s); rc=$?; printf '%%s\\n' \"$raijin_out\"; case $raijin_out in *changed*) raijin_f_%s=1;; esac", it.line, in, it.flag)
-		}
-		if it.when != "" {
-			run = fmt.Sprintf("if [ -n \"${raijin_f_%s:-}\" ]; then %s; else rc=0; fi", it.when, run)
-		}
-		s.WriteString(run + "\n")
-		fmt.Fprintf(&s, "printf '\\n%s %d %%d\\n' $rc; printf '\\n%s %d %%d\\n' $rc >&2; [ $rc -eq 0 ] || exit $rc\n", marker, i, marker, i)
+		s.WriteString(stepScript(it.line, in, it, i, marker))
+		i++
 	}
 	s.WriteString("exit 0\n")
 	return s.String()
+}
+
+// stepScript runs one step: its flag and condition, its marker, and the stop
+// at a failure.
+func stepScript(line, in string, it *batchItem, i int, marker string) string {
+	run := fmt.Sprintf("( %s\n) %s; rc=$?", line, in)
+	if it.flag != "" {
+		run = fmt.Sprintf("raijin_out=$( ( %s\n) %s); rc=$?; printf '%%s\\n' \"$raijin_out\"; case $raijin_out in *changed*) raijin_f_%s=1;; esac", line, in, it.flag)
+	}
+	if it.when != "" {
+		run = fmt.Sprintf("if [ -n \"${raijin_f_%s:-}\" ]; then %s; else rc=0; fi", it.when, run)
+	}
+	return run + "\n" + fmt.Sprintf("printf '\\n%s %d %%d\\n' $rc; printf '\\n%s %d %%d\\n' $rc >&2; [ $rc -eq 0 ] || exit $rc\n", marker, i, marker, i)
+}
+
+// flagsUsedAfter reports whether a step after items[i:j] runs only if a
+// flag one of them sets: a flag set inside a shared sudo stays there.
+func flagsUsedAfter(items []*batchItem, i, j int) bool {
+	set := map[string]bool{}
+	for _, it := range items[i:j] {
+		if it.flag != "" {
+			set[it.flag] = true
+		}
+	}
+	for _, it := range items[j:] {
+		if set[it.when] {
+			return true
+		}
+	}
+	return false
+}
+
+// writeRootGroup runs items[i:j] in one sudo: their inputs are read into
+// files of their own first, and the flags they test are handed in.
+func writeRootGroup(s *strings.Builder, items []*batchItem, i, j int, marker string) {
+	var inner strings.Builder
+	var args []string
+	used := map[string]bool{}
+	for _, it := range items[i:j] {
+		if it.when != "" && !used[it.when] {
+			used[it.when] = true
+			args = append(args, it.when)
+		}
+	}
+	for k, f := range args {
+		fmt.Fprintf(&inner, "raijin_f_%s=${%d}\n", f, k+2)
+	}
+	for k, it := range items[i:j] {
+		in := "</dev/null"
+		if it.input != nil {
+			fmt.Fprintf(s, "head -c %d > \"$raijin_in.%d\"\n", it.size, k)
+			in = fmt.Sprintf(`<"$1.%d"`, k)
+		}
+		inner.WriteString(stepScript(it.root, in, it, i+k, marker))
+	}
+	inner.WriteString("exit 0\n")
+	fmt.Fprintf(s, "sudo -n sh -c %s raijin \"$raijin_in\"", Quote(inner.String()))
+	for _, f := range args {
+		fmt.Fprintf(s, " \"${raijin_f_%s:-}\"", f)
+	}
+	s.WriteString("; rc=$?; [ $rc -eq 0 ] || exit $rc\n")
 }
 
 // splitOutput cuts a stream at the markers: out[i] is item i's output and
@@ -434,6 +522,7 @@ func (b *Batcher) Write(ctx context.Context, remote string, data []byte, o Write
 	it := &batchItem{
 		cmd:   "write " + remote,
 		line:  ShellCommand(writeScript(remote, mode), RunOpts{Sudo: o.Sudo}),
+		root:  rootLine(writeScript(remote, mode), o.Sudo),
 		input: bytes.NewReader(data), size: int64(len(data)),
 		flag: o.Flag,
 		check: func(r Result) error {
@@ -454,31 +543,69 @@ func (b *Batcher) Write(ctx context.Context, remote string, data []byte, o Write
 }
 
 // uploadCheck makes the directory and says "same" (and sets the mode) when
-// remote already has sum, else "send".
-func uploadCheck(remote, sum string, mode os.FileMode) string {
-	r := Quote(remote)
-	return fmt.Sprintf(`mkdir -p %s && if [ "$(sha256sum %s 2>/dev/null | cut -d' ' -f1)" = %s ]; then chmod %04o %s && echo same; else echo send; fi`,
-		Quote(path.Dir(remote)), r, sum, mode, r)
+// remote already has sum, else "send", followed by the SHA-256 line of basis
+// when basis is given and exists (the server's copy to rebuild from).
+func uploadCheck(remote, sum string, mode os.FileMode, basis string) string {
+	r, d := Quote(remote), Quote(path.Dir(remote))
+	b := ""
+	if basis != "" {
+		q := Quote(basis)
+		b = fmt.Sprintf("; if [ -f %s ]; then sha256sum %s 2>/dev/null || true; fi", q, q)
+	}
+	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && if [ -f %s ] && set -- $(sha256sum %s 2>/dev/null) && [ "${1:-}" = %s ]; then chmod %04o %s && echo same; else echo send%s; fi`,
+		d, d, r, r, sum, mode, r, b)
 }
 
 // receiveScript reads exactly size bytes into a temporary file next to
-// remote, checks their SHA-256, and renames it into place.
-func receiveScript(remote, sum string, size int64, mode os.FileMode) string {
+// remote, checks that they all arrived, and renames it into place. (The SSH
+// connection's message authentication guards the bytes themselves.)
+func receiveScript(remote string, size int64, mode os.FileMode) string {
 	r := Quote(remote)
-	return fmt.Sprintf(`set -e; t=$(mktemp %s.raijin-XXXXXX); trap 'rm -f "$t"' EXIT; head -c %d > "$t"; `+
-		`[ "$(sha256sum "$t" | cut -d' ' -f1)" = %s ] || { echo "the upload of %s arrived damaged (SHA-256 differs)" >&2; exit 1; }; `+
-		`chmod %04o "$t"; mv -f "$t" %s; trap - EXIT`, r, size, sum, path.Base(remote), mode, r)
+	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; head -c %d > "$t"; `+
+		`[ "$(wc -c < "$t")" -eq %d ] || { echo "the upload of %s arrived incomplete" >&2; exit 1; }; `+
+		`chmod %04o "$t"; mv -f "$t" %s; trap - EXIT`, r, size, size, path.Base(remote), mode, r)
 }
 
 // Upload copies a local file unless the server has it already (same
 // SHA-256). The check is one step (queued while queuing); the bytes go in
 // one more round trip right after it, streamed on the session's stdin.
 func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error) {
+	return b.UploadFrom(ctx, local, remote, mode, "")
+}
+
+// UploadFrom is Upload with a basis: a file on the server that is an
+// earlier build of local (the live version's, say). When this machine's
+// upload cache still holds a copy of it, only the difference is sent.
+func (b *Batcher) UploadFrom(ctx context.Context, local, remote string, mode os.FileMode, basis string) (bool, error) {
 	sum, st, err := localDigest(local)
 	if err != nil {
 		return false, err
 	}
+	cache := b.Cache
+	if cache == nil || len(cache.Sums()) == 0 {
+		basis = "" // nothing here to rebuild from: do not hash the server's copy
+	}
 	sent := false
+	markSent := func() {
+		sent = true
+		b.mu.Lock()
+		b.sent[remote] = true
+		b.mu.Unlock()
+		if cache != nil {
+			cache.Put(local, sum)
+		}
+	}
+	dropped := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		addr := b.Name()
+		if a, ok := b.Host.(interface{ Addr() string }); ok {
+			addr = a.Addr()
+		}
+		return fmt.Errorf("uploading %s to %s: the SSH connection to %s dropped during the upload (%v); the partial file is never used",
+			path.Base(local), remote, addr, err)
+	}
 	send := func(ctx context.Context) error {
 		f, err := os.Open(local)
 		if err != nil {
@@ -496,29 +623,48 @@ func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.File
 		}
 		b.echo(fmt.Sprintf("upload %s -> %s (%d bytes on stdin)", local, remote, st.Size()))
 		b.countStep(1)
-		res, err := b.Host.Run(ctx, receiveScript(remote, sum, st.Size(), mode), RunOpts{Input: Sized(in, st.Size())})
+		res, err := b.Host.Run(ctx, receiveScript(remote, st.Size(), mode), RunOpts{Input: Sized(in, st.Size())})
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			addr := b.Name()
-			if a, ok := b.Host.(interface{ Addr() string }); ok {
-				addr = a.Addr()
-			}
-			return fmt.Errorf("uploading %s to %s: the SSH connection to %s dropped during the upload (%v); the partial file is never used",
-				path.Base(local), remote, addr, err)
+			return dropped(err)
 		}
 		if res.Code != 0 {
 			return fmt.Errorf("uploading %s to %s failed: %s", path.Base(local), remote, lastLines(res.Stderr, 3))
 		}
-		sent = true
-		b.mu.Lock()
-		b.sent[remote] = true
-		b.mu.Unlock()
+		markSent()
 		return nil
 	}
+	// sendDelta rebuilds the file from basis on the server; when that fails
+	// (a server whose dd lacks byte offsets, say) the whole file is sent.
+	sendDelta := func(ops []deltaOp) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			stdin := deltaStdin(ops)
+			if b.Stats != nil {
+				b.Stats.SFTPOps.Add(1)
+			}
+			b.echo(fmt.Sprintf("upload %s -> %s by difference against %s (%d pieces, %d new bytes of %d)",
+				local, remote, basis, len(ops), deltaLiteral(ops), st.Size()))
+			b.countStep(1)
+			var in io.Reader
+			if len(stdin) > 0 {
+				in = Sized(bytes.NewReader(stdin), int64(len(stdin)))
+			}
+			res, err := b.Host.Run(ctx, deltaScript(basis, remote, ops, st.Size(), uint32(mode)), RunOpts{Input: in})
+			if err != nil {
+				return dropped(err)
+			}
+			if res.Code != 0 {
+				b.echo(fmt.Sprintf("rebuilding %s failed (%s); sending all of it", remote, lastLines(res.Stderr, 1)))
+				return send(ctx)
+			}
+			if b.Observer != nil {
+				b.Observer.Upload(b.Name(), local, remote, st.Size(), st.Size(), false)
+			}
+			markSent()
+			return nil
+		}
+	}
 	it := &batchItem{
-		cmd: "check " + remote, line: uploadCheck(remote, sum, mode),
+		cmd: "check " + remote, line: uploadCheck(remote, sum, mode, basis),
 		check: func(r Result) error {
 			if r.Code != 0 {
 				return fmt.Errorf("preparing %s failed: %s", path.Dir(remote), lastLines(r.Stderr, 3))
@@ -526,14 +672,24 @@ func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.File
 			b.mu.Lock()
 			b.sent[remote] = false
 			b.mu.Unlock()
-			if strings.TrimSpace(r.Stdout) == "same" {
+			lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+			if lines[0] == "same" {
 				if b.Observer != nil {
 					b.Observer.Upload(b.Name(), local, remote, 0, st.Size(), true)
 				}
+				if cache != nil {
+					cache.Put(local, sum)
+				}
 				return nil
 			}
+			next := send
+			if f := strings.Fields(strings.Join(lines[1:], " ")); len(f) > 0 && cache != nil && basis != "" {
+				if ops := cache.Delta(f[0], local, sum); ops != nil {
+					next = sendDelta(ops)
+				}
+			}
 			b.mu.Lock()
-			b.after = append(b.after, send)
+			b.after = append(b.after, next)
 			b.mu.Unlock()
 			return nil
 		},
@@ -544,4 +700,13 @@ func (b *Batcher) Upload(ctx context.Context, local, remote string, mode os.File
 	}
 	_, err = b.flush(ctx)
 	return sent, err
+}
+
+// deltaLiteral is how many bytes of a delta are new.
+func deltaLiteral(ops []deltaOp) int {
+	n := 0
+	for _, op := range ops {
+		n += len(op.Lit)
+	}
+	return n
 }

@@ -243,7 +243,19 @@ func TestPruneScriptMatchesPrunePlan(t *testing.T) {
 // The worker runs every command of a connection in one session: answers,
 // exit codes and stdin as with a session per command.
 func TestWorkerOneSessionForManyCommands(t *testing.T) {
+	for _, shell := range []string{"sh", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			if _, err := exec.LookPath(shell); err != nil {
+				t.Fatalf("%s is needed: the login shell of most deploy users", shell)
+			}
+			testWorker(t, shell)
+		})
+	}
+}
+
+func testWorker(t *testing.T, shell string) {
 	f := newFixture(t)
+	f.srv.Shell = shell
 	c := dial(t, f.target())
 	c.Worker = true
 	ctx := context.Background()
@@ -258,6 +270,8 @@ func TestWorkerOneSessionForManyCommands(t *testing.T) {
 		{"head -c 2; echo", "abcdef", Result{Stdout: "ab\n"}},
 		{"cat", "", Result{}},
 		{"printf 'no newline'", "", Result{Stdout: "no newline"}},
+		{"echo out; false", "", Result{Stdout: "out\n", Code: 1}},
+		{"printf '\\n\\n'; printf 'e\\n\\n' >&2; exit 2", "", Result{Stdout: "\n\n", Stderr: "e\n\n", Code: 2}},
 	}
 	for _, tc := range cases {
 		var in io.Reader
@@ -282,5 +296,86 @@ func TestWorkerOneSessionForManyCommands(t *testing.T) {
 	}
 	if res, err := c.Exec(ctx, "echo again", nil); err != nil || res.Stdout != "again\n" {
 		t.Errorf("after a cancel: %+v, %v", res, err)
+	}
+}
+
+// fakeSudo puts a sudo on PATH that logs each call and runs its command
+// (dropping -n), so root steps can be tested as this user.
+func fakeSudo(t *testing.T) (log string) {
+	dir := t.TempDir()
+	log = filepath.Join(dir, "calls")
+	script := "#!/bin/sh\necho call >> " + Quote(log) + "\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "sudo"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	return log
+}
+
+func sudoCalls(log string) int {
+	b, _ := os.ReadFile(log)
+	return strings.Count(string(b), "call\n")
+}
+
+// Root steps in a row share one sudo, with their own stdin, flags and
+// results, and the first failure stops the rest.
+func TestBatchRootStepsShareOneSudo(t *testing.T) {
+	log := fakeSudo(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "log")
+	sh := &batchShell{}
+	b := NewBatcher(sh, nil, &Redactor{}, &Stats{})
+	ctx := context.Background()
+	b.Begin()
+	b.Write(ctx, filepath.Join(dir, "u.service"), []byte("U\n"), WriteOpts{Sudo: true, Flag: "units"})
+	b.Run(ctx, "echo reload >> "+Quote(out), RunOpts{Sudo: true, When: "units"})
+	b.Run(ctx, "cat >> "+Quote(out), RunOpts{Sudo: true, Stdin: []byte("from stdin\n")})
+	b.Run(ctx, "echo user >> "+Quote(out), RunOpts{})
+	b.Run(ctx, "echo alone >> "+Quote(out), RunOpts{Sudo: true})
+	b.End()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := sudoCalls(log); n != 2 {
+		t.Errorf("%d sudo calls, want 2 (one for the three root steps in a row, one for the last)", n)
+	}
+	got, _ := os.ReadFile(out)
+	if string(got) != "reload\nfrom stdin\nuser\nalone\n" {
+		t.Errorf("log = %q", got)
+	}
+	if !b.Flag("units") {
+		t.Error("the unit write inside the shared sudo did not report its change")
+	}
+
+	// A flag set inside and tested after: no shared sudo across it.
+	os.Remove(log)
+	b.Begin()
+	b.Write(ctx, filepath.Join(dir, "v.service"), []byte("V\n"), WriteOpts{Sudo: true, Flag: "vunits"})
+	b.Run(ctx, "true", RunOpts{Sudo: true})
+	b.Run(ctx, "echo after-flag >> "+Quote(out), RunOpts{When: "vunits"})
+	b.End()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := sudoCalls(log); n != 2 {
+		t.Errorf("%d sudo calls, want 2 (a flag tested after the root steps keeps them apart)", n)
+	}
+	if got, _ := os.ReadFile(out); !strings.HasSuffix(string(got), "after-flag\n") {
+		t.Errorf("log = %q: the step testing the flag did not run", got)
+	}
+
+	// A failing root step stops the group and is named.
+	b.Begin()
+	b.Run(ctx, "echo one >> "+Quote(out), RunOpts{Sudo: true})
+	b.Run(ctx, "echo broken >&2; exit 5", RunOpts{Sudo: true})
+	b.Run(ctx, "echo never >> "+Quote(out), RunOpts{Sudo: true})
+	b.End()
+	err := b.Flush(ctx)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Res.Code != 5 || !strings.Contains(re.Cmd, "exit 5") || !strings.Contains(re.Res.Stderr, "broken") {
+		t.Fatalf("want the failing step's error, got %v", err)
+	}
+	if got, _ := os.ReadFile(out); strings.Contains(string(got), "never") || !strings.HasSuffix(string(got), "one\n") {
+		t.Errorf("log = %q: the step before the failure runs, the one after does not", got)
 	}
 }

@@ -135,7 +135,10 @@ func (h *RemoteHost) Run(ctx context.Context, cmd string, o RunOpts) (Result, er
 // move the file into.
 func writeScript(dest string, mode os.FileMode) string {
 	d := Quote(dest)
-	return fmt.Sprintf(`set -e; t=$(mktemp %s.raijin-XXXXXX); trap 'rm -f "$t"' EXIT; cat > "$t"; `+
+	// The temporary file is made by the shell (no mktemp): its name is
+	// unique to this shell, in a directory only the deploy user or root
+	// writes.
+	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; (umask 077; cat > "$t"); `+
 		`if cmp -s "$t" %s; then chmod %04o %s; echo same; else chmod %04o "$t"; mv -fT "$t" %s; trap - EXIT; echo changed; fi`,
 		Quote(dest), d, mode, d, mode, d)
 }

@@ -83,15 +83,16 @@ func CaddySite(ctx context.Context, h Host, sitePath string, content []byte) (bo
 	s := Quote(sitePath)
 	script := `set -e
 main=/etc/caddy/Caddyfile
-mkdir -p ` + Quote(path.Dir(sitePath)) + `
+[ -d ` + Quote(path.Dir(sitePath)) + ` ] || mkdir -p ` + Quote(path.Dir(sitePath)) + `
 touched=
 if [ ! -e "$main" ]; then printf '{\n}\n' > "$main"; fi
 if ! grep -Eq '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?conf\.d/\*\.caddy' "$main"; then
   printf '\n# added by raijin: one file per app\nimport conf.d/*.caddy\n' >> "$main"; touched=1
 fi
-t=$(mktemp ` + s + `.raijin-XXXXXX); trap 'rm -f "$t"' EXIT
-cat > "$t"; chmod 0644 "$t"
+t=` + s + `.raijin-$$; trap 'rm -f "$t"' EXIT
+(umask 022; cat > "$t")
 if cmp -s "$t" ` + s + ` && [ -z "$touched" ] && systemctl is-active -q caddy; then echo same; exit 0; fi
+chmod 0644 "$t"
 had=; if [ -e ` + s + ` ]; then cp -p ` + s + ` ` + s + `.raijin-prev; had=1; fi
 mv -f "$t" ` + s + `; trap - EXIT
 restore() { if [ -n "$had" ]; then mv -f ` + s + `.raijin-prev ` + s + `; else rm -f ` + s + `; fi; }
@@ -268,8 +269,14 @@ func LockScript(appDir string, info LockInfo, force bool) string {
 	if force {
 		pre = "rm -rf " + Quote(appDir+"/.lock") + "; "
 	}
-	return fmt.Sprintf(`mkdir -p %s && %sif mkdir %s 2>/dev/null; then printf '%%s\n' %s > %s; echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
-		d, pre, Quote(appDir+"/.lock"), Quote(string(data)), Quote(appDir+"/.lock/info"), Quote(appDir+"/.lock/info"))
+	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && %sif mkdir %s 2>/dev/null; then printf '%%s\n' %s > %s; echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
+		d, d, pre, Quote(appDir+"/.lock"), Quote(string(data)), Quote(appDir+"/.lock/info"), Quote(appDir+"/.lock/info"))
+}
+
+// CatScript prints the lines of a text file with the shell's own read and
+// printf (no process started); nothing when it is missing.
+func CatScript(p string) string {
+	return fmt.Sprintf(`{ [ -f %s ] && while IFS= read -r l || [ -n "$l" ]; do printf '%%s\n' "$l"; done < %s; true; }`, Quote(p), Quote(p))
 }
 
 // ParseLockOutput reads LockScript's output.

@@ -29,6 +29,7 @@ type testServer struct {
 	Port     int
 	HostKeys []ssh.Signer
 	User     string // the only user let in ("" = any)
+	Shell    string // the login shell (default sh)
 
 	mu       sync.Mutex
 	authKeys []ssh.PublicKey
@@ -91,7 +92,11 @@ func (ts *testServer) exec(s gliderssh.Session) {
 	ts.mu.Unlock()
 	sigs := make(chan gliderssh.Signal, 4)
 	s.Signals(sigs)
-	cmd := exec.Command("sh", "-c", s.RawCommand())
+	shell := ts.Shell
+	if shell == "" {
+		shell = "sh"
+	}
+	cmd := exec.Command(shell, "-c", s.RawCommand())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s.Stderr()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second

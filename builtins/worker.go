@@ -30,17 +30,19 @@ import (
 //
 // Each command runs in a process group of its own (set -m), so that a
 // cancelled command is killed with everything it started: raijin sends TERM
-// to the worker, which kills the group and exits.
+// to the worker, which kills the group and exits. The worker's own stderr
+// (where a shell reports a finished job) goes nowhere; commands get the
+// session's stderr on fd 3.
 func workerScript(marker string) string {
-	return `set -m 2>/dev/null; d=$(mktemp -d) || exit 1; pid=
-trap 'rm -rf "$d"' EXIT
+	return `set -m 2>/dev/null; exec 3>&2 2>/dev/null; raijin_w=$(mktemp -d) || exit 1; pid=
+trap 'rm -rf "$raijin_w"' EXIT
 trap '[ -n "$pid" ] && kill -KILL -- -$pid 2>/dev/null; exit 143' TERM HUP INT
 while IFS=' ' read -r n m; do
-  head -c "$n" > "$d/s"; i=/dev/null
-  if [ "$m" -gt 0 ]; then head -c "$m" > "$d/i"; i=$d/i; fi
-  ( . "$d/s" ) < "$i" & pid=$!
+  head -c "$n" > "$raijin_w/s"; i=/dev/null
+  if [ "$m" -gt 0 ]; then head -c "$m" > "$raijin_w/i"; i=$raijin_w/i; fi
+  ( . "$raijin_w/s" ) < "$i" 2>&3 3>&- & pid=$!
   wait $pid; rc=$?; pid=
-  printf '\n` + marker + ` %d\n' "$rc"; printf '\n` + marker + ` %d\n' "$rc" >&2
+  printf '\n` + marker + ` %d\n' "$rc"; printf '\n` + marker + ` %d\n' "$rc" >&3
 done`
 }
 

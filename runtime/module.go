@@ -385,9 +385,19 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 	})
 	fn("upload", func(L *lua.LState) int {
 		local, remote := L.CheckString(2), L.CheckString(3)
-		mode, err := parseMode(optTable(L, 4).RawGetString("mode"), 0o644)
+		o := optTable(L, 4)
+		mode, err := parseMode(o.RawGetString("mode"), 0o644)
 		s.check(L, err)
-		sent, err := s.host.Upload(s.ctx(L), s.r.opts.Config.Path(local), remote, mode)
+		basis := ""
+		if v, ok := o.RawGetString("basis").(lua.LString); ok {
+			basis = string(v)
+		}
+		var sent bool
+		if b, ok := s.host.(*builtins.Batcher); ok {
+			sent, err = b.UploadFrom(s.ctx(L), s.r.opts.Config.Path(local), remote, mode, basis)
+		} else {
+			sent, err = s.host.Upload(s.ctx(L), s.r.opts.Config.Path(local), remote, mode)
+		}
 		s.check(L, err)
 		if s.sent == nil {
 			s.sent = map[string]bool{}

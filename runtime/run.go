@@ -696,6 +696,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	var batcher *builtins.Batcher
 	if _, ok := host.(*builtins.RemoteHost); ok && !r.opts.DryRun {
 		batcher = builtins.NewBatcher(host, r.opts.Observer, r.opts.Redactor, r.opts.Stats)
+		batcher.Cache = builtins.SharedUploadCache()
 		host = batcher
 	}
 	lockVersion := ""
@@ -981,9 +982,11 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 		if r.opts.NoLock {
 			take = "echo locked"
 		}
-		script := "cd && printf '%s\\n' \"$PWD\" \"$(id -un)\" && " + take +
-			"; echo '@@versions'; cat " + builtins.Quote(rel+"/.versions") + " 2>/dev/null; echo '@@dirs'; " +
-			"for d in " + builtins.Quote(rel) + "/v*/; do [ -d \"$d\" ] && basename \"$d\"; done; true"
+		// Shell built-ins only, where they do: every process started on a
+		// small server is felt when many hosts deploy at once.
+		script := "cd && printf '%s\\n' \"$PWD\" \"${USER:-$(id -un)}\" && " + take +
+			"; echo '@@versions'; " + builtins.CatScript(rel+"/.versions") + "; echo '@@dirs'; " +
+			"for d in " + builtins.Quote(rel) + "/v*/; do [ -d \"$d\" ] && d=${d%/} && printf '%s\\n' \"${d##*/}\"; done; true"
 		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
 		if err != nil {
 			return hostFacts{}, err
