@@ -14,6 +14,10 @@
 #   code     code only: units and site unchanged
 #   same     a redeploy of the same version and build
 #   code x4  code only, to 4 hosts at once
+#   edit     code only, from a source that changed (a function of the main
+#            package rewritten): what an upload by difference gets from a
+#            real change of code
+#   edit x4  the same, to 4 hosts at once
 # Baselines, doing the full deploy's work every time:
 #   steps    bench/baseline/steps.sh: one ssh/scp call per step (8 connections)
 #   floor    bench/baseline/floor.sh: one tar stream and one script over one session
@@ -71,8 +75,23 @@ RELAY_PIDS+=($!)
 sleep 0.5
 export SSH_AUTH_SOCK=
 
-SRC=$REPO/testdata/apps/goapp
+# A copy of the sample app, whose code the "edit" runs change (edit_src).
+SRC=$W/src
+cp -r "$REPO/testdata/apps/goapp" "$SRC"
 PROJ=$W/proj
+edit_src() {
+	local n=$(( $1 % 7 + 2 )) i
+	{
+		echo 'package main'
+		echo
+		echo 'var sink int'
+		echo
+		echo 'func init() {'
+		for i in $(seq 1 $((n * 3))); do echo "	sink += $1$i * len(\"x$i\")"; done
+		echo '}'
+	} > "$EDIT/extra.go"
+}
+edit_src 0
 mkdir -p "$PROJ"
 export GOFLAGS=-trimpath
 
@@ -190,6 +209,17 @@ for rep in $(seq 1 "$REPS"); do
 		(cd "$PROJ" && "$W/raijin" deploy --set-version "$ver" >/dev/null 2>&1)
 		ver=$((ver + 1))
 		one "raijin-code/4" $rtt raijin deploy --set-version "$ver"
+		# a real change of code, on 1 host, then on 4
+		write_toml bench 1 $base "env RUN=$((ver - 3)) " "/s$((ver - 3))/"
+		ver=$((ver + 1))
+		edit_src $ver
+		one "raijin-edit/1" $rtt raijin deploy --set-version "$ver"
+		write_toml bench 4 $base "env RUN=$((ver - 4)) " "/s$((ver - 4))/"
+		ver=$((ver + 1))
+		(cd "$PROJ" && "$W/raijin" deploy --set-version "$ver" >/dev/null 2>&1)
+		ver=$((ver + 1))
+		edit_src $ver
+		one "raijin-edit/4" $rtt raijin deploy --set-version "$ver"
 	done
 done
 
@@ -205,7 +235,7 @@ med = {k: [statistics.median(c) for c in zip(*v)] for k, v in rows.items()}
 best = {k: min(r[0] for r in v) for k, v in rows.items()}
 print(f"| deploy | added RTT | wall (s), median of {sys.argv[2]} | best | SSH connections | remote commands | bytes sent | files uploaded | daemon-reloads | Caddy reloads |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-order = ["steps.sh/1", "floor.sh/1", "raijin-full/1", "raijin-code/1", "raijin-same/1", "raijin-code/4"]
+order = ["steps.sh/1", "floor.sh/1", "raijin-full/1", "raijin-code/1", "raijin-same/1", "raijin-code/4", "raijin-edit/1", "raijin-edit/4"]
 for rtt in ["0", "50"]:
     for name in order:
         if (name, rtt) not in med: continue
@@ -218,7 +248,7 @@ for rtt in ["0", "50"]:
         fl = m("floor.sh/1")
         same = med.get(('raijin-same/1', rtt), [0]*7)
         print(f"- {rtt} ms RTT, {label}: full/floor = {m('raijin-full/1')/fl:.2f} (goal <= 1.15); code-only/floor = {m('raijin-code/1')/fl:.2f} (goal < 1); "
-              f"steps.sh/full = {m('steps.sh/1')/m('raijin-full/1'):.2f} (goal >= 2 at 50 ms); 4 hosts/1 host = {m('raijin-code/4')/m('raijin-code/1'):.2f} (goal <= 1.5); "
+              f"steps.sh/full = {m('steps.sh/1')/m('raijin-full/1'):.2f} (goal >= 2 at 50 ms); 4 hosts/1 host = {m('raijin-code/4')/m('raijin-code/1'):.2f} (goal <= 1.5; changed source: {m('raijin-edit/4')/m('raijin-edit/1'):.2f}); "
               f"same-build redeploy: {same[6]:.0f} files uploaded, {same[3]/1e3:.0f} kB on the wire in all")
 PY
 cp "$RESULTS" "${BENCH_RESULTS:-/tmp/raijin-bench-results.txt}"

@@ -542,28 +542,46 @@ func (b *Batcher) Write(ctx context.Context, remote string, data []byte, o Write
 	return changed, err
 }
 
+// sumFile is where raijin notes the SHA-256 of a file it uploaded: next to
+// it, as .NAME.sha256. The note is trusted while the file is not newer than
+// it, so that checking a file of many megabytes does not mean hashing it.
+func sumFile(remote string) string {
+	return path.Join(path.Dir(remote), "."+path.Base(remote)+".sha256")
+}
+
+// knownSum prints the SHA-256 of f: the note raijin left, or else sha256sum's.
+func knownSum(f string) string {
+	q, n := Quote(f), Quote(sumFile(f))
+	return fmt.Sprintf(`{ if [ -f %s ] && ! [ %s -nt %s ]; then read -r s < %s && echo "$s"; else sha256sum %s 2>/dev/null | { read -r s _ && echo "$s"; }; fi; }`, n, q, n, n, q)
+}
+
+// noteSum records sum as the SHA-256 of f (see sumFile).
+func noteSum(f, sum string) string {
+	return fmt.Sprintf("printf '%%s\\n' %s > %s", sum, Quote(sumFile(f)))
+}
+
 // uploadCheck makes the directory and says "same" (and sets the mode) when
-// remote already has sum, else "send", followed by the SHA-256 line of basis
+// remote already has sum, else "send", followed by the SHA-256 of basis
 // when basis is given and exists (the server's copy to rebuild from).
 func uploadCheck(remote, sum string, mode os.FileMode, basis string) string {
 	r, d := Quote(remote), Quote(path.Dir(remote))
 	b := ""
 	if basis != "" {
-		q := Quote(basis)
-		b = fmt.Sprintf("; if [ -f %s ]; then sha256sum %s 2>/dev/null || true; fi", q, q)
+		b = fmt.Sprintf("; if [ -f %s ]; then %s; fi", Quote(basis), knownSum(basis))
 	}
-	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && if [ -f %s ] && set -- $(sha256sum %s 2>/dev/null) && [ "${1:-}" = %s ]; then chmod %04o %s && echo same; else echo send%s; fi`,
-		d, d, r, r, sum, mode, r, b)
+	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && if [ -f %s ] && [ "$(%s)" = %s ]; then chmod %04o %s && %s && echo same; else echo send%s; fi`,
+		d, d, r, knownSum(remote), sum, mode, r, noteSum(remote, sum), b)
 }
 
 // receiveScript reads exactly size bytes into a temporary file next to
-// remote, checks that they all arrived, and renames it into place. (The SSH
-// connection's message authentication guards the bytes themselves.)
-func receiveScript(remote string, size int64, mode os.FileMode) string {
+// remote, checks that they all arrived, renames it into place and notes its
+// SHA-256. (The SSH connection's message authentication guards the bytes
+// themselves.)
+func receiveScript(remote, sum string, size int64, mode os.FileMode) string {
 	r := Quote(remote)
 	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; head -c %d > "$t"; `+
 		`[ "$(wc -c < "$t")" -eq %d ] || { echo "the upload of %s arrived incomplete" >&2; exit 1; }; `+
-		`chmod %04o "$t"; mv -f "$t" %s; trap - EXIT`, r, size, size, path.Base(remote), mode, r)
+		`chmod %04o "$t"; mv -f "$t" %s; trap - EXIT; %s`, r, size, size, path.Base(remote), mode, r, noteSum(remote, sum))
 }
 
 // Upload copies a local file unless the server has it already (same
@@ -623,7 +641,7 @@ func (b *Batcher) UploadFrom(ctx context.Context, local, remote string, mode os.
 		}
 		b.echo(fmt.Sprintf("upload %s -> %s (%d bytes on stdin)", local, remote, st.Size()))
 		b.countStep(1)
-		res, err := b.Host.Run(ctx, receiveScript(remote, st.Size(), mode), RunOpts{Input: Sized(in, st.Size())})
+		res, err := b.Host.Run(ctx, receiveScript(remote, sum, st.Size(), mode), RunOpts{Input: Sized(in, st.Size())})
 		if err != nil {
 			return dropped(err)
 		}
@@ -648,7 +666,7 @@ func (b *Batcher) UploadFrom(ctx context.Context, local, remote string, mode os.
 			if len(stdin) > 0 {
 				in = Sized(bytes.NewReader(stdin), int64(len(stdin)))
 			}
-			res, err := b.Host.Run(ctx, deltaScript(basis, remote, ops, st.Size(), uint32(mode)), RunOpts{Input: in})
+			res, err := b.Host.Run(ctx, deltaScript(basis, remote, sum, ops, st.Size(), uint32(mode)), RunOpts{Input: in})
 			if err != nil {
 				return dropped(err)
 			}

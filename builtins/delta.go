@@ -154,9 +154,10 @@ func applyDelta(basis []byte, ops []deltaOp) []byte {
 }
 
 // deltaScript rebuilds remote from basis (a path on the server) and ops,
-// through a temporary file, checks its size and renames it into place. The
+// through a temporary file, checks its size, renames it into place and
+// notes its SHA-256 (sum). The
 // long literals are read from stdin, in order: deltaStdin.
-func deltaScript(basis, remote string, ops []deltaOp, size int64, mode uint32) string {
+func deltaScript(basis, remote, sum string, ops []deltaOp, size int64, mode uint32) string {
 	var s strings.Builder
 	r := Quote(remote)
 	fmt.Fprintf(&s, "set -e; t=%s.raijin-$$; trap 'rm -f \"$t\"' EXIT\n{\n", r)
@@ -176,7 +177,7 @@ func deltaScript(basis, remote string, ops []deltaOp, size int64, mode uint32) s
 	}
 	fmt.Fprintf(&s, "} > \"$t\"\n")
 	fmt.Fprintf(&s, "[ \"$(wc -c < \"$t\")\" -eq %d ] || { echo 'the file rebuilt from %s has the wrong size' >&2; exit 1; }\n", size, path.Base(basis))
-	fmt.Fprintf(&s, "chmod %04o \"$t\"; mv -f \"$t\" %s; trap - EXIT", mode, r)
+	fmt.Fprintf(&s, "chmod %04o \"$t\"; mv -f \"$t\" %s; trap - EXIT; %s", mode, r, noteSum(remote, sum))
 	return s.String()
 }
 

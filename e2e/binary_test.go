@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -106,4 +110,56 @@ func readFile(t *testing.T, p string) string {
 	data, err := osReadFile(p)
 	must(t, err)
 	return string(data)
+}
+
+// A new build of the app is sent as its difference from the live one (a
+// Go binary rebuilt with another version string differs in a few dozen
+// bytes), and the server ends up with exactly the new file. A live binary
+// changed on the server is not trusted as a basis: the whole file goes.
+func TestBinaryUploadByDifference(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "delta", Hosts: []*TestHost{h}})
+	url := p.SiteURL(h)
+	dir := p.AppDir(h)
+	sent := regexp.MustCompile(`uploads?, ([0-9.]+) (B|kB|MB) sent\)`)
+	sentBytes := func(r Result) float64 {
+		m := sent.FindStringSubmatch(r.Stderr)
+		if m == nil {
+			t.Fatalf("no bytes-sent figure in the summary:\n%s", r)
+		}
+		n, _ := strconv.ParseFloat(m[1], 64)
+		return n * map[string]float64{"B": 1, "kB": 1e3, "MB": 1e6}[m[2]]
+	}
+	same := func(version string) {
+		t.Helper()
+		local := sha256.Sum256([]byte(readFile(t, filepath.Join(p.Dir, "dist", "goapp"))))
+		remote := h.Run(t, "sha256sum "+dir+"/v"+version+"/goapp")
+		if !strings.HasPrefix(remote, fmt.Sprintf("%x", local)) {
+			t.Fatalf("the server's v%s/goapp differs from the build: %s", version, remote)
+		}
+		if _, body := Get(t, url); !strings.Contains(body, "goapp "+version+":") {
+			t.Fatalf("GET / = %q, want %s", body, version)
+		}
+	}
+
+	if n := sentBytes(p.MustRaijin("deploy")); n < 1e6 {
+		t.Fatalf("the first deploy sent %.0f bytes: the whole binary must go", n)
+	}
+	same("1.0.0")
+	r := p.MustRaijin("deploy", "-v", "--set-version", "1.1.0")
+	if n := sentBytes(r); n > 100e3 {
+		t.Errorf("a rebuild with another version sent %.0f bytes, want a difference of a few kB:\n%s", n, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "by difference against "+dir+"/v1.0.0/goapp") {
+		t.Errorf("-v does not show the upload by difference:\n%s", r.Stderr)
+	}
+	same("1.1.0")
+
+	// Someone replaces the live binary on the server: its hash no longer
+	// matches what raijin noted, and this machine has no copy of it.
+	h.Run(t, "cd "+dir+"/v1.1.0 && cp goapp x && printf 'changed on the server' >> x && touch -d '+1 min' x && mv x goapp")
+	if n := sentBytes(p.MustRaijin("deploy", "--set-version", "1.2.0")); n < 1e6 {
+		t.Errorf("a deploy over a binary changed on the server sent only %.0f bytes; the whole file must go", n)
+	}
+	same("1.2.0")
 }

@@ -179,6 +179,9 @@ func waitFor(t *testing.T, h *TestHost, script string, within time.Duration) {
 func TestFaultConnectionDropsMidUpload(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "dropup", Hosts: []*TestHost{h}})
+	// The whole binary must go (not its difference from the live one), so
+	// that the cut falls inside the upload.
+	p.Env = append(p.Env, "RAIJIN_DELTA=0")
 	r := newRelay(t, h.Addr+":22")
 	p.viaRelay(h, r)
 	p.MustRaijin("deploy")
@@ -209,7 +212,7 @@ func TestFaultConnectionDropsMidUpload(t *testing.T) {
 
 	res = p.MustRaijin("deploy", "--set-version", "2.0.0")
 	p.serving(h, "2.0.0", "after the next deploy")
-	if out := h.Run(t, "ls -a "+dir+"/v2.0.0"); strings.Contains(out, "raijin-tmp") {
+	if out := h.Run(t, "ls -a "+dir+"/v2.0.0"); strings.Contains(out, ".raijin-") {
 		t.Errorf("temporary upload files are left in v2.0.0: %s", out)
 	}
 }
@@ -381,7 +384,7 @@ func TestFaultDiskFullDuringUpload(t *testing.T) {
 	if out, ok := h.Try("test -e " + dir + "/v2.0.0/goapp"); ok {
 		t.Errorf("a partial binary sits under its real name: %s", out)
 	}
-	if out := h.Run(t, "ls -a "+dir+"/v2.0.0 2>/dev/null; true"); strings.Contains(out, "raijin-tmp") {
+	if out := h.Run(t, "ls -a "+dir+"/v2.0.0 2>/dev/null; true"); strings.Contains(out, ".raijin-") {
 		t.Errorf("the partial upload was left in v2.0.0: %s", out)
 	}
 }

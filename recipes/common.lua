@@ -63,7 +63,7 @@ end
 -- the same SHA-256 is not sent again. opts.mode is the distfile's mode
 -- (default 0755, an executable). The check and the .env go in one round trip
 -- (a batch), the distfile's bytes right after it when they are needed: only
--- what changed against the live version's distfile (the {app} link), when
+-- what changed against the live version's distfile of the same name, when
 -- this machine still has a copy of that one. Returns whether the distfile
 -- was sent.
 function M.transfer(ctx, opts)
@@ -71,7 +71,8 @@ function M.transfer(ctx, opts)
   local mode = (opts and opts.mode) or "0755"
   local dist = p.version_dir .. "/" .. ctx.shared.dist.name
   ctx.host:batch(function()
-    ctx.host:upload(ctx.shared.dist.path, dist, { mode = mode, basis = p.app_dir .. "/" .. ctx.config.app })
+    local basis = ctx.previous and (p.app_dir .. "/v" .. ctx.previous .. "/" .. ctx.shared.dist.name)
+    ctx.host:upload(ctx.shared.dist.path, dist, { mode = mode, basis = basis })
     ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
   end)
   return ctx.host:sent(dist)
