@@ -600,8 +600,8 @@ func (b *Batcher) UploadFrom(ctx context.Context, local, remote string, mode os.
 		return false, err
 	}
 	cache := b.Cache
-	if cache == nil || len(cache.Sums()) == 0 {
-		basis = "" // nothing here to rebuild from: do not hash the server's copy
+	if cache == nil || st.Size() < deltaMinSize || len(cache.Sums()) == 0 {
+		basis = "" // sent whole: do not ask for the server's copy
 	}
 	sent := false
 	markSent := func() {

@@ -23,6 +23,8 @@ type deltaOp struct {
 
 const (
 	deltaBlock = 512 // bytes hashed per block of the basis
+	// Files smaller than this are always sent whole (and not kept).
+	deltaMinSize = 1 << 20
 	// A delta worth sending: at most this many pieces of the basis (each is
 	// a process on the server) and literal bytes under a quarter of the file.
 	deltaMaxCopies = 24
@@ -139,8 +141,27 @@ func computeDelta(basis, target []byte) []deltaOp {
 	return ops
 }
 
-// applyDelta rebuilds the target from basis and ops (what the server does;
-// used to check a delta before it is sent).
+// deltaRebuilds reports whether ops rebuild target from basis exactly (a
+// delta is checked before it is sent), without a copy of the file.
+func deltaRebuilds(basis, target []byte, ops []deltaOp) bool {
+	at := 0
+	for _, op := range ops {
+		piece := op.Lit
+		if piece == nil {
+			if op.Off < 0 || op.Off+op.Len > int64(len(basis)) {
+				return false
+			}
+			piece = basis[op.Off : op.Off+op.Len]
+		}
+		if at+len(piece) > len(target) || !bytes.Equal(piece, target[at:at+len(piece)]) {
+			return false
+		}
+		at += len(piece)
+	}
+	return at == len(target)
+}
+
+// applyDelta rebuilds the target from basis and ops (what the server does).
 func applyDelta(basis []byte, ops []deltaOp) []byte {
 	var out []byte
 	for _, op := range ops {

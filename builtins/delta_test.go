@@ -52,8 +52,11 @@ func TestDeltaRebuildsChangedFiles(t *testing.T) {
 			if ops == nil {
 				t.Fatal("no delta for a small change")
 			}
-			if !bytes.Equal(applyDelta(basis, ops), tc.target) {
-				t.Fatal("applyDelta does not rebuild the target")
+			if !bytes.Equal(applyDelta(basis, ops), tc.target) || !deltaRebuilds(basis, tc.target, ops) {
+				t.Fatal("the delta does not rebuild the target")
+			}
+			if deltaRebuilds(basis, tc.target[1:], ops) {
+				t.Fatal("deltaRebuilds accepts a delta for another file")
 			}
 			copies := 0
 			for _, op := range ops {
@@ -98,7 +101,7 @@ func TestUploadCacheKeepsTheNewest(t *testing.T) {
 	var sums []string
 	for i := 0; i < 3; i++ {
 		p := filepath.Join(dir, "f")
-		data := randomBytes(int64(i), 2000)
+		data := randomBytes(int64(i), deltaMinSize)
 		os.WriteFile(p, data, 0o644)
 		sum := sha256Hex(data)
 		c.Put(p, sum)
@@ -122,7 +125,7 @@ func FuzzDelta(f *testing.F) {
 		a := int(at) % len(basis)
 		d := min(int(del), len(basis)-a)
 		target := splice(basis, a, d, ins)
-		if ops := computeDelta(basis, target); ops != nil && !bytes.Equal(applyDelta(basis, ops), target) {
+		if ops := computeDelta(basis, target); ops != nil && (!bytes.Equal(applyDelta(basis, ops), target) || !deltaRebuilds(basis, target, ops)) {
 			t.Fatalf("delta does not rebuild the target (at %d, del %d, ins %d bytes)", a, d, len(ins))
 		}
 	})

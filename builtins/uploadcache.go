@@ -1,7 +1,6 @@
 package builtins
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -106,7 +105,7 @@ func (c *UploadCache) Delta(basisSum, local, sum string) []deltaOp {
 	if basis, ok := c.load(basisSum); ok {
 		if target, err := os.ReadFile(local); err == nil && sha256Hex(target) == sum {
 			ops = computeDelta(basis, target)
-			if ops != nil && !bytes.Equal(applyDelta(basis, ops), target) {
+			if ops != nil && !deltaRebuilds(basis, target, ops) {
 				ops = nil // never send a delta that does not rebuild the file
 			}
 		}
@@ -125,6 +124,9 @@ func (c *UploadCache) Put(local, sum string) {
 	defer c.mu.Unlock()
 	if c.put[sum] {
 		return
+	}
+	if st, err := os.Stat(local); err != nil || st.Size() < deltaMinSize {
+		return // small files go whole anyway
 	}
 	if c.put == nil {
 		c.put = map[string]bool{}
