@@ -89,7 +89,7 @@ edit_src() {
 		echo 'func init() {'
 		for i in $(seq 1 $((n * 3))); do echo "	sink += $1$i * len(\"x$i\")"; done
 		echo '}'
-	} > "$EDIT/extra.go"
+	} > "$SRC/extra.go"
 }
 edit_src 0
 mkdir -p "$PROJ"
