@@ -18,6 +18,7 @@
 #            package rewritten): what an upload by difference gets from a
 #            real change of code
 #   edit x4  the same, to 4 hosts at once
+#   whole    code only with RAIJIN_DELTA=0: the whole binary goes (on 1 and 4 hosts)
 # Baselines, doing the full deploy's work every time:
 #   steps    bench/baseline/steps.sh: one ssh/scp call per step (8 connections)
 #   floor    bench/baseline/floor.sh: one tar stream and one script over one session
@@ -143,8 +144,9 @@ one() {
 	rm -f "$statsf"
 	t0=$(date +%s.%N)
 	case $kind in
-	raijin)
-		out=$(cd "$PROJ" && "$W/raijin" "$@" 2>&1) || { echo "$out" >&2; exit 1; }
+	raijin | raijin-whole)
+		if [ "$kind" = raijin ]; then delta=1; else delta=0; fi
+		out=$(cd "$PROJ" && RAIJIN_DELTA=$delta "$W/raijin" "$@" 2>&1) || { echo "$out" >&2; exit 1; }
 		cmds=$(printf '%s\n' "$out" | sed -n 's/.* \([0-9]*\) remote commands.*/\1/p' | tail -n1)
 		ups=$(printf '%s\n' "$out" | sed -n 's/.* \([0-9]*\) \(SFTP \)\{0,1\}uploads.*/\1/p' | tail -n1)
 		;;
@@ -198,23 +200,32 @@ for rep in $(seq 1 "$REPS"); do
 		B_APP_PORT=8701 B_SITE_PORT=9701 baseline steps.sh bsteps $rtt 1
 		B_APP_PORT=8702 B_SITE_PORT=9702 baseline floor.sh bfloor $rtt 1
 		ver=$((ver + 1))
-		write_toml bench 1 $base "env RUN=$ver " "/s$ver/"
+		run=$ver # the config (unit command line, static path) of this round
+		write_toml bench 1 $base "env RUN=$run " "/s$run/"
 		one "raijin-full/1" $rtt raijin deploy --set-version "$ver"
 		ver=$((ver + 1))
 		one "raijin-code/1" $rtt raijin deploy --set-version "$ver"
 		one "raijin-same/1" $rtt raijin deploy --set-version "$ver"
 		ver=$((ver + 1))
-		write_toml bench 4 $base "env RUN=$((ver - 2)) " "/s$((ver - 2))/"
+		write_toml bench 4 $base "env RUN=$run " "/s$run/"
 		# bring the config of hosts 1..3 in line (not measured), then measure code-only on 4
 		(cd "$PROJ" && "$W/raijin" deploy --set-version "$ver" >/dev/null 2>&1)
 		ver=$((ver + 1))
 		one "raijin-code/4" $rtt raijin deploy --set-version "$ver"
+		# the same with uploads by difference turned off: the whole binary goes
+		ver=$((ver + 1))
+		one "raijin-whole/4" $rtt raijin-whole deploy --set-version "$ver"
+		write_toml bench 1 $base "env RUN=$run " "/s$run/"
+		ver=$((ver + 1))
+		one "raijin-whole/1" $rtt raijin-whole deploy --set-version "$ver"
+		# (not measured) a deploy that keeps a copy of the build again
+		ver=$((ver + 1))
+		(cd "$PROJ" && "$W/raijin" deploy --set-version "$ver" >/dev/null 2>&1)
 		# a real change of code, on 1 host, then on 4
-		write_toml bench 1 $base "env RUN=$((ver - 3)) " "/s$((ver - 3))/"
 		ver=$((ver + 1))
 		edit_src $ver
 		one "raijin-edit/1" $rtt raijin deploy --set-version "$ver"
-		write_toml bench 4 $base "env RUN=$((ver - 4)) " "/s$((ver - 4))/"
+		write_toml bench 4 $base "env RUN=$run " "/s$run/"
 		ver=$((ver + 1))
 		(cd "$PROJ" && "$W/raijin" deploy --set-version "$ver" >/dev/null 2>&1)
 		ver=$((ver + 1))
@@ -235,7 +246,7 @@ med = {k: [statistics.median(c) for c in zip(*v)] for k, v in rows.items()}
 best = {k: min(r[0] for r in v) for k, v in rows.items()}
 print(f"| deploy | added RTT | wall (s), median of {sys.argv[2]} | best | SSH connections | remote commands | bytes sent | files uploaded | daemon-reloads | Caddy reloads |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-order = ["steps.sh/1", "floor.sh/1", "raijin-full/1", "raijin-code/1", "raijin-same/1", "raijin-code/4", "raijin-edit/1", "raijin-edit/4"]
+order = ["steps.sh/1", "floor.sh/1", "raijin-full/1", "raijin-code/1", "raijin-same/1", "raijin-code/4", "raijin-whole/1", "raijin-whole/4", "raijin-edit/1", "raijin-edit/4"]
 for rtt in ["0", "50"]:
     for name in order:
         if (name, rtt) not in med: continue
@@ -248,7 +259,7 @@ for rtt in ["0", "50"]:
         fl = m("floor.sh/1")
         same = med.get(('raijin-same/1', rtt), [0]*7)
         print(f"- {rtt} ms RTT, {label}: full/floor = {m('raijin-full/1')/fl:.2f} (goal <= 1.15); code-only/floor = {m('raijin-code/1')/fl:.2f} (goal < 1); "
-              f"steps.sh/full = {m('steps.sh/1')/m('raijin-full/1'):.2f} (goal >= 2 at 50 ms); 4 hosts/1 host = {m('raijin-code/4')/m('raijin-code/1'):.2f} (goal <= 1.5; changed source: {m('raijin-edit/4')/m('raijin-edit/1'):.2f}); "
+              f"steps.sh/full = {m('steps.sh/1')/m('raijin-full/1'):.2f} (goal >= 2 at 50 ms); 4 hosts/1 host = {m('raijin-code/4')/m('raijin-code/1'):.2f} (goal <= 1.5; changed source: {m('raijin-edit/4')/m('raijin-edit/1'):.2f}; whole binary: {m('raijin-whole/4')/m('raijin-whole/1'):.2f}); "
               f"same-build redeploy: {same[6]:.0f} files uploaded, {same[3]/1e3:.0f} kB on the wire in all")
 PY
 cp "$RESULTS" "${BENCH_RESULTS:-/tmp/raijin-bench-results.txt}"
