@@ -340,14 +340,16 @@ func writeRootGroup(s *strings.Builder, items []*batchItem, i, j int, marker str
 			args = append(args, it.when)
 		}
 	}
+	inner.WriteString("raijin_in=$1\n")
 	for k, f := range args {
 		fmt.Fprintf(&inner, "raijin_f_%s=${%d}\n", f, k+2)
 	}
+	inner.WriteString("shift $#\n") // the steps see no arguments, as outside
 	for k, it := range items[i:j] {
 		in := "</dev/null"
 		if it.input != nil {
 			fmt.Fprintf(s, "head -c %d > \"$raijin_in.%d\"\n", it.size, k)
-			in = fmt.Sprintf(`<"$1.%d"`, k)
+			in = fmt.Sprintf(`<"$raijin_in.%d"`, k)
 		}
 		inner.WriteString(stepScript(it.root, in, it, i+k, marker))
 	}

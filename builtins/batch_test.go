@@ -332,15 +332,16 @@ func TestBatchRootStepsShareOneSudo(t *testing.T) {
 	b.Run(ctx, "cat >> "+Quote(out), RunOpts{Sudo: true, Stdin: []byte("from stdin\n")})
 	b.Run(ctx, "echo user >> "+Quote(out), RunOpts{})
 	b.Run(ctx, "echo alone >> "+Quote(out), RunOpts{Sudo: true})
+	b.Run(ctx, `echo "args:$#" >> `+Quote(out), RunOpts{Sudo: true})
 	b.End()
 	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := sudoCalls(log); n != 2 {
-		t.Errorf("%d sudo calls, want 2 (one for the three root steps in a row, one for the last)", n)
+		t.Errorf("%d sudo calls, want 2 (one for each run of root steps)", n)
 	}
 	got, _ := os.ReadFile(out)
-	if string(got) != "reload\nfrom stdin\nuser\nalone\n" {
+	if string(got) != "reload\nfrom stdin\nuser\nalone\nargs:0\n" {
 		t.Errorf("log = %q", got)
 	}
 	if !b.Flag("units") {
