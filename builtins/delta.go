@@ -161,19 +161,6 @@ func deltaRebuilds(basis, target []byte, ops []deltaOp) bool {
 	return at == len(target)
 }
 
-// applyDelta rebuilds the target from basis and ops (what the server does).
-func applyDelta(basis []byte, ops []deltaOp) []byte {
-	var out []byte
-	for _, op := range ops {
-		if op.Lit != nil {
-			out = append(out, op.Lit...)
-		} else {
-			out = append(out, basis[op.Off:op.Off+op.Len]...)
-		}
-	}
-	return out
-}
-
 // deltaScript rebuilds remote from basis (a path on the server) and ops,
 // through a temporary file, checks its size, renames it into place and
 // notes its SHA-256 (sum). The

@@ -163,3 +163,16 @@ func TestUploadCheckTrustsTheNoteOnlyWhileItHolds(t *testing.T) {
 		t.Errorf("file changed after the note: %q, want the file hashed again", got)
 	}
 }
+
+// applyDelta rebuilds the target from basis and ops (what the server does), the plain way.
+func applyDelta(basis []byte, ops []deltaOp) []byte {
+	var out []byte
+	for _, op := range ops {
+		if op.Lit != nil {
+			out = append(out, op.Lit...)
+		} else {
+			out = append(out, basis[op.Off:op.Off+op.Len]...)
+		}
+	}
+	return out
+}
