@@ -207,23 +207,15 @@ func (h *RemoteHost) Upload(ctx context.Context, local, remote string, mode os.F
 		return false, err
 	}
 	// One round trip: make the directory, and say whether the file is there
-	// already with the same content.
-	check := fmt.Sprintf("mkdir -p %s && { sha256sum %s 2>/dev/null || true; }", Quote(path.Dir(remote)), Quote(remote))
-	res, err := h.Run(ctx, check, RunOpts{})
+	// already with the same content (the same check as the Batcher's).
+	res, err := h.Run(ctx, uploadCheck(remote, sum, mode, ""), RunOpts{})
 	if err != nil {
 		return false, err
 	}
 	if res.Code != 0 {
 		return false, fmt.Errorf("preparing %s failed: %s", path.Dir(remote), lastLines(res.Stderr, 3))
 	}
-	if f := strings.Fields(res.Stdout); len(f) > 0 && f[0] == sum {
-		res, err := h.Run(ctx, fmt.Sprintf("chmod %04o %s", mode, Quote(remote)), RunOpts{})
-		if err != nil {
-			return false, err
-		}
-		if res.Code != 0 {
-			return false, fmt.Errorf("chmod %04o %s failed: %s", mode, remote, lastLines(res.Stderr, 3))
-		}
+	if strings.TrimSpace(res.Stdout) == "same" {
 		if h.Observer != nil {
 			h.Observer.Upload(h.HostName, local, remote, 0, st.Size(), true)
 		}
@@ -237,6 +229,9 @@ func (h *RemoteHost) Upload(ctx context.Context, local, remote string, mode os.F
 	if err := h.Client.Upload(ctx, local, remote, mode, progress); err != nil {
 		return false, h.explainUpload(ctx, err, remote, st.Size())
 	}
+	// The note of its hash, as after the Batcher's uploads (failing to
+	// write it only costs a hash at the next check).
+	h.Run(ctx, noteSum(remote, sum), RunOpts{})
 	return true, nil
 }
 

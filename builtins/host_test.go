@@ -324,3 +324,31 @@ func TestLockOnAServer(t *testing.T) {
 		t.Error("the holder's unlock left the lock")
 	}
 }
+
+// RemoteHost.Upload (outside a Batcher) sends a file once, notes its hash,
+// and skips a second upload of the same content.
+func TestRemoteHostUploadSkipsTheSameFile(t *testing.T) {
+	f := newFixture(t)
+	h := &RemoteHost{HostName: "test", Client: dial(t, f.target())}
+	dir := t.TempDir()
+	local := filepath.Join(dir, "app")
+	os.WriteFile(local, []byte("build 1\n"), 0o644)
+	remote := filepath.Join(dir, "server", "v1", "app")
+	ctx := context.Background()
+	if sent, err := h.Upload(ctx, local, remote, 0o755); err != nil || !sent {
+		t.Fatalf("first upload: sent %v, %v", sent, err)
+	}
+	if note, _ := os.ReadFile(sumFile(remote)); string(note) != sha256Hex([]byte("build 1\n"))+"\n" {
+		t.Errorf("the note of the hash says %q", note)
+	}
+	if sent, err := h.Upload(ctx, local, remote, 0o755); err != nil || sent {
+		t.Errorf("the same file again: sent %v, %v; want it skipped", sent, err)
+	}
+	os.WriteFile(local, []byte("build 2\n"), 0o644)
+	if sent, err := h.Upload(ctx, local, remote, 0o755); err != nil || !sent {
+		t.Errorf("a changed file: sent %v, %v", sent, err)
+	}
+	if got, _ := os.ReadFile(remote); string(got) != "build 2\n" {
+		t.Errorf("the server has %q", got)
+	}
+}
