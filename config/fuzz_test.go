@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/shell"
 )
 
 // Any bytes given as raijin.toml: an error or a config whose names are safe to
@@ -57,7 +57,7 @@ A=1
 			}
 		}
 		for _, p := range c.ProcessNames() {
-			if builtins.Quote(p) != p || strings.Contains(p, "/") {
+			if shell.Quote(p) != p || strings.Contains(p, "/") {
 				t.Fatalf("accepted process name %q", p)
 			}
 		}
@@ -81,7 +81,7 @@ func FuzzValidVersion(f *testing.F) {
 			t.Fatalf("accepted %q with a separator, space or shell metacharacter", v)
 		case strings.Contains(v, ".."), strings.HasPrefix(v, "."), strings.HasPrefix(v, "-"):
 			t.Fatalf("accepted %q (.., or a leading . or -)", v)
-		case builtins.Quote(v) != v, builtins.Quote("v"+v) != "v"+v:
+		case shell.Quote(v) != v, shell.Quote("v"+v) != "v"+v:
 			t.Fatalf("accepted %q, which needs shell quoting", v)
 		}
 	})

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/secrets"
 	lua "github.com/yuin/gopher-lua"
-
-	"github.com/raijin-deploy/raijin/builtins"
 )
 
 const recipesDoc = "../docs/recipes.md"
@@ -21,8 +21,8 @@ const recipesDoc = "../docs/recipes.md"
 func apiNames(t *testing.T) []string {
 	t.Helper()
 	cfg := project(t, map[string]string{})
-	r := &runner{opts: Options{Config: cfg, Redactor: &builtins.Redactor{}, Events: &events{}, Command: "deploy"}, envs: map[string]*builtins.Env{}}
-	s := &hostState{r: r, name: "web1", host: &fakeHost{name: "web1"}, user: "deploy",
+	r := &runner{opts: Options{Config: cfg, Redactor: &secrets.Redactor{}, Events: &events{}, Command: "deploy"}, envs: map[string]*secrets.Env{}}
+	s := &hostState{r: r, name: "web1", host: remote.NewSession((&fakeHost{name: "web1"}).conn(), nil, nil, nil), user: "deploy",
 		paths: Paths(cfg, cfg.Hosts[0], "/home/deploy", cfg.Version)}
 	reg := newRegistry()
 	L := newState(cfg.Dir, s.module(reg))

@@ -5,9 +5,9 @@ import (
 	"path"
 	"sync"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
 )
 
 // EachHost connects to every host of opts in parallel and calls fn with the
@@ -15,7 +15,7 @@ import (
 // commands that read or fix a host without running a flow or taking the
 // deploy lock (releases, lock status). Results come back in host order;
 // the error is the first host's that failed.
-func EachHost[T any](ctx context.Context, opts Options, fn func(ctx context.Context, h config.Host, host builtins.Host, rel string) (T, error)) ([]T, error) {
+func EachHost[T any](ctx context.Context, opts Options, fn func(ctx context.Context, h config.Host, host *remote.Session, rel string) (T, error)) ([]T, error) {
 	out := make([]T, len(opts.Hosts))
 	errList := make([]error, len(opts.Hosts))
 	var wg sync.WaitGroup
@@ -23,12 +23,13 @@ func EachHost[T any](ctx context.Context, opts Options, fn func(ctx context.Cont
 		wg.Add(1)
 		go func(i int, h config.Host) {
 			defer wg.Done()
-			host, closeFn, err := opts.Connect(ctx, h)
+			conn, closeFn, err := opts.Connect(ctx, h)
 			if err != nil {
 				errList[i] = errs.WithCode(errs.CodeFailed, err, "")
 				return
 			}
 			defer closeFn()
+			host := remote.NewSession(conn, opts.Observer, opts.Redactor, opts.Stats)
 			out[i], errList[i] = fn(ctx, h, host, path.Join(h.AppsDir, opts.Config.App))
 			if errList[i] != nil {
 				errList[i] = &HostError{Host: h.Name, Phase: opts.Command, Msg: opts.Redactor.Redact(errList[i].Error()), Code: errs.Code(errList[i])}

@@ -10,33 +10,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/server"
 )
 
-// droppingHost is a fakeHost whose connection dies at the command "drop".
-type droppingHost struct {
-	*fakeHost
-	dead bool
-}
-
-func (d *droppingHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
-	if d.dead {
-		return builtins.Result{}, errors.New("connection lost")
+// dropping is f's connection, which dies at the command "drop".
+func dropping(f *fakeHost) *remote.Recorder {
+	rec := &remote.Recorder{HostName: f.name}
+	rec.Respond = func(ctx context.Context, st remote.Step) (remote.Result, error) {
+		if st.Desc == "drop" {
+			rec.Drop(errors.New("connection lost"))
+			return remote.Result{}, errors.New("the connection to web1 dropped while the command ran")
+		}
+		return f.respond(ctx, st)
 	}
-	if cmd == "drop" {
-		d.dead = true
-		return builtins.Result{}, errors.New("the connection to web1 dropped while the command ran")
-	}
-	return d.fakeHost.Run(ctx, cmd, o)
-}
-
-func (d *droppingHost) Alive(context.Context) error {
-	if d.dead {
-		return errors.New("connection lost")
-	}
-	return nil
+	return rec
 }
 
 // When the connection drops in a phase, the undo handlers and the lock's
@@ -48,18 +38,18 @@ raijin.undo('switch', function(ctx) ctx.host:run('switch back') end)
 raijin.phase('release', function(ctx) ctx.host:run('drop') end)
 raijin.phases { 'switch', 'release' }
 `})
-	first := &droppingHost{fakeHost: &fakeHost{name: "web1", versions: "1.0.0\n"}}
+	first := dropping(&fakeHost{name: "web1", versions: "1.0.0\n"})
 	second := &fakeHost{name: "web1"}
 	var dials int
 	ev := &events{}
 	_, err := Run(context.Background(), Options{
 		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: ev, PhaseTimeout: 60e9,
-		Connect: func(context.Context, config.Host) (builtins.Host, func(), error) {
+		Connect: func(context.Context, config.Host) (remote.Conn, func(), error) {
 			dials++
 			if dials == 1 {
 				return first, func() {}, nil
 			}
-			return second, func() {}, nil
+			return second.conn(), func() {}, nil
 		},
 	})
 	if err == nil || !strings.Contains(err.Error(), "phase release:") || !strings.Contains(err.Error(), "dropped") {
@@ -84,12 +74,14 @@ type staleLockHost struct {
 	holder string
 }
 
-func (s *staleLockHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
-	if strings.Contains(cmd, "@@versions") && !strings.Contains(cmd, "rm -rf") {
-		s.add(cmd)
-		return builtins.Result{Stdout: "/home/deploy\ndeploy\nheld\n" + s.holder + "\n@@versions\n1.0.0\n"}, nil
-	}
-	return s.fakeHost.Run(ctx, cmd, o)
+func (s *staleLockHost) conn() remote.Conn {
+	return &remote.Recorder{HostName: s.name, Respond: func(ctx context.Context, st remote.Step) (remote.Result, error) {
+		if strings.Contains(st.Desc, "@@versions") && !strings.Contains(st.Desc, "rm -rf") {
+			s.add(st.Desc)
+			return remote.Result{Stdout: "/home/deploy\ndeploy\nheld\n" + s.holder + "\n@@versions\n1.0.0\n"}, nil
+		}
+		return s.fakeHost.respond(ctx, st)
+	}}
 }
 
 // A stale lock stops the run with exit 3 naming --force-unlock, unless the
@@ -100,7 +92,7 @@ func TestStaleLockTakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	machine, _ := os.Hostname()
-	holder, _ := json.Marshal(builtins.LockInfo{User: "ci", Machine: machine, PID: dead.Process.Pid, Command: "deploy", Version: "1.1.0"})
+	holder, _ := json.Marshal(server.LockInfo{User: "ci", Machine: machine, PID: dead.Process.Pid, Command: "deploy", Version: "1.1.0"})
 	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
 raijin.phase('work', function(ctx) ctx.host:run('work') end)
 raijin.phases { 'work' }
@@ -109,7 +101,7 @@ raijin.phases { 'work' }
 		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
 		var asked []string
 		o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: &events{}, PhaseTimeout: 60e9,
-			Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }}
+			Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return h.conn(), func() {}, nil }}
 		if answer != nil {
 			a := *answer
 			o.TakeOverStale = func(q string) bool { asked = append(asked, q); return a }
@@ -144,11 +136,11 @@ raijin.phases { 'work' }
 		age   time.Duration
 		stale bool
 	}{{time.Minute, false}, {24 * time.Hour, true}} {
-		holder, _ := json.Marshal(builtins.LockInfo{User: "ci", Machine: "elsewhere", PID: 1, Command: "deploy", Since: time.Now().Add(-c.age)})
+		holder, _ := json.Marshal(server.LockInfo{User: "ci", Machine: "elsewhere", PID: 1, Command: "deploy", Since: time.Now().Add(-c.age)})
 		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
 		_, err := Run(context.Background(), Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
 			Events: &events{}, PhaseTimeout: time.Minute,
-			Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }})
+			Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return h.conn(), func() {}, nil }})
 		if errs.Code(err) != errs.CodeLocked {
 			t.Fatalf("age %s: want exit 3, got %v", c.age, err)
 		}

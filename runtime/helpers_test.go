@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/remote"
 )
 
 // fakeHost stands in for a server: it records every command and file, answers
@@ -26,7 +26,10 @@ type fakeHost struct {
 	blocking  chan struct{} // told when "block" starts
 }
 
-func (f *fakeHost) Name() string { return f.name }
+// conn is the fake's connection: a Recorder that answers through it.
+func (f *fakeHost) conn() remote.Conn {
+	return &remote.Recorder{HostName: f.name, Respond: f.respond}
+}
 
 func (f *fakeHost) add(s string) {
 	f.mu.Lock()
@@ -48,14 +51,24 @@ func (f *fakeHost) commands() []string {
 	return out
 }
 
-func (f *fakeHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
-	line := builtins.ShellCommand(cmd, o)
-	f.add(line)
+func (f *fakeHost) respond(ctx context.Context, st remote.Step) (remote.Result, error) {
+	switch st.Kind {
+	case "write":
+		f.add("write " + st.Path + " " + string(st.Content))
+		return remote.DefaultAnswer(st), nil
+	case "check":
+		f.add("upload " + st.Local + " " + st.Path)
+		return remote.DefaultAnswer(st), nil
+	case "upload":
+		return remote.Result{}, nil
+	}
+	f.add(st.Line)
+	cmd := st.Desc
 	switch {
 	case strings.Contains(cmd, "@@versions"):
-		return builtins.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n" + f.versions}, nil
+		return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n" + f.versions}, nil
 	case strings.HasPrefix(cmd, "fail"):
-		return builtins.Result{Code: 7, Stderr: "it broke"}, nil
+		return remote.Result{Code: 7, Stderr: "it broke"}, nil
 	case cmd == "block":
 		if f.blocking != nil {
 			f.blocking <- struct{}{}
@@ -64,19 +77,9 @@ func (f *fakeHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (bui
 		if f.cancelled != nil {
 			f.cancelled <- ctx.Err()
 		}
-		return builtins.Result{}, ctx.Err()
+		return remote.Result{}, ctx.Err()
 	}
-	return builtins.Result{}, nil
-}
-
-func (f *fakeHost) Upload(_ context.Context, local, remote string, _ os.FileMode) (bool, error) {
-	f.add("upload " + local + " " + remote)
-	return true, nil
-}
-
-func (f *fakeHost) Write(_ context.Context, remote string, data []byte, _ builtins.WriteOpts) (bool, error) {
-	f.add("write " + remote + " " + string(data))
-	return true, nil
+	return remote.Result{}, nil
 }
 
 // events records what a run reports.
@@ -156,7 +159,7 @@ func run(ctx context.Context, t *testing.T, cfg *config.Config, host *fakeHost, 
 	o := Options{
 		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
 		Events: ev, PhaseTimeout: time.Minute,
-		Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return host, func() {}, nil },
+		Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return host.conn(), func() {}, nil },
 	}
 	if mod != nil {
 		mod(&o)

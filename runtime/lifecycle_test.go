@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/remote"
 )
 
 type quietEvents struct{ logs []string }
@@ -39,9 +39,9 @@ domain_name = ":8080"
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &builtins.RecordingHost{HostName: "prod", Redactor: &builtins.Redactor{}}
+	rec := &remote.Recorder{HostName: "prod"}
 	o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: flow, Flow: flow, Hosts: cfg.Hosts, DryRun: true,
-		Events: &quietEvents{}, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return rec, func() {}, nil }}
+		Events: &quietEvents{}, Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return rec, func() {}, nil }}
 	if tweak != nil {
 		tweak(&o)
 	}
@@ -49,8 +49,8 @@ domain_name = ":8080"
 		t.Fatal(err)
 	}
 	var cmds []string
-	for _, a := range rec.Actions {
-		cmds = append(cmds, a.Command)
+	for _, st := range rec.Steps {
+		cmds = append(cmds, st.Line)
 	}
 	return cmds
 }
@@ -82,11 +82,32 @@ func TestDownFlow(t *testing.T) {
 	}
 }
 
-// Prune alone is the prune step: one script that works out on the server
-// what to delete, no switch, no restart.
+// Prune alone is the prune step: what to delete is worked out from the
+// versions read when the lock was taken, deleted in the round trip that
+// writes the audit line and releases the lock; no switch, no restart.
 func TestPruneFlow(t *testing.T) {
-	cmds := recordFlow(t, "prune", func(o *Options) { o.Keep = 2 })
-	if len(cmds) != 1 || !strings.Contains(cmds[0], "head -n 2 .versions") || !strings.Contains(cmds[0], `rm -rf -- "v$v"`) {
-		t.Errorf("prune ran:\n%s", strings.Join(cmds, "\n"))
+	var rec *remote.Recorder
+	recordFlow(t, "prune", func(o *Options) {
+		o.Keep, o.DryRun = 2, false
+		o.Connect = func(context.Context, config.Host) (remote.Conn, func(), error) {
+			rec = &remote.Recorder{HostName: "prod", Respond: func(_ context.Context, st remote.Step) (remote.Result, error) {
+				if strings.Contains(st.Desc, "@@versions") {
+					return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n1.3\n1.2\n1.1\n@@dirs\nv1.1\nv1.2\nv1.3\nvstray\n"}, nil
+				}
+				return remote.DefaultAnswer(st), nil
+			}}
+			return rec, func() {}, nil
+		}
+	})
+	var cmds []string
+	for _, st := range rec.Steps {
+		cmds = append(cmds, st.Line)
+	}
+	all := strings.Join(cmds, "\n")
+	if !strings.Contains(all, "rm -rf -- v1.1 vstray") || strings.Contains(all, "v1.2 ") || strings.Contains(all, "systemctl") {
+		t.Errorf("prune ran:\n%s", all)
+	}
+	if rec.Trips != 2 {
+		t.Errorf("%d round trips, want 2: the lock and facts, then the prune with the audit line", rec.Trips)
 	}
 }

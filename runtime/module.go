@@ -19,9 +19,13 @@ import (
 	lua "github.com/yuin/gopher-lua"
 	luar "layeh.com/gopher-luar"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/recipes"
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/secrets"
+	"github.com/raijin-deploy/raijin/server"
+	"github.com/raijin-deploy/raijin/shell"
+	"github.com/raijin-deploy/raijin/upload"
 )
 
 // hostState is the Go side of one Lua state: which host it serves (nil for
@@ -29,7 +33,7 @@ import (
 type hostState struct {
 	r      *runner
 	name   string // host name, or "local"
-	host   builtins.Host
+	host   *remote.Session
 	user   string
 	paths  map[string]string
 	phase  string
@@ -39,7 +43,6 @@ type hostState struct {
 	// date by record and prune), so that a deferred prune knows what to
 	// delete without asking.
 	versions, dirs []string
-	sent           map[string]bool // remote path: its last direct upload sent bytes
 }
 
 func (s *hostState) ctx(L *lua.LState) context.Context {
@@ -55,7 +58,7 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 		m := L.NewTable()
 		reg.declare(L, m)
 		L.SetField(m, "quote", L.NewFunction(func(L *lua.LState) int {
-			L.Push(lua.LString(builtins.Quote(L.CheckString(1))))
+			L.Push(lua.LString(shell.Quote(L.CheckString(1))))
 			return 1
 		}))
 		L.SetField(m, "basename", L.NewFunction(func(L *lua.LState) int {
@@ -115,14 +118,14 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 		versions := L.NewTable()
 		L.SetField(versions, "list", L.NewFunction(func(L *lua.LState) int {
 			h := s.needHost(L, "raijin.versions.list")
-			v, err := builtins.ReadVersions(s.ctx(L), h, s.paths["app_dir"])
+			v, err := server.ReadVersions(s.ctx(L), h, s.paths["app_dir"])
 			s.check(L, err)
 			L.Push(luaValue(L, v))
 			return 1
 		}))
 		L.SetField(versions, "current", L.NewFunction(func(L *lua.LState) int {
 			h := s.needHost(L, "raijin.versions.current")
-			v, err := builtins.ReadVersions(s.ctx(L), h, s.paths["app_dir"])
+			v, err := server.ReadVersions(s.ctx(L), h, s.paths["app_dir"])
 			s.check(L, err)
 			if len(v) == 0 {
 				L.Push(lua.LNil)
@@ -134,7 +137,7 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 		L.SetField(versions, "record", L.NewFunction(func(L *lua.LState) int {
 			h := s.needHost(L, "raijin.versions.record")
 			v := L.CheckString(2)
-			s.check(L, builtins.RecordVersion(s.ctx(L), h, s.paths["app_dir"], v))
+			s.check(L, server.RecordVersion(s.ctx(L), h, s.paths["app_dir"], v))
 			rest := []string{v}
 			for _, x := range s.versions {
 				if x != v {
@@ -150,17 +153,17 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 			protect := L.OptString(3, "")
 			var removed []string
 			var err error
-			if b, ok := h.(*builtins.Batcher); ok && b.Queuing() {
+			if h.Queuing() {
 				// Deferred: what to delete is known from the facts of this
 				// run (the lock is held, nothing else changes them).
 				cur := ""
 				if len(s.versions) > 0 {
 					cur = s.versions[0]
 				}
-				removed = builtins.PrunePlan(s.versions, s.dirs, keep, cur, protect)
-				err = builtins.RemoveVersions(s.ctx(L), h, s.paths["app_dir"], removed)
+				removed = server.PrunePlan(s.versions, s.dirs, keep, cur, protect)
+				err = server.RemoveVersions(s.ctx(L), h, s.paths["app_dir"], removed)
 			} else {
-				removed, err = builtins.Prune(s.ctx(L), h, s.paths["app_dir"], keep, protect)
+				removed, err = server.Prune(s.ctx(L), h, s.paths["app_dir"], keep, protect)
 			}
 			s.check(L, err)
 			s.versions = without(s.versions, removed)
@@ -190,7 +193,7 @@ func without(list, drop []string) []string {
 	return out
 }
 
-func (s *hostState) needHost(L *lua.LState, what string) builtins.Host {
+func (s *hostState) needHost(L *lua.LState, what string) *remote.Session {
 	if s.host == nil {
 		L.RaiseError("%s needs a host: call it from a host phase, not a local one", what)
 	}
@@ -199,7 +202,7 @@ func (s *hostState) needHost(L *lua.LState, what string) builtins.Host {
 
 // check raises err as a Lua error, secrets redacted.
 func (s *hostState) check(L *lua.LState, err error) {
-	var he *builtins.HealthError
+	var he *server.HealthError
 	if errors.As(err, &he) {
 		s.health = true
 	}
@@ -234,7 +237,7 @@ func (s *hostState) envLoad(L *lua.LState) int {
 }
 
 var templateFuncs = template.FuncMap{
-	"quote": builtins.Quote,
+	"quote": shell.Quote,
 	// systemd_arg quotes one argument of an ExecStart= or Environment= line:
 	// systemd reads C escapes inside double quotes and expands $ and %.
 	"systemd_arg": func(s string) string {
@@ -282,8 +285,8 @@ func optTable(L *lua.LState, n int) *lua.LTable {
 }
 
 // runOpts reads {cwd=, appenv=, sudo=, env=, timeout=}.
-func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
-	var o builtins.RunOpts
+func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) remote.RunOpts {
+	var o remote.RunOpts
 	if v, ok := t.RawGetString("cwd").(lua.LString); ok {
 		o.Cwd = string(v)
 	}
@@ -298,12 +301,12 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
 	o.Sudo = lua.LVAsBool(t.RawGetString("sudo"))
 	if v, ok := t.RawGetString("when").(lua.LString); ok {
 		o.When = string(v)
-		s.check(L, builtins.CheckFlag(o.When))
+		s.check(L, remote.CheckFlag(o.When))
 	}
 	if e, ok := t.RawGetString("env").(*lua.LTable); ok {
 		o.Env = map[string]string{}
 		e.ForEach(func(k, v lua.LValue) {
-			if !builtins.ValidEnvName(k.String()) {
+			if !secrets.ValidEnvName(k.String()) {
 				L.RaiseError("env name %q: use letters, digits and _, not starting with a digit", k.String())
 			}
 			o.Env[k.String()] = v.String()
@@ -322,7 +325,7 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) builtins.RunOpts {
 	return o
 }
 
-func resultTable(L *lua.LState, r builtins.Result) *lua.LTable {
+func resultTable(L *lua.LState, r remote.Result) *lua.LTable {
 	t := L.NewTable()
 	t.RawSetString("stdout", lua.LString(r.Stdout))
 	t.RawSetString("stderr", lua.LString(r.Stderr))
@@ -333,7 +336,7 @@ func resultTable(L *lua.LState, r builtins.Result) *lua.LTable {
 // pushUnlessQueued pushes v, or nil while steps are being queued (their
 // results are not known yet).
 func (s *hostState) pushUnlessQueued(L *lua.LState, v lua.LValue) {
-	if b, ok := s.host.(*builtins.Batcher); ok && b.Queuing() {
+	if s.host.Queuing() {
 		L.Push(lua.LNil)
 		return
 	}
@@ -352,7 +355,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 	fn := func(name string, f lua.LGFunction) { t.RawSetString(name, L.NewFunction(f)) }
 	fn("run", func(L *lua.LState) int {
 		cmd := L.CheckString(2)
-		res, err := builtins.Must(s.ctx(L), s.host, cmd, s.runOpts(L, optTable(L, 3)))
+		res, err := remote.Must(s.ctx(L), s.host, cmd, s.runOpts(L, optTable(L, 3)))
 		s.check(L, err)
 		L.Push(resultTable(L, res))
 		return 1
@@ -366,7 +369,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		return 1
 	})
 	fn("exists", func(L *lua.LState) int {
-		res, err := s.host.Run(s.ctx(L), "test -e "+builtins.Quote(L.CheckString(2)), builtins.RunOpts{})
+		res, err := s.host.Run(s.ctx(L), "test -e "+shell.Quote(L.CheckString(2)), remote.RunOpts{})
 		if err != nil {
 			s.check(L, err)
 		}
@@ -374,7 +377,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		return 1
 	})
 	fn("read", func(L *lua.LState) int {
-		res, err := s.host.Run(s.ctx(L), "cat "+builtins.Quote(L.CheckString(2))+" 2>/dev/null", builtins.RunOpts{Sudo: lua.LVAsBool(optTable(L, 3).RawGetString("sudo"))})
+		res, err := s.host.Run(s.ctx(L), "cat "+shell.Quote(L.CheckString(2))+" 2>/dev/null", remote.RunOpts{Sudo: lua.LVAsBool(optTable(L, 3).RawGetString("sudo"))})
 		s.check(L, err)
 		if res.Code != 0 {
 			L.Push(lua.LNil)
@@ -384,7 +387,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		return 1
 	})
 	fn("upload", func(L *lua.LState) int {
-		local, remote := L.CheckString(2), L.CheckString(3)
+		local, dst := L.CheckString(2), L.CheckString(3)
 		o := optTable(L, 4)
 		mode, err := parseMode(o.RawGetString("mode"), 0o644)
 		s.check(L, err)
@@ -392,28 +395,19 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		if v, ok := o.RawGetString("basis").(lua.LString); ok {
 			basis = string(v)
 		}
-		var sent bool
-		if b, ok := s.host.(*builtins.Batcher); ok {
-			sent, err = b.UploadFrom(s.ctx(L), s.r.opts.Config.Path(local), remote, mode, basis)
-		} else {
-			sent, err = s.host.Upload(s.ctx(L), s.r.opts.Config.Path(local), remote, mode)
-		}
+		sent, err := s.host.UploadFrom(s.ctx(L), s.r.opts.Config.Path(local), dst, mode, basis)
 		s.check(L, err)
-		if s.sent == nil {
-			s.sent = map[string]bool{}
-		}
-		s.sent[remote] = sent
 		s.pushUnlessQueued(L, lua.LBool(sent))
 		return 1
 	})
 	fn("write", func(L *lua.LState) int {
-		remote := L.CheckString(2)
+		dst := L.CheckString(2)
 		var data []byte
 		switch v := L.Get(3).(type) {
 		case lua.LString:
 			data = []byte(v)
 		case *lua.LUserData:
-			e, ok := v.Value.(*builtins.Env)
+			e, ok := v.Value.(*secrets.Env)
 			if !ok {
 				L.ArgError(3, "expected a string or an env")
 			}
@@ -424,12 +418,12 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		o := optTable(L, 4)
 		mode, err := parseMode(o.RawGetString("mode"), 0o644)
 		s.check(L, err)
-		wo := builtins.WriteOpts{Mode: mode, Sudo: lua.LVAsBool(o.RawGetString("sudo"))}
+		wo := remote.WriteOpts{Mode: mode, Sudo: lua.LVAsBool(o.RawGetString("sudo"))}
 		if v, ok := o.RawGetString("flag").(lua.LString); ok {
 			wo.Flag = string(v)
-			s.check(L, builtins.CheckFlag(wo.Flag))
+			s.check(L, remote.CheckFlag(wo.Flag))
 		}
-		changed, err := s.host.Write(s.ctx(L), remote, data, wo)
+		changed, err := s.host.Write(s.ctx(L), dst, data, wo)
 		s.check(L, err)
 		s.pushUnlessQueued(L, lua.LBool(changed))
 		return 1
@@ -438,7 +432,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		action := L.CheckString(2)
 		var units []string
 		top := L.GetTop()
-		var o builtins.RunOpts
+		var o remote.RunOpts
 		if t, ok := L.Get(top).(*lua.LTable); ok && top > 2 {
 			o = s.runOpts(L, t)
 			top--
@@ -446,7 +440,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		for i := 3; i <= top; i++ {
 			units = append(units, L.CheckString(i))
 		}
-		res, err := builtins.SystemctlWhen(s.ctx(L), s.host, o.When, action, units...)
+		res, err := server.SystemctlWhen(s.ctx(L), s.host, o.When, action, units...)
 		s.check(L, err)
 		s.pushUnlessQueued(L, resultTable(L, res))
 		return 1
@@ -455,12 +449,12 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		site := L.CheckString(2)
 		content := L.OptString(3, "")
 		if content == "" {
-			_, err := builtins.Must(s.ctx(L), s.host, "caddy validate --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null 2>&1 && systemctl reload caddy", builtins.RunOpts{Sudo: true})
+			_, err := remote.Must(s.ctx(L), s.host, "caddy validate --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null 2>&1 && systemctl reload caddy", remote.RunOpts{Sudo: true})
 			s.check(L, err)
 			L.Push(lua.LTrue)
 			return 1
 		}
-		changed, err := builtins.CaddySite(s.ctx(L), s.host, site, []byte(content))
+		changed, err := server.CaddySite(s.ctx(L), s.host, site, []byte(content))
 		s.check(L, err)
 		L.Push(lua.LBool(changed))
 		return 1
@@ -471,7 +465,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 	// run/write/upload return nil: use write's flag and run's when for steps
 	// that depend on a change.
 	fn("batch", func(L *lua.LState) int {
-		if b := s.queue(L, L.CheckFunction(2)); b != nil && !b.Queuing() {
+		if b := s.queue(L, L.CheckFunction(2)); !b.Queuing() {
 			s.check(L, b.Flush(s.ctx(L)))
 		}
 		return 0
@@ -479,12 +473,8 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 	// sent(remote): whether the last upload to remote sent bytes (after a
 	// batch, whose uploads return nil).
 	fn("sent", func(L *lua.LState) int {
-		remote := L.CheckString(2)
-		if b, ok := s.host.(*builtins.Batcher); ok {
-			L.Push(lua.LBool(b.Sent(remote)))
-		} else {
-			L.Push(lua.LBool(s.sent[remote]))
-		}
+		dst := L.CheckString(2)
+		L.Push(lua.LBool(s.host.Sent(dst)))
 		return 1
 	})
 	fn("defer", func(L *lua.LState) int {
@@ -501,14 +491,14 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		o := optTable(L, 3)
 		w := s.r.opts.Config.Webserver
 		timeout, _ := time.ParseDuration(w.HealthCheckTimeout)
-		hc := builtins.HealthCheck{Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout}
+		hc := server.HealthCheck{Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout}
 		if o.RawGetString("http") == lua.LFalse {
 			hc.Path = ""
 		}
 		if v, ok := o.RawGetString("settle").(lua.LNumber); ok {
 			hc.Settle = time.Duration(float64(v) * float64(time.Second))
 		}
-		err := builtins.WaitHealthy(s.ctx(L), s.host, hc)
+		err := server.WaitHealthy(s.ctx(L), s.host, hc)
 		if err != nil {
 			s.health = true
 		}
@@ -518,28 +508,17 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 	return t
 }
 
-// queue calls f with the host's remote steps queued instead of sent (over
-// SSH; elsewhere they run one by one). A Lua error in f drops what f queued and
-// is raised again. It returns the batcher, nil when the host has none.
-func (s *hostState) queue(L *lua.LState, f *lua.LFunction) *builtins.Batcher {
-	b, ok := s.host.(*builtins.Batcher)
-	mark := 0
-	if ok {
-		mark = b.Mark()
-		b.Begin()
-	}
+// queue calls f with the host's remote steps queued instead of sent. A Lua
+// error in f drops what f queued and is raised again.
+func (s *hostState) queue(L *lua.LState, f *lua.LFunction) *remote.Session {
+	b := s.host
+	mark := b.Mark()
+	b.Begin()
 	err := L.PCall(0, 0, f)
-	if ok {
-		b.End()
-		if err != nil {
-			b.DiscardFrom(mark)
-		}
-	}
+	b.End()
 	if err != nil {
+		b.DiscardFrom(mark)
 		L.Error(err.(*lua.ApiError).Object, 0)
-	}
-	if !ok {
-		return nil
 	}
 	return b
 }
@@ -585,7 +564,7 @@ func (s *hostState) localTable(L *lua.LState) *lua.LTable {
 		return 0
 	})
 	fn("sha256", func(L *lua.LState) int {
-		sum, err := builtins.FileSHA256(cfg.Path(L.CheckString(2)))
+		sum, err := upload.FileSHA256(cfg.Path(L.CheckString(2)))
 		s.check(L, err)
 		L.Push(lua.LString(sum))
 		return 1
@@ -595,12 +574,12 @@ func (s *hostState) localTable(L *lua.LState) *lua.LTable {
 
 // localRun runs a command on the deploying machine with sh -c, in the
 // project directory. In --dry-run it is only recorded.
-func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.RunOpts) (builtins.Result, error) {
+func (r *runner) localRun(ctx context.Context, who, cmdline string, o remote.RunOpts) (remote.Result, error) {
 	r.opts.Events.Command("local", r.opts.Redactor.Redact(cmdline))
 	if r.opts.DryRun {
-		shown := builtins.ShellCommand(cmdline, builtins.RunOpts{Env: o.Env, Cwd: o.Cwd})
+		shown := remote.ShellCommand(cmdline, remote.RunOpts{Env: o.Env, Cwd: o.Cwd})
 		r.opts.Events.DryRun(who, "local", r.opts.Redactor.Redact(shown), "")
-		return builtins.Result{}, nil
+		return remote.Result{}, nil
 	}
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -627,11 +606,11 @@ func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.R
 		cmd.Stdin = bytes.NewReader(o.Stdin)
 	}
 	err := cmd.Run()
-	res := builtins.Result{Stdout: out.String(), Stderr: errb.String()}
+	res := remote.Result{Stdout: out.String(), Stderr: errb.String()}
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			res.Code = ee.ExitCode()
-			return res, &builtins.RemoteError{Host: "local", Cmd: cmdline, Res: res}
+			return res, &remote.RemoteError{Host: "local", Cmd: cmdline, Res: res}
 		}
 		return res, fmt.Errorf("running `%s`: %v", cmdline, err)
 	}

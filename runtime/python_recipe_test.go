@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/remote"
 )
 
 // pythonProject writes a python-package project: requirements.txt holding
@@ -52,12 +52,12 @@ env = "PORT=8000"
 	return cfg
 }
 
-func runPython(t *testing.T, cfg *config.Config, h builtins.Host, dryRun bool) (*quietEvents, error) {
+func runPython(t *testing.T, cfg *config.Config, h remote.Conn, dryRun bool) (*quietEvents, error) {
 	t.Helper()
 	ev := &quietEvents{}
 	_, err := Run(context.Background(), Options{
 		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, DryRun: dryRun,
-		Events: ev, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) {
+		Events: ev, Connect: func(context.Context, config.Host) (remote.Conn, func(), error) {
 			return h, func() {}, nil
 		},
 	})
@@ -65,44 +65,49 @@ func runPython(t *testing.T, cfg *config.Config, h builtins.Host, dryRun bool) (
 }
 
 // dryRunPython runs the python-package recipe against a recording host.
-func dryRunPython(t *testing.T, req string, files ...string) ([]builtins.Action, error) {
+func dryRunPython(t *testing.T, req string, files ...string) ([]remote.Step, error) {
 	t.Helper()
-	rec := &builtins.RecordingHost{HostName: "prod", Redactor: &builtins.Redactor{}}
+	rec := &remote.Recorder{HostName: "prod"}
 	_, err := runPython(t, pythonProject(t, req, `version = "1.0.0"`, files...), rec, true)
-	return rec.Actions, err
+	return rec.Steps, err
 }
 
 // answeringHost is a server on which 1.0.0 is current: it records every
 // command and answers those containing a key of answers; uploads find the
 // same file there already.
 type answeringHost struct {
-	builtins.RecordingHost
-	answers map[string]builtins.Result
+	remote.Recorder
+	answers map[string]remote.Result
 }
 
-func (a *answeringHost) Run(ctx context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
-	a.RecordingHost.Run(ctx, cmd, o)
-	if strings.Contains(cmd, "@@versions") {
-		return builtins.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n1.0.0\n"}, nil
+func newAnsweringHost(answers map[string]remote.Result) *answeringHost {
+	a := &answeringHost{Recorder: remote.Recorder{HostName: "prod"}, answers: answers}
+	a.Respond = a.respond
+	return a
+}
+
+func (a *answeringHost) respond(_ context.Context, st remote.Step) (remote.Result, error) {
+	switch {
+	case st.Kind == "check":
+		return remote.Result{Stdout: "same\n"}, nil
+	case st.Kind != "run":
+		return remote.DefaultAnswer(st), nil
+	case strings.Contains(st.Desc, "@@versions"):
+		return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n1.0.0\n"}, nil
 	}
 	for k, r := range a.answers {
-		if strings.Contains(cmd, k) {
+		if strings.Contains(st.Desc, k) {
 			return r, nil
 		}
 	}
-	return builtins.Result{}, nil
-}
-
-func (a *answeringHost) Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error) {
-	a.RecordingHost.Upload(ctx, local, remote, mode)
-	return false, nil
+	return remote.Result{}, nil
 }
 
 func (a *answeringHost) commands() string {
 	var b strings.Builder
-	for _, act := range a.Actions {
-		if act.Kind == "run" {
-			b.WriteString(act.Command + "\n")
+	for _, st := range a.Steps {
+		if st.Kind == "run" {
+			b.WriteString(st.Line + "\n")
 		}
 	}
 	return b.String()
@@ -113,16 +118,16 @@ const pyKey = "0123456789abcdef"
 // The installer, and what a deploy installs, depend on what the host has.
 func TestPythonInstallSteps(t *testing.T) {
 	req := "./vendor/a-1.0-py3-none-any.whl\n"
-	noUV := builtins.Result{Code: 1}
-	pyProbe := builtins.Result{Stdout: "/usr/bin/python3\n3.11\n"}
+	noUV := remote.Result{Code: 1}
+	pyProbe := remote.Result{Stdout: "/usr/bin/python3\n3.11\n"}
 	cases := []struct {
 		name, version, extra string
-		answers              map[string]builtins.Result
+		answers              map[string]remote.Result
 		want, not            []string
 		log                  string
 	}{
 		{name: "uv on the server, python_version", version: "1.1.0", extra: `python_version = "3.12"`,
-			answers: map[string]builtins.Result{
+			answers: map[string]remote.Result{
 				"uv python find":   {Stdout: "/opt/py/bin/python3.12\n"},
 				"import sys, venv": {Stdout: "/opt/py/bin/python3.12\n3.12\n"},
 				"sha256sum | cut":  {Stdout: pyKey + "\n"},
@@ -134,7 +139,7 @@ func TestPythonInstallSteps(t *testing.T) {
 			not: []string{"-m venv", "-m pip"},
 			log: "installing requirements into .deps/" + pyKey},
 		{name: "python3, requirements unchanged", version: "1.1.0",
-			answers: map[string]builtins.Result{"command -v uv": noUV, "import sys, venv": pyProbe,
+			answers: map[string]remote.Result{"command -v uv": noUV, "import sys, venv": pyProbe,
 				"sha256sum | cut": {Stdout: pyKey + "\ncomplete\n"}},
 			want: []string{"python3 -m venv --without-pip /home/deploy/.local/share/raijin/app/v1.1.0/.venv",
 				".venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps app-1.1.0-py3-none-any.whl",
@@ -142,7 +147,7 @@ func TestPythonInstallSteps(t *testing.T) {
 			not: []string{"-m venv .deps", "-r requirements.txt"},
 			log: "requirements unchanged since 1.0.0: reusing .deps/" + pyKey + ", nothing to install"},
 		{name: "the current version again, same wheel", version: "1.0.0",
-			answers: map[string]builtins.Result{"command -v uv": noUV, "import sys, venv": pyProbe,
+			answers: map[string]remote.Result{"command -v uv": noUV, "import sys, venv": pyProbe,
 				"sha256sum | cut": {Stdout: pyKey + "\ncomplete\nvenv=" + pyKey + "\n"}},
 			want: []string{"ln -sfn v1.0.0/.venv"},
 			not:  []string{"-m venv", "-m pip"},
@@ -151,7 +156,7 @@ func TestPythonInstallSteps(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := pythonProject(t, req, `version = "`+c.version+`"`+"\n"+c.extra, "vendor/a-1.0-py3-none-any.whl")
-			h := &answeringHost{RecordingHost: builtins.RecordingHost{HostName: "prod", Redactor: &builtins.Redactor{}}, answers: c.answers}
+			h := newAnsweringHost(c.answers)
 			ev, err := runPython(t, cfg, h, false)
 			if err != nil {
 				t.Fatal(err)
@@ -209,11 +214,11 @@ func TestPythonRequirementsShipLocalFiles(t *testing.T) {
 			for _, a := range acts {
 				switch {
 				case a.Kind == "write" && strings.HasSuffix(a.Path, "/v1.0.0/requirements.txt"):
-					written = a.Content
-				case a.Kind == "upload" && strings.Contains(a.Path, "/wheels/"):
+					written = string(a.Content)
+				case a.Kind == "check" && strings.Contains(a.Path, "/wheels/"):
 					uploads = append(uploads, a.Path[strings.Index(a.Path, "wheels/"):])
-				case a.Kind == "run" && strings.Contains(a.Command, "-r requirements.txt"):
-					pip = a.Command
+				case a.Kind == "run" && strings.Contains(a.Line, "-r requirements.txt"):
+					pip = a.Line
 				}
 			}
 			if written != c.want {

@@ -13,9 +13,14 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/secrets"
+	"github.com/raijin-deploy/raijin/server"
+	"github.com/raijin-deploy/raijin/shell"
+	"github.com/raijin-deploy/raijin/transport"
+	"github.com/raijin-deploy/raijin/upload"
 )
 
 // Events is told what a run does, for the terminal, -v and --json.
@@ -27,9 +32,10 @@ type Events interface {
 	DryRun(host, kind, what, content string)
 }
 
-// Connector opens a host for a run: a real SSH connection, or a recording
-// host in --dry-run.
-type Connector func(ctx context.Context, h config.Host) (builtins.Host, func(), error)
+// Connector opens a connection to a host for a run: SSH, or a
+// remote.Recorder in --dry-run and tests. Every run acts on it through a
+// remote.Session.
+type Connector func(ctx context.Context, h config.Host) (remote.Conn, func(), error)
 
 // Options are everything a run needs, resolved by the command line.
 type Options struct {
@@ -51,12 +57,12 @@ type Options struct {
 	LockWait      time.Duration
 	PhaseTimeout  time.Duration
 	Events        Events
-	Redactor      *builtins.Redactor
+	Redactor      *secrets.Redactor
 	Connect       Connector
-	Secrets       builtins.SecretAdapter
+	Secrets       secrets.SecretAdapter
 	// Observer and Stats are told of the steps a host's batches carry.
-	Observer builtins.Observer
-	Stats    *builtins.Stats
+	Observer remote.Observer
+	Stats    *remote.Stats
 	// AllOrNothing: when a host fails, the hosts that succeeded are rolled
 	// back to their previous version too.
 	AllOrNothing bool
@@ -90,7 +96,7 @@ type Report struct {
 // dialing is a connection opened while the local phases run.
 type dialing struct {
 	done  chan struct{}
-	host  builtins.Host
+	host  remote.Conn
 	close func()
 	err   error
 	taken bool
@@ -113,7 +119,7 @@ func (r *runner) dialEarly(ctx context.Context) {
 }
 
 // connect is the host's early connection, else a new one.
-func (r *runner) connect(ctx context.Context, h config.Host) (builtins.Host, func(), error) {
+func (r *runner) connect(ctx context.Context, h config.Host) (remote.Conn, func(), error) {
 	r.earlyMu.Lock()
 	d := r.early[h.Name]
 	if d != nil {
@@ -155,7 +161,7 @@ type runner struct {
 	early   map[string]*dialing
 	opts    Options
 	envMu   sync.Mutex
-	envs    map[string]*builtins.Env
+	envs    map[string]*secrets.Env
 	started time.Time
 }
 
@@ -241,9 +247,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.PhaseTimeout = 10 * time.Minute
 	}
 	if opts.Redactor == nil {
-		opts.Redactor = &builtins.Redactor{}
+		opts.Redactor = &secrets.Redactor{}
 	}
-	r := &runner{opts: opts, envs: map[string]*builtins.Env{}, started: time.Now()}
+	r := &runner{opts: opts, envs: map[string]*secrets.Env{}, started: time.Now()}
 	if _, err := r.plan(ctx); err != nil {
 		return nil, err
 	}
@@ -580,7 +586,7 @@ func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref f
 	if prev, ok := lctx.RawGetString("previous").(lua.LString); ok {
 		env["RAIJIN_PREVIOUS_VERSION"] = string(prev)
 	}
-	res, err := r.localRun(ctx, s.name, builtins.Quote(ref.exec), builtins.RunOpts{Env: env})
+	res, err := r.localRun(ctx, s.name, shell.Quote(ref.exec), remote.RunOpts{Env: env})
 	if err != nil {
 		le := &LuaError{Msg: fmt.Sprintf("%s: %v", ref.src, err), Where: ref.src}
 		if ctx.Err() != nil {
@@ -598,13 +604,13 @@ func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref f
 }
 
 // loadEnv reads and resolves a host's env once per run.
-func (r *runner) loadEnv(ctx context.Context, h config.Host) (*builtins.Env, error) {
+func (r *runner) loadEnv(ctx context.Context, h config.Host) (*secrets.Env, error) {
 	r.envMu.Lock()
 	defer r.envMu.Unlock()
 	if e, ok := r.envs[h.Name]; ok {
 		return e, nil
 	}
-	var env *builtins.Env
+	var env *secrets.Env
 	var err error
 	switch {
 	case h.Envfile != "":
@@ -612,21 +618,21 @@ func (r *runner) loadEnv(ctx context.Context, h config.Host) (*builtins.Env, err
 		if rerr != nil {
 			return nil, rerr
 		}
-		env, err = builtins.ParseEnv(h.Envfile, string(data))
+		env, err = secrets.ParseEnv(h.Envfile, string(data))
 	default:
-		env, err = builtins.ParseEnv(r.opts.Config.File+" [hosts "+h.Name+"] env", h.Env)
+		env, err = secrets.ParseEnv(r.opts.Config.File+" [hosts "+h.Name+"] env", h.Env)
 	}
 	if err != nil {
 		return nil, errs.Usagef("", "%v", err)
 	}
 	adapter := r.opts.Secrets
 	if adapter == nil {
-		adapter, err = builtins.NewSecretAdapter(r.opts.Config.Secrets.Adapter, r.opts.Config.Secrets.PasswordEnv)
+		adapter, err = secrets.NewSecretAdapter(r.opts.Config.Secrets.Adapter, r.opts.Config.Secrets.PasswordEnv)
 		if err != nil {
 			return nil, err
 		}
 	}
-	if err := builtins.ResolveSecrets(ctx, env, adapter); err != nil {
+	if err := secrets.ResolveSecrets(ctx, env, adapter); err != nil {
 		return nil, err
 	}
 	r.opts.Redactor.Add(env.SecretValues()...)
@@ -678,7 +684,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	}
 	r.opts.Events.PhaseStart(h.Name, "connect")
 	cstart := time.Now()
-	host, closeFn, err := r.connect(ctx, h)
+	conn, closeFn, err := r.connect(ctx, h)
 	if err != nil {
 		r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 		return fail("connect", errs.WithCode(errs.CodeFailed, err, ""))
@@ -691,14 +697,8 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	}()
 	// Steps the recipe defers ride along with the next remote command; the
 	// last ones go with the audit line and the lock's release.
-	// (Only over SSH: a batch is a shell script, which stand-in hosts of
-	// tests and --dry-run do not run; they get the steps one by one.)
-	var batcher *builtins.Batcher
-	if _, ok := host.(*builtins.RemoteHost); ok && !r.opts.DryRun {
-		batcher = builtins.NewBatcher(host, r.opts.Observer, r.opts.Redactor, r.opts.Stats)
-		batcher.Cache = builtins.SharedUploadCache()
-		host = batcher
-	}
+	batcher := r.newSession(conn)
+	host := batcher
 	lockVersion := ""
 	switch r.opts.Flow {
 	case "deploy":
@@ -706,7 +706,10 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	case "rollback":
 		lockVersion = r.opts.TargetVersion
 	}
-	lock := builtins.NewLockInfo(r.opts.Command, lockVersion)
+	lock := server.NewLockInfo(r.opts.Command, lockVersion)
+	if r.opts.DryRun {
+		r.opts.Events.DryRun(h.Name, "phase", "connect", "")
+	}
 	facts, err := r.prepare(ctx, host, h, lock, len(phases))
 	r.opts.Events.PhaseEnd(h.Name, "connect", time.Since(cstart), err)
 	if err != nil {
@@ -722,7 +725,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	// The audit line and the lock's release go in one command, whatever the
 	// outcome (an interrupted run included): with the last deferred steps
 	// when the run succeeds, else on their own.
-	audit := builtins.AuditEntry{Time: lock.Since, App: r.opts.Config.App, Command: r.opts.Command,
+	audit := server.AuditEntry{Time: lock.Since, App: r.opts.Config.App, Command: r.opts.Command,
 		User: lock.User, Machine: lock.Machine, From: previous}
 	var lctx *lua.LTable
 	finishScript := func() string {
@@ -740,7 +743,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		if r.opts.NoLock {
 			return "true" // no lock to release, and nothing of the app changed to audit
 		}
-		return builtins.FinishScript(facts.appDir, lock, audit)
+		return server.FinishScript(facts.appDir, lock, audit)
 	}
 	finished := false
 	// A flow without the lock (bootstrap, export-config) changes nothing of
@@ -750,9 +753,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			if finished {
 				return
 			}
-			if batcher != nil {
-				batcher.Discard()
-			}
+			batcher.Discard()
 			if s != nil {
 				host = s.host
 			}
@@ -764,7 +765,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			}
 			uctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if _, err := builtins.Must(uctx, host, finishScript(), builtins.RunOpts{}); err != nil {
+			if _, err := remote.Must(uctx, host, finishScript(), remote.RunOpts{}); err != nil {
 				r.opts.Events.Log(h.Name, "finish", "could not write the audit line or release the deploy lock: "+
 					r.opts.Redactor.Redact(err.Error())+"; check with `raijin lock status`")
 			}
@@ -788,7 +789,10 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		}
 	}
 	s = &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version),
-		versions: facts.versions, dirs: append(facts.dirs, version)}
+		versions: facts.versions, dirs: facts.dirs}
+	if r.opts.Flow == "deploy" {
+		s.dirs = append(s.dirs, version) // the transfer makes its directory
+	}
 	L, reg, err := r.load(ctx, s)
 	if err != nil {
 		return fail("load", err)
@@ -801,14 +805,14 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 
 	var startedPhases []*phase
 	failed := func(n string, err error) HostResult {
-		var qe *builtins.QueuedError
+		var qe *remote.QueuedError
 		if errors.As(err, &qe) {
 			n = qe.Label
 		}
 		he := r.hostError(h.Name, n, err)
 		if h2 := r.revive(h, s.host, &closers); h2 != nil {
 			s.host = h2
-		} else if batcher != nil && !errors.As(err, &qe) && batcher.Pending() > 0 {
+		} else if !errors.As(err, &qe) && batcher.Pending() > 0 {
 			// Steps deferred by the phases that completed are done, as if
 			// they had been sent at once; then the undo handlers run.
 			fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -817,9 +821,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			}
 			cancel()
 		}
-		if batcher != nil {
-			batcher.Discard()
-		}
+		batcher.Discard()
 		restored, state := r.undo(L, s, startedPhases, lctx, err)
 		res.Restored = restored
 		he.State = state
@@ -833,15 +835,16 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	for _, n := range phases {
 		p := reg.phases[n]
 		startedPhases = append(startedPhases, p)
-		if batcher != nil {
-			batcher.Label(n)
-		}
+		batcher.Label(n)
 		if err := r.runPhase(ctx, L, s, p, lctx); err != nil {
 			return failed(n, err)
 		}
 	}
-	if batcher != nil && s.host == batcher {
+	if s.host == batcher {
 		batcher.Label("")
+		if r.opts.DryRun {
+			r.opts.Events.DryRun(h.Name, "phase", "finish", "")
+		}
 		// The steps still deferred, then (if they all succeed) the audit
 		// line and the lock's release: one round trip.
 		ok, err := batcher.Finish(ctx, finishScript())
@@ -856,24 +859,23 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 // revive checks that host's connection still answers; when it dropped, it
 // connects again (as the undo handlers and the unlock must still reach the
 // server) and returns the new host, else nil.
-func (r *runner) revive(h config.Host, host builtins.Host, closers *[]func()) builtins.Host {
+func (r *runner) revive(h config.Host, host *remote.Session, closers *[]func()) *remote.Session {
 	if r.opts.DryRun {
 		return nil
 	}
 	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a, ok := host.(interface{ Alive(context.Context) error })
-	if !ok || a.Alive(pctx) == nil {
+	if host.Alive(pctx) == nil {
 		return nil
 	}
 	r.opts.Events.Log(h.Name, "cleanup", "the connection dropped: connecting again to clean up")
-	nh, closeFn, err := r.opts.Connect(pctx, h)
+	conn, closeFn, err := r.opts.Connect(pctx, h)
 	if err != nil {
 		r.opts.Events.Log(h.Name, "cleanup", "cannot connect again: "+r.opts.Redactor.Redact(err.Error()))
 		return nil
 	}
 	*closers = append(*closers, closeFn)
-	return nh
+	return r.newSession(conn)
 }
 
 // undo runs the undo handlers of the phases that started, newest first, on a
@@ -958,36 +960,51 @@ type hostFacts struct {
 	dirs               []string // the versions with a v{version} directory
 }
 
-// prepare learns the deploy user's home, takes the deploy lock and reads
-// .versions, in one remote command.
-func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host, lock builtins.LockInfo, nphases int) (hostFacts, error) {
-	c := r.opts.Config
-	if r.opts.DryRun {
-		user := h.User
-		if user == "" {
-			user = "deploy"
-		}
-		home := "/home/" + user
-		if user == "root" {
-			home = "/root"
-		}
-		return hostFacts{home: home, user: user, appDir: AppDir(c, h, home)}, nil
+// factsScript learns the deploy user's home, takes the deploy lock and
+// reads .versions and the version directories, in one remote command.
+// Shell built-ins only, where they do: every process started on a small
+// server is felt when many hosts deploy at once.
+func (r *runner) factsScript(rel string, lock server.LockInfo, force bool) string {
+	take := server.LockScript(rel, lock, force)
+	if r.opts.NoLock {
+		take = "echo locked"
 	}
+	return "cd && printf '%s\\n' \"$PWD\" \"${USER:-$(id -un)}\" && " + take +
+		"; echo '@@versions'; " + server.CatScript(rel+"/.versions") + "; echo '@@dirs'; " +
+		"for d in " + shell.Quote(rel) + "/v*/; do [ -d \"$d\" ] && d=${d%/} && printf '%s\\n' \"${d##*/}\"; done; true"
+}
+
+// dryRunFacts stand in for a server's in --dry-run: the deploy user's home,
+// no versions yet.
+func dryRunFacts(c *config.Config, h config.Host) hostFacts {
+	user := h.User
+	if user == "" {
+		user = "deploy"
+	}
+	home := "/home/" + user
+	if user == "root" {
+		home = "/root"
+	}
+	return hostFacts{home: home, user: user, appDir: AppDir(c, h, home)}
+}
+
+// prepare learns the deploy user's home, takes the deploy lock and reads
+// .versions, in one remote command (factsScript), waiting for the lock.
+func (r *runner) prepare(ctx context.Context, host *remote.Session, h config.Host, lock server.LockInfo, nphases int) (hostFacts, error) {
+	c := r.opts.Config
 	rel := path.Join(h.AppsDir, c.App)
 	force := r.opts.ForceUnlock
+	if r.opts.DryRun {
+		// The script is shown as it would run; its answer is made up.
+		if _, err := host.Run(ctx, r.factsScript(rel, lock, force), remote.RunOpts{}); err != nil {
+			return hostFacts{}, err
+		}
+		return dryRunFacts(c, h), nil
+	}
 	deadline := time.Now().Add(r.opts.LockWait)
 	waited := false
 	for {
-		take := builtins.LockScript(rel, lock, force)
-		if r.opts.NoLock {
-			take = "echo locked"
-		}
-		// Shell built-ins only, where they do: every process started on a
-		// small server is felt when many hosts deploy at once.
-		script := "cd && printf '%s\\n' \"$PWD\" \"${USER:-$(id -un)}\" && " + take +
-			"; echo '@@versions'; " + builtins.CatScript(rel+"/.versions") + "; echo '@@dirs'; " +
-			"for d in " + builtins.Quote(rel) + "/v*/; do [ -d \"$d\" ] && d=${d%/} && printf '%s\\n' \"${d##*/}\"; done; true"
-		res, err := builtins.Must(ctx, host, script, builtins.RunOpts{})
+		res, err := remote.Must(ctx, host, r.factsScript(rel, lock, force), remote.RunOpts{})
 		if err != nil {
 			return hostFacts{}, err
 		}
@@ -997,14 +1014,14 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 			return hostFacts{}, fmt.Errorf("unexpected answer from the server: %q", res.Stdout)
 		}
 		vers, dirs, _ := strings.Cut(vers, "@@dirs")
-		f := hostFacts{home: lines[0], user: lines[1], versions: builtins.ParseVersions(vers)}
-		for _, d := range builtins.ParseVersions(dirs) {
+		f := hostFacts{home: lines[0], user: lines[1], versions: server.ParseVersions(vers)}
+		for _, d := range server.ParseVersions(dirs) {
 			if v, ok := strings.CutPrefix(d, "v"); ok && v != "" {
 				f.dirs = append(f.dirs, v)
 			}
 		}
 		f.appDir = AppDir(c, h, f.home)
-		locked, holder := builtins.ParseLockOutput(lines[2])
+		locked, holder := server.ParseLockOutput(lines[2])
 		if locked {
 			return f, nil
 		}
@@ -1045,23 +1062,35 @@ func (r *runner) prepare(ctx context.Context, host builtins.Host, h config.Host,
 	}
 }
 
-// SSHConnector connects with builtins.Dial and wraps the client as a Host.
-func SSHConnector(stats *builtins.Stats, obs builtins.Observer, red *builtins.Redactor, acceptNew bool) Connector {
-	return func(ctx context.Context, h config.Host) (builtins.Host, func(), error) {
-		cl, err := builtins.Dial(ctx, builtins.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+// newSession is how a run acts on a connection: every host, in production,
+// --dry-run and the tests alike.
+func (r *runner) newSession(conn remote.Conn) *remote.Session {
+	s := remote.NewSession(conn, r.opts.Observer, r.opts.Redactor, r.opts.Stats)
+	s.Plan = r.opts.DryRun
+	if !r.opts.DryRun {
+		s.Cache = upload.SharedCache()
+	}
+	return s
+}
+
+// SSHConnector connects with transport.Dial; commands go through the
+// remote worker.
+func SSHConnector(stats *remote.Stats, acceptNew bool) Connector {
+	return func(ctx context.Context, h config.Host) (remote.Conn, func(), error) {
+		cl, err := transport.Dial(ctx, transport.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
 			KeyFile: h.KeyFilename, AcceptNew: acceptNew}, stats)
 		if err != nil {
 			// runHost names the host and the phase (connect).
 			return nil, nil, err
 		}
 		cl.Worker = true
-		return &builtins.RemoteHost{HostName: h.Name, Client: cl, Observer: obs, Redactor: red}, func() { cl.Close() }, nil
+		return remote.NewShellConn(h.Name, cl.Addr, cl), func() { cl.Close() }, nil
 	}
 }
 
 // LoadEnv reads host h's env and resolves its secrets (for printenv). Unless
 // reveal, the values are only good for Redacted.
-func LoadEnv(ctx context.Context, c *config.Config, h config.Host, reveal bool, adapter builtins.SecretAdapter) (*builtins.Env, error) {
-	r := &runner{opts: Options{Config: c, Redactor: &builtins.Redactor{}, Secrets: adapter}, envs: map[string]*builtins.Env{}}
+func LoadEnv(ctx context.Context, c *config.Config, h config.Host, reveal bool, adapter secrets.SecretAdapter) (*secrets.Env, error) {
+	r := &runner{opts: Options{Config: c, Redactor: &secrets.Redactor{}, Secrets: adapter}, envs: map[string]*secrets.Env{}}
 	return r.loadEnv(ctx, h)
 }

@@ -2,13 +2,12 @@ package runtime
 
 import (
 	"context"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/remote"
 )
 
 // checkHost answers the bootstrap's checks: a command containing a key of
@@ -19,30 +18,22 @@ type checkHost struct {
 	cmds  []string
 }
 
-func (h *checkHost) Name() string { return "prod" }
-
-func (h *checkHost) Run(_ context.Context, cmd string, o builtins.RunOpts) (builtins.Result, error) {
-	line := builtins.ShellCommand(cmd, o)
+func (h *checkHost) respond(_ context.Context, st remote.Step) (remote.Result, error) {
+	if st.Kind != "run" {
+		return remote.DefaultAnswer(st), nil
+	}
 	h.mu.Lock()
-	h.cmds = append(h.cmds, line)
+	h.cmds = append(h.cmds, st.Line)
 	h.mu.Unlock()
-	if strings.Contains(cmd, "@@versions") { // connect: home, user, (no) lock
-		return builtins.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n"}, nil
+	if strings.Contains(st.Desc, "@@versions") { // connect: home, user, (no) lock
+		return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n"}, nil
 	}
 	for k := range h.fails {
-		if strings.Contains(cmd, k) {
-			return builtins.Result{Code: 1}, nil
+		if strings.Contains(st.Desc, k) {
+			return remote.Result{Code: 1}, nil
 		}
 	}
-	return builtins.Result{}, nil
-}
-
-func (h *checkHost) Upload(context.Context, string, string, os.FileMode) (bool, error) {
-	return true, nil
-}
-
-func (h *checkHost) Write(context.Context, string, []byte, builtins.WriteOpts) (bool, error) {
-	return true, nil
+	return remote.Result{}, nil
 }
 
 func bootstrapOn(t *testing.T, mode string, fails ...string) (*checkHost, []string, error) {
@@ -67,7 +58,9 @@ user = "deploy"
 	}
 	ev := &quietEvents{}
 	o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "bootstrap", Flow: "bootstrap", Hosts: cfg.Hosts,
-		NoLock: true, Events: ev, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }}
+		NoLock: true, Events: ev, Connect: func(context.Context, config.Host) (remote.Conn, func(), error) {
+			return &remote.Recorder{HostName: "prod", Respond: h.respond}, func() {}, nil
+		}}
 	_, err = Run(context.Background(), o)
 	return h, ev.logs, err
 }

@@ -7,8 +7,8 @@ import (
 	lua "github.com/yuin/gopher-lua"
 	luar "layeh.com/gopher-luar"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/secrets"
 )
 
 // goValue copies a Lua value out of its state, so that what local phases put
@@ -22,7 +22,7 @@ func goValue(v lua.LValue) any {
 	case lua.LBool:
 		return bool(x)
 	case *lua.LUserData:
-		if e, ok := x.Value.(*builtins.Env); ok {
+		if e, ok := x.Value.(*secrets.Env); ok {
 			return e
 		}
 		return nil
@@ -60,7 +60,7 @@ func luaValue(L *lua.LState, v any) lua.LValue {
 		return lua.LNumber(x)
 	case bool:
 		return lua.LBool(x)
-	case *builtins.Env:
+	case *secrets.Env:
 		return envValue(L, x)
 	case []any:
 		t := L.NewTable()
@@ -97,7 +97,7 @@ func luaValue(L *lua.LState, v any) lua.LValue {
 
 // envValue wraps an env file for Lua: it can be written to a host and its
 // keys listed, but its values (secrets among them) are never Lua strings.
-func envValue(L *lua.LState, e *builtins.Env) *lua.LUserData {
+func envValue(L *lua.LState, e *secrets.Env) *lua.LUserData {
 	ud := L.NewUserData()
 	ud.Value = e
 	mt := L.NewTable()

@@ -13,9 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raijin-deploy/raijin/secrets"
 	"golang.org/x/term"
-
-	"github.com/raijin-deploy/raijin/builtins"
 )
 
 // UI prints progress and results. Safe for concurrent use by host runs.
@@ -25,7 +24,7 @@ type UI struct {
 	Verbose  bool
 	Color    bool
 	TTY      bool
-	Redactor *builtins.Redactor
+	Redactor *secrets.Redactor
 
 	mu       sync.Mutex
 	lastProg time.Time
@@ -36,7 +35,7 @@ type UI struct {
 // New sets up output for the given streams: colour and progress bars only on
 // a terminal, not in CI, and never with NO_COLOR.
 func New(out, errw io.Writer, jsonOut, verbose, noColor bool) *UI {
-	u := &UI{Out: out, Err: errw, JSON: jsonOut, Verbose: verbose, Redactor: &builtins.Redactor{}}
+	u := &UI{Out: out, Err: errw, JSON: jsonOut, Verbose: verbose, Redactor: &secrets.Redactor{}}
 	if f, ok := errw.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == "" {
 		u.TTY = true
 		u.Color = !noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raijin-deploy/raijin/builtins"
+	"github.com/raijin-deploy/raijin/secrets"
 )
 
 func TestUploadProgressBarShowsSpeedOnATerminal(t *testing.T) {
 	var errb bytes.Buffer
-	u := &UI{Out: &bytes.Buffer{}, Err: &errb, TTY: true, Redactor: &builtins.Redactor{}}
+	u := &UI{Out: &bytes.Buffer{}, Err: &errb, TTY: true, Redactor: &secrets.Redactor{}}
 	u.Upload("web1", "dist/app", "/srv/app", 0, 8<<20, false)
 	time.Sleep(60 * time.Millisecond)
 	u.Upload("web1", "dist/app", "/srv/app", 4<<20, 8<<20, false)
@@ -47,7 +47,7 @@ func TestNoColorWithoutATerminalOrWithNO_COLOR(t *testing.T) {
 
 func TestJSONEventsOnePerLine(t *testing.T) {
 	var out bytes.Buffer
-	u := &UI{Out: &out, Err: &bytes.Buffer{}, JSON: true, Redactor: &builtins.Redactor{}}
+	u := &UI{Out: &out, Err: &bytes.Buffer{}, JSON: true, Redactor: &secrets.Redactor{}}
 	u.Redactor.Add("s3cret")
 	u.PhaseStart("web1", "transfer")
 	u.Command("web1", "echo s3cret")

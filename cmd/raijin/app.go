@@ -10,10 +10,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/secrets"
 	"github.com/raijin-deploy/raijin/ui"
 )
 
@@ -38,20 +39,20 @@ type App struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	ui     *ui.UI
-	stats  builtins.Stats
-	vault  builtins.SecretAdapter // made once per command, see secrets
+	stats  remote.Stats
+	vault  secrets.SecretAdapter // made once per command, see secrets
 	askMu  sync.Mutex
 }
 
 // secrets is the [secrets] adapter for this command: one per command, so a
 // secret is fetched once however many steps need it.
-func (a *App) secrets(cfg *config.Config) (builtins.SecretAdapter, error) {
+func (a *App) secrets(cfg *config.Config) (secrets.SecretAdapter, error) {
 	if a.vault == nil {
-		ad, err := builtins.NewSecretAdapter(cfg.Secrets.Adapter, cfg.Secrets.PasswordEnv)
+		ad, err := secrets.NewSecretAdapter(cfg.Secrets.Adapter, cfg.Secrets.PasswordEnv)
 		if err != nil {
 			return nil, err
 		}
-		a.vault = builtins.Cached(ad)
+		a.vault = secrets.Cached(ad)
 	}
 	return a.vault, nil
 }
@@ -94,27 +95,11 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun b
 		return runtime.Options{}, err
 	}
 	if dryRun {
-		o.Connect = func(_ context.Context, h config.Host) (builtins.Host, func(), error) {
-			rec := &builtins.RecordingHost{HostName: h.Name, Redactor: u.Redactor}
-			rec.OnAction = func(act builtins.Action) {
-				switch act.Kind {
-				case "run":
-					u.DryRun(h.Name, "run", act.Command, act.Content)
-				case "upload":
-					u.DryRun(h.Name, "upload", fmt.Sprintf("%s -> %s (mode %04o)", act.Local, act.Path, act.Mode), "")
-				case "write":
-					what := fmt.Sprintf("%s (mode %04o)", act.Path, act.Mode)
-					if act.Sudo {
-						what += " as root"
-					}
-					u.DryRun(h.Name, "write", what, act.Content)
-				}
-			}
-			return rec, func() {}, nil
+		o.Connect = func(_ context.Context, h config.Host) (remote.Conn, func(), error) {
+			return &remote.Recorder{HostName: h.Name, OnStep: func(_ int, st remote.Step) { dryRunStep(u, h.Name, st) }}, func() {}, nil
 		}
 	} else {
-		// The runtime's Batcher echoes each step; the connection itself stays quiet.
-		o.Connect = runtime.SSHConnector(&a.stats, nil, u.Redactor, a.AcceptNewHostKey)
+		o.Connect = runtime.SSHConnector(&a.stats, a.AcceptNewHostKey)
 	}
 	return o, nil
 }
@@ -150,14 +135,14 @@ func (a *App) fail(err error) int {
 // statsLine sums up what a command cost on the wire.
 func (a *App) statsLine() string {
 	return fmt.Sprintf("%d SSH connection(s), %d remote commands carrying %d steps, %d uploads, %s sent",
-		a.stats.Connections.Load(), a.stats.Commands.Load(), a.stats.Steps.Load(), a.stats.SFTPOps.Load(), ui.Human(a.stats.BytesSent.Load()))
+		a.stats.Connections.Load(), a.stats.Commands.Load(), a.stats.Steps.Load(), a.stats.Uploads.Load(), ui.Human(a.stats.BytesSent.Load()))
 }
 
 // statsFields are the wire costs for the --json result event.
 func (a *App) statsFields() map[string]any {
 	return map[string]any{
 		"connections": a.stats.Connections.Load(), "remote_commands": a.stats.Commands.Load(),
-		"steps": a.stats.Steps.Load(), "uploads": a.stats.SFTPOps.Load(),
+		"steps": a.stats.Steps.Load(), "uploads": a.stats.Uploads.Load(),
 		"bytes_sent": a.stats.BytesSent.Load(), "bytes_received": a.stats.BytesRecv.Load(),
 	}
 }
@@ -184,4 +169,30 @@ func (a *App) confirm(question, flag string) error {
 		return errs.Failedf("", "cancelled")
 	}
 	return nil
+}
+
+// dryRunStep shows one step of --dry-run as the session sends it: commands
+// as they would run, files by what they carry (-v adds their content).
+func dryRunStep(u *ui.UI, host string, st remote.Step) {
+	switch st.Kind {
+	case "write":
+		what := fmt.Sprintf("%s (mode %04o)", st.Path, st.Mode)
+		if st.Root != "" {
+			what += " as root"
+		}
+		u.DryRun(host, "write", what, u.Redactor.Redact(string(st.Content)))
+	case "check":
+		u.DryRun(host, "check", st.Path+" (make its directory; same SHA-256 already there?)", "")
+	case "upload":
+		u.DryRun(host, "upload", fmt.Sprintf("%s -> %s (mode %04o)", st.Local, st.Path, st.Mode), "")
+	default:
+		line := st.Line
+		if st.When != "" {
+			line = "[only if " + st.When + " changed] " + line
+		}
+		if st.QueuedBy != "" {
+			line = "[queued by " + st.QueuedBy + "] " + line
+		}
+		u.DryRun(host, "run", u.Redactor.Redact(line), u.Redactor.Redact(string(st.Content)))
+	}
 }

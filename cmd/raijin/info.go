@@ -7,10 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/secrets"
 )
 
 func parseDuration(s, flag string) (time.Duration, error) {
@@ -118,7 +118,7 @@ type PrintenvCmd struct {
 
 // hostEnvs reads and resolves the env of each selected host, with the
 // [secrets] adapter: the first failure is the error.
-func hostEnvs(app *App, cfg *config.Config, reveal bool) ([]config.Host, []*builtins.Env, error) {
+func hostEnvs(app *App, cfg *config.Config, reveal bool) ([]config.Host, []*secrets.Env, error) {
 	hosts, err := app.hosts(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -127,7 +127,7 @@ func hostEnvs(app *App, cfg *config.Config, reveal bool) ([]config.Host, []*buil
 	if err != nil {
 		return nil, nil, err
 	}
-	var envs []*builtins.Env
+	var envs []*secrets.Env
 	for _, h := range hosts {
 		env, err := runtime.LoadEnv(context.Background(), cfg, h, reveal, adapter)
 		if err != nil {

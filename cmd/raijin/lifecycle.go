@@ -7,10 +7,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/server"
 )
 
 // lockFlags are the deploy lock options of every command that takes it.
@@ -112,8 +113,8 @@ func (r *ReleasesCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, _ config.Host, host builtins.Host, rel string) (builtins.Releases, error) {
-		return builtins.ReadReleases(ctx, host, rel)
+	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, _ config.Host, host *remote.Session, rel string) (server.Releases, error) {
+		return server.ReadReleases(ctx, host, rel)
 	})
 	if err != nil {
 		return err
@@ -171,7 +172,7 @@ func (r *ReleasesCmd) Run(app *App) error {
 }
 
 // describeAudit is one audit line in words.
-func describeAudit(e builtins.AuditEntry) string {
+func describeAudit(e server.AuditEntry) string {
 	s := fmt.Sprintf("%s %s %s by %s", e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Command, e.Result, e.Who())
 	switch {
 	case e.From != "" && e.To != "" && e.From != e.To:
@@ -205,10 +206,10 @@ type LockReleaseCmd struct{}
 func (l *LockReleaseCmd) Run(app *App) error { return lockCommand(app, true) }
 
 type lockState struct {
-	Host   string             `json:"host"`
-	AppDir string             `json:"app_dir"`
-	Held   bool               `json:"held"`
-	Holder *builtins.LockInfo `json:"holder,omitempty"`
+	Host   string           `json:"host"`
+	AppDir string           `json:"app_dir"`
+	Held   bool             `json:"held"`
+	Holder *server.LockInfo `json:"holder,omitempty"`
 }
 
 func lockCommand(app *App, release bool) error {
@@ -220,18 +221,18 @@ func lockCommand(app *App, release bool) error {
 	if err != nil {
 		return err
 	}
-	me := builtins.NewLockInfo(command, "")
-	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, h config.Host, host builtins.Host, rel string) (lockState, error) {
-		held, info, dir, err := builtins.LockStatus(ctx, host, rel)
+	me := server.NewLockInfo(command, "")
+	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, h config.Host, host *remote.Session, rel string) (lockState, error) {
+		held, info, dir, err := server.LockStatus(ctx, host, rel)
 		st := lockState{Host: h.Name, AppDir: dir, Held: held}
 		if err != nil || !held {
 			return st, err
 		}
 		st.Holder = &info
 		if release {
-			entry := builtins.AuditEntry{Time: me.Since, App: o.Config.App, Command: command, User: me.User, Machine: me.Machine,
+			entry := server.AuditEntry{Time: me.Since, App: o.Config.App, Command: command, User: me.User, Machine: me.Machine,
 				Result: "ok", Details: map[string]any{"holder": info.Describe()}}
-			err = builtins.BreakLock(ctx, host, dir, info, entry)
+			err = server.BreakLock(ctx, host, dir, info, entry)
 		}
 		return st, err
 	})
@@ -258,7 +259,7 @@ func lockCommand(app *App, release bool) error {
 	return nil
 }
 
-func holderText(l builtins.LockInfo) string {
+func holderText(l server.LockInfo) string {
 	if l.User == "" && l.PID == 0 {
 		return "an unknown holder (no info in the lock)"
 	}

@@ -11,10 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/server"
+	"github.com/raijin-deploy/raijin/shell"
+	"github.com/raijin-deploy/raijin/transport"
 )
 
 // exitCode ends raijin with code without printing anything more: the remote
@@ -110,21 +113,21 @@ func (t *tally) Log(host, phase, msg string) {
 	t.Events.Log(host, phase, msg)
 }
 
-// remote is one open host for the commands below.
-type remote struct {
+// openHost is one open host for the commands below.
+type openHost struct {
 	h      config.Host
-	cl     *builtins.Client
+	cl     *transport.Client
 	appRel string // the app directory, relative to the login directory (or absolute)
 }
 
-func (r *remote) host(app *App) *builtins.RemoteHost {
-	u := app.UI()
-	return &builtins.RemoteHost{HostName: r.h.Name, Client: r.cl, Observer: echo(app), Redactor: u.Redactor}
+// host is the session the command's steps go through.
+func (r *openHost) host(app *App) *remote.Session {
+	return remote.NewSession(remote.NewShellConn(r.h.Name, r.cl.Addr, r.cl), echo(app), app.UI().Redactor, &app.stats)
 }
 
 // echo is who sees the remote commands: the terminal with -v. Without -v
 // nothing, so that --json output of these commands is their data alone.
-func echo(app *App) builtins.Observer {
+func echo(app *App) remote.Observer {
 	if !app.Verbose {
 		return nil
 	}
@@ -133,7 +136,7 @@ func echo(app *App) builtins.Observer {
 
 // eachHost connects to the selected hosts one after the other and calls fn;
 // with more than one host each one's output gets a header line.
-func eachHost(app *App, cfg *config.Config, fn func(r *remote) error) error {
+func eachHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
 	hosts, err := app.hosts(cfg)
 	if err != nil {
 		return err
@@ -143,12 +146,12 @@ func eachHost(app *App, cfg *config.Config, fn func(r *remote) error) error {
 		if len(hosts) > 1 && !app.JSON {
 			fmt.Fprintf(app.Stderr, "── %s ──\n", h.Name)
 		}
-		cl, err := builtins.Dial(app.ctx, builtins.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+		cl, err := transport.Dial(app.ctx, transport.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
 			KeyFile: h.KeyFilename, AcceptNew: app.AcceptNewHostKey}, &app.stats)
 		if err != nil {
 			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", h.Name, err), "")
 		}
-		err = fn(&remote{h: h, cl: cl, appRel: path.Join(h.AppsDir, cfg.App)})
+		err = fn(&openHost{h: h, cl: cl, appRel: path.Join(h.AppsDir, cfg.App)})
 		cl.Close()
 		if err != nil && first == nil {
 			first = err
@@ -161,7 +164,7 @@ func eachHost(app *App, cfg *config.Config, fn func(r *remote) error) error {
 }
 
 // oneHost is eachHost for the interactive commands, which need exactly one.
-func oneHost(app *App, cfg *config.Config, fn func(r *remote) error) error {
+func oneHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
 	hosts, err := app.hosts(cfg)
 	if err != nil {
 		return err
@@ -174,7 +177,7 @@ func oneHost(app *App, cfg *config.Config, fn func(r *remote) error) error {
 
 // run prints a remote command's output as it comes and returns its exit code
 // as raijin's.
-func (r *remote) run(app *App, cmd string, stdin io.Reader) error {
+func (r *openHost) run(app *App, cmd string, stdin io.Reader) error {
 	if o := echo(app); o != nil {
 		o.Command(r.h.Name, cmd)
 	}
@@ -186,7 +189,7 @@ func (r *remote) run(app *App, cmd string, stdin io.Reader) error {
 }
 
 // interactive runs cmd on a remote terminal wired to raijin's own.
-func (r *remote) interactive(app *App, cmd string) error {
+func (r *openHost) interactive(app *App, cmd string) error {
 	in, ok := app.Stdin.(*os.File)
 	if !ok {
 		return errs.Usagef("run it from a terminal", "an interactive session needs a terminal on standard input")
@@ -194,7 +197,7 @@ func (r *remote) interactive(app *App, cmd string) error {
 	if o := echo(app); o != nil {
 		o.Command(r.h.Name, cmd)
 	}
-	code, err := r.cl.Interactive(app.ctx, cmd, builtins.Terminal{In: in, Out: app.Stdout})
+	code, err := r.cl.Interactive(app.ctx, cmd, transport.Terminal{In: in, Out: app.Stdout})
 	if err != nil {
 		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
 	}
@@ -203,10 +206,10 @@ func (r *remote) interactive(app *App, cmd string) error {
 
 // inApp is cmd run in the app directory with .appenv sourced, or a clear
 // error when the app is not on the host.
-func (r *remote) inApp(app string, cmd string) string {
-	d := builtins.Quote(r.appRel)
+func (r *openHost) inApp(app string, cmd string) string {
+	d := shell.Quote(r.appRel)
 	return fmt.Sprintf(`cd %s 2>/dev/null || { echo "raijin: %s is not deployed on this host (no %s): run raijin deploy" >&2; exit 1; }; `,
-		d, app, strings.ReplaceAll(r.appRel, `"`, ``)) + builtins.ShellCommand(cmd, builtins.RunOpts{Appenv: "./.appenv"})
+		d, app, strings.ReplaceAll(r.appRel, `"`, ``)) + remote.ShellCommand(cmd, remote.RunOpts{Appenv: "./.appenv"})
 }
 
 // ServerInfoCmd is `raijin server info`.
@@ -236,9 +239,9 @@ func (s *ServerInfoCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	return eachHost(app, cfg, func(r *remote) error {
+	return eachHost(app, cfg, func(r *openHost) error {
 		fmt.Fprintf(app.Stdout, "host:     %s (%s as %s)\n", r.h.Name, r.cl.Addr, r.cl.User)
-		return r.run(app, "APPS="+builtins.Quote(r.h.AppsDir)+"\n"+serverInfoScript, nil)
+		return r.run(app, "APPS="+shell.Quote(r.h.AppsDir)+"\n"+serverInfoScript, nil)
 	})
 }
 
@@ -255,9 +258,9 @@ func (e *ServerExecCmd) Run(app *App) error {
 	}
 	line := strings.Join(e.Command, " ")
 	if e.Interactive {
-		return oneHost(app, cfg, func(r *remote) error { return r.interactive(app, line) })
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, line) })
 	}
-	return eachHost(app, cfg, func(r *remote) error { return r.run(app, line, app.Stdin) })
+	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, line, app.Stdin) })
 }
 
 // ServerCreateUserCmd is `raijin server create-user NAME`.
@@ -301,7 +304,7 @@ func (c *ServerCreateUserCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	return eachHost(app, cfg, func(r *remote) error {
+	return eachHost(app, cfg, func(r *openHost) error {
 		var stdin []byte
 		pw := ""
 		if c.WithPassword {
@@ -310,7 +313,7 @@ func (c *ServerCreateUserCmd) Run(app *App) error {
 			stdin = []byte(c.Name + ":" + pw + "\n")
 		}
 		env := map[string]string{"NEW": c.Name, "BY": r.cl.User, "SUDO": boolStr(c.Sudo), "PW": boolStr(c.WithPassword)}
-		res, err := r.host(app).Run(app.ctx, createUserScript, builtins.RunOpts{Sudo: true, Env: env, Stdin: stdin})
+		res, err := r.host(app).Run(app.ctx, createUserScript, remote.RunOpts{Sudo: true, Env: env, Stdin: stdin})
 		if err != nil {
 			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
 		}
@@ -424,16 +427,16 @@ func (s *AppStatusCmd) Run(app *App) error {
 	}
 	var all []HostStatus
 	down := 0
-	err = eachHost(app, cfg, func(r *remote) error {
+	err = eachHost(app, cfg, func(r *openHost) error {
 		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp %s",
-			builtins.Quote(r.appRel+"/.versions"), builtins.QuoteAll(us...))
-		res, err := builtins.Must(app.ctx, r.host(app), cmd, builtins.RunOpts{})
+			shell.Quote(r.appRel+"/.versions"), shell.QuoteAll(us...))
+		res, err := remote.Must(app.ctx, r.host(app), cmd, remote.RunOpts{})
 		if err != nil {
 			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
 		}
 		vers, show, _ := strings.Cut(res.Stdout, "@@")
 		st := HostStatus{Host: r.h.Name, URL: r.h.URL()}
-		if v := builtins.ParseVersions(vers); len(v) > 0 {
+		if v := server.ParseVersions(vers); len(v) > 0 {
 			st.Version = v[0]
 			if len(v) > 1 {
 				st.Previous = v[1]
@@ -519,11 +522,11 @@ func (l *AppLogsCmd) Run(app *App) error {
 	}
 	if l.Follow {
 		args = append(args, "-f")
-		cmd := "sudo -n journalctl " + builtins.QuoteAll(args...)
-		return oneHost(app, cfg, func(r *remote) error { return r.interactive(app, cmd) })
+		cmd := "sudo -n journalctl " + shell.QuoteAll(args...)
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, cmd) })
 	}
-	cmd := "sudo -n journalctl " + builtins.QuoteAll(args...)
-	return eachHost(app, cfg, func(r *remote) error { return r.run(app, cmd, nil) })
+	cmd := "sudo -n journalctl " + shell.QuoteAll(args...)
+	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, cmd, nil) })
 }
 
 // AppExecCmd is `raijin app exec CMD [-i]`.
@@ -539,9 +542,9 @@ func (e *AppExecCmd) Run(app *App) error {
 	}
 	line := strings.Join(e.Command, " ")
 	if e.Interactive {
-		return oneHost(app, cfg, func(r *remote) error { return r.interactive(app, r.inApp(cfg.App, line)) })
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, r.inApp(cfg.App, line)) })
 	}
-	return eachHost(app, cfg, func(r *remote) error { return r.run(app, r.inApp(cfg.App, line), app.Stdin) })
+	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, r.inApp(cfg.App, line), app.Stdin) })
 }
 
 // AppShellCmd is `raijin app shell`.
@@ -553,7 +556,7 @@ func (s *AppShellCmd) Run(app *App) error {
 		return err
 	}
 	// Not a login shell: /etc/profile would reset the PATH .appenv set.
-	return oneHost(app, cfg, func(r *remote) error {
+	return oneHost(app, cfg, func(r *openHost) error {
 		return r.interactive(app, r.inApp(cfg.App, `exec "${SHELL:-/bin/sh}" -i`))
 	})
 }
@@ -596,19 +599,19 @@ func unitAction(app *App, action, proc string) error {
 		all = append([]string{cfg.App + ".socket"}, us...)
 	}
 	past := map[string]string{"start": "started", "stop": "stopped", "restart": "restarted"}[action]
-	return eachHost(app, cfg, func(r *remote) error {
+	return eachHost(app, cfg, func(r *openHost) error {
 		h := r.host(app)
 		start := time.Now()
-		if _, err := builtins.Systemctl(app.ctx, h, action, all...); err != nil {
+		if _, err := server.Systemctl(app.ctx, h, action, all...); err != nil {
 			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
 		}
 		if action != "stop" {
-			hc := builtins.HealthCheck{Units: us, Upstream: cfg.Webserver.Upstream}
+			hc := server.HealthCheck{Units: us, Upstream: cfg.Webserver.Upstream}
 			if web {
 				hc.Path = cfg.Webserver.HealthCheck
 				hc.Timeout, _ = time.ParseDuration(cfg.Webserver.HealthCheckTimeout)
 			}
-			if err := builtins.WaitHealthy(app.ctx, h, hc); err != nil {
+			if err := server.WaitHealthy(app.ctx, h, hc); err != nil {
 				return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "`raijin app logs` shows more")
 			}
 		}

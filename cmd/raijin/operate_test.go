@@ -60,7 +60,7 @@ sh = "app exec -i bash"
 // (the hosts here are unreachable: a connection attempt would say so), and
 // resolved values appear nowhere in raijin's output.
 func TestSecretsFailBeforeConnecting(t *testing.T) {
-	fake, _ := filepath.Abs("../../builtins/testdata/fakecli")
+	fake, _ := filepath.Abs("../../secrets/testdata/fakecli")
 	t.Setenv("PATH", fake+string(os.PathListSeparator)+os.Getenv("PATH"))
 	t.Setenv("FAKECLI_LOG", filepath.Join(t.TempDir(), "calls"))
 	t.Setenv("FAKE_STATE", "")

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/shell"
+)
+
+// HealthCheck says how to tell that a restarted app is up.
+type HealthCheck struct {
+	Units    []string
+	Path     string        // HTTP path that must answer 2xx; "" for none
+	Upstream string        // host:port or unix//path.sock
+	Timeout  time.Duration // for the HTTP check
+	Settle   time.Duration // without an HTTP check: how long units must stay active
+}
+
+// HealthError is a failed health check: the units or the HTTP check, with the
+// last lines of the units' journal.
+type HealthError struct{ Msg string }
+
+func (e *HealthError) Error() string { return e.Msg }
+
+// HealthURL is the URL (and curl's extra arguments) that reach the app's
+// health path on the server itself, past Caddy.
+func HealthURL(upstream, p string) (url string, curlArgs []string) {
+	if sock, ok := strings.CutPrefix(upstream, "unix/"); ok {
+		return "http://localhost" + p, []string{"--unix-socket", sock}
+	}
+	return "http://" + upstream + p, nil
+}
+
+// WaitHealthy waits until every unit is active and, with a health path, the
+// app answers 2xx on it; otherwise it fails with the units' recent journal.
+// One remote command does the whole wait.
+func WaitHealthy(ctx context.Context, h remote.Host, c HealthCheck) error {
+	if len(c.Units) == 0 {
+		return nil
+	}
+	units := shell.QuoteAll(c.Units...)
+	settle := c.Settle
+	if settle == 0 {
+		settle = time.Second
+	}
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "units=%s\n", shell.Quote(units))
+	b.WriteString(`journal() { for u in $units; do echo "--- journalctl -u $u (last lines)"; journalctl -u "$u" -n 12 --no-pager -o cat 2>&1 | tail -n 12; done; }
+inactive() { for u in $units; do s=$(systemctl is-active "$u" 2>/dev/null); [ "$s" = active ] || { echo "$u is $s"; return 0; }; done; return 1; }
+`)
+	if c.Path != "" {
+		// Poll the health path until it answers 2xx. A unit that is no longer
+		// active meanwhile (it exited, and systemd is about to start it again)
+		// fails the check at once: waiting for the timeout would not help.
+		url, args := HealthURL(c.Upstream, c.Path)
+		prefix := shell.Quote("health check GET " + c.Path + ": ") // the path is the user's: quoted
+		fmt.Fprintf(&b, `end=$(( $(date +%%s%%3N) + %d ))
+while :; do
+  code=$(curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s %s 2>/dev/null) || code=000
+  case "$code" in 2??) break;; esac
+  if msg=$(inactive); then echo %s"$msg: it exited while starting" >&2; journal >&2; exit 4; fi
+  if [ "$(date +%%s%%3N)" -ge "$end" ]; then
+    if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
+    echo %s"$what, no 2xx within %s (health_check_timeout)" >&2; journal >&2; exit 4
+  fi
+  sleep 0.2
+done
+`, timeout.Milliseconds(), shell.QuoteAll(args...), shell.Quote(url), prefix, prefix, timeout)
+		b.WriteString(`if msg=$(inactive); then echo "health check: $msg after the health check passed" >&2; journal >&2; exit 4; fi
+`)
+	} else {
+		// Without a health path: every unit must still be active after the
+		// settle time (looked at halfway too, to catch a quick crash loop).
+		half := settle.Seconds() / 2
+		fmt.Fprintf(&b, `sleep %.1f
+if msg=$(inactive); then echo "health check (systemctl is-active): $msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
+sleep %.1f
+if msg=$(inactive); then echo "health check (systemctl is-active): $msg %.1fs after the restart" >&2; journal >&2; exit 4; fi
+`, half, half, half, settle.Seconds())
+	}
+	check := func(res remote.Result) error {
+		if res.Code != 0 {
+			msg := strings.TrimSpace(res.Stderr)
+			if msg == "" {
+				msg = fmt.Sprintf("health check exited %d", res.Code)
+			}
+			return &HealthError{Msg: msg}
+		}
+		return nil
+	}
+	res, err := h.Run(ctx, b.String(), remote.RunOpts{Sudo: true, Check: check})
+	if err != nil {
+		return err
+	}
+	return check(res)
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raijin-deploy/raijin/remote"
+)
+
+// cannedHost answers every command with the same output.
+type cannedHost struct {
+	out  string
+	cmds []string
+}
+
+func (c *cannedHost) Name() string { return "prod" }
+func (c *cannedHost) Run(_ context.Context, cmd string, _ remote.RunOpts) (remote.Result, error) {
+	c.cmds = append(c.cmds, cmd)
+	return remote.Result{Stdout: c.out}, nil
+}
+func (c *cannedHost) Upload(context.Context, string, string, os.FileMode) (bool, error) {
+	return false, nil
+}
+func (c *cannedHost) Write(context.Context, string, []byte, remote.WriteOpts) (bool, error) {
+	return false, nil
+}
+
+func TestReadReleases(t *testing.T) {
+	line := func(cmd, from, to, result string) string {
+		data, _ := json.Marshal(AuditEntry{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), App: "shop", Command: cmd, User: "ann", Machine: "box", From: from, To: to, Result: result})
+		return string(data)
+	}
+	out := strings.Join([]string{"/home/deploy",
+		"@@versions", "1.1.0", "1.2.0", "1.0.0",
+		"@@disk", "v1.0.0", "v1.1.0", "v1.2.0", "v0.9.0",
+		"@@lock",
+		"@@audit", line("deploy", "", "1.0.0", "ok"), line("deploy", "1.0.0", "1.1.0", "ok"), line("deploy", "1.1.0", "1.2.0", "ok"),
+		"{cut short", line("rollback", "1.2.0", "1.1.0", "ok"), line("deploy", "1.1.0", "2.0.0", "failed"), ""}, "\n")
+	h := &cannedHost{out: out}
+	rs, err := ReadReleases(context.Background(), h, ".local/share/raijin/shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.AppDir != "/home/deploy/.local/share/raijin/shop" || !rs.Exists || rs.Lock != nil || len(rs.Audit) != 5 {
+		t.Fatalf("got %+v", rs)
+	}
+	var got []string
+	for _, r := range rs.Releases {
+		s := r.Version
+		if r.Current {
+			s += "*"
+		}
+		if !r.Recorded {
+			s += " unrecorded"
+		}
+		if r.Last != nil {
+			s += " " + r.Last.Command
+		}
+		got = append(got, s)
+	}
+	if strings.Join(got, ", ") != "1.1.0* rollback, 1.2.0 deploy, 1.0.0 deploy, 0.9.0 unrecorded" {
+		t.Errorf("releases: %s", strings.Join(got, ", "))
+	}
+	if !strings.Contains(h.cmds[0], "cd '.local/share/raijin/shop'") && !strings.Contains(h.cmds[0], "cd .local/share/raijin/shop") {
+		t.Errorf("the app dir is not quoted into the command: %s", h.cmds[0])
+	}
+
+	absent, err := ReadReleases(context.Background(), &cannedHost{out: "/home/deploy\n"}, "/srv/apps/shop")
+	if err != nil || absent.Exists || absent.AppDir != "/srv/apps/shop" {
+		t.Errorf("an app that is not there: %+v, %v", absent, err)
+	}
+}
+
+// The finish script, run by a real shell: the audit line lands as it is
+// (quotes, $( ) and backquotes included), in the app directory or, once the
+// app directory is gone, in the apps directory; the lock goes only if it is
+// still this holder's.
+func TestFinishScript(t *testing.T) {
+	apps := t.TempDir()
+	app := apps + "/shop"
+	e := AuditEntry{App: "shop", Command: "deploy", User: "o'brien", Result: "failed", Error: "`x` exited 1: $(touch pwned)"}
+	want, _ := json.Marshal(e)
+	run := func(script string) {
+		t.Helper()
+		if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(app+"/.lock", 0o755))
+	must(os.WriteFile(app+"/.lock/info", []byte(`{"token":"other"}`), 0o644))
+	run(FinishScript(app, LockInfo{Token: "mine"}, e))
+	got, err := os.ReadFile(app + "/.audit.jsonl")
+	must(err)
+	if string(got) != string(want)+"\n" {
+		t.Errorf("audit log = %q, want %q", got, want)
+	}
+	if _, err := os.Stat(app + "/.lock"); err != nil {
+		t.Errorf("another holder's lock was removed")
+	}
+	must(os.WriteFile(app+"/.lock/info", []byte(`{"token":"mine"}`), 0o644))
+	run(FinishScript(app, LockInfo{Token: "mine"}, e))
+	if _, err := os.Stat(app + "/.lock"); err == nil {
+		t.Errorf("the holder's own lock was not released")
+	}
+	must(os.RemoveAll(app))
+	run(FinishScript(app, LockInfo{Token: "mine"}, e))
+	if got, err := os.ReadFile(apps + "/.audit.jsonl"); err != nil || string(got) != string(want)+"\n" {
+		t.Errorf("with the app dir gone, the apps dir's audit log = %q, %v", got, err)
+	}
+	if _, err := os.Stat("pwned"); err == nil {
+		t.Errorf("the error text ran as a command")
+	}
+}
+
+// shellHost runs commands with the local sh, in place of a server.
+type shellHost struct{ cannedHost }
+
+func (s *shellHost) Run(_ context.Context, cmd string, _ remote.RunOpts) (remote.Result, error) {
+	out, err := exec.Command("sh", "-c", cmd).Output()
+	res := remote.Result{Stdout: string(out)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.Code = ee.ExitCode()
+	}
+	return res, nil
+}
+
+// lock release: the lock read by LockStatus is removed and recorded; a lock
+// that changed hands in between is left alone.
+func TestBreakLock(t *testing.T) {
+	app := t.TempDir() + "/shop"
+	if err := os.MkdirAll(app+"/.lock", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	info := LockInfo{User: "ann", Machine: "box", PID: 7, Command: "deploy", Token: "t1"}
+	data, _ := json.Marshal(info)
+	os.WriteFile(app+"/.lock/info", data, 0o644)
+	h := &shellHost{}
+	held, got, dir, err := LockStatus(context.Background(), h, app)
+	if err != nil || !held || got.User != "ann" || dir != app {
+		t.Fatalf("LockStatus = %v %+v %q %v", held, got, dir, err)
+	}
+	os.WriteFile(app+"/.lock/info", []byte(`{"token":"t2"}`), 0o644)
+	if err := BreakLock(context.Background(), h, app, got, AuditEntry{Command: "lock release"}); err == nil {
+		t.Errorf("a lock that changed hands was released")
+	}
+	os.WriteFile(app+"/.lock/info", data, 0o644)
+	if err := BreakLock(context.Background(), h, app, got, AuditEntry{Command: "lock release", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(app + "/.lock"); err == nil {
+		t.Errorf("the lock is still there")
+	}
+	if a, _ := os.ReadFile(app + "/.audit.jsonl"); len(ParseAudit(string(a))) != 1 {
+		t.Errorf("audit log after lock release: %q", a)
+	}
+	if held, _, _, _ := LockStatus(context.Background(), h, app); held {
+		t.Errorf("LockStatus says held after the release")
+	}
+}

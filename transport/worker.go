@@ -1,0 +1,199 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/raijin-deploy/raijin/remote"
+	"golang.org/x/crypto/ssh"
+)
+
+// workerScript runs on the server in one long-lived SSH session and runs
+// the commands of a whole raijin command. Each request is a line "SLEN ILEN"
+// followed by the script (SLEN bytes) and its stdin (ILEN bytes). The
+// command's output goes straight back on the session's stdout and stderr,
+// each followed by a line "MARKER CODE" after a newline of its own (MARKER is
+// random per worker, so no output can end a command early). A command costs
+// one round trip this way, where a new session costs three (open the
+// channel, start the command, get its result), and the worker starts no
+// process of its own beyond reading the request (head), because on a small
+// server every process started is felt.
+//
+// Each command runs in a process group of its own (set -m), so that a
+// cancelled command is killed with everything it started: raijin sends TERM
+// to the worker, which kills the group and exits. The worker's own stderr
+// (where a shell reports a finished job) goes nowhere; commands get the
+// session's stderr on fd 3.
+func workerScript(marker string) string {
+	return `set -m 2>/dev/null; exec 3>&2 2>/dev/null; raijin_w=$(mktemp -d) || exit 1; pid=
+trap 'rm -rf "$raijin_w"' EXIT
+trap '[ -n "$pid" ] && kill -KILL -- -$pid 2>/dev/null; exit 143' TERM HUP INT
+while IFS=' ' read -r n m; do
+  head -c "$n" > "$raijin_w/s"; i=/dev/null
+  if [ "$m" -gt 0 ]; then head -c "$m" > "$raijin_w/i"; i=$raijin_w/i; fi
+  ( . "$raijin_w/s" ) < "$i" 2>&3 3>&- & pid=$!
+  wait $pid; rc=$?; pid=
+  printf '\n` + marker + ` %d\n' "$rc"; printf '\n` + marker + ` %d\n' "$rc" >&3
+done`
+}
+
+type worker struct {
+	ch     ssh.Channel
+	out    *bufio.Reader
+	marker string
+	errs   chan []byte // each command's stderr, in order; closed when the session ends
+}
+
+// readAnswer reads one command's output from r: everything up to the line
+// "MARKER CODE" and the newline the worker put before it.
+func readAnswer(r *bufio.Reader, marker string) (out []byte, code int, err error) {
+	var buf []byte
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return buf, -1, err
+		}
+		if len(buf) > 0 && buf[len(buf)-1] == '\n' && len(line) > len(marker)+1 &&
+			string(line[:len(marker)]) == marker && line[len(marker)] == ' ' {
+			code, cerr := strconv.Atoi(string(line[len(marker)+1 : len(line)-1]))
+			if cerr == nil {
+				return buf[:len(buf)-1], code, nil
+			}
+		}
+		buf = append(buf, line...)
+	}
+}
+
+// startWorker opens the worker's session.
+func (c *Client) startWorker() (*worker, error) {
+	ch, reqs, err := c.ssh.OpenChannel("session", nil)
+	if err != nil {
+		return nil, err
+	}
+	go ssh.DiscardRequests(reqs)
+	nonce := make([]byte, 12)
+	rand.Read(nonce)
+	w := &worker{ch: ch, out: bufio.NewReaderSize(ch, 64<<10), marker: "@@raijin-" + hex.EncodeToString(nonce), errs: make(chan []byte, 4)}
+	// No reply wanted: the first request follows at once, in the same round
+	// trip as the start of the worker.
+	if _, err := ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{workerScript(w.marker)})); err != nil {
+		ch.Close()
+		return nil, err
+	}
+	go func() {
+		defer close(w.errs)
+		er := bufio.NewReader(ch.Stderr())
+		for {
+			b, _, err := readAnswer(er, w.marker)
+			if err != nil {
+				return
+			}
+			w.errs <- b
+		}
+	}()
+	return w, nil
+}
+
+// stdinSize is the length of stdin when it is known.
+func stdinSize(stdin io.Reader) (int64, bool) {
+	switch r := stdin.(type) {
+	case nil:
+		return 0, true
+	case *bytes.Reader:
+		return int64(r.Len()), true
+	case interface{ Size() int64 }:
+		return r.Size(), true
+	}
+	return 0, false
+}
+
+// execWorker runs cmd through the worker. ok is false when the worker could
+// not be used (busy, broken, stdin of unknown length): nothing was sent.
+func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (res remote.Result, ok bool, err error) {
+	size, known := stdinSize(stdin)
+	if !c.Worker || !known || c.noWorker.Load() {
+		return remote.Result{}, false, nil
+	}
+	if !c.workerMu.TryLock() {
+		return remote.Result{}, false, nil
+	}
+	defer c.workerMu.Unlock()
+	if c.wk == nil {
+		w, err := c.startWorker()
+		if err != nil {
+			c.noWorker.Store(true)
+			return remote.Result{}, false, nil
+		}
+		c.wk = w
+	}
+	w := c.wk
+	c.stats.Commands.Add(1)
+	broken := func(e error) (remote.Result, bool, error) {
+		w.ch.Close()
+		c.wk = nil
+		return remote.Result{Code: -1}, true, e
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.ch.SendRequest("signal", false, ssh.Marshal(struct{ Signal string }{"TERM"}))
+			time.AfterFunc(time.Second, func() { w.ch.Close() })
+		case <-done:
+		}
+	}()
+	defer close(done)
+	sendErr := make(chan error, 1)
+	go func() {
+		_, err := fmt.Fprintf(w.ch, "%d %d\n%s", len(cmd), size, cmd)
+		if err == nil && stdin != nil && size > 0 {
+			var n int64
+			n, err = io.Copy(w.ch, io.LimitReader(stdin, size))
+			if err == nil && n < size {
+				err = fmt.Errorf("stdin ended after %d of %d bytes", n, size)
+			}
+		}
+		sendErr <- err
+	}()
+	out, code, err := readAnswer(w.out, w.marker)
+	if err != nil {
+		if ctx.Err() != nil {
+			return broken(ctx.Err())
+		}
+		if errors.Is(err, io.EOF) || c.lost.Load() {
+			return broken(c.dropped())
+		}
+		return broken(err)
+	}
+	if err := <-sendErr; err != nil {
+		return broken(err)
+	}
+	var errb []byte
+	select {
+	case b, ok := <-w.errs:
+		if !ok {
+			return broken(c.dropped())
+		}
+		errb = b
+	case <-ctx.Done():
+		return broken(ctx.Err())
+	}
+	return remote.Result{Stdout: string(out), Stderr: string(errb), Code: code}, true, nil
+}
+
+// workerState is the Client's part for the worker.
+type workerState struct {
+	workerMu sync.Mutex
+	wk       *worker
+	noWorker atomic.Bool
+}
