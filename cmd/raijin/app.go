@@ -41,6 +41,7 @@ type App struct {
 	stats  builtins.Stats
 	vault  builtins.SecretAdapter // made once per command, see secrets
 	askMu  sync.Mutex
+	loaded *config.Config // read to expand an alias, see load
 }
 
 // secrets is the [secrets] adapter for this command: one per command, so a
@@ -64,8 +65,13 @@ func (a *App) UI() *ui.UI {
 	return a.ui
 }
 
-// load reads the configuration (exit 2 on any problem).
+// load reads the configuration (exit 2 on any problem), unless expanding an
+// alias already read that file.
 func (a *App) load() (*config.Config, error) {
+	if cfg := a.loaded; cfg != nil && cfg.File == a.Config {
+		a.loaded = nil
+		return cfg, nil
+	}
 	return config.Load(a.Config)
 }
 
