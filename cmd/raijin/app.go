@@ -20,12 +20,12 @@ import (
 // Globals are the flags every command takes.
 type Globals struct {
 	Config           string      `short:"c" default:"raijin.toml" placeholder:"FILE" help:"Read the configuration from FILE."`
-	Host             []string    `short:"H" placeholder:"NAME" help:"Act on host NAME only (repeatable; default: all hosts)."`
+	Host             []string    `short:"H" placeholder:"NAME" predictor:"hosts" help:"Act on host NAME only (repeatable; default: all hosts)."`
 	Verbose          bool        `short:"v" help:"Echo each remote command, and show Lua tracebacks."`
 	JSON             bool        `help:"Write one JSON event per line on stdout."`
 	NoColor          bool        `help:"Print no colours (NO_COLOR works too)."`
 	AcceptNewHostKey bool        `help:"Trust and record the host key of a server not yet in known_hosts (a changed key is always refused)."`
-	Completion       string      `placeholder:"COMPLETION" enum:",generate,complete" default:"" help:"Print shell completion source (generate) or answer a completion request (complete)."`
+	Completion       string      `placeholder:"COMPLETION" predictor:"completion" enum:",generate,complete" default:"" help:"Print shell completion source (generate) or answer a completion request (complete)."`
 	Version          kongVersion `help:"Print raijin's version."`
 }
 
