@@ -12,7 +12,9 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode"
 
+	"github.com/google/shlex"
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/raijin-deploy/raijin/errs"
@@ -41,11 +43,12 @@ type Config struct {
 	Aliases          map[string]string `toml:"aliases" luar:"aliases" json:"aliases"`
 
 	// Set by Load, not by the file.
-	File          string            `toml:"-" json:"file"`
-	Dir           string            `toml:"-" json:"dir"`
-	VersionSource string            `toml:"-" json:"version_source"`
-	Sources       map[string]string `toml:"-" json:"sources"`
-	raw           []byte            // the file's text, for Source
+	File          string              `toml:"-" json:"file"`
+	Dir           string              `toml:"-" json:"dir"`
+	VersionSource string              `toml:"-" json:"version_source"`
+	Sources       map[string]string   `toml:"-" json:"sources"`
+	raw           []byte              // the file's text, for Source
+	aliasArgs     map[string][]string // each alias split into words, see Alias
 }
 
 // Webserver is the [webserver] table.
@@ -373,16 +376,46 @@ func (c *Config) resolve(data []byte) error {
 	if c.Secrets.Adapter == "bitwarden" && c.Secrets.PasswordEnv == "" {
 		c.Secrets.PasswordEnv = "BW_PASSWORD"
 	}
+	if err := c.resolveAliases(data); err != nil {
+		return err
+	}
 	return c.resolveVersion(data)
+}
+
+// resolveAliases splits each [aliases] command line into words as a shell
+// would (quotes, backslashes, # comments), so that
+// say = "app exec 'echo hi there'" passes "echo hi there" as one argument.
+func (c *Config) resolveAliases(data []byte) error {
+	if c.Aliases == nil {
+		c.Aliases = map[string]string{}
+	}
+	names := make([]string, 0, len(c.Aliases))
+	for name := range c.Aliases {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the first bad one is reported, the same each time
+	c.aliasArgs = map[string][]string{}
+	for _, name := range names {
+		line, key := c.Aliases[name], "aliases."+name
+		if name == "" || strings.HasPrefix(name, "-") || strings.ContainsFunc(name, unicode.IsSpace) {
+			return c.keyError(data, key, "%q cannot be typed as a command: use one word that does not start with '-'", name)
+		}
+		words, err := shlex.Split(line)
+		if err != nil {
+			return c.keyError(data, key, "%q: %v: quote as in a shell, and close every quote", line, err)
+		}
+		if len(words) == 0 {
+			return c.keyError(data, key, "names no command: write the command line it stands for, such as \"app exec -i bash\"")
+		}
+		c.aliasArgs[name] = words
+	}
+	return nil
 }
 
 func (c *Config) resolveWebserver(data []byte) error {
 	w := &c.Webserver
 	if w.Statics == nil {
 		w.Statics = map[string]string{}
-	}
-	if c.Aliases == nil {
-		c.Aliases = map[string]string{}
 	}
 	if w.Upstream == "" {
 		w.Upstream = "localhost:8000"
@@ -523,6 +556,23 @@ func (c *Config) Path(p string) string {
 // DistfilePath is the local distfile with {version} replaced.
 func (c *Config) DistfilePath() string {
 	return c.Path(strings.ReplaceAll(c.Distfile, "{version}", c.Version))
+}
+
+// Alias returns the command line an [aliases] entry stands for, split into
+// words.
+func (c *Config) Alias(name string) ([]string, bool) {
+	words, ok := c.aliasArgs[name]
+	return append([]string(nil), words...), ok
+}
+
+// AliasNames lists the [aliases] names, sorted.
+func (c *Config) AliasNames() []string {
+	var names []string
+	for n := range c.aliasArgs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // ProcessNames lists the processes, "web" first, then by name.

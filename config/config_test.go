@@ -98,6 +98,10 @@ func TestLoadErrors(t *testing.T) {
 		{name: "apps_dir with dotdot", toml: minimal + "apps_dir = \"../x\"\n", want: `:10: hosts.0.apps_dir: "../x": no quotes, '$' or '..' in a path`},
 		{name: "domain with a space", toml: minimal + "domain_name = \"a b\"\n", want: `:10: hosts.0.domain_name: "a b": a Caddy site address has no spaces`},
 		{name: "unknown secrets adapter", toml: minimal + "[secrets]\nadapter = \"vault\"\n", want: `:11: secrets.adapter: "vault" is not an adapter`},
+		{name: "alias with an unclosed quote", toml: minimal + "[aliases]\nshell = \"app exec -i bash\"\nsay = \"app exec 'echo hi\"\n", want: `:12: aliases.say: "app exec 'echo hi": EOF found when expecting closing quote: quote as in a shell`},
+		{name: "alias ending in a backslash", toml: minimal + "[aliases]\nx = 'app exec echo \\'\n", want: `:11: aliases.x: "app exec echo \\": EOF found after escape character`},
+		{name: "alias of nothing", toml: minimal + "[aliases]\nnothing = \"  \"\n", want: `:11: aliases.nothing: names no command`},
+		{name: "alias named like a flag", toml: minimal + "[aliases]\n\"-x\" = \"config\"\n", want: `:11: aliases.-x: "-x" cannot be typed as a command`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := project(t, tc.toml, tc.files...)
@@ -214,6 +218,38 @@ adapter = "bitwarden"
 	}
 	if c.Secrets.PasswordEnv != "BW_PASSWORD" {
 		t.Errorf("bitwarden password_env default = %q", c.Secrets.PasswordEnv)
+	}
+}
+
+func TestAliasesAreSplitAsAShellWould(t *testing.T) {
+	c, err := load(t, minimal+`[aliases]
+shell = "app exec -i bash"
+say = "app exec 'echo hi there'"
+grep = 'app exec grep "" log.txt'
+it = "app exec echo it\\'s   # a comment"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]string{
+		"shell": {"app", "exec", "-i", "bash"},
+		"say":   {"app", "exec", "echo hi there"},
+		"grep":  {"app", "exec", "grep", "", "log.txt"},
+		"it":    {"app", "exec", "echo", "it's"},
+	} {
+		got, ok := c.Alias(name)
+		if !ok || strings.Join(got, "|") != strings.Join(want, "|") || len(got) != len(want) {
+			t.Errorf("Alias(%q) = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+	if _, ok := c.Alias("nope"); ok {
+		t.Error("Alias(\"nope\") found")
+	}
+	if got := strings.Join(c.AliasNames(), " "); got != "grep it say shell" {
+		t.Errorf("AliasNames = %s", got)
+	}
+	if c.Aliases["say"] != "app exec 'echo hi there'" {
+		t.Errorf("the alias as written is not kept: %q", c.Aliases["say"])
 	}
 }
 

@@ -35,8 +35,19 @@ type UI struct {
 // New sets up output for the given streams: colour and progress bars only on
 // a terminal, not in CI, and never with NO_COLOR.
 func New(out, errw io.Writer, jsonOut, verbose, noColor bool) *UI {
+	return newUI(isTerminal(errw), out, errw, jsonOut, verbose, noColor)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newUI is New once it knows whether errw is a terminal, which a test can
+// claim without having one.
+func newUI(terminal bool, out, errw io.Writer, jsonOut, verbose, noColor bool) *UI {
 	u := &UI{Out: out, Err: errw, JSON: jsonOut, Verbose: verbose, Redactor: &secrets.Redactor{}}
-	if f, ok := errw.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == "" {
+	if terminal && os.Getenv("CI") == "" {
 		u.TTY = true
 		u.Color = !noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 	}

@@ -38,10 +38,38 @@ func TestUploadProgressBarShowsSpeedOnATerminal(t *testing.T) {
 }
 
 func TestNoColorWithoutATerminalOrWithNO_COLOR(t *testing.T) {
-	t.Setenv("NO_COLOR", "1")
-	u := New(&bytes.Buffer{}, &bytes.Buffer{}, false, false, false)
-	if u.Color || u.paint("31", "x") != "x" {
-		t.Errorf("colours on with NO_COLOR and no terminal")
+	for _, tc := range []struct {
+		name               string
+		terminal           bool
+		env                map[string]string
+		noColor            bool
+		wantTTY, wantColor bool
+	}{
+		{name: "a terminal", terminal: true, wantTTY: true, wantColor: true},
+		{name: "a terminal with NO_COLOR", terminal: true, env: map[string]string{"NO_COLOR": "1"}, wantTTY: true},
+		{name: "a terminal with --no-color", terminal: true, noColor: true, wantTTY: true},
+		{name: "a dumb terminal", terminal: true, env: map[string]string{"TERM": "dumb"}, wantTTY: true},
+		{name: "a terminal in CI", terminal: true, env: map[string]string{"CI": "true"}},
+		{name: "no terminal", terminal: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"NO_COLOR", "CI", "TERM"} {
+				t.Setenv(k, tc.env[k])
+			}
+			u := newUI(tc.terminal, &bytes.Buffer{}, &bytes.Buffer{}, false, false, tc.noColor)
+			if u.TTY != tc.wantTTY || u.Color != tc.wantColor {
+				t.Errorf("TTY %v, Color %v; want TTY %v, Color %v", u.TTY, u.Color, tc.wantTTY, tc.wantColor)
+			}
+			if painted := u.paint("31", "x") != "x"; painted != tc.wantColor {
+				t.Errorf("paint coloured: %v; want %v", painted, tc.wantColor)
+			}
+		})
+	}
+	// New asks the stream: a buffer is no terminal.
+	t.Setenv("NO_COLOR", "")
+	t.Setenv("CI", "")
+	if u := New(&bytes.Buffer{}, &bytes.Buffer{}, false, false, false); u.TTY || u.Color {
+		t.Errorf("a buffer taken for a terminal: TTY %v, Color %v", u.TTY, u.Color)
 	}
 }
 

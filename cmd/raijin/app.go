@@ -21,12 +21,12 @@ import (
 // Globals are the flags every command takes.
 type Globals struct {
 	Config           string      `short:"c" default:"raijin.toml" placeholder:"FILE" help:"Read the configuration from FILE."`
-	Host             []string    `short:"H" placeholder:"NAME" help:"Act on host NAME only (repeatable; default: all hosts)."`
+	Host             []string    `short:"H" placeholder:"NAME" predictor:"hosts" help:"Act on host NAME only (repeatable; default: all hosts)."`
 	Verbose          bool        `short:"v" help:"Echo each remote command, and show Lua tracebacks."`
 	JSON             bool        `help:"Write one JSON event per line on stdout."`
 	NoColor          bool        `help:"Print no colours (NO_COLOR works too)."`
 	AcceptNewHostKey bool        `help:"Trust and record the host key of a server not yet in known_hosts (a changed key is always refused)."`
-	Completion       string      `placeholder:"COMPLETION" enum:",generate,complete" default:"" help:"Print shell completion source (generate) or answer a completion request (complete)."`
+	Completion       string      `placeholder:"COMPLETION" predictor:"completion" enum:",generate,complete" default:"" help:"Print shell completion source (generate) or answer a completion request (complete)."`
 	Version          kongVersion `help:"Print raijin's version."`
 }
 
@@ -42,6 +42,7 @@ type App struct {
 	stats  remote.Stats
 	vault  secrets.SecretAdapter // made once per command, see secrets
 	askMu  sync.Mutex
+	loaded *config.Config // read to expand an alias, see load
 }
 
 // secrets is the [secrets] adapter for this command: one per command, so a
@@ -65,8 +66,13 @@ func (a *App) UI() *ui.UI {
 	return a.ui
 }
 
-// load reads the configuration (exit 2 on any problem).
+// load reads the configuration (exit 2 on any problem), unless expanding an
+// alias already read that file.
 func (a *App) load() (*config.Config, error) {
+	if cfg := a.loaded; cfg != nil && cfg.File == a.Config {
+		a.loaded = nil
+		return cfg, nil
+	}
 	return config.Load(a.Config)
 }
 

@@ -5,12 +5,23 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"unicode"
 
 	"github.com/alecthomas/kong"
-	"github.com/pelletier/go-toml/v2"
+	"github.com/posener/complete"
+	"github.com/willabides/kongplete"
+
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
 )
+
+// The scripts pass the command line to `raijin --completion complete` in
+// COMP_LINE and COMP_POINT, as bash does for `complete -C` (the protocol of
+// github.com/posener/complete, which kongplete builds on).
 
 const bashScript = `# raijin completion for bash: eval "$(raijin --completion generate)"
 _raijin() {
@@ -39,6 +50,9 @@ complete -c raijin -f -a '(env COMP_LINE=(commandline -cp) raijin --completion c
 func completion(parser *kong.Kong, args []string, stdout, stderr io.Writer) (int, bool) {
 	mode := ""
 	for i, a := range args {
+		if a == "--" {
+			break
+		}
 		if a == "--completion" && i+1 < len(args) {
 			mode = args[i+1]
 		} else if v, ok := strings.CutPrefix(a, "--completion="); ok {
@@ -49,185 +63,144 @@ func completion(parser *kong.Kong, args []string, stdout, stderr io.Writer) (int
 	case "":
 		return 0, false
 	case "generate":
-		shell := filepath.Base(os.Getenv("SHELL"))
-		for i, a := range args {
-			if (a == "bash" || a == "zsh" || a == "fish") && (i == 0 || args[i-1] != "-c") {
-				shell = a
-			}
-		}
-		switch shell {
-		case "zsh":
-			fmt.Fprint(stdout, zshScript)
-		case "fish":
-			fmt.Fprint(stdout, fishScript)
-		default:
-			fmt.Fprint(stdout, bashScript)
-		}
+		fmt.Fprint(stdout, completionScript(args))
 		return 0, true
 	case "complete":
 		line := os.Getenv("COMP_LINE")
-		if p := os.Getenv("COMP_POINT"); p != "" {
-			var n int
-			if _, err := fmt.Sscan(p, &n); err == nil && n <= len(line) {
-				line = line[:n]
-			}
+		if line == "" {
+			fmt.Fprintln(stderr, "raijin: --completion complete: no COMP_LINE: it answers the script that --completion generate prints")
+			return errs.CodeUsage, true
 		}
-		for _, c := range complete(parser, line) {
-			fmt.Fprintln(stdout, c)
+		if n, err := strconv.Atoi(os.Getenv("COMP_POINT")); err == nil && n >= 0 && n < len(line) {
+			line = line[:n]
+		}
+		words, err := answer(parser, line)
+		if err != nil {
+			fmt.Fprintf(stderr, "raijin: --completion complete: %v\n", err)
+			return 1, true
+		}
+		for _, w := range words {
+			fmt.Fprintln(stdout, w)
 		}
 		return 0, true
 	}
 	fmt.Fprintf(stderr, "raijin: --completion %q: use generate or complete\n", mode)
-	return 2, true
+	return errs.CodeUsage, true
 }
 
-// complete answers one completion request for the command line typed so far.
-func complete(parser *kong.Kong, line string) []string {
-	words := strings.Fields(line)
-	partial := ""
-	if len(words) > 0 && !strings.HasSuffix(line, " ") {
-		partial = words[len(words)-1]
-		words = words[:len(words)-1]
+// completionScript is the script for the shell named in args, else $SHELL's.
+func completionScript(args []string) string {
+	shell := filepath.Base(os.Getenv("SHELL"))
+	for i, a := range args {
+		if (a == "bash" || a == "zsh" || a == "fish") && (i == 0 || args[i-1] != "-c") {
+			shell = a
+		}
 	}
+	switch shell {
+	case "zsh":
+		return zshScript
+	case "fish":
+		return fishScript
+	}
+	return bashScript
+}
+
+// answer is the reply to one completion request: the words that can follow
+// the command line typed so far. kongplete walks the CLI's own model (commands, flags with their short
+// names, enum values); predictors name the values that only the
+// configuration knows: hosts, processes and aliases.
+func answer(parser *kong.Kong, line string) ([]string, error) {
+	root := parser.Model.Node
+	words, last := splitLine(line)
+	cfg := sync.OnceValue(func() *config.Config {
+		cfg, err := config.Load(configFile(root, words))
+		if err != nil {
+			return nil // nothing to offer from a configuration that does not load
+		}
+		return cfg
+	})
+	if i := aliasAt(root, words); i >= 0 && cfg() != nil {
+		words = withAlias(words, i, cfg())
+	}
+	fromConfig := func(names func(*config.Config) []string) complete.Predictor {
+		return complete.PredictFunc(func(complete.Args) []string {
+			if c := cfg(); c != nil {
+				return names(c)
+			}
+			return nil
+		})
+	}
+	cmd, err := kongplete.Command(parser, kongplete.WithPredictors(map[string]complete.Predictor{
+		"hosts": fromConfig(func(c *config.Config) []string {
+			var names []string
+			for _, h := range c.Hosts {
+				names = append(names, h.Name)
+			}
+			return names
+		}),
+		"procs":      fromConfig((*config.Config).ProcessNames),
+		"completion": complete.PredictSet("generate", "complete"),
+	}))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Args = complete.PredictOr(cmd.Args, fromConfig((*config.Config).AliasNames))
+
+	a := complete.Args{All: append(withoutGlobalFlags(root, words), last), Last: last}
+	a.Completed = a.All[:len(a.All)-1]
+	if n := len(a.Completed); n > 0 {
+		a.LastCompleted = a.Completed[n-1]
+	}
+	var out []string
+	for _, w := range cmd.Predict(a) {
+		if w != "" && strings.HasPrefix(w, last) {
+			out = append(out, w)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// splitLine splits a command line into the words typed after the program
+// name and the one being typed (empty after a space). In "--host=we" the
+// word being typed is "we", after the word "--host".
+func splitLine(line string) (words []string, last string) {
+	words = strings.Fields(line)
 	if len(words) > 0 {
-		words = words[1:] // the program name
+		words = words[1:]
 	}
-	node := parser.Model.Node
-	cfgFile := "raijin.toml"
-	prev := ""
-	for _, w := range words {
-		if prev == "-c" || prev == "--config" {
-			cfgFile = w
-		} else if v, ok := strings.CutPrefix(w, "--config="); ok {
-			cfgFile = v
-		}
-		for _, child := range node.Children {
-			if child.Name == w && !strings.HasPrefix(w, "-") {
-				node = child
-			}
-		}
-		prev = w
+	if line != "" && unicode.IsSpace(rune(line[len(line)-1])) {
+		words = append(words, "")
 	}
-	var out []string
-	add := func(c string) {
-		if strings.HasPrefix(c, partial) {
-			out = append(out, c)
-		}
+	if len(words) == 0 {
+		return nil, ""
 	}
-	switch prev {
-	case "-H", "--host":
-		for _, h := range configNames(cfgFile, "hosts") {
-			add(h)
-		}
-		return out
-	case "-c", "--config", "--recipe":
-		return nil // the shell's own file completion
-	}
-	if strings.HasPrefix(partial, "-") {
-		for n := node; n != nil; n = n.Parent {
-			for _, f := range n.Flags {
-				if !f.Hidden {
-					add("--" + f.Name)
-				}
-			}
-		}
-		sort.Strings(out)
-		return out
-	}
-	for _, child := range node.Children {
-		if !child.Hidden {
-			add(child.Name)
-		}
-	}
-	// Commands that take a process name complete the app's processes.
-	for _, pos := range node.Positional {
-		if pos.Name == "proc" {
-			for _, p := range configNames(cfgFile, "processes") {
-				add(p)
-			}
-		}
-	}
-	return out
+	last, words = words[len(words)-1], words[:len(words)-1]
+	parts := strings.Split(last, "=")
+	return append(words, parts[:len(parts)-1]...), parts[len(parts)-1]
 }
 
-// configNames reads host names or process names from raijin.toml without
-// validating it, for completion.
-func configNames(file, what string) []string {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil
-	}
-	var raw struct {
-		Hosts []struct {
-			Name    string `toml:"name"`
-			Address string `toml:"address"`
-		} `toml:"hosts"`
-		Processes map[string]string `toml:"processes"`
-	}
-	if toml.Unmarshal(data, &raw) != nil {
-		return nil
-	}
+// withoutGlobalFlags drops the global flags typed so far, and their values,
+// except a last one whose value is being typed. kong takes them anywhere,
+// but the completion library would count them as positional arguments of a
+// command: `raijin app logs -H web1 ` would offer no process.
+func withoutGlobalFlags(root *kong.Node, words []string) []string {
+	alone, takesValue := globalFlags(root)
 	var out []string
-	if what == "hosts" {
-		for _, h := range raw.Hosts {
-			if h.Name != "" {
-				out = append(out, h.Name)
-			} else {
-				out = append(out, h.Address)
-			}
-		}
-	} else {
-		for p := range raw.Processes {
-			out = append(out, p)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// expandAlias replaces a first word that names an [aliases] entry of
-// raijin.toml with its expansion: shell = "app exec -i bash".
-func expandAlias(args []string) []string {
-	cfgFile := "raijin.toml"
-	first := -1
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "-c" || a == "--config" || a == "-H" || a == "--host" {
-			if a == "-c" || a == "--config" {
-				if i+1 < len(args) {
-					cfgFile = args[i+1]
-				}
-			}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		name, _, hasValue := strings.Cut(w, "=")
+		switch {
+		case w == "--":
+			return append(out, words[i:]...)
+		case takesValue[w] && i == len(words)-1:
+			out = append(out, w)
+		case takesValue[w]:
 			i++
-			continue
-		}
-		if v, ok := strings.CutPrefix(a, "--config="); ok {
-			cfgFile = v
-			continue
-		}
-		if !strings.HasPrefix(a, "-") {
-			first = i
-			break
+		case alone[w], hasValue && takesValue[name]:
+		default:
+			out = append(out, w)
 		}
 	}
-	if first < 0 {
-		return args
-	}
-	data, err := os.ReadFile(cfgFile)
-	if err != nil {
-		return args
-	}
-	var raw struct {
-		Aliases map[string]string `toml:"aliases"`
-	}
-	if toml.Unmarshal(data, &raw) != nil {
-		return args
-	}
-	exp, ok := raw.Aliases[args[first]]
-	if !ok {
-		return args
-	}
-	out := append([]string{}, args[:first]...)
-	out = append(out, strings.Fields(exp)...)
-	return append(out, args[first+1:]...)
+	return out
 }

@@ -56,7 +56,10 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	if code, done := completion(parser, args, stdout, stderr); done {
 		return code
 	}
-	args = expandAlias(args)
+	args, cfg, err := expandAlias(parser.Model.Node, args)
+	if err != nil {
+		return (&App{Globals: &cli.Globals, Stdout: stdout, Stderr: stderr}).fail(err)
+	}
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		var pe *kong.ParseError
@@ -68,7 +71,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		fmt.Fprintf(stderr, "raijin: %v\n", err)
 		return errs.CodeUsage
 	}
-	app := &App{Globals: &cli.Globals, ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	app := &App{Globals: &cli.Globals, ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: stderr, loaded: cfg}
 	kctx.Bind(app)
 	err = kctx.Run(app)
 	if err == nil {

@@ -502,7 +502,7 @@ func (s *AppStatusCmd) Run(app *App) error {
 
 // AppLogsCmd is `raijin app logs [PROC] [-f]`.
 type AppLogsCmd struct {
-	Proc   string `arg:"" optional:"" name:"proc" help:"Only this process (a name of [processes])."`
+	Proc   string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
 	Follow bool   `short:"f" help:"Keep printing new lines until Ctrl-C (on a terminal; one host only)."`
 	Lines  int    `short:"n" default:"100" placeholder:"N" help:"Print the last N lines."`
 }
@@ -563,21 +563,21 @@ func (s *AppShellCmd) Run(app *App) error {
 
 // AppStartCmd is `raijin app start [PROC]`.
 type AppStartCmd struct {
-	Proc string `arg:"" optional:"" name:"proc" help:"Only this process (a name of [processes])."`
+	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
 }
 
 func (c *AppStartCmd) Run(app *App) error { return unitAction(app, "start", c.Proc) }
 
 // AppStopCmd is `raijin app stop [PROC]`.
 type AppStopCmd struct {
-	Proc string `arg:"" optional:"" name:"proc" help:"Only this process (a name of [processes])."`
+	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
 }
 
 func (c *AppStopCmd) Run(app *App) error { return unitAction(app, "stop", c.Proc) }
 
 // AppRestartCmd is `raijin app restart [PROC]`.
 type AppRestartCmd struct {
-	Proc string `arg:"" optional:"" name:"proc" help:"Only this process (a name of [processes])."`
+	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
 }
 
 func (c *AppRestartCmd) Run(app *App) error { return unitAction(app, "restart", c.Proc) }

@@ -212,14 +212,6 @@ _raijin; printf '%s\n' "${COMPREPLY[@]}"`
 	}
 }
 
-func TestAliasExpands(t *testing.T) {
-	project(t, opsTOML, map[string]string{".env.prod": "PORT=8000\n"})
-	got := expandAlias([]string{"-H", "alpha", "sh"})
-	if strings.Join(got, " ") != "-H alpha app exec -i bash" {
-		t.Errorf("expandAlias = %v", got)
-	}
-}
-
 func TestInitProfilesAndRefusal(t *testing.T) {
 	for _, profile := range []string{"binary", "python", "django"} {
 		dir := filepath.Join(t.TempDir(), "My Shop_2")
