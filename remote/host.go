@@ -140,6 +140,8 @@ type Conn interface {
 	// script died), the Result after the last step's says what the server
 	// printed, with Code -2 in place of an exit status.
 	Send(ctx context.Context, steps []Step, flags map[string]bool) ([]Result, error)
+	// Describe is what Send would send for steps, a line per command, for -v.
+	Describe(steps []Step) []string
 }
 
 // sized is stdin whose length is known, so it can go through the remote

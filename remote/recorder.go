@@ -87,3 +87,12 @@ func DefaultAnswer(st Step) Result {
 	}
 	return Result{}
 }
+
+// Describe lists each step's command line.
+func (r *Recorder) Describe(steps []Step) []string {
+	out := make([]string, len(steps))
+	for i, st := range steps {
+		out[i] = whenPrefix(st) + st.Line
+	}
+	return out
+}

@@ -288,12 +288,10 @@ func (s *Session) send(ctx context.Context) ([]Result, error) {
 		if it.label != cur {
 			it.QueuedBy = it.label
 		}
-		e := it.Line
-		if it.When != "" {
-			e = "[only if " + it.When + " changed] " + e
-		}
-		s.echo(e)
 		steps[i] = it.Step
+	}
+	for _, line := range s.Conn.Describe(steps) {
+		s.echo(line)
 	}
 	s.countStep(len(items))
 	results, err := s.Conn.Send(ctx, steps, flags)

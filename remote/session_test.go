@@ -204,7 +204,8 @@ func TestBatchRootStepsShareOneSudo(t *testing.T) {
 	log := fakeSudo(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "log")
-	b, _ := testsession.LocalSession(nil, &remote.Stats{})
+	obs := &recObserver{}
+	b, _ := testsession.LocalSession(obs, &remote.Stats{})
 	ctx := context.Background()
 	b.Begin()
 	b.Write(ctx, filepath.Join(dir, "u.service"), []byte("U\n"), remote.WriteOpts{Sudo: true, Flag: "units"})
@@ -219,6 +220,12 @@ func TestBatchRootStepsShareOneSudo(t *testing.T) {
 	}
 	if n := sudoCalls(log); n != 2 {
 		t.Errorf("%d sudo calls, want 2 (one for each run of root steps)", n)
+	}
+	// -v shows the shared sudo as it is sent: one line for the three root
+	// steps, then the user's step, then the two root steps.
+	if len(obs.commands) != 3 || !strings.HasPrefix(obs.commands[0], "sudo -n sh -c ") ||
+		!strings.HasSuffix(obs.commands[0], "# one sudo for 3 steps") || !strings.HasSuffix(obs.commands[2], "# one sudo for 2 steps") {
+		t.Errorf("-v showed:\n%s", strings.Join(obs.commands, "\n"))
 	}
 	got, _ := os.ReadFile(out)
 	if string(got) != "reload\nfrom stdin\nuser\nalone\nargs:0\n" {

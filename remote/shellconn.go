@@ -110,11 +110,7 @@ func batchScript(items []Step, flags map[string]bool, marker string) string {
 		}
 	}
 	for i := 0; i < len(items); {
-		j := i
-		for j < len(items) && items[j].Root != "" {
-			j++
-		}
-		if j-i >= 2 && !flagsUsedAfter(items, i, j) {
+		if j := rootGroupEnd(items, i); j > i {
 			writeRootGroup(&s, items, i, j, marker)
 			i = j
 			continue
@@ -130,6 +126,47 @@ func batchScript(items []Step, flags map[string]bool, marker string) string {
 	}
 	s.WriteString("exit 0\n")
 	return s.String()
+}
+
+// rootGroupEnd is where the steps from i on that share one sudo end, or i
+// when step i does not start such a group: two or more root steps in a row,
+// unless a step after them depends on a flag one of them sets.
+func rootGroupEnd(items []Step, i int) int {
+	j := i
+	for j < len(items) && items[j].Root != "" {
+		j++
+	}
+	if j-i >= 2 && !flagsUsedAfter(items, i, j) {
+		return j
+	}
+	return i
+}
+
+// Describe is what Send sends for steps, a line per command as the server
+// runs it, for -v: root steps that share one sudo are shown as that sudo.
+func (c *ShellConn) Describe(steps []Step) []string {
+	var out []string
+	for i := 0; i < len(steps); {
+		if j := rootGroupEnd(steps, i); j > i && len(steps) > 1 {
+			var inner []string
+			for _, st := range steps[i:j] {
+				inner = append(inner, st.Root)
+			}
+			out = append(out, fmt.Sprintf("sudo -n sh -c %s   # one sudo for %d steps", shell.Quote(strings.Join(inner, "\n")), j-i))
+			i = j
+			continue
+		}
+		out = append(out, whenPrefix(steps[i])+steps[i].Line)
+		i++
+	}
+	return out
+}
+
+func whenPrefix(st Step) string {
+	if st.When == "" {
+		return ""
+	}
+	return "[only if " + st.When + " changed] "
 }
 
 // stepScript runs one step: its flag and condition, its marker, and the stop

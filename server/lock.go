@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	osuser "os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/shell"
+)
+
+// LockInfo is what the deploy lock records about its holder.
+type LockInfo struct {
+	User    string    `json:"user"`
+	Machine string    `json:"machine"`
+	PID     int       `json:"pid"`
+	Since   time.Time `json:"since"`
+	Command string    `json:"command"`
+	Version string    `json:"version,omitempty"`
+	Token   string    `json:"token"`
+}
+
+// NewLockInfo describes this process as a lock holder.
+func NewLockInfo(command, version string) LockInfo {
+	host, _ := os.Hostname()
+	user := os.Getenv("USER")
+	if u, err := osuser.Current(); user == "" && err == nil {
+		user = u.Username
+	}
+	return LockInfo{User: user, Machine: host, PID: os.Getpid(), Since: time.Now().UTC().Truncate(time.Second),
+		Command: command, Version: version, Token: strconv.FormatInt(time.Now().UnixNano(), 36)}
+}
+
+// Describe says who holds the lock, for the error message.
+func (l LockInfo) Describe() string {
+	s := fmt.Sprintf("%s@%s (pid %d, `raijin %s`", l.User, l.Machine, l.PID, l.Command)
+	if l.Version != "" {
+		s += " of " + l.Version
+	}
+	return s + ") since " + l.Since.Format(time.RFC3339)
+}
+
+// Stale reports whether the holder is a process of this machine that is gone.
+func (l LockInfo) Stale() bool {
+	host, _ := os.Hostname()
+	if l.Machine != host || l.PID <= 0 {
+		return false
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", l.PID))
+	return os.IsNotExist(err)
+}
+
+// LockScript takes the lock {appDir}/.lock with mkdir (atomic) and prints
+// "locked", or "held" followed by the holder's info.
+func LockScript(appDir string, info LockInfo, force bool) string {
+	data, _ := json.Marshal(info)
+	d := shell.Quote(appDir)
+	pre := ""
+	if force {
+		pre = "rm -rf " + shell.Quote(appDir+"/.lock") + "; "
+	}
+	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && %sif mkdir %s 2>/dev/null; then printf '%%s\n' %s > %s; echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
+		d, d, pre, shell.Quote(appDir+"/.lock"), shell.Quote(string(data)), shell.Quote(appDir+"/.lock/info"), shell.Quote(appDir+"/.lock/info"))
+}
+
+// ParseLockOutput reads LockScript's output.
+func ParseLockOutput(out string) (locked bool, holder LockInfo) {
+	first, rest, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	if strings.TrimSpace(first) == "locked" {
+		return true, LockInfo{}
+	}
+	json.Unmarshal([]byte(strings.TrimSpace(rest)), &holder)
+	return false, holder
+}
+
+// UnlockScript removes the lock if this holder still has it.
+func UnlockScript(appDir string, info LockInfo) string {
+	l := shell.Quote(appDir + "/.lock")
+	return fmt.Sprintf(`grep -qF %s %s/info 2>/dev/null && rm -rf %s; true`, shell.Quote(info.Token), l, l)
+}
+
+// LockStatus reads the deploy lock of the app at rel: held reports whether
+// it exists, info what it says about its holder.
+func LockStatus(ctx context.Context, h remote.Host, rel string) (held bool, info LockInfo, appDir string, err error) {
+	script := fmt.Sprintf(`cd && printf '%%s\n' "$PWD" && cd %s 2>/dev/null || exit 0
+if [ -d .lock ]; then echo held; cat .lock/info 2>/dev/null; fi; true`, shell.Quote(rel))
+	res, err := remote.Must(ctx, h, script, remote.RunOpts{})
+	if err != nil {
+		return false, LockInfo{}, "", err
+	}
+	home, rest, _ := strings.Cut(res.Stdout, "\n")
+	appDir = joinHome(home, rel)
+	state, data, _ := strings.Cut(rest, "\n")
+	if strings.TrimSpace(state) != "held" {
+		return false, LockInfo{}, appDir, nil
+	}
+	json.Unmarshal([]byte(strings.TrimSpace(data)), &info)
+	return true, info, appDir, nil
+}
+
+// BreakLock removes the lock that holder holds on the app in appDir (any
+// lock, when it had no readable token) and records that in the audit log,
+// in one command. It fails if the lock changed hands since it was read.
+func BreakLock(ctx context.Context, h remote.Host, appDir string, holder LockInfo, entry AuditEntry) error {
+	data, _ := json.Marshal(entry)
+	l := shell.Quote(appDir + "/.lock")
+	mine := "true"
+	if holder.Token != "" {
+		mine = fmt.Sprintf("grep -qF %s %s/info 2>/dev/null", shell.Quote(holder.Token), l)
+	}
+	res, err := remote.Must(ctx, h, fmt.Sprintf(`if %s; then rm -rf %s && printf '%%s\n' %s >> %s && echo released; else echo changed; fi`,
+		mine, l, shell.Quote(string(data)), shell.Quote(appDir+"/.audit.jsonl")), remote.RunOpts{})
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(res.Stdout) != "released" {
+		return &lockChanged{}
+	}
+	return nil
+}
+
+type lockChanged struct{}
+
+func (lockChanged) Error() string {
+	return "the lock changed hands while it was being released: see `raijin lock status`"
+}
