@@ -63,7 +63,7 @@ func ParseEnv(source, text string) (*Env, error) {
 				return nil, fmt.Errorf("%s:%d: %s: unterminated single quote", source, lineNo, key)
 			}
 			if err := trailing(after); err != nil {
-				return nil, fmt.Errorf("%s:%d: %s: %v", source, lineNo, key, err)
+				return nil, fmt.Errorf("%s:%d: %s: %w", source, lineNo, key, err)
 			}
 			v.Value = val
 		case strings.HasPrefix(rest, `"`):
@@ -75,10 +75,10 @@ func ParseEnv(source, text string) (*Env, error) {
 				return lines[i], true
 			})
 			if err != nil {
-				return nil, fmt.Errorf("%s:%d: %s: %v", source, lineNo, key, err)
+				return nil, fmt.Errorf("%s:%d: %s: %w", source, lineNo, key, err)
 			}
 			if err := trailing(after); err != nil {
-				return nil, fmt.Errorf("%s:%d: %s: %v", source, lineNo, key, err)
+				return nil, fmt.Errorf("%s:%d: %s: %w", source, lineNo, key, err)
 			}
 			v.Value = val
 		default:
@@ -98,7 +98,7 @@ func ParseEnv(source, text string) (*Env, error) {
 			}
 		}
 		if err := CheckEnvValue(v.Value); err != nil {
-			return nil, fmt.Errorf("%s:%d: %s: %v", source, lineNo, key, err)
+			return nil, fmt.Errorf("%s:%d: %s: %w", source, lineNo, key, err)
 		}
 		env.set(v)
 	}

@@ -168,7 +168,7 @@ func ResolveSecrets(ctx context.Context, env *Env, adapter SecretAdapter) error 
 			return fmt.Errorf("%s:%d: %s: %w", env.Source, v.Line, v.Key, err)
 		}
 		if err := CheckEnvValue(val); err != nil {
-			return fmt.Errorf("%s:%d: %s: secret %s: %v", env.Source, v.Line, v.Key, v.Secret, err)
+			return fmt.Errorf("%s:%d: %s: secret %s: %w", env.Source, v.Line, v.Key, v.Secret, err)
 		}
 		v.Value = val
 	}

@@ -41,7 +41,7 @@ func (c *Client) Stream(ctx context.Context, cmd string, stdin io.Reader, stdout
 	c.stats.Commands.Add(1)
 	sess, err := c.ssh.NewSession()
 	if err != nil {
-		return -1, fmt.Errorf("opening a session: %v", err)
+		return -1, fmt.Errorf("opening a session: %w", err)
 	}
 	defer sess.Close()
 	sess.Stdout, sess.Stderr = stdout, stderr
@@ -78,7 +78,7 @@ func (c *Client) Interactive(ctx context.Context, cmd string, t Terminal) (int, 
 	c.stats.Commands.Add(1)
 	sess, err := c.ssh.NewSession()
 	if err != nil {
-		return -1, fmt.Errorf("opening a session: %v", err)
+		return -1, fmt.Errorf("opening a session: %w", err)
 	}
 	defer sess.Close()
 
@@ -96,7 +96,7 @@ func (c *Client) Interactive(ctx context.Context, cmd string, t Terminal) (int, 
 	}
 	modes := ssh.TerminalModes{ssh.ECHO: 1, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
 	if err := sess.RequestPty(termType, h, w, modes); err != nil {
-		return -1, fmt.Errorf("asking the server for a terminal: %v", err)
+		return -1, fmt.Errorf("asking the server for a terminal: %w", err)
 	}
 	stdin, err := sess.StdinPipe()
 	if err != nil {
@@ -107,7 +107,7 @@ func (c *Client) Interactive(ctx context.Context, cmd string, t Terminal) (int, 
 	if isTerm {
 		old, err := term.MakeRaw(fd)
 		if err != nil {
-			return -1, fmt.Errorf("putting the terminal in raw mode: %v", err)
+			return -1, fmt.Errorf("putting the terminal in raw mode: %w", err)
 		}
 		defer term.Restore(fd, old)
 		winch := make(chan os.Signal, 1)
@@ -122,7 +122,7 @@ func (c *Client) Interactive(ctx context.Context, cmd string, t Terminal) (int, 
 		}()
 	}
 	if err := sess.Start(cmd); err != nil {
-		return -1, fmt.Errorf("starting %q: %v", cmd, err)
+		return -1, fmt.Errorf("starting %q: %w", cmd, err)
 	}
 	// Keys to the remote terminal. The copy goroutine may stay blocked in a
 	// read of the keyboard after the session ends; the command is over then.

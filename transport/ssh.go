@@ -101,7 +101,7 @@ func loadSSHConfig(t Target) (sshSettings, error) {
 		cfg, err = ssh_config.Decode(f)
 		f.Close()
 		if err != nil {
-			return s, fmt.Errorf("~/.ssh/config: %v", err)
+			return s, fmt.Errorf("~/.ssh/config: %w", err)
 		}
 	}
 	get := func(key string) string {
@@ -183,7 +183,7 @@ func authMethods(files []string, explicit string) ([]ssh.AuthMethod, func(), []s
 		data, err := os.ReadFile(f)
 		if err != nil {
 			if f == expandHome(explicit) && explicit != "" {
-				return nil, cleanup, nil, fmt.Errorf("key_filename %s: %v", explicit, err)
+				return nil, cleanup, nil, fmt.Errorf("key_filename %s: %w", explicit, err)
 			}
 			continue
 		}
@@ -225,7 +225,7 @@ func hostKeyCallback(files []string, hostport string, acceptNew bool, name strin
 		var err error
 		cb, err = knownhosts.New(existing...)
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading known_hosts: %v", err)
+			return nil, nil, fmt.Errorf("reading known_hosts: %w", err)
 		}
 	} else {
 		cb = func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }
@@ -319,7 +319,7 @@ func Dial(ctx context.Context, t Target, stats *remote.Stats) (*Client, error) {
 	d := net.Dialer{Timeout: timeout}
 	raw, err := d.DialContext(ctx, "tcp", hostport)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach %s: %v (is the address right and sshd running?)", hostport, err)
+		return nil, fmt.Errorf("cannot reach %s: %w (is the address right and sshd running?)", hostport, err)
 	}
 	if stats == nil {
 		stats = &remote.Stats{}
@@ -340,9 +340,9 @@ func Dial(ctx context.Context, t Target, stats *remote.Stats) (*Client, error) {
 			return nil, fmt.Errorf("connecting to %s: %w", hostport, ctx.Err())
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, fmt.Errorf("%s rejected the login as %s: %v (is the key in ~%s/.ssh/authorized_keys?)", hostport, s.user, err, s.user)
+			return nil, fmt.Errorf("%s rejected the login as %s: %w (is the key in ~%s/.ssh/authorized_keys?)", hostport, s.user, err, s.user)
 		}
-		return nil, fmt.Errorf("ssh handshake with %s: %v", hostport, err)
+		return nil, fmt.Errorf("ssh handshake with %s: %w", hostport, err)
 	}
 	raw.SetDeadline(time.Time{})
 	client := &Client{Name: t.Name, Addr: hostport, User: s.user, ssh: ssh.NewClient(c, chans, reqs), stats: stats, done: make(chan struct{})}
@@ -440,7 +440,7 @@ func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (remote.
 		if c.lost.Load() {
 			return remote.Result{}, c.dropped()
 		}
-		return remote.Result{}, fmt.Errorf("opening a session: %v", err)
+		return remote.Result{}, fmt.Errorf("opening a session: %w", err)
 	}
 	defer sess.Close()
 	// The session copies output in its own goroutines, which may still be

@@ -149,7 +149,7 @@ func eachHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
 		cl, err := transport.Dial(app.ctx, transport.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
 			KeyFile: h.KeyFilename, AcceptNew: app.AcceptNewHostKey}, &app.stats)
 		if err != nil {
-			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", h.Name, err), "")
+			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", h.Name, err), "")
 		}
 		err = fn(&openHost{h: h, cl: cl, appRel: path.Join(h.AppsDir, cfg.App)})
 		cl.Close()
@@ -183,7 +183,7 @@ func (r *openHost) run(app *App, cmd string, stdin io.Reader) error {
 	}
 	code, err := r.cl.Stream(app.ctx, cmd, stdin, app.Stdout, app.Stderr)
 	if err != nil {
-		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
+		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 	}
 	return exitCode(code)
 }
@@ -199,7 +199,7 @@ func (r *openHost) interactive(app *App, cmd string) error {
 	}
 	code, err := r.cl.Interactive(app.ctx, cmd, transport.Terminal{In: in, Out: app.Stdout})
 	if err != nil {
-		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
+		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 	}
 	return exitCode(code)
 }
@@ -315,7 +315,7 @@ func (c *ServerCreateUserCmd) Run(app *App) error {
 		env := map[string]string{"NEW": c.Name, "BY": r.cl.User, "SUDO": boolStr(c.Sudo), "PW": boolStr(c.WithPassword)}
 		res, err := r.host(app).Run(app.ctx, createUserScript, remote.RunOpts{Sudo: true, Env: env, Stdin: stdin})
 		if err != nil {
-			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
+			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 		}
 		fmt.Fprint(app.Stderr, indentLines(res.Stdout, "  "+r.h.Name+" "))
 		if res.Code != 0 {
@@ -432,7 +432,7 @@ func (s *AppStatusCmd) Run(app *App) error {
 			shell.Quote(r.appRel+"/.versions"), shell.QuoteAll(us...))
 		res, err := remote.Must(app.ctx, r.host(app), cmd, remote.RunOpts{})
 		if err != nil {
-			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
+			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 		}
 		vers, show, _ := strings.Cut(res.Stdout, "@@")
 		st := HostStatus{Host: r.h.Name, URL: r.h.URL()}
@@ -603,7 +603,7 @@ func unitAction(app *App, action, proc string) error {
 		h := r.host(app)
 		start := time.Now()
 		if _, err := server.Systemctl(app.ctx, h, action, all...); err != nil {
-			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "")
+			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 		}
 		if action != "stop" {
 			hc := server.HealthCheck{Units: us, Upstream: cfg.Webserver.Upstream}
@@ -612,7 +612,7 @@ func unitAction(app *App, action, proc string) error {
 				hc.Timeout, _ = time.ParseDuration(cfg.Webserver.HealthCheckTimeout)
 			}
 			if err := server.WaitHealthy(app.ctx, h, hc); err != nil {
-				return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %v", r.h.Name, err), "`raijin app logs` shows more")
+				return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "`raijin app logs` shows more")
 			}
 		}
 		app.UI().Printf("%s: %s %s in %.1fs", r.h.Name, past, strings.Join(all, " "), time.Since(start).Seconds())
