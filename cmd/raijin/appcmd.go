@@ -1,0 +1,296 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/server"
+	"github.com/raijin-deploy/raijin/shell"
+)
+
+// AppCmd is `raijin app`.
+type AppCmd struct {
+	Status       AppStatusCmd       `cmd:"" help:"Print each host's current version, URL and the state of every unit."`
+	Logs         AppLogsCmd         `cmd:"" help:"Print the journal of the app's processes (all, or PROC)."`
+	Exec         AppExecCmd         `cmd:"" help:"Run a command in the app directory with .appenv sourced (the app's env and PATH)."`
+	Shell        AppShellCmd        `cmd:"" help:"Open a shell in the app directory with .appenv sourced."`
+	Start        AppStartCmd        `cmd:"" help:"Start the app's processes (all, or PROC) and wait until they are healthy."`
+	Stop         AppStopCmd         `cmd:"" help:"Stop the app's processes (all, or PROC)."`
+	Restart      AppRestartCmd      `cmd:"" help:"Restart the app's processes (all, or PROC) and wait until they are healthy."`
+	ExportConfig AppExportConfigCmd `cmd:"" name:"export-config" help:"Write the generated systemd units and Caddy site into local_config_dir, to edit and own."`
+}
+
+// units are the systemd units of proc ("" for every process), web first.
+func units(cfg *config.Config, proc string) ([]string, error) {
+	names := cfg.ProcessNames()
+	if proc != "" {
+		if _, ok := cfg.Processes[proc]; !ok {
+			return nil, errs.Usagef("the processes are: "+strings.Join(names, ", "), "%s has no process %q", cfg.File, proc)
+		}
+		names = []string{proc}
+	}
+	var out []string
+	for _, p := range names {
+		out = append(out, cfg.UnitName(p))
+	}
+	return out, nil
+}
+
+// UnitStatus is one unit's state on a host.
+type UnitStatus struct {
+	Unit  string `json:"unit"`
+	State string `json:"state"`
+	Sub   string `json:"sub_state"`
+	Since string `json:"since,omitempty"`
+}
+
+// HostStatus is `raijin app status` for one host.
+type HostStatus struct {
+	Host     string       `json:"host"`
+	Version  string       `json:"version"`
+	Previous string       `json:"previous,omitempty"`
+	URL      string       `json:"url"`
+	Units    []UnitStatus `json:"units"`
+}
+
+// AppStatusCmd is `raijin app status`.
+type AppStatusCmd struct{}
+
+func (s *AppStatusCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	us, _ := units(cfg, "")
+	if cfg.SocketActivated() {
+		us = append(us, cfg.App+".socket")
+	}
+	var all []HostStatus
+	down := 0
+	err = eachHost(app, cfg, func(r *openHost) error {
+		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp %s",
+			shell.Quote(r.appRel+"/.versions"), shell.QuoteAll(us...))
+		res, err := remote.Must(app.ctx, r.host(app), cmd, remote.RunOpts{})
+		if err != nil {
+			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
+		}
+		vers, show, _ := strings.Cut(res.Stdout, "@@")
+		st := HostStatus{Host: r.h.Name, URL: r.h.URL()}
+		if v := server.ParseVersions(vers); len(v) > 0 {
+			st.Version = v[0]
+			if len(v) > 1 {
+				st.Previous = v[1]
+			}
+		}
+		for _, block := range strings.Split(strings.TrimSpace(show), "\n\n") {
+			u := UnitStatus{}
+			for _, l := range strings.Split(block, "\n") {
+				k, v, _ := strings.Cut(l, "=")
+				switch k {
+				case "Id":
+					u.Unit = v
+				case "ActiveState":
+					u.State = v
+				case "SubState":
+					u.Sub = v
+				case "ActiveEnterTimestamp":
+					u.Since = v
+				}
+			}
+			if u.Unit == "" {
+				continue
+			}
+			if u.State != "active" {
+				down++
+			}
+			st.Units = append(st.Units, u)
+		}
+		all = append(all, st)
+		if !app.JSON {
+			var b strings.Builder
+			ver := st.Version
+			if ver == "" {
+				ver = "(not deployed)"
+			}
+			fmt.Fprintf(&b, "%s  version %s", st.Host, ver)
+			if st.Previous != "" {
+				fmt.Fprintf(&b, " (previous %s)", st.Previous)
+			}
+			fmt.Fprintf(&b, "  %s\n", st.URL)
+			for _, u := range st.Units {
+				fmt.Fprintf(&b, "  %-32s %s (%s)", u.Unit, u.State, u.Sub)
+				if u.State == "active" && u.Since != "" {
+					fmt.Fprintf(&b, " since %s", u.Since)
+				}
+				b.WriteString("\n")
+			}
+			app.UI().Data(b.String())
+		}
+		return nil
+	})
+	if app.JSON {
+		app.UI().JSONValue(all)
+	}
+	if err != nil {
+		return err
+	}
+	if down > 0 {
+		return errs.Failedf("`raijin app logs` shows why; `raijin app start` starts them", "%d unit(s) not active", down)
+	}
+	return nil
+}
+
+// AppLogsCmd is `raijin app logs [PROC] [-f]`.
+type AppLogsCmd struct {
+	Proc   string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
+	Follow bool   `short:"f" help:"Keep printing new lines until Ctrl-C (on a terminal; one host only)."`
+	Lines  int    `short:"n" default:"100" placeholder:"N" help:"Print the last N lines."`
+}
+
+func (l *AppLogsCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	us, err := units(cfg, l.Proc)
+	if err != nil {
+		return err
+	}
+	args := []string{"--no-pager", "-o", "short-iso", "-n", fmt.Sprint(l.Lines)}
+	for _, u := range us {
+		args = append(args, "-u", u)
+	}
+	if l.Follow {
+		args = append(args, "-f")
+		cmd := "sudo -n journalctl " + shell.QuoteAll(args...)
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, cmd) })
+	}
+	cmd := "sudo -n journalctl " + shell.QuoteAll(args...)
+	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, cmd, nil) })
+}
+
+// AppExecCmd is `raijin app exec CMD [-i]`.
+type AppExecCmd struct {
+	Interactive bool     `short:"i" help:"Run on a terminal (a REPL, a shell, a program that asks questions); one host only."`
+	Command     []string `arg:"" name:"cmd" passthrough:"" help:"The command line to run in the app directory."`
+}
+
+func (e *AppExecCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	line := strings.Join(e.Command, " ")
+	if e.Interactive {
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, r.inApp(cfg.App, line)) })
+	}
+	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, r.inApp(cfg.App, line), app.Stdin) })
+}
+
+// AppShellCmd is `raijin app shell`.
+type AppShellCmd struct{}
+
+func (s *AppShellCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	// Not a login shell: /etc/profile would reset the PATH .appenv set.
+	return oneHost(app, cfg, func(r *openHost) error {
+		return r.interactive(app, r.inApp(cfg.App, `exec "${SHELL:-/bin/sh}" -i`))
+	})
+}
+
+// AppStartCmd is `raijin app start [PROC]`.
+type AppStartCmd struct {
+	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
+}
+
+func (c *AppStartCmd) Run(app *App) error { return unitAction(app, "start", c.Proc) }
+
+// AppStopCmd is `raijin app stop [PROC]`.
+type AppStopCmd struct {
+	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
+}
+
+func (c *AppStopCmd) Run(app *App) error { return unitAction(app, "stop", c.Proc) }
+
+// AppRestartCmd is `raijin app restart [PROC]`.
+type AppRestartCmd struct {
+	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
+}
+
+func (c *AppRestartCmd) Run(app *App) error { return unitAction(app, "restart", c.Proc) }
+
+func unitAction(app *App, action, proc string) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	us, err := units(cfg, proc)
+	if err != nil {
+		return err
+	}
+	web := proc == "" || proc == "web"
+	all := us
+	if web && cfg.SocketActivated() && action != "restart" {
+		// A stopped service behind a live socket would start again on the
+		// next request: the socket goes with it.
+		all = append([]string{cfg.App + ".socket"}, us...)
+	}
+	past := map[string]string{"start": "started", "stop": "stopped", "restart": "restarted"}[action]
+	return eachHost(app, cfg, func(r *openHost) error {
+		h := r.host(app)
+		start := time.Now()
+		if _, err := server.Systemctl(app.ctx, h, action, all...); err != nil {
+			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
+		}
+		if action != "stop" {
+			hc := server.HealthCheck{Units: us, Upstream: cfg.Webserver.Upstream}
+			if web {
+				hc.Path = cfg.Webserver.HealthCheck
+				hc.Timeout, _ = time.ParseDuration(cfg.Webserver.HealthCheckTimeout)
+			}
+			if err := server.WaitHealthy(app.ctx, h, hc); err != nil {
+				return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "`raijin app logs` shows more")
+			}
+		}
+		app.UI().Printf("%s: %s %s in %.1fs", r.h.Name, past, strings.Join(all, " "), time.Since(start).Seconds())
+		return nil
+	})
+}
+
+// AppExportConfigCmd is `raijin app export-config`.
+type AppExportConfigCmd struct {
+	DryRun bool `help:"Print the files instead of writing them; connect to nothing."`
+}
+
+func (e *AppExportConfigCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	o, err := app.runOpts(cfg, "export-config", "export-config", "", e.DryRun)
+	if err != nil {
+		return err
+	}
+	o.NoLock = true
+	if len(o.Hosts) > 1 {
+		// The units name the deploy user and its home, and the site the
+		// host's domain: they are made for one host.
+		app.UI().Printf("exporting the configuration of %s (the first host; pick another with -H)", o.Hosts[0].Name)
+		o.Hosts = o.Hosts[:1]
+	}
+	if _, err := runtime.Run(app.ctx, o); err != nil {
+		return err
+	}
+	if !e.DryRun {
+		app.UI().Printf("edit the files in %s/: the next deploy uses them as they are", cfg.LocalConfigDir)
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/shell"
+	"github.com/raijin-deploy/raijin/transport"
+)
+
+// exitCode ends raijin with code without printing anything more: the remote
+// command already said what went wrong.
+func exitCode(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &errs.Error{Code: code}
+}
+
+// openHost is one open host for the commands below.
+type openHost struct {
+	h      config.Host
+	cl     *transport.Client
+	appRel string // the app directory, relative to the login directory (or absolute)
+}
+
+// host is the session the command's steps go through.
+func (r *openHost) host(app *App) *remote.Session {
+	return remote.NewSession(remote.NewShellConn(r.h.Name, r.cl.Addr, r.cl), echo(app), app.UI().Redactor, &app.stats)
+}
+
+// echo is who sees the remote commands: the terminal with -v. Without -v
+// nothing, so that --json output of these commands is their data alone.
+func echo(app *App) remote.Observer {
+	if !app.Verbose {
+		return nil
+	}
+	return app.UI()
+}
+
+// eachHost connects to the selected hosts one after the other and calls fn;
+// with more than one host each one's output gets a header line.
+func eachHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
+	hosts, err := app.hosts(cfg)
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, h := range hosts {
+		if len(hosts) > 1 && !app.JSON {
+			fmt.Fprintf(app.Stderr, "── %s ──\n", h.Name)
+		}
+		cl, err := transport.Dial(app.ctx, transport.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
+			KeyFile: h.KeyFilename, AcceptNew: app.AcceptNewHostKey}, &app.stats)
+		if err != nil {
+			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", h.Name, err), "")
+		}
+		err = fn(&openHost{h: h, cl: cl, appRel: path.Join(h.AppsDir, cfg.App)})
+		cl.Close()
+		if err != nil && first == nil {
+			first = err
+		}
+		if app.ctx.Err() != nil {
+			break
+		}
+	}
+	return first
+}
+
+// oneHost is eachHost for the interactive commands, which need exactly one.
+func oneHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
+	hosts, err := app.hosts(cfg)
+	if err != nil {
+		return err
+	}
+	if len(hosts) != 1 {
+		return errs.Usagef("pick one with -H NAME", "an interactive session needs one host; %s has %d (%s)", cfg.File, len(hosts), hostNames(hosts))
+	}
+	return eachHost(app, cfg, fn)
+}
+
+// run prints a remote command's output as it comes and returns its exit code
+// as raijin's.
+func (r *openHost) run(app *App, cmd string, stdin io.Reader) error {
+	if o := echo(app); o != nil {
+		o.Command(r.h.Name, cmd)
+	}
+	code, err := r.cl.Stream(app.ctx, cmd, stdin, app.Stdout, app.Stderr)
+	if err != nil {
+		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
+	}
+	return exitCode(code)
+}
+
+// interactive runs cmd on a remote terminal wired to raijin's own.
+func (r *openHost) interactive(app *App, cmd string) error {
+	in, ok := app.Stdin.(*os.File)
+	if !ok {
+		return errs.Usagef("run it from a terminal", "an interactive session needs a terminal on standard input")
+	}
+	if o := echo(app); o != nil {
+		o.Command(r.h.Name, cmd)
+	}
+	code, err := r.cl.Interactive(app.ctx, cmd, transport.Terminal{In: in, Out: app.Stdout})
+	if err != nil {
+		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
+	}
+	return exitCode(code)
+}
+
+// inApp is cmd run in the app directory with .appenv sourced, or a clear
+// error when the app is not on the host.
+func (r *openHost) inApp(app string, cmd string) string {
+	d := shell.Quote(r.appRel)
+	return fmt.Sprintf(`cd %s 2>/dev/null || { echo "raijin: %s is not deployed on this host (no %s): run raijin deploy" >&2; exit 1; }; `,
+		d, app, strings.ReplaceAll(r.appRel, `"`, ``)) + remote.ShellCommand(cmd, remote.RunOpts{Appenv: "./.appenv"})
+}
+
+func hostNames(hosts []config.Host) string {
+	var n []string
+	for _, h := range hosts {
+		n = append(n, h.Name)
+	}
+	return strings.Join(n, ", ")
+}
