@@ -12,8 +12,9 @@ import (
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
-	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/ui"
 )
 
@@ -74,24 +75,24 @@ func (a *App) hosts(cfg *config.Config) ([]config.Host, error) {
 	return cfg.SelectHosts(a.Host)
 }
 
-// runOpts are the runtime options shared by every command that runs a flow.
-func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun bool) (runtime.Options, error) {
+// runOpts are the engine options shared by every command that runs a flow.
+func (a *App) runOpts(cfg *config.Config, command, flow, recipeFile string, dryRun bool) (engine.Options, error) {
 	hosts, err := a.hosts(cfg)
 	if err != nil {
-		return runtime.Options{}, err
+		return engine.Options{}, err
 	}
 	u := a.UI()
 	timeout, err := time.ParseDuration(cfg.PhaseTimeout)
 	if err != nil {
-		return runtime.Options{}, errs.Usagef("use a duration such as \"10m\"", "%s: phase_timeout %q: %v", cfg.File, cfg.PhaseTimeout, err)
+		return engine.Options{}, errs.Usagef("use a duration such as \"10m\"", "%s: phase_timeout %q: %v", cfg.File, cfg.PhaseTimeout, err)
 	}
-	o := runtime.Options{
-		Config: cfg, Sources: runtime.SourcesFor(cfg, recipe), Command: command, Flow: flow,
+	o := engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, recipeFile), Command: command, Flow: flow,
 		Hosts: hosts, DryRun: dryRun, Events: u, Redactor: u.Redactor, PhaseTimeout: timeout,
 		BatchSize: cfg.BatchSize, Observer: u, Stats: &a.stats,
 	}
 	if o.Secrets, err = a.secrets(cfg); err != nil {
-		return runtime.Options{}, err
+		return engine.Options{}, err
 	}
 	if dryRun {
 		o.Connect = func(_ context.Context, h config.Host) (builtins.Host, func(), error) {
@@ -113,8 +114,8 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun b
 			return rec, func() {}, nil
 		}
 	} else {
-		// The runtime's Batcher echoes each step; the connection itself stays quiet.
-		o.Connect = runtime.SSHConnector(&a.stats, nil, u.Redactor, a.AcceptNewHostKey)
+		// The engine's Batcher echoes each step; the connection itself stays quiet.
+		o.Connect = engine.SSHConnector(&a.stats, nil, u.Redactor, a.AcceptNewHostKey)
 	}
 	return o, nil
 }
@@ -140,7 +141,7 @@ func (a *App) fail(err error) int {
 	if h := errs.Hint(err); h != "" {
 		fmt.Fprintf(a.Stderr, "  hint: %s\n", h)
 	}
-	var he *runtime.HostError
+	var he *engine.HostError
 	if a.Verbose && errors.As(err, &he) && he.Traceback != "" {
 		fmt.Fprintf(a.Stderr, "%s\n", u.Redactor.Redact(he.Traceback))
 	}

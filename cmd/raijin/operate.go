@@ -13,8 +13,8 @@ import (
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
-	"github.com/raijin-deploy/raijin/runtime"
 )
 
 // exitCode ends raijin with code without printing anything more: the remote
@@ -82,7 +82,7 @@ func bootstrap(app *App, recipe string, dryRun bool) error {
 	} else {
 		u.Printf("bootstrap %s", hostNames(o.Hosts))
 	}
-	rep, err := runtime.Run(app.ctx, o)
+	rep, err := engine.Run(app.ctx, o)
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func bootstrap(app *App, recipe string, dryRun bool) error {
 // tally counts the bootstrap's "changed:" and "in place:" lines on their way
 // to the terminal.
 type tally struct {
-	runtime.Events
+	engine.Events
 	changed, inPlace atomic.Int64
 }
 
@@ -638,7 +638,7 @@ func (e *AppExportConfigCmd) Run(app *App) error {
 		app.UI().Printf("exporting the configuration of %s (the first host; pick another with -H)", o.Hosts[0].Name)
 		o.Hosts = o.Hosts[:1]
 	}
-	if _, err := runtime.Run(app.ctx, o); err != nil {
+	if _, err := engine.Run(app.ctx, o); err != nil {
 		return err
 	}
 	if !e.DryRun {

@@ -1,4 +1,8 @@
-package runtime
+// Package engine runs a recipe's flow over hosts: it connects, reads each
+// host's facts and takes the deploy lock, runs the phases batch by batch,
+// undoes what failed, and writes the audit line as it releases the lock. The
+// recipe package runs the phases themselves; the engine knows nothing of Lua.
+package engine
 
 import (
 	"context"
@@ -6,16 +10,14 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
 
-	lua "github.com/yuin/gopher-lua"
-
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/recipe"
 )
 
 // Events is told what a run does, for the terminal, -v and --json.
@@ -34,7 +36,7 @@ type Connector func(ctx context.Context, h config.Host) (builtins.Host, func(), 
 // Options are everything a run needs, resolved by the command line.
 type Options struct {
 	Config        *config.Config
-	Sources       Sources
+	Sources       recipe.Sources
 	Command       string // deploy, redeploy, rollback, ...
 	Flow          string // the recipe flow to run: deploy, rollback
 	Hosts         []config.Host
@@ -161,74 +163,43 @@ type runner struct {
 
 // Plan loads the recipe once to check it (exit 2 on any error) and returns
 // the phases of flow, for `raijin recipe show` and for validation.
-func Plan(opts Options) ([]PhaseInfo, error) {
+func Plan(opts Options) ([]recipe.PhaseInfo, error) {
 	return (&runner{opts: opts}).plan(context.Background())
 }
 
-func (r *runner) plan(ctx context.Context) ([]PhaseInfo, error) {
-	opts := r.opts
-	s := &hostState{r: r, name: "plan"}
-	L, reg, err := r.load(ctx, s)
+func (r *runner) plan(ctx context.Context) ([]recipe.PhaseInfo, error) {
+	st, err := r.load(ctx, recipe.Target{Name: "plan"})
 	if err != nil {
 		return nil, err
 	}
-	defer L.Close()
-	flow := opts.Flow
+	defer st.Close()
+	flow := r.opts.Flow
 	if flow == "" {
 		flow = "deploy"
 	}
-	var out []PhaseInfo
-	names, ok := reg.flows[flow]
-	if !ok {
-		return nil, errs.Usagef("", "the recipe has no %q flow (raijin.flow)", flow)
-	}
-	for _, n := range names {
-		p := reg.phases[n]
-		pi := PhaseInfo{Name: n, Local: p.local, Source: p.base.src, FlowSource: reg.flowSrc[flow]}
-		for _, o := range p.overrides {
-			pi.Overrides = append(pi.Overrides, o.src)
-		}
-		for _, b := range p.before {
-			pi.Before = append(pi.Before, b.src)
-		}
-		for _, a := range p.after {
-			pi.After = append(pi.After, a.src)
-		}
-		if p.undo != nil {
-			pi.Undo = p.undo.src
-		}
-		out = append(out, pi)
-	}
-	return out, nil
+	return st.Flow(flow)
 }
 
-// PhaseInfo describes one phase of a flow and where its parts come from.
-type PhaseInfo struct {
-	Name      string   `json:"name"`
-	Local     bool     `json:"local"`
-	Source    string   `json:"source"`
-	Overrides []string `json:"overrides,omitempty"`
-	Before    []string `json:"before,omitempty"`
-	After     []string `json:"after,omitempty"`
-	Undo      string   `json:"undo,omitempty"`
-	// FlowSource is where the flow's phase list was declared.
-	FlowSource string `json:"flow_source"`
+// load loads the recipe in a new Lua state for t.
+func (r *runner) load(ctx context.Context, t recipe.Target) (*recipe.State, error) {
+	return recipe.Load(ctx, recipe.Config{
+		Project: r.opts.Config, Sources: r.opts.Sources, Command: r.opts.Command,
+		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Full: r.opts.Full, Keep: r.opts.Keep,
+		Events: r.opts.Events, Redactor: r.opts.Redactor, LoadEnv: r.loadEnv,
+	}, t)
 }
 
-// loadTimeout bounds how long loading a recipe may take: loading only
-// declares phases, so a recipe that takes longer loops at its top level.
-var loadTimeout = 30 * time.Second
-
-func (r *runner) load(ctx context.Context, s *hostState) (*lua.LState, *registry, error) {
-	reg := newRegistry()
-	L := newState(r.opts.Config.Dir, s.module(reg))
-	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
+// runPhase runs one phase of st, within phase_timeout, and tells Events.
+func (r *runner) runPhase(ctx context.Context, st *recipe.State, who, name string) (err error) {
+	if r.opts.DryRun {
+		r.opts.Events.DryRun(who, "phase", name, "")
+	}
+	r.opts.Events.PhaseStart(who, name)
+	start := time.Now()
+	defer func() { r.opts.Events.PhaseEnd(who, name, time.Since(start), err) }()
+	pctx, cancel := context.WithTimeout(ctx, r.opts.PhaseTimeout)
 	defer cancel()
-	if err := r.opts.Sources.load(ctx, L, reg); err != nil {
-		L.Close()
-		return nil, nil, err
-	}
-	return L, reg, nil
+	return st.RunPhase(pctx, name)
 }
 
 // Run carries out a flow: its local phases once, then its host phases on
@@ -250,33 +221,34 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	report := &Report{}
 
 	// The local phases before the first host phase.
-	ls := &hostState{r: r, name: "local"}
-	L, reg, err := r.load(ctx, ls)
+	local, err := r.load(ctx, recipe.Target{Name: "local", Shared: map[string]any{}})
 	if err != nil {
 		return nil, err
 	}
-	defer L.Close()
-	flow := reg.flows[opts.Flow]
+	defer local.Close()
+	flow, err := local.Flow(opts.Flow)
+	if err != nil {
+		return nil, err
+	}
 	var before, hostPhases, after []string
-	for _, n := range flow {
+	var onHosts []recipe.PhaseInfo
+	for _, p := range flow {
 		switch {
-		case !reg.phases[n].local:
-			hostPhases = append(hostPhases, n)
+		case !p.Local:
+			hostPhases = append(hostPhases, p.Name)
+			onHosts = append(onHosts, p)
 		case len(hostPhases) == 0:
-			before = append(before, n)
+			before = append(before, p.Name)
 		default:
-			after = append(after, n)
+			after = append(after, p.Name)
 		}
 	}
-	lctx := r.newCtx(L, ls, config.Host{}, nil, "")
-	shared := L.NewTable()
-	lctx.RawSetString("shared", shared)
 	if !opts.DryRun && len(before) > 0 && len(hostPhases) > 0 {
 		r.dialEarly(ctx)
 		defer r.closeEarly()
 	}
 	for _, n := range before {
-		if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
+		if err := r.runPhase(ctx, local, "local", n); err != nil {
 			he := r.hostError("local", n, err)
 			if len(hostPhases) > 0 {
 				he.State = "no host was touched: the version each host runs keeps serving"
@@ -284,7 +256,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return report, he
 		}
 	}
-	sharedGo := goValue(shared)
+	sharedGo := local.Shared()
 
 	// The hosts, batch by batch.
 	batch := opts.BatchSize
@@ -315,7 +287,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			wg.Add(1)
 			go func(j int, h config.Host) {
 				defer wg.Done()
-				results[j] = r.runHost(ctx, h, hostPhases, sharedGo)
+				results[j] = r.runHost(ctx, h, onHosts, sharedGo)
 			}(j, h)
 		}
 		wg.Wait()
@@ -334,16 +306,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return report, summarize(report)
 	}
 	if len(after) > 0 {
-		hosts := L.NewTable()
-		for _, h := range opts.Hosts {
-			t := L.NewTable()
-			t.RawSetString("name", lua.LString(h.Name))
-			t.RawSetString("url", lua.LString(h.URL()))
-			hosts.Append(t)
-		}
-		lctx.RawSetString("hosts", hosts)
+		local.SetHosts(opts.Hosts)
 		for _, n := range after {
-			if err := r.runPhase(ctx, L, ls, reg.phases[n], lctx); err != nil {
+			if err := r.runPhase(ctx, local, "local", n); err != nil {
 				return report, r.hostError("local", n, err)
 			}
 		}
@@ -390,15 +355,15 @@ func (r *runner) rollBackSucceeded(ctx context.Context, report *Report) {
 }
 
 // hostPhases are the host phases of o.Flow.
-func hostPhases(o Options) ([]string, error) {
+func hostPhases(o Options) ([]recipe.PhaseInfo, error) {
 	infos, err := Plan(o)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []recipe.PhaseInfo
 	for _, p := range infos {
 		if !p.Local {
-			out = append(out, p.Name)
+			out = append(out, p)
 		}
 	}
 	return out, nil
@@ -448,14 +413,14 @@ func (e *HostError) Error() string {
 
 func (r *runner) hostError(host, phase string, err error) *HostError {
 	he := &HostError{Host: host, Phase: phase, Msg: r.opts.Redactor.Redact(err.Error()), Code: errs.Code(err), Hint: errs.Hint(err)}
-	var le *LuaError
+	var le *recipe.Error
 	if errors.As(err, &le) {
 		he.Traceback = r.opts.Redactor.Redact(le.Traceback)
 		he.Code = errs.CodeFailed
 		if le.Cancelled != nil {
 			at := ""
-			if m := luaWhereRE.FindStringSubmatch(le.Msg); m != nil {
-				at = " at " + m[1]
+			if line := le.Line(); line != "" {
+				at = " at " + line
 			} else if le.Where != "" {
 				at = " in " + le.Where
 			}
@@ -472,130 +437,8 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 	return he
 }
 
-// luaWhereRE finds the "file.lua:LINE" an error message starts with.
-var luaWhereRE = regexp.MustCompile(`^([^\s:]+\.lua:\d+):`)
-
 // Unwrap gives errs.Code its exit code.
 func (e *HostError) Unwrap() error { return &errs.Error{Code: e.Code, Msg: e.Msg, Hint: e.Hint} }
-
-// newCtx builds the ctx table a phase receives.
-func (r *runner) newCtx(L *lua.LState, s *hostState, h config.Host, versions []string, previous string) *lua.LTable {
-	c := r.opts.Config
-	t := L.NewTable()
-	t.RawSetString("app", lua.LString(c.App))
-	t.RawSetString("version", lua.LString(c.Version))
-	t.RawSetString("command", lua.LString(r.opts.Command))
-	t.RawSetString("dry_run", lua.LBool(r.opts.DryRun))
-	t.RawSetString("redeploy", lua.LBool(r.opts.Redeploy))
-	t.RawSetString("full", lua.LBool(r.opts.Full))
-	if r.opts.Keep > 0 {
-		t.RawSetString("keep", lua.LNumber(r.opts.Keep))
-	}
-	// Phases may add details to the command's audit line (ctx.audit.pruned).
-	t.RawSetString("audit", L.NewTable())
-	t.RawSetString("config", configValue(L, *c))
-	t.RawSetString("local", s.localTable(L))
-	if previous != "" {
-		t.RawSetString("previous", lua.LString(previous))
-	}
-	if versions != nil {
-		t.RawSetString("versions", luaValue(L, versions))
-	}
-	if s.host != nil {
-		t.RawSetString("host", s.hostTable(L, h))
-		t.RawSetString("paths", luaValue(L, s.paths))
-	} else {
-		t.RawSetString("paths", L.NewTable())
-	}
-	return t
-}
-
-// runPhase runs one phase: before hooks, the phase (its newest override,
-// which may call the ones below it through `default`), after hooks.
-func (r *runner) runPhase(ctx context.Context, L *lua.LState, s *hostState, p *phase, lctx *lua.LTable) (err error) {
-	s.phase = p.name
-	if r.opts.DryRun {
-		r.opts.Events.DryRun(s.name, "phase", p.name, "")
-	}
-	r.opts.Events.PhaseStart(s.name, p.name)
-	start := time.Now()
-	defer func() { r.opts.Events.PhaseEnd(s.name, p.name, time.Since(start), err) }()
-	pctx, cancel := context.WithTimeout(ctx, r.opts.PhaseTimeout)
-	defer cancel()
-	for _, hk := range p.before {
-		if err := r.callRef(pctx, L, s, hk, lctx); err != nil {
-			return err
-		}
-	}
-	impl := r.chain(L, p, len(p.overrides)-1)
-	if err := pcall(pctx, L, impl, lctx); err != nil {
-		return err
-	}
-	for _, hk := range p.after {
-		if err := r.callRef(pctx, L, s, hk, lctx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// chain returns the phase function at override level i: level -1 is the
-// recipe's own phase; each override gets (ctx, default) with default the level
-// below.
-func (r *runner) chain(L *lua.LState, p *phase, i int) *lua.LFunction {
-	if i < 0 {
-		return p.base.fn
-	}
-	below := r.chain(L, p, i-1)
-	over := p.overrides[i].fn
-	return L.NewFunction(func(L *lua.LState) int {
-		ctxT := L.CheckTable(1)
-		L.Push(over)
-		L.Push(ctxT)
-		L.Push(below)
-		L.Call(2, 0)
-		return 0
-	})
-}
-
-func (r *runner) callRef(ctx context.Context, L *lua.LState, s *hostState, ref fnRef, lctx *lua.LTable) error {
-	if ref.exec == "" {
-		return pcall(ctx, L, ref.fn, lctx)
-	}
-	version := r.opts.Config.Version
-	if v, ok := lctx.RawGetString("version").(lua.LString); ok {
-		version = string(v) // a rollback's target
-	}
-	env := map[string]string{
-		"RAIJIN_APP":              r.opts.Config.App,
-		"RAIJIN_VERSION":          version,
-		"RAIJIN_PHASE":            s.phase,
-		"RAIJIN_COMMAND":          r.opts.Command,
-		"RAIJIN_HOST":             "",
-		"RAIJIN_PREVIOUS_VERSION": "",
-	}
-	if s.host != nil {
-		env["RAIJIN_HOST"] = s.name
-	}
-	if prev, ok := lctx.RawGetString("previous").(lua.LString); ok {
-		env["RAIJIN_PREVIOUS_VERSION"] = string(prev)
-	}
-	res, err := r.localRun(ctx, s.name, builtins.Quote(ref.exec), builtins.RunOpts{Env: env})
-	if err != nil {
-		le := &LuaError{Msg: fmt.Sprintf("%s: %v", ref.src, err), Where: ref.src}
-		if ctx.Err() != nil {
-			le.Cancelled = ctx.Err()
-		}
-		return le
-	}
-	// What the hook prints is for the user: show it as log lines.
-	for _, line := range strings.Split(strings.TrimRight(res.Stdout, "\n"), "\n") {
-		if line != "" {
-			r.opts.Events.Log(s.name, s.phase, r.opts.Redactor.Redact(line))
-		}
-	}
-	return nil
-}
 
 // loadEnv reads and resolves a host's env once per run.
 func (r *runner) loadEnv(ctx context.Context, h config.Host) (*builtins.Env, error) {
@@ -664,7 +507,7 @@ func Paths(c *config.Config, h config.Host, home, version string) map[string]str
 }
 
 // runHost runs the host phases on one host, with the deploy lock held.
-func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, shared any) (res HostResult) {
+func (r *runner) runHost(ctx context.Context, h config.Host, phases []recipe.PhaseInfo, shared any) (res HostResult) {
 	start := time.Now()
 	res.Host = h.Name
 	defer func() { res.Duration = time.Since(start) }()
@@ -712,7 +555,7 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	if err != nil {
 		return fail("connect", err)
 	}
-	var s *hostState
+	var st *recipe.State
 
 	version := r.opts.Config.Version
 	previous := ""
@@ -724,7 +567,6 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 	// when the run succeeds, else on their own.
 	audit := builtins.AuditEntry{Time: lock.Since, App: r.opts.Config.App, Command: r.opts.Command,
 		User: lock.User, Machine: lock.Machine, From: previous}
-	var lctx *lua.LTable
 	finishScript := func() string {
 		audit.Duration = time.Since(start).Round(time.Millisecond).Seconds()
 		audit.Result = "ok"
@@ -732,10 +574,8 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			audit.Result, audit.Phase = "failed", res.Phase
 			audit.Error = shortError(res.Err)
 		}
-		if lctx != nil {
-			if m, ok := goValue(lctx.RawGetString("audit")).(map[string]any); ok && len(m) > 0 {
-				audit.Details = m
-			}
+		if st != nil {
+			audit.Details = st.Audit()
 		}
 		if r.opts.NoLock {
 			return "true" // no lock to release, and nothing of the app changed to audit
@@ -752,9 +592,6 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			}
 			if batcher != nil {
 				batcher.Discard()
-			}
-			if s != nil {
-				host = s.host
 			}
 			// The connection may have dropped: then write the audit line and
 			// release the lock over a fresh one, so the next deploy does not
@@ -787,27 +624,25 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 			version = previous
 		}
 	}
-	s = &hostState{r: r, name: h.Name, host: host, user: facts.user, paths: Paths(r.opts.Config, h, facts.home, version),
-		versions: facts.versions, dirs: append(facts.dirs, version)}
-	L, reg, err := r.load(ctx, s)
+	st, err = r.load(ctx, recipe.Target{Name: h.Name, Host: host, Config: h, User: facts.user,
+		Paths: Paths(r.opts.Config, h, facts.home, version), Versions: facts.versions, Dirs: append(facts.dirs, version),
+		Version: version, Previous: previous, Shared: shared})
 	if err != nil {
 		return fail("load", err)
 	}
-	defer L.Close()
+	defer st.Close()
 	res.Version, res.Previous = version, previous
-	lctx = r.newCtx(L, s, h, facts.versions, previous)
-	lctx.RawSetString("version", lua.LString(version))
-	lctx.RawSetString("shared", luaValue(L, shared))
 
-	var startedPhases []*phase
+	var startedPhases []recipe.PhaseInfo
 	failed := func(n string, err error) HostResult {
 		var qe *builtins.QueuedError
 		if errors.As(err, &qe) {
 			n = qe.Label
 		}
 		he := r.hostError(h.Name, n, err)
-		if h2 := r.revive(h, s.host, &closers); h2 != nil {
-			s.host = h2
+		if h2 := r.revive(h, host, &closers); h2 != nil {
+			host = h2
+			st.SetHost(h2)
 		} else if batcher != nil && !errors.As(err, &qe) && batcher.Pending() > 0 {
 			// Steps deferred by the phases that completed are done, as if
 			// they had been sent at once; then the undo handlers run.
@@ -820,34 +655,33 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []string, sh
 		if batcher != nil {
 			batcher.Discard()
 		}
-		restored, state := r.undo(L, s, startedPhases, lctx, err)
+		restored, state := r.undo(st, h.Name, startedPhases, err)
 		res.Restored = restored
 		he.State = state
 		// Exit 4 means a previous version is serving again; after a first
 		// deploy there was none to restore (exit 1).
-		if prev, _ := lctx.RawGetString("previous").(lua.LString); s.health && restored && prev != "" {
+		if st.HealthFailed() && restored && st.Previous() != "" {
 			he.Code = errs.CodeHealth
 		}
 		return fail(n, he)
 	}
-	for _, n := range phases {
-		p := reg.phases[n]
+	for _, p := range phases {
 		startedPhases = append(startedPhases, p)
 		if batcher != nil {
-			batcher.Label(n)
+			batcher.Label(p.Name)
 		}
-		if err := r.runPhase(ctx, L, s, p, lctx); err != nil {
-			return failed(n, err)
+		if err := r.runPhase(ctx, st, h.Name, p.Name); err != nil {
+			return failed(p.Name, err)
 		}
 	}
-	if batcher != nil && s.host == batcher {
+	if batcher != nil && host == batcher {
 		batcher.Label("")
 		// The steps still deferred, then (if they all succeed) the audit
 		// line and the lock's release: one round trip.
 		ok, err := batcher.Finish(ctx, finishScript())
 		finished = ok
 		if err != nil {
-			return failed(phases[len(phases)-1], err)
+			return failed(phases[len(phases)-1].Name, err)
 		}
 	}
 	return res
@@ -879,36 +713,35 @@ func (r *runner) revive(h config.Host, host builtins.Host, closers *[]func()) bu
 // undo runs the undo handlers of the phases that started, newest first, on a
 // fresh context (the run's may be cancelled). It says what the host is left
 // with.
-func (r *runner) undo(L *lua.LState, s *hostState, started []*phase, lctx *lua.LTable, cause error) (bool, string) {
+func (r *runner) undo(st *recipe.State, who string, started []recipe.PhaseInfo, cause error) (bool, string) {
 	uctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ran := false
 	for i := len(started) - 1; i >= 0; i-- {
 		p := started[i]
-		if p.undo == nil {
+		if p.Undo == "" {
 			continue
 		}
 		ran = true
-		name := "undo " + p.name
-		s.phase = name
+		name := "undo " + p.Name
 		if r.opts.DryRun {
-			r.opts.Events.DryRun(s.name, "phase", name, "")
+			r.opts.Events.DryRun(who, "phase", name, "")
 		}
-		r.opts.Events.PhaseStart(s.name, name)
+		r.opts.Events.PhaseStart(who, name)
 		t := time.Now()
-		err := pcall(uctx, L, p.undo.fn, lctx, lua.LString(r.opts.Redactor.Redact(cause.Error())))
-		r.opts.Events.PhaseEnd(s.name, name, time.Since(t), err)
+		err := st.Undo(uctx, p.Name, r.opts.Redactor.Redact(cause.Error()))
+		r.opts.Events.PhaseEnd(who, name, time.Since(t), err)
 		if err != nil {
-			return false, fmt.Sprintf("undoing %s failed too: %s; check the host with `raijin app status -H %s`", p.name, r.opts.Redactor.Redact(err.Error()), s.name)
+			return false, fmt.Sprintf("undoing %s failed too: %s; check the host with `raijin app status -H %s`", p.Name, r.opts.Redactor.Redact(err.Error()), who)
 		}
 	}
-	if state, ok := lctx.RawGetString("state").(lua.LString); ok && state != "" {
-		return false, string(state)
+	if state := st.Outcome(); state != "" {
+		return false, state
 	}
-	prev, _ := lctx.RawGetString("previous").(lua.LString)
+	prev := st.Previous()
 	// The recipes set ctx.switched when they start switching the current
 	// version: a failure before that has changed nothing that serves.
-	if ran && lctx.RawGetString("switched") == lua.LNil {
+	if ran && !st.Switched() {
 		ran = false
 	}
 	switch {

@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
 )
 
 // fakeHost stands in for a server: it records every command and file, answers
@@ -150,26 +152,26 @@ func project(t *testing.T, files map[string]string) *config.Config {
 }
 
 // run runs the deploy flow of cfg against host.
-func run(ctx context.Context, t *testing.T, cfg *config.Config, host *fakeHost, mod func(*Options)) (*events, error) {
+func run(ctx context.Context, t *testing.T, cfg *config.Config, host *fakeHost, mod func(*engine.Options)) (*events, error) {
 	t.Helper()
 	ev := &events{}
-	o := Options{
-		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
+	o := engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
 		Events: ev, PhaseTimeout: time.Minute,
 		Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return host, func() {}, nil },
 	}
 	if mod != nil {
 		mod(&o)
 	}
-	_, err := Run(ctx, o)
+	_, err := engine.Run(ctx, o)
 	return ev, err
 }
 
-func hostErr(t *testing.T, err error) *HostError {
+func hostErr(t *testing.T, err error) *engine.HostError {
 	t.Helper()
-	var he *HostError
+	var he *engine.HostError
 	if !errors.As(err, &he) {
-		t.Fatalf("want a HostError, got %T %v", err, err)
+		t.Fatalf("want a engine.HostError, got %T %v", err, err)
 	}
 	return he
 }

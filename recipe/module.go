@@ -1,4 +1,4 @@
-package runtime
+package recipe
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ import (
 // hostState is the Go side of one Lua state: which host it serves (nil for
 // the local state) and the phase being run, for logs and errors.
 type hostState struct {
-	r      *runner
+	cfg    Config
 	name   string // host name, or "local"
 	host   builtins.Host
 	user   string
@@ -67,7 +67,7 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 			for i := 1; i <= L.GetTop(); i++ {
 				parts = append(parts, L.ToStringMeta(L.Get(i)).String())
 			}
-			s.r.opts.Events.Log(s.name, s.phase, s.r.opts.Redactor.Redact(strings.Join(parts, " ")))
+			s.cfg.Events.Log(s.name, s.phase, s.cfg.Redactor.Redact(strings.Join(parts, " ")))
 			return 0
 		}))
 		L.SetField(m, "template", L.NewFunction(func(L *lua.LState) int {
@@ -86,24 +86,24 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 			return 1
 		}))
 		L.SetField(m, "path", L.NewFunction(func(L *lua.LState) int {
-			L.Push(lua.LString(s.r.opts.Config.Path(L.CheckString(2))))
+			L.Push(lua.LString(s.cfg.Project.Path(L.CheckString(2))))
 			return 1
 		}))
 		L.SetField(m, "distfile", L.NewFunction(func(L *lua.LState) int {
-			L.Push(lua.LString(s.r.opts.Config.DistfilePath()))
+			L.Push(lua.LString(s.cfg.Project.DistfilePath()))
 			return 1
 		}))
 		L.SetField(m, "process_names", L.NewFunction(func(L *lua.LState) int {
-			L.Push(luaValue(L, s.r.opts.Config.ProcessNames()))
+			L.Push(luaValue(L, s.cfg.Project.ProcessNames()))
 			return 1
 		}))
 		L.SetField(m, "unit_name", L.NewFunction(func(L *lua.LState) int {
-			L.Push(lua.LString(s.r.opts.Config.UnitName(L.CheckString(2))))
+			L.Push(lua.LString(s.cfg.Project.UnitName(L.CheckString(2))))
 			return 1
 		}))
 		L.SetField(m, "socket_path", L.NewFunction(func(L *lua.LState) int {
-			if s.r.opts.Config.SocketActivated() {
-				L.Push(lua.LString(s.r.opts.Config.SocketPath()))
+			if s.cfg.Project.SocketActivated() {
+				L.Push(lua.LString(s.cfg.Project.SocketPath()))
 			} else {
 				L.Push(lua.LNil)
 			}
@@ -166,7 +166,7 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 			s.versions = without(s.versions, removed)
 			s.dirs = without(s.dirs, removed)
 			if len(removed) > 0 {
-				s.r.opts.Events.Log(s.name, s.phase, "pruned "+strings.Join(removed, ", "))
+				s.cfg.Events.Log(s.name, s.phase, "pruned "+strings.Join(removed, ", "))
 			}
 			L.Push(luaValue(L, removed))
 			return 1
@@ -204,7 +204,7 @@ func (s *hostState) check(L *lua.LState, err error) {
 		s.health = true
 	}
 	if err != nil {
-		L.RaiseError("%s", s.r.opts.Redactor.Redact(err.Error()))
+		L.RaiseError("%s", s.cfg.Redactor.Redact(err.Error()))
 	}
 }
 
@@ -223,11 +223,11 @@ func (s *hostState) envLoad(L *lua.LState) int {
 			name = h.Name
 		}
 	}
-	h, ok := s.r.opts.Config.HostByName(name)
+	h, ok := s.cfg.Project.HostByName(name)
 	if !ok {
 		L.ArgError(1, "expected a host of ctx.config.hosts or a host name")
 	}
-	env, err := s.r.loadEnv(s.ctx(L), *h)
+	env, err := s.cfg.LoadEnv(s.ctx(L), *h)
 	s.check(L, err)
 	L.Push(envValue(L, env))
 	return 1
@@ -394,9 +394,9 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		}
 		var sent bool
 		if b, ok := s.host.(*builtins.Batcher); ok {
-			sent, err = b.UploadFrom(s.ctx(L), s.r.opts.Config.Path(local), remote, mode, basis)
+			sent, err = b.UploadFrom(s.ctx(L), s.cfg.Project.Path(local), remote, mode, basis)
 		} else {
-			sent, err = s.host.Upload(s.ctx(L), s.r.opts.Config.Path(local), remote, mode)
+			sent, err = s.host.Upload(s.ctx(L), s.cfg.Project.Path(local), remote, mode)
 		}
 		s.check(L, err)
 		if s.sent == nil {
@@ -499,7 +499,7 @@ func (s *hostState) hostTable(L *lua.LState, h config.Host) *lua.LTable {
 		// opts: http = false skips the HTTP check (workers: active after the
 		// settle time is all they can show); settle = seconds.
 		o := optTable(L, 3)
-		w := s.r.opts.Config.Webserver
+		w := s.cfg.Project.Webserver
 		timeout, _ := time.ParseDuration(w.HealthCheckTimeout)
 		hc := builtins.HealthCheck{Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout}
 		if o.RawGetString("http") == lua.LFalse {
@@ -548,11 +548,11 @@ func (s *hostState) queue(L *lua.LState, f *lua.LFunction) *builtins.Batcher {
 func (s *hostState) localTable(L *lua.LState) *lua.LTable {
 	t := L.NewTable()
 	fn := func(name string, f lua.LGFunction) { t.RawSetString(name, L.NewFunction(f)) }
-	cfg := s.r.opts.Config
+	cfg := s.cfg.Project
 	fn("run", func(L *lua.LState) int {
 		cmdline := L.CheckString(2)
 		o := s.runOpts(L, optTable(L, 3))
-		res, err := s.r.localRun(s.ctx(L), s.name, cmdline, o)
+		res, err := s.localRun(s.ctx(L), cmdline, o)
 		s.check(L, err)
 		L.Push(resultTable(L, res))
 		return 1
@@ -576,8 +576,8 @@ func (s *hostState) localTable(L *lua.LState) *lua.LTable {
 		if r, err := filepath.Rel(cfg.Dir, p); err != nil || strings.HasPrefix(r, "..") {
 			L.RaiseError("ctx.local:write: %s is outside the project directory", rel)
 		}
-		if s.r.opts.DryRun {
-			s.r.opts.Events.DryRun(s.name, "write", rel+" (on this machine)", content)
+		if s.cfg.DryRun {
+			s.cfg.Events.DryRun(s.name, "write", rel+" (on this machine)", content)
 			return 0
 		}
 		s.check(L, os.MkdirAll(filepath.Dir(p), 0o755))
@@ -595,11 +595,11 @@ func (s *hostState) localTable(L *lua.LState) *lua.LTable {
 
 // localRun runs a command on the deploying machine with sh -c, in the
 // project directory. In --dry-run it is only recorded.
-func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.RunOpts) (builtins.Result, error) {
-	r.opts.Events.Command("local", r.opts.Redactor.Redact(cmdline))
-	if r.opts.DryRun {
+func (s *hostState) localRun(ctx context.Context, cmdline string, o builtins.RunOpts) (builtins.Result, error) {
+	s.cfg.Events.Command("local", s.cfg.Redactor.Redact(cmdline))
+	if s.cfg.DryRun {
 		shown := builtins.ShellCommand(cmdline, builtins.RunOpts{Env: o.Env, Cwd: o.Cwd})
-		r.opts.Events.DryRun(who, "local", r.opts.Redactor.Redact(shown), "")
+		s.cfg.Events.DryRun(s.name, "local", s.cfg.Redactor.Redact(shown), "")
 		return builtins.Result{}, nil
 	}
 	if o.Timeout > 0 {
@@ -613,9 +613,9 @@ func (r *runner) localRun(ctx context.Context, who, cmdline string, o builtins.R
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	cmd.Dir = r.opts.Config.Dir
+	cmd.Dir = s.cfg.Project.Dir
 	if o.Cwd != "" {
-		cmd.Dir = r.opts.Config.Path(o.Cwd)
+		cmd.Dir = s.cfg.Project.Path(o.Cwd)
 	}
 	cmd.Env = os.Environ()
 	for k, v := range o.Env {

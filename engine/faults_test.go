@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -12,7 +12,9 @@ import (
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/recipe"
 )
 
 // droppingHost is a fakeHost whose connection dies at the command "drop".
@@ -52,8 +54,8 @@ raijin.phases { 'switch', 'release' }
 	second := &fakeHost{name: "web1"}
 	var dials int
 	ev := &events{}
-	_, err := Run(context.Background(), Options{
-		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: ev, PhaseTimeout: 60e9,
+	_, err := engine.Run(context.Background(), engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: ev, PhaseTimeout: 60e9,
 		Connect: func(context.Context, config.Host) (builtins.Host, func(), error) {
 			dials++
 			if dials == 1 {
@@ -108,13 +110,13 @@ raijin.phases { 'work' }
 	for _, answer := range []*bool{nil, ptr(false), ptr(true)} {
 		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
 		var asked []string
-		o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: &events{}, PhaseTimeout: 60e9,
+		o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: &events{}, PhaseTimeout: 60e9,
 			Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }}
 		if answer != nil {
 			a := *answer
 			o.TakeOverStale = func(q string) bool { asked = append(asked, q); return a }
 		}
-		_, err := Run(context.Background(), o)
+		_, err := engine.Run(context.Background(), o)
 		switch {
 		case answer != nil && *answer:
 			if len(asked) != 1 || !strings.Contains(asked[0], "stale") {
@@ -146,7 +148,7 @@ raijin.phases { 'work' }
 	}{{time.Minute, false}, {24 * time.Hour, true}} {
 		holder, _ := json.Marshal(builtins.LockInfo{User: "ci", Machine: "elsewhere", PID: 1, Command: "deploy", Since: time.Now().Add(-c.age)})
 		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
-		_, err := Run(context.Background(), Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
+		_, err := engine.Run(context.Background(), engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
 			Events: &events{}, PhaseTimeout: time.Minute,
 			Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }})
 		if errs.Code(err) != errs.CodeLocked {

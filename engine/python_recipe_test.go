@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
 )
 
 // pythonProject writes a python-package project: requirements.txt holding
@@ -55,8 +57,8 @@ env = "PORT=8000"
 func runPython(t *testing.T, cfg *config.Config, h builtins.Host, dryRun bool) (*quietEvents, error) {
 	t.Helper()
 	ev := &quietEvents{}
-	_, err := Run(context.Background(), Options{
-		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, DryRun: dryRun,
+	_, err := engine.Run(context.Background(), engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, DryRun: dryRun,
 		Events: ev, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) {
 			return h, func() {}, nil
 		},

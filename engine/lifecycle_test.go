@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
 )
 
 type quietEvents struct{ logs []string }
@@ -20,7 +22,7 @@ func (q *quietEvents) DryRun(string, string, string, string)         {}
 
 // recordFlow runs flow of the built-in binary recipe against a recording
 // host and returns the commands it ran.
-func recordFlow(t *testing.T, flow string, tweak func(*Options)) []string {
+func recordFlow(t *testing.T, flow string, tweak func(*engine.Options)) []string {
 	t.Helper()
 	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte(`app = "shop"
 version = "1.0.0"
@@ -40,12 +42,12 @@ domain_name = ":8080"
 		t.Fatal(err)
 	}
 	rec := &builtins.RecordingHost{HostName: "prod", Redactor: &builtins.Redactor{}}
-	o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: flow, Flow: flow, Hosts: cfg.Hosts, DryRun: true,
+	o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: flow, Flow: flow, Hosts: cfg.Hosts, DryRun: true,
 		Events: &quietEvents{}, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return rec, func() {}, nil }}
 	if tweak != nil {
 		tweak(&o)
 	}
-	if _, err := Run(context.Background(), o); err != nil {
+	if _, err := engine.Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	var cmds []string
@@ -76,7 +78,7 @@ func TestDownFlow(t *testing.T) {
 	if strings.Contains(all, "apt-get") {
 		t.Errorf("down without --full touched the Caddy package:\n%s", all)
 	}
-	full := strings.Join(recordFlow(t, "down", func(o *Options) { o.Full = true }), "\n")
+	full := strings.Join(recordFlow(t, "down", func(o *engine.Options) { o.Full = true }), "\n")
 	if !strings.Contains(full, "ls /etc/caddy/conf.d/*.caddy") || !strings.Contains(full, "apt-get purge -y -q caddy") {
 		t.Errorf("down --full with no other site should purge Caddy:\n%s", full)
 	}
@@ -85,7 +87,7 @@ func TestDownFlow(t *testing.T) {
 // Prune alone is the prune step: one script that works out on the server
 // what to delete, no switch, no restart.
 func TestPruneFlow(t *testing.T) {
-	cmds := recordFlow(t, "prune", func(o *Options) { o.Keep = 2 })
+	cmds := recordFlow(t, "prune", func(o *engine.Options) { o.Keep = 2 })
 	if len(cmds) != 1 || !strings.Contains(cmds[0], "head -n 2 .versions") || !strings.Contains(cmds[0], `rm -rf -- "v$v"`) {
 		t.Errorf("prune ran:\n%s", strings.Join(cmds, "\n"))
 	}

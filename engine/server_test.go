@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/raijin-deploy/raijin/builtins"
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
 )
 
 // checkHost answers the bootstrap's checks: a command containing a key of
@@ -66,9 +68,9 @@ user = "deploy"
 		h.fails[f] = true
 	}
 	ev := &quietEvents{}
-	o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "bootstrap", Flow: "bootstrap", Hosts: cfg.Hosts,
+	o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "bootstrap", Flow: "bootstrap", Hosts: cfg.Hosts,
 		NoLock: true, Events: ev, Connect: func(context.Context, config.Host) (builtins.Host, func(), error) { return h, func() {}, nil }}
-	_, err = Run(context.Background(), o)
+	_, err = engine.Run(context.Background(), o)
 	return h, ev.logs, err
 }
 
