@@ -39,14 +39,35 @@ func APINames(c Config, t Target) ([]string, error) {
 			}
 		})
 	}
+	// An object's methods and fields, as Lua finds them through its metatable.
+	walkObject := func(prefix string, obj lua.LValue, methods map[string]lua.LGFunction, fields map[string]lua.LValue) {
+		var keys []string
+		for k := range methods {
+			keys = append(keys, k)
+		}
+		for k := range fields {
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			switch L.GetField(obj, k).(type) {
+			case *lua.LFunction:
+				names = append(names, prefix+":"+k+"(")
+			case *lua.LNilType:
+			default:
+				names = append(names, prefix+"."+k+"`")
+			}
+		}
+	}
 	walk("raijin", ".", st.s.module(st.reg)(L))
 	st.ctx.RawSetString("shared", L.NewTable())
 	st.ctx.RawSetString("hosts", L.NewTable())
 	st.ctx.ForEach(func(k, v lua.LValue) {
 		key := k.String()
 		switch key {
-		case "host", "local":
-			walk("ctx."+key, ":", v.(*lua.LTable))
+		case "host":
+			walkObject("ctx.host", v, hostMethods, v.(*lua.LUserData).Value.(*hostObject).fields)
+		case "local":
+			walkObject(`ctx.local`, v, localMethods, nil)
 		case "paths":
 			walk("ctx.paths", ".", v.(*lua.LTable))
 		}

@@ -176,7 +176,7 @@ func (st *State) callRef(ctx context.Context, ref fnRef) error {
 		return pcall(ctx, st.L, ref.fn, st.ctx)
 	}
 	s := st.s
-	res, err := s.localRun(ctx, builtins.Quote(ref.exec), builtins.RunOpts{Env: st.hookEnv()})
+	res, err := s.runLocal(ctx, builtins.Quote(ref.exec), builtins.RunOpts{Env: st.hookEnv()})
 	if err != nil {
 		le := &Error{Msg: fmt.Sprintf("%s: %v", ref.src, err), Where: ref.src}
 		if ctx.Err() != nil {
@@ -292,7 +292,7 @@ func (s *hostState) newCtx(L *lua.LState, t Target) *lua.LTable {
 	// Phases may add details to the command's audit line (ctx.audit.pruned).
 	ctx.RawSetString("audit", L.NewTable())
 	ctx.RawSetString("config", configValue(L, *c))
-	ctx.RawSetString("local", s.localTable(L))
+	ctx.RawSetString("local", s.localValue(L))
 	if t.Previous != "" {
 		ctx.RawSetString("previous", lua.LString(t.Previous))
 	}
@@ -300,7 +300,7 @@ func (s *hostState) newCtx(L *lua.LState, t Target) *lua.LTable {
 		ctx.RawSetString("versions", luaValue(L, t.Versions))
 	}
 	if s.host != nil {
-		ctx.RawSetString("host", s.hostTable(L, t.Config))
+		ctx.RawSetString("host", s.hostValue(L, t.Config))
 		ctx.RawSetString("paths", luaValue(L, s.paths))
 	} else {
 		ctx.RawSetString("paths", L.NewTable())
