@@ -303,7 +303,8 @@ func (s *hostState) queue(L *lua.LState, f *lua.LFunction) *builtins.Batcher {
 		mark = b.Mark()
 		b.Begin()
 	}
-	err := L.PCall(0, 0, f)
+	L.Push(f)
+	err := L.PCall(0, 0, nil)
 	if b != nil {
 		b.End()
 		if err != nil {

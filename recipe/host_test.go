@@ -40,3 +40,19 @@ func TestHostObject(t *testing.T) {
 		t.Errorf("commands %q, want %q", h.commands, want)
 	}
 }
+
+// A batch (or deferred) function that fails runs once, and its error is
+// the phase's.
+func TestFailingBatchRunsOnce(t *testing.T) {
+	for _, method := range []string{"batch", "defer"} {
+		cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.phase('t', function(ctx)\n  ctx.host:" + method + "(function(...)\n    ctx.host:run('step ' .. select('#', ...))\n    error('boom')\n  end)\nend)\nraijin.phases { 't' }\n"})
+		h := &fakeHost{name: "web1"}
+		err := runPhase(t, cfg, h, "t")
+		if err == nil || !strings.Contains(err.Error(), "deploy.lua:5: boom") {
+			t.Errorf("%s: error %v, want deploy.lua:5: boom", method, err)
+		}
+		if want := []string{"step 0"}; !reflect.DeepEqual(h.commands, want) {
+			t.Errorf("%s: commands %q, want %q", method, h.commands, want)
+		}
+	}
+}
