@@ -36,7 +36,7 @@ func (r *runner) loadEnv(ctx context.Context, h config.Host) (*builtins.Env, err
 		env, err = builtins.ParseEnv(r.opts.Config.File+" [hosts "+h.Name+"] env", h.Env)
 	}
 	if err != nil {
-		return nil, errs.Usagef("", "%v", err)
+		return nil, errs.WithCode(errs.CodeUsage, err, "")
 	}
 	adapter := r.opts.Secrets
 	if adapter == nil {

@@ -178,7 +178,7 @@ func (st *State) callRef(ctx context.Context, ref fnRef) error {
 	s := st.s
 	res, err := s.runLocal(ctx, builtins.Quote(ref.exec), builtins.RunOpts{Env: st.hookEnv()})
 	if err != nil {
-		le := &Error{Msg: fmt.Sprintf("%s: %v", ref.src, err), Where: ref.src}
+		le := &Error{Msg: fmt.Sprintf("%s: %v", ref.src, err), Where: ref.src, Err: err}
 		if ctx.Err() != nil {
 			le.Cancelled = ctx.Err()
 		}

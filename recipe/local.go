@@ -149,7 +149,7 @@ func (s *hostState) runLocal(ctx context.Context, cmdline string, o builtins.Run
 			res.Code = ee.ExitCode()
 			return res, &builtins.RemoteError{Host: "local", Cmd: cmdline, Res: res}
 		}
-		return res, fmt.Errorf("running `%s`: %v", cmdline, err)
+		return res, fmt.Errorf("running `%s`: %w", cmdline, err)
 	}
 	return res, nil
 }

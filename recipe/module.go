@@ -317,7 +317,7 @@ func renderTemplate(name string, vars map[string]any) (string, error) {
 	}
 	var b bytes.Buffer
 	if err := t.Execute(&b, vars); err != nil {
-		return "", fmt.Errorf("template %s: %v", name, err)
+		return "", fmt.Errorf("template %s: %w", name, err)
 	}
 	return b.String(), nil
 }

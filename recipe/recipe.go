@@ -261,7 +261,7 @@ func (s Sources) load(ctx context.Context, L *lua.LState, r *registry) error {
 func (s Sources) runFile(ctx context.Context, L *lua.LState, src, chunk string) error {
 	fn, err := loadChunk(L, src, chunk)
 	if err != nil {
-		return errs.Usagef("fix the Lua syntax at that line", "%v", err)
+		return errs.WithCode(errs.CodeUsage, err, "fix the Lua syntax at that line")
 	}
 	if err := pcall(ctx, L, fn); err != nil {
 		var le *Error
@@ -321,7 +321,7 @@ func (s Sources) loadHooks(L *lua.LState, r *registry) error {
 			}
 			fn, err := loadChunk(L, string(data), rel)
 			if err != nil {
-				return errs.Usagef("fix the Lua syntax at that line", "%v", err)
+				return errs.WithCode(errs.CodeUsage, err, "fix the Lua syntax at that line")
 			}
 			ref = fnRef{fn: fn, src: rel}
 		} else {

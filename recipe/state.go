@@ -213,9 +213,12 @@ type Error struct {
 	Traceback string
 	Cancelled error  // the run's context ended: Ctrl-C, or the phase timed out
 	Where     string // the hook file, for an executable hook
+	Err       error  // what made an executable hook fail
 }
 
 func (e *Error) Error() string { return e.Msg }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 // Line is the "file.lua:LINE" the message starts with, or "".
 func (e *Error) Line() string {
