@@ -24,7 +24,7 @@ func APINames(c Config, t Target) ([]string, error) {
 		return nil, err
 	}
 	defer st.Close()
-	L := st.L
+	L := st.vm
 	var names []string
 	var walk func(prefix, sep string, t *lua.LTable)
 	walk = func(prefix, sep string, t *lua.LTable) {

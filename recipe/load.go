@@ -38,7 +38,7 @@ type Config struct {
 // Target is what a state works on: a host, or the deploying machine (Host
 // nil), and what the engine learnt of it when it connected.
 type Target struct {
-	Name     string        // the host's name, or "local", for logs and errors
+	Name     string        // the host's name, "local" or "plan", for logs and errors
 	Host     builtins.Host // nil in a local state: no ctx.host
 	Config   config.Host
 	User     string            // ctx.host.user
@@ -53,7 +53,7 @@ type Target struct {
 // State is a loaded recipe in its own Lua state, serving one target. It is
 // not safe for concurrent use: a run has one per host.
 type State struct {
-	L   *lua.LState
+	vm  *lua.LState
 	reg *registry
 	s   *hostState
 	ctx *lua.LTable
@@ -76,11 +76,11 @@ func Load(ctx context.Context, c Config, t Target) (*State, error) {
 		L.Close()
 		return nil, err
 	}
-	return &State{L: L, reg: reg, s: s, ctx: s.newCtx(L, t)}, nil
+	return &State{vm: L, reg: reg, s: s, ctx: s.newCtx(L, t)}, nil
 }
 
 // Close releases the Lua state.
-func (st *State) Close() { st.L.Close() }
+func (st *State) Close() { st.vm.Close() }
 
 // PhaseInfo describes one phase of a flow and where its parts come from.
 type PhaseInfo struct {
@@ -139,7 +139,7 @@ func (st *State) RunPhase(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	if err := pcall(ctx, st.L, st.chain(p, len(p.overrides)-1), st.ctx); err != nil {
+	if err := pcall(ctx, st.vm, st.chain(p, len(p.overrides)-1), st.ctx); err != nil {
 		return err
 	}
 	for _, hk := range p.after {
@@ -159,7 +159,7 @@ func (st *State) chain(p *phase, i int) *lua.LFunction {
 	}
 	below := st.chain(p, i-1)
 	over := p.overrides[i].fn
-	return st.L.NewFunction(func(L *lua.LState) int {
+	return st.vm.NewFunction(func(L *lua.LState) int {
 		ctxT := L.CheckTable(1)
 		L.Push(over)
 		L.Push(ctxT)
@@ -173,7 +173,7 @@ func (st *State) chain(p *phase, i int) *lua.LFunction {
 // the deploying machine with the deploy's facts in its environment.
 func (st *State) callRef(ctx context.Context, ref fnRef) error {
 	if ref.exec == "" {
-		return pcall(ctx, st.L, ref.fn, st.ctx)
+		return pcall(ctx, st.vm, ref.fn, st.ctx)
 	}
 	s := st.s
 	res, err := s.runLocal(ctx, builtins.Quote(ref.exec), builtins.RunOpts{Env: st.hookEnv()})
@@ -222,7 +222,7 @@ func (st *State) Undo(ctx context.Context, phase, cause string) error {
 		return nil
 	}
 	st.s.phase = "undo " + p.name
-	return pcall(ctx, st.L, p.undo.fn, st.ctx, lua.LString(cause))
+	return pcall(ctx, st.vm, p.undo.fn, st.ctx, lua.LString(cause))
 }
 
 // SetHost replaces the host the state works on: the engine connects again
@@ -232,9 +232,9 @@ func (st *State) SetHost(h builtins.Host) { st.s.host = h }
 // SetHosts gives the local phases after the hosts ctx.hosts: every host's
 // name and URL.
 func (st *State) SetHosts(hosts []config.Host) {
-	t := st.L.NewTable()
+	t := st.vm.NewTable()
 	for _, h := range hosts {
-		e := st.L.NewTable()
+		e := st.vm.NewTable()
 		e.RawSetString("name", lua.LString(h.Name))
 		e.RawSetString("url", lua.LString(h.URL()))
 		t.Append(e)
