@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
-	"github.com/raijin-deploy/raijin/runtime"
 	"github.com/raijin-deploy/raijin/secrets"
 	"github.com/raijin-deploy/raijin/ui"
 )
@@ -82,30 +83,30 @@ func (a *App) hosts(cfg *config.Config) ([]config.Host, error) {
 }
 
 // runOpts are the runtime options shared by every command that runs a flow.
-func (a *App) runOpts(cfg *config.Config, command, flow, recipe string, dryRun bool) (runtime.Options, error) {
+func (a *App) runOpts(cfg *config.Config, command, flow, recipeFile string, dryRun bool) (engine.Options, error) {
 	hosts, err := a.hosts(cfg)
 	if err != nil {
-		return runtime.Options{}, err
+		return engine.Options{}, err
 	}
 	u := a.UI()
 	timeout, err := time.ParseDuration(cfg.PhaseTimeout)
 	if err != nil {
-		return runtime.Options{}, errs.Usagef("use a duration such as \"10m\"", "%s: phase_timeout %q: %v", cfg.File, cfg.PhaseTimeout, err)
+		return engine.Options{}, errs.Usagef("use a duration such as \"10m\"", "%s: phase_timeout %q: %v", cfg.File, cfg.PhaseTimeout, err)
 	}
-	o := runtime.Options{
-		Config: cfg, Sources: runtime.SourcesFor(cfg, recipe), Command: command, Flow: flow,
+	o := engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, recipeFile), Command: command, Flow: flow,
 		Hosts: hosts, DryRun: dryRun, Events: u, Redactor: u.Redactor, PhaseTimeout: timeout,
 		BatchSize: cfg.BatchSize, Observer: u, Stats: &a.stats,
 	}
 	if o.Secrets, err = a.secrets(cfg); err != nil {
-		return runtime.Options{}, err
+		return engine.Options{}, err
 	}
 	if dryRun {
 		o.Connect = func(_ context.Context, h config.Host) (remote.Conn, func(), error) {
 			return &remote.Recorder{HostName: h.Name, OnStep: func(_ int, st remote.Step) { dryRunStep(u, h.Name, st) }}, func() {}, nil
 		}
 	} else {
-		o.Connect = runtime.SSHConnector(&a.stats, a.AcceptNewHostKey)
+		o.Connect = engine.SSHConnector(&a.stats, a.AcceptNewHostKey)
 	}
 	return o, nil
 }
@@ -131,7 +132,7 @@ func (a *App) fail(err error) int {
 	if h := errs.Hint(err); h != "" {
 		fmt.Fprintf(a.Stderr, "  hint: %s\n", h)
 	}
-	var he *runtime.HostError
+	var he *engine.HostError
 	if a.Verbose && errors.As(err, &he) && he.Traceback != "" {
 		fmt.Fprintf(a.Stderr, "%s\n", u.Redactor.Redact(he.Traceback))
 	}

@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/remote"
-	"github.com/raijin-deploy/raijin/runtime"
 	"github.com/raijin-deploy/raijin/server"
 	"github.com/raijin-deploy/raijin/shell"
 )
@@ -286,7 +286,7 @@ func (e *AppExportConfigCmd) Run(app *App) error {
 		app.UI().Printf("exporting the configuration of %s (the first host; pick another with -H)", o.Hosts[0].Name)
 		o.Hosts = o.Hosts[:1]
 	}
-	if _, err := runtime.Run(app.ctx, o); err != nil {
+	if _, err := engine.Run(app.ctx, o); err != nil {
 		return err
 	}
 	if !e.DryRun {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
-	"github.com/raijin-deploy/raijin/runtime"
 	"github.com/raijin-deploy/raijin/ui"
 )
 
@@ -63,7 +63,7 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 	} else {
 		u.Printf("%s %s %s to %s", command, cfg.App, cfg.Version, hostNames(o.Hosts))
 	}
-	rep, err := runtime.Run(app.ctx, o)
+	rep, err := engine.Run(app.ctx, o)
 	if rep != nil && !d.DryRun && (len(o.Hosts) > 1 || d.AllOrNothing) && len(rep.Hosts) > 0 {
 		hostSummary(u, rep)
 	}
@@ -87,7 +87,7 @@ func deploy(app *App, command string, d *DeployCmd, redeploy bool) error {
 }
 
 // hostSummary says, host by host, how a run on several hosts ended.
-func hostSummary(u *ui.UI, rep *runtime.Report) {
+func hostSummary(u *ui.UI, rep *engine.Report) {
 	for _, h := range rep.Hosts {
 		var status, detail string
 		switch {
@@ -147,7 +147,7 @@ func (r *RollbackCmd) Run(app *App) error {
 			return err
 		}
 	}
-	rep, err := runtime.Run(app.ctx, o)
+	rep, err := engine.Run(app.ctx, o)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
-	"github.com/raijin-deploy/raijin/runtime"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/secrets"
 )
 
@@ -129,7 +130,7 @@ func hostEnvs(app *App, cfg *config.Config, reveal bool) ([]config.Host, []*secr
 	}
 	var envs []*secrets.Env
 	for _, h := range hosts {
-		env, err := runtime.LoadEnv(context.Background(), cfg, h, reveal, adapter)
+		env, err := engine.LoadEnv(context.Background(), cfg, h, reveal, adapter)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -176,7 +177,7 @@ func (r *RecipeShowCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	phases, err := runtime.Plan(runtime.Options{Config: cfg, Sources: runtime.SourcesFor(cfg, r.Recipe), Flow: r.Flow})
+	phases, err := engine.Plan(engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, r.Recipe), Flow: r.Flow})
 	if err != nil {
 		return err
 	}

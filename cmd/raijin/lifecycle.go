@@ -7,9 +7,9 @@ import (
 	"text/tabwriter"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/remote"
-	"github.com/raijin-deploy/raijin/runtime"
 	"github.com/raijin-deploy/raijin/server"
 )
 
@@ -21,7 +21,7 @@ type lockFlags struct {
 
 // flowOpts are the run options for a lock-taking command that runs the
 // recipe's flow of the same name.
-func (l lockFlags) flowOpts(app *App, cfg *config.Config, command string) (runtime.Options, error) {
+func (l lockFlags) flowOpts(app *App, cfg *config.Config, command string) (engine.Options, error) {
 	o, err := app.runOpts(cfg, command, command, "", false)
 	if err != nil {
 		return o, err
@@ -29,7 +29,7 @@ func (l lockFlags) flowOpts(app *App, cfg *config.Config, command string) (runti
 	return o, l.apply(&o)
 }
 
-func (l lockFlags) apply(o *runtime.Options) error {
+func (l lockFlags) apply(o *engine.Options) error {
 	o.ForceUnlock = l.ForceUnlock
 	if l.LockWait != "" {
 		w, err := parseDuration(l.LockWait, "--lock-wait")
@@ -60,7 +60,7 @@ func (p *PruneCmd) Run(app *App) error {
 		return err
 	}
 	o.Keep = p.Keep
-	rep, err := runtime.Run(app.ctx, o)
+	rep, err := engine.Run(app.ctx, o)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (d *DownCmd) Run(app *App) error {
 			return err
 		}
 	}
-	rep, err := runtime.Run(app.ctx, o)
+	rep, err := engine.Run(app.ctx, o)
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func (r *ReleasesCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, _ config.Host, host *remote.Session, rel string) (server.Releases, error) {
+	all, err := engine.EachHost(app.ctx, o, func(ctx context.Context, _ config.Host, host *remote.Session, rel string) (server.Releases, error) {
 		return server.ReadReleases(ctx, host, rel)
 	})
 	if err != nil {
@@ -190,10 +190,10 @@ func describeAudit(e server.AuditEntry) string {
 
 // hostOpts are the options of a command that connects to the hosts without
 // running a flow.
-func (a *App) hostOpts(command string) (*config.Config, runtime.Options, error) {
+func (a *App) hostOpts(command string) (*config.Config, engine.Options, error) {
 	cfg, err := a.load()
 	if err != nil {
-		return nil, runtime.Options{}, err
+		return nil, engine.Options{}, err
 	}
 	o, err := a.runOpts(cfg, command, "", "", false)
 	return cfg, o, err

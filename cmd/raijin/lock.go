@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/remote"
-	"github.com/raijin-deploy/raijin/runtime"
 	"github.com/raijin-deploy/raijin/server"
 )
 
@@ -44,7 +44,7 @@ func lockCommand(app *App, release bool) error {
 		return err
 	}
 	me := server.NewLockInfo(command, "")
-	all, err := runtime.EachHost(app.ctx, o, func(ctx context.Context, h config.Host, host *remote.Session, rel string) (lockState, error) {
+	all, err := engine.EachHost(app.ctx, o, func(ctx context.Context, h config.Host, host *remote.Session, rel string) (lockState, error) {
 		held, info, dir, err := server.LockStatus(ctx, host, rel)
 		st := lockState{Host: h.Name, AppDir: dir, Held: held}
 		if err != nil || !held {

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/remote"
-	"github.com/raijin-deploy/raijin/runtime"
 	"github.com/raijin-deploy/raijin/shell"
 )
 
@@ -48,7 +48,7 @@ func bootstrap(app *App, recipe string, dryRun bool) error {
 	} else {
 		u.Printf("bootstrap %s", hostNames(o.Hosts))
 	}
-	rep, err := runtime.Run(app.ctx, o)
+	rep, err := engine.Run(app.ctx, o)
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func bootstrap(app *App, recipe string, dryRun bool) error {
 // tally counts the bootstrap's "changed:" and "in place:" lines on their way
 // to the terminal.
 type tally struct {
-	runtime.Events
+	engine.Events
 	changed, inPlace atomic.Int64
 }
 

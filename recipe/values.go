@@ -1,4 +1,4 @@
-package runtime
+package recipe
 
 import (
 	"reflect"
@@ -100,19 +100,36 @@ func luaValue(L *lua.LState, v any) lua.LValue {
 func envValue(L *lua.LState, e *secrets.Env) *lua.LUserData {
 	ud := L.NewUserData()
 	ud.Value = e
-	mt := L.NewTable()
-	methods := L.NewTable()
-	L.SetField(methods, "keys", L.NewFunction(func(L *lua.LState) int {
-		L.Push(luaValue(L, e.Keys()))
-		return 1
-	}))
-	L.SetField(mt, "__index", methods)
-	L.SetField(mt, "__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString(e.String()))
-		return 1
-	}))
+	mt := L.NewTypeMetatable("raijin.env")
+	if mt.RawGetString("__index") == lua.LNil {
+		mt.RawSetString("__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{"keys": envKeys}))
+		mt.RawSetString("__tostring", L.NewFunction(envString))
+	}
 	L.SetMetatable(ud, mt)
 	return ud
+}
+
+// checkEnv is the env a method is called on.
+func checkEnv(L *lua.LState) *secrets.Env {
+	if ud, ok := L.Get(1).(*lua.LUserData); ok {
+		if e, ok := ud.Value.(*secrets.Env); ok {
+			return e
+		}
+	}
+	L.ArgError(1, "env expected: call the method with a colon, env:keys()")
+	return nil
+}
+
+// env:keys() lists the env's keys.
+func envKeys(L *lua.LState) int {
+	L.Push(luaValue(L, checkEnv(L).Keys()))
+	return 1
+}
+
+// tostring(env) says where the env comes from and its keys, not its values.
+func envString(L *lua.LState) int {
+	L.Push(lua.LString(checkEnv(L).String()))
+	return 1
 }
 
 // configValue exposes the resolved configuration to Lua with gopher-luar,

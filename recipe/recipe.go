@@ -1,4 +1,4 @@
-package runtime
+package recipe
 
 import (
 	"context"
@@ -72,78 +72,114 @@ func (r *registry) get(L *lua.LState, name, what string) *phase {
 	return p
 }
 
+// declareFuncs are the raijin functions that declare the recipe: its phases,
+// flows, overrides, hooks and undo handlers. Their upvalue is the registry.
+var declareFuncs = map[string]lua.LGFunction{
+	"phase":    declarePhase,
+	"phases":   declarePhases,
+	"flow":     declareFlow,
+	"override": declareOverride,
+	"before":   declareBefore,
+	"after":    declareAfter,
+	"undo":     declareUndo,
+}
+
 // declare adds the recipe-declaring functions to the raijin module table.
 func (r *registry) declare(L *lua.LState, m *lua.LTable) {
-	L.SetField(m, "phase", L.NewFunction(func(L *lua.LState) int {
-		name := L.CheckString(1)
-		opts, _ := L.Get(2).(*lua.LTable)
-		fnIdx := 3
-		if opts == nil {
-			fnIdx = 2
-		}
-		fn := L.CheckFunction(fnIdx)
-		local := false
-		if opts != nil {
-			switch w := opts.RawGetString("where"); w {
-			case lua.LNil, lua.LString("host"):
-			case lua.LString("local"):
-				local = true
-			default:
-				L.ArgError(2, fmt.Sprintf("where = %q: use \"local\" or \"host\"", w.String()))
-			}
-		}
-		p, ok := r.phases[name]
-		if !ok {
-			p = &phase{name: name}
-			r.phases[name] = p
-		}
-		p.local = local
-		p.base = fnRef{fn: fn, src: where(L)}
-		return 0
-	}))
-	setFlow := func(L *lua.LState, flow string, list *lua.LTable) {
-		var names []string
-		list.ForEach(func(_, v lua.LValue) {
-			s, ok := v.(lua.LString)
-			if !ok {
-				L.RaiseError("raijin.phases: every entry must be a phase name, got %s", v.Type())
-			}
-			names = append(names, string(s))
-		})
-		if len(names) == 0 {
-			L.RaiseError("raijin.phases: the list is empty")
-		}
-		r.flows[flow] = names
-		r.flowSrc[flow] = where(L)
+	ud := L.NewUserData()
+	ud.Value = r
+	L.SetFuncs(m, declareFuncs, ud)
+}
+
+// registryOf is the registry a declaring function was registered with.
+func registryOf(L *lua.LState) *registry {
+	return L.CheckUserData(lua.UpvalueIndex(1)).Value.(*registry)
+}
+
+// raijin.phase(name, [opts], fn) defines a phase, or redefines it.
+func declarePhase(L *lua.LState) int {
+	r := registryOf(L)
+	name := L.CheckString(1)
+	opts, _ := L.Get(2).(*lua.LTable)
+	fnIdx := 3
+	if opts == nil {
+		fnIdx = 2
 	}
-	L.SetField(m, "phases", L.NewFunction(func(L *lua.LState) int {
-		setFlow(L, "deploy", L.CheckTable(1))
-		return 0
-	}))
-	L.SetField(m, "flow", L.NewFunction(func(L *lua.LState) int {
-		setFlow(L, L.CheckString(1), L.CheckTable(2))
-		return 0
-	}))
-	L.SetField(m, "override", L.NewFunction(func(L *lua.LState) int {
-		p := r.get(L, L.CheckString(1), "raijin.override")
-		p.overrides = append(p.overrides, fnRef{fn: L.CheckFunction(2), src: where(L)})
-		return 0
-	}))
-	L.SetField(m, "before", L.NewFunction(func(L *lua.LState) int {
-		p := r.get(L, L.CheckString(1), "raijin.before")
-		p.before = append(p.before, fnRef{fn: L.CheckFunction(2), src: where(L)})
-		return 0
-	}))
-	L.SetField(m, "after", L.NewFunction(func(L *lua.LState) int {
-		p := r.get(L, L.CheckString(1), "raijin.after")
-		p.after = append(p.after, fnRef{fn: L.CheckFunction(2), src: where(L)})
-		return 0
-	}))
-	L.SetField(m, "undo", L.NewFunction(func(L *lua.LState) int {
-		p := r.get(L, L.CheckString(1), "raijin.undo")
-		p.undo = &fnRef{fn: L.CheckFunction(2), src: where(L)}
-		return 0
-	}))
+	fn := L.CheckFunction(fnIdx)
+	local := false
+	if opts != nil {
+		switch w := opts.RawGetString("where"); w {
+		case lua.LNil, lua.LString("host"):
+		case lua.LString("local"):
+			local = true
+		default:
+			L.ArgError(2, fmt.Sprintf("where = %q: use \"local\" or \"host\"", w.String()))
+		}
+	}
+	p, ok := r.phases[name]
+	if !ok {
+		p = &phase{name: name}
+		r.phases[name] = p
+	}
+	p.local = local
+	p.base = fnRef{fn: fn, src: where(L)}
+	return 0
+}
+
+// raijin.phases{...} is the deploy flow's phase list.
+func declarePhases(L *lua.LState) int {
+	registryOf(L).setFlow(L, "deploy", L.CheckTable(1))
+	return 0
+}
+
+// raijin.flow(name, {...}) is another flow's phase list (rollback, prune, ...).
+func declareFlow(L *lua.LState) int {
+	registryOf(L).setFlow(L, L.CheckString(1), L.CheckTable(2))
+	return 0
+}
+
+func (r *registry) setFlow(L *lua.LState, flow string, list *lua.LTable) {
+	var names []string
+	list.ForEach(func(_, v lua.LValue) {
+		s, ok := v.(lua.LString)
+		if !ok {
+			L.RaiseError("raijin.phases: every entry must be a phase name, got %s", v.Type())
+		}
+		names = append(names, string(s))
+	})
+	if len(names) == 0 {
+		L.RaiseError("raijin.phases: the list is empty")
+	}
+	r.flows[flow] = names
+	r.flowSrc[flow] = where(L)
+}
+
+// raijin.override(name, fn): fn(ctx, default) runs instead of the phase.
+func declareOverride(L *lua.LState) int {
+	p := registryOf(L).get(L, L.CheckString(1), "raijin.override")
+	p.overrides = append(p.overrides, fnRef{fn: L.CheckFunction(2), src: where(L)})
+	return 0
+}
+
+// raijin.before(name, fn) runs fn before the phase.
+func declareBefore(L *lua.LState) int {
+	p := registryOf(L).get(L, L.CheckString(1), "raijin.before")
+	p.before = append(p.before, fnRef{fn: L.CheckFunction(2), src: where(L)})
+	return 0
+}
+
+// raijin.after(name, fn) runs fn after the phase.
+func declareAfter(L *lua.LState) int {
+	p := registryOf(L).get(L, L.CheckString(1), "raijin.after")
+	p.after = append(p.after, fnRef{fn: L.CheckFunction(2), src: where(L)})
+	return 0
+}
+
+// raijin.undo(name, fn): fn(ctx, err) undoes the phase when a later one fails.
+func declareUndo(L *lua.LState) int {
+	p := registryOf(L).get(L, L.CheckString(1), "raijin.undo")
+	p.undo = &fnRef{fn: L.CheckFunction(2), src: where(L)}
+	return 0
 }
 
 // validate checks, after loading, that every flow names defined phases.
@@ -225,10 +261,10 @@ func (s Sources) load(ctx context.Context, L *lua.LState, r *registry) error {
 func (s Sources) runFile(ctx context.Context, L *lua.LState, src, chunk string) error {
 	fn, err := loadChunk(L, src, chunk)
 	if err != nil {
-		return errs.Usagef("fix the Lua syntax at that line", "%v", err)
+		return errs.WithCode(errs.CodeUsage, err, "fix the Lua syntax at that line")
 	}
 	if err := pcall(ctx, L, fn); err != nil {
-		var le *LuaError
+		var le *Error
 		if errors.As(err, &le) && le.Cancelled != nil {
 			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
 				return errs.Usagef("a recipe only declares phases when it loads: do the work inside a phase",
@@ -285,7 +321,7 @@ func (s Sources) loadHooks(L *lua.LState, r *registry) error {
 			}
 			fn, err := loadChunk(L, string(data), rel)
 			if err != nil {
-				return errs.Usagef("fix the Lua syntax at that line", "%v", err)
+				return errs.WithCode(errs.CodeUsage, err, "fix the Lua syntax at that line")
 			}
 			ref = fnRef{fn: fn, src: rel}
 		} else {

@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
 )
 
@@ -98,53 +99,6 @@ func TestExecutableHookEnvironment(t *testing.T) {
 	}
 }
 
-// Mistakes in a recipe are configuration errors (exit 2) found when it loads,
-// before anything runs, and they name the file and line.
-func TestLoadErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		files map[string]string
-		want  []string
-	}{
-		{"override of an unknown phase", map[string]string{"deploy.lua": "local raijin = require('raijin')\n\nraijin.override('relase', function(ctx, default) end)\n"},
-			[]string{`deploy.lua:3: raijin.override: no phase "relase"; the phases are: apps_dir, build, `, `, release, `}},
-		{"after hook of an unknown phase", map[string]string{"deploy.lua": "require('raijin').after('deploy', function() end)\n"},
-			[]string{`deploy.lua:1: raijin.after: no phase "deploy"`}},
-		{"syntax error", map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.before('release', function(ctx)\n  local x = = 1\nend)\n"},
-			[]string{"deploy.lua:3: syntax error near '='"}},
-		{"unterminated string", map[string]string{"deploy.lua": "local s = \"abc\n"},
-			[]string{"deploy.lua:", "unterminated string near 'abc'"}},
-		{"runtime error while loading", map[string]string{"deploy.lua": "\n\nlocal x = nil + 1\n"},
-			[]string{"deploy.lua:3: "}},
-		{"syntax error in a required module", map[string]string{"deploy.lua": "require('lib.steps')\n", "lib/steps.lua": "return {\n"},
-			[]string{"deploy.lua:1: lib/steps.lua:1: syntax error at the end of the file"}},
-		{"syntax error in a hook file", map[string]string{".raijin/hooks/after_release.lua": "local ctx = ...\nctx.host:run(\n"},
-			[]string{".raijin/hooks/after_release.lua:2: syntax error at the end of the file"}},
-		{"hook file of an unknown phase", map[string]string{".raijin/hooks/before_relase.lua": "local ctx = ...\n"},
-			[]string{`hook file .raijin/hooks/before_relase.lua: no phase "relase"`}},
-		{"hook file not executable", map[string]string{".raijin/hooks/before_release": "echo hi\n"},
-			[]string{"hook file .raijin/hooks/before_release is not executable"}},
-		{"flow of an unknown phase", map[string]string{"deploy.lua": "require('raijin').phases { 'build', 'launch' }\n"},
-			[]string{`deploy.lua:1: flow deploy names phase "launch", which no recipe defines`}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := project(t, tc.files)
-			_, err := Plan(Options{Config: cfg, Sources: SourcesFor(cfg, "")})
-			if err == nil {
-				t.Fatal("the recipe loaded")
-			}
-			if code := errs.Code(err); code != errs.CodeUsage {
-				t.Errorf("exit code %d, want %d", code, errs.CodeUsage)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
-	}
-}
-
 // Errors while a phase runs read "host H: phase P: file:line: message", with
 // the line of the Lua code that called the failing builtin; the traceback is
 // kept apart (printed with -v only).
@@ -175,73 +129,11 @@ func TestRunErrorsNameTheLuaLine(t *testing.T) {
 	}
 }
 
-// The Lua state has no way to the network or the filesystem but the raijin module.
-func TestSandbox(t *testing.T) {
-	for _, tc := range []struct{ code, want string }{
-		{`io.open("/etc/passwd")`, "io"},
-		{`os.execute("true")`, "execute"},
-		{`os.remove("x")`, "remove"},
-		{`os.getenv("HOME")`, "getenv"},
-		{`dofile("deploy.lua")`, "dofile"},
-		{`loadfile("deploy.lua")`, "loadfile"},
-		{`load("return 1")`, "load"},
-		{`loadstring("return 1")`, "loadstring"},
-		{`require("io")`, `module "io" not found`},
-		{`require("os")`, `module "os" not found`},
-		{`require("raijin.binary")`, `module "raijin.binary" not found`},
-		{`require("..secret")`, `module "..secret" not found`},
-		{`require("/etc/passwd")`, `not found`},
-		{`debug.getinfo(1)`, "debug"},
-		{`package.loadlib("x", "y")`, "package"},
-		{`ctx.config.app = "other"`, "ctx.config is read-only"},
-		{`ctx.config.processes.web = "evil"`, "ctx.config is read-only"},
-		{`ctx.config.webserver.upstream = "x"`, "ctx.config is read-only"},
-		{`ctx.config.hosts[1] = nil`, "ctx.config is read-only"},
-		{`ctx.config.hooks.pre_build = "rm -rf /"`, "ctx.config is read-only"},
-	} {
-		t.Run(tc.code, func(t *testing.T) {
-			cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.phase('t', function(ctx)\n  " + tc.code + "\nend)\nraijin.phases { 't' }\n"})
-			_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, nil)
-			if err == nil {
-				t.Fatalf("%s ran in the sandbox", tc.code)
-			}
-			if !strings.Contains(err.Error(), "deploy.lua:3:") || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q: want deploy.lua:3 and %q", err, tc.want)
-			}
-		})
-	}
-	// What the sandbox does allow: raijin, raijin.common, project modules,
-	// and reading (not writing) the configuration.
-	cfg := project(t, map[string]string{
-		"deploy.lua": `local raijin = require("raijin")
-local common = require("raijin.common")
-local steps = require("lib.steps")
-raijin.phase("t", function(ctx)
-  assert(type(common.release) == "function")
-  assert(require("raijin") == raijin)
-  steps.hello(ctx, ctx.config.app .. " " .. ctx.config.processes.web .. " " .. ctx.config.hosts[1].name)
-end)
-raijin.phases { "t" }
-`,
-		"lib/steps.lua": "local M = {}\nfunction M.hello(ctx, s) ctx.host:run('echo ' .. require('raijin').quote(s)) end\nreturn M\n",
-	})
-	h := &fakeHost{name: "web1"}
-	if _, err := run(context.Background(), t, cfg, h, nil); err != nil {
-		t.Fatal(err)
-	}
-	if got := h.commands(); !reflect.DeepEqual(got, []string{"echo 'shop shop serve web1'"}) {
-		t.Errorf("commands = %q", got)
-	}
-	if cfg.App != "shop" || cfg.Processes["web"] != "shop serve" {
-		t.Errorf("the configuration changed: %+v", cfg)
-	}
-}
-
 // phase_timeout stops Lua that never ends, and says where it was.
 func TestPhaseTimeoutStopsLua(t *testing.T) {
 	cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.phase('spin', function(ctx)\n  while true do end\nend)\nraijin.phases { 'spin' }\n"})
 	start := time.Now()
-	_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, func(o *Options) { o.PhaseTimeout = 200 * time.Millisecond })
+	_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, func(o *engine.Options) { o.PhaseTimeout = 200 * time.Millisecond })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the run took %s with a 200ms phase_timeout", d)
 	}
@@ -301,46 +193,10 @@ func TestInterruptStopsLocalLua(t *testing.T) {
 			}
 		}
 	}()
-	_, err := run(ctx, t, cfg, &fakeHost{name: "web1"}, func(o *Options) { o.Events = ev })
+	_, err := run(ctx, t, cfg, &fakeHost{name: "web1"}, func(o *engine.Options) { o.Events = ev })
 	want := "host local: phase spin: interrupted at deploy.lua:3"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error:\n %v\nwant\n %s", err, want)
-	}
-}
-
-// Plan says where each phase, override and hook comes from.
-func TestPlanSources(t *testing.T) {
-	cfg := project(t, map[string]string{
-		"deploy.lua": `local raijin = require("raijin")
-raijin.override("release", function(ctx, default) default(ctx) end)
-raijin.after("services", function(ctx) end)
-`,
-		".raijin/hooks/before_release.lua": "local ctx = ...\n",
-		".raijin/hooks/after_release":      "#!/bin/sh\n",
-	})
-	phases, err := Plan(Options{Config: cfg, Sources: SourcesFor(cfg, "")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]PhaseInfo{}
-	var names []string
-	for _, p := range phases {
-		byName[p.Name] = p
-		names = append(names, p.Name)
-	}
-	if want := []string{"secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done"}; !reflect.DeepEqual(names, want) {
-		t.Errorf("phases %q, want %q", names, want)
-	}
-	rel := byName["release"]
-	if !strings.HasPrefix(rel.Source, "recipes/binary.lua:") || !reflect.DeepEqual(rel.Overrides, []string{"deploy.lua:2"}) ||
-		!reflect.DeepEqual(rel.Before, []string{".raijin/hooks/before_release.lua"}) || !reflect.DeepEqual(rel.After, []string{".raijin/hooks/after_release"}) {
-		t.Errorf("release: %+v", rel)
-	}
-	if got := byName["services"].After; !reflect.DeepEqual(got, []string{"deploy.lua:3"}) {
-		t.Errorf("services after = %q", got)
-	}
-	if !strings.HasPrefix(rel.FlowSource, "recipes/binary.lua:") {
-		t.Errorf("flow source %q", rel.FlowSource)
 	}
 }
 
@@ -351,7 +207,7 @@ func TestPhaseTimeoutStopsExecutableHook(t *testing.T) {
 		".raijin/hooks/before_release": "#!/bin/sh\nexec sleep 30\n",
 	})
 	start := time.Now()
-	_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, func(o *Options) { o.PhaseTimeout = 300 * time.Millisecond })
+	_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, func(o *engine.Options) { o.PhaseTimeout = 300 * time.Millisecond })
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("the hook was not stopped: the run took %s", d)
 	}
@@ -366,7 +222,7 @@ func TestPhaseTimeoutThroughPcall(t *testing.T) {
 	cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.phase('spin', function(ctx)\n  while true do pcall(function() while true do end end) end\nend)\nraijin.phases { 'spin' }\n"})
 	done := make(chan error, 1)
 	go func() {
-		_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, func(o *Options) { o.PhaseTimeout = 200 * time.Millisecond })
+		_, err := run(context.Background(), t, cfg, &fakeHost{name: "web1"}, func(o *engine.Options) { o.PhaseTimeout = 200 * time.Millisecond })
 		done <- err
 	}()
 	select {
@@ -376,16 +232,5 @@ func TestPhaseTimeoutThroughPcall(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("pcall kept the phase running past phase_timeout")
-	}
-}
-
-// A recipe that loops while it loads is stopped, and told what to do.
-func TestLoadLoopIsStopped(t *testing.T) {
-	defer func(d time.Duration) { loadTimeout = d }(loadTimeout)
-	loadTimeout = 200 * time.Millisecond
-	cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\n\nwhile true do end\n"})
-	_, err := Plan(Options{Config: cfg, Sources: SourcesFor(cfg, "")})
-	if err == nil || errs.Code(err) != errs.CodeUsage || !strings.Contains(err.Error(), "loading deploy.lua took longer than 200ms: deploy.lua:3:") {
-		t.Errorf("error: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package runtime
+package recipe_test
 
 import (
 	"os"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/recipe"
 )
 
 // Whatever a deploy.lua holds, loading it never panics or hangs, and a
@@ -36,16 +37,16 @@ func FuzzRecipeLoad(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer func(d time.Duration) { loadTimeout = d }(loadTimeout)
-	loadTimeout = 500 * time.Millisecond
+	defer recipe.SetLoadTimeout(500 * time.Millisecond)()
 	f.Fuzz(func(t *testing.T, src string) {
 		if err := os.WriteFile(filepath.Join(dir, "deploy.lua"), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		c := *cfg
 		c.Recipe = "deploy.lua"
-		_, err := Plan(Options{Config: &c, Sources: SourcesFor(&c, "")})
+		st, err := load(&c, recipe.Target{Name: "plan"})
 		if err == nil {
+			st.Close()
 			return
 		}
 		if errs.Code(err) == errs.CodeUsage && strings.Contains(err.Error(), "took longer than") {

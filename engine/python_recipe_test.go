@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 )
 
@@ -55,8 +57,8 @@ env = "PORT=8000"
 func runPython(t *testing.T, cfg *config.Config, h remote.Conn, dryRun bool) (*quietEvents, error) {
 	t.Helper()
 	ev := &quietEvents{}
-	_, err := Run(context.Background(), Options{
-		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, DryRun: dryRun,
+	_, err := engine.Run(context.Background(), engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, DryRun: dryRun,
 		Events: ev, Connect: func(context.Context, config.Host) (remote.Conn, func(), error) {
 			return h, func() {}, nil
 		},

@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 )
 
@@ -51,6 +53,8 @@ func (f *fakeHost) commands() []string {
 	return out
 }
 
+// respond records st as the fake's log shows it and answers: the connect
+// script, a failure for commands starting with "fail", a wait for "block".
 func (f *fakeHost) respond(ctx context.Context, st remote.Step) (remote.Result, error) {
 	switch st.Kind {
 	case "write":
@@ -153,26 +157,26 @@ func project(t *testing.T, files map[string]string) *config.Config {
 }
 
 // run runs the deploy flow of cfg against host.
-func run(ctx context.Context, t *testing.T, cfg *config.Config, host *fakeHost, mod func(*Options)) (*events, error) {
+func run(ctx context.Context, t *testing.T, cfg *config.Config, host *fakeHost, mod func(*engine.Options)) (*events, error) {
 	t.Helper()
 	ev := &events{}
-	o := Options{
-		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
+	o := engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
 		Events: ev, PhaseTimeout: time.Minute,
 		Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return host.conn(), func() {}, nil },
 	}
 	if mod != nil {
 		mod(&o)
 	}
-	_, err := Run(ctx, o)
+	_, err := engine.Run(ctx, o)
 	return ev, err
 }
 
-func hostErr(t *testing.T, err error) *HostError {
+func hostErr(t *testing.T, err error) *engine.HostError {
 	t.Helper()
-	var he *HostError
+	var he *engine.HostError
 	if !errors.As(err, &he) {
-		t.Fatalf("want a HostError, got %T %v", err, err)
+		t.Fatalf("want a engine.HostError, got %T %v", err, err)
 	}
 	return he
 }

@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 )
 
@@ -57,11 +59,11 @@ user = "deploy"
 		h.fails[f] = true
 	}
 	ev := &quietEvents{}
-	o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "bootstrap", Flow: "bootstrap", Hosts: cfg.Hosts,
+	o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "bootstrap", Flow: "bootstrap", Hosts: cfg.Hosts,
 		NoLock: true, Events: ev, Connect: func(context.Context, config.Host) (remote.Conn, func(), error) {
 			return &remote.Recorder{HostName: "prod", Respond: h.respond}, func() {}, nil
 		}}
-	_, err = Run(context.Background(), o)
+	_, err = engine.Run(context.Background(), o)
 	return h, ev.logs, err
 }
 

@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 )
 
@@ -20,7 +22,7 @@ func (q *quietEvents) DryRun(string, string, string, string)         {}
 
 // recordFlow runs flow of the built-in binary recipe against a recording
 // host and returns the commands it ran.
-func recordFlow(t *testing.T, flow string, tweak func(*Options)) []string {
+func recordFlow(t *testing.T, flow string, tweak func(*engine.Options)) []string {
 	t.Helper()
 	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte(`app = "shop"
 version = "1.0.0"
@@ -40,12 +42,12 @@ domain_name = ":8080"
 		t.Fatal(err)
 	}
 	rec := &remote.Recorder{HostName: "prod"}
-	o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: flow, Flow: flow, Hosts: cfg.Hosts, DryRun: true,
+	o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: flow, Flow: flow, Hosts: cfg.Hosts, DryRun: true,
 		Events: &quietEvents{}, Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return rec, func() {}, nil }}
 	if tweak != nil {
 		tweak(&o)
 	}
-	if _, err := Run(context.Background(), o); err != nil {
+	if _, err := engine.Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	var cmds []string
@@ -76,7 +78,7 @@ func TestDownFlow(t *testing.T) {
 	if strings.Contains(all, "apt-get") {
 		t.Errorf("down without --full touched the Caddy package:\n%s", all)
 	}
-	full := strings.Join(recordFlow(t, "down", func(o *Options) { o.Full = true }), "\n")
+	full := strings.Join(recordFlow(t, "down", func(o *engine.Options) { o.Full = true }), "\n")
 	if !strings.Contains(full, "ls /etc/caddy/conf.d/*.caddy") || !strings.Contains(full, "apt-get purge -y -q caddy") {
 		t.Errorf("down --full with no other site should purge Caddy:\n%s", full)
 	}
@@ -87,7 +89,7 @@ func TestDownFlow(t *testing.T) {
 // writes the audit line and releases the lock; no switch, no restart.
 func TestPruneFlow(t *testing.T) {
 	var rec *remote.Recorder
-	recordFlow(t, "prune", func(o *Options) {
+	recordFlow(t, "prune", func(o *engine.Options) {
 		o.Keep, o.DryRun = 2, false
 		o.Connect = func(context.Context, config.Host) (remote.Conn, func(), error) {
 			rec = &remote.Recorder{HostName: "prod", Respond: func(_ context.Context, st remote.Step) (remote.Result, error) {

@@ -1,4 +1,4 @@
-package runtime
+package engine_test
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/server"
 )
@@ -42,8 +44,8 @@ raijin.phases { 'switch', 'release' }
 	second := &fakeHost{name: "web1"}
 	var dials int
 	ev := &events{}
-	_, err := Run(context.Background(), Options{
-		Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: ev, PhaseTimeout: 60e9,
+	_, err := engine.Run(context.Background(), engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: ev, PhaseTimeout: 60e9,
 		Connect: func(context.Context, config.Host) (remote.Conn, func(), error) {
 			dials++
 			if dials == 1 {
@@ -100,13 +102,13 @@ raijin.phases { 'work' }
 	for _, answer := range []*bool{nil, ptr(false), ptr(true)} {
 		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
 		var asked []string
-		o := Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: &events{}, PhaseTimeout: 60e9,
+		o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: &events{}, PhaseTimeout: 60e9,
 			Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return h.conn(), func() {}, nil }}
 		if answer != nil {
 			a := *answer
 			o.TakeOverStale = func(q string) bool { asked = append(asked, q); return a }
 		}
-		_, err := Run(context.Background(), o)
+		_, err := engine.Run(context.Background(), o)
 		switch {
 		case answer != nil && *answer:
 			if len(asked) != 1 || !strings.Contains(asked[0], "stale") {
@@ -138,7 +140,7 @@ raijin.phases { 'work' }
 	}{{time.Minute, false}, {24 * time.Hour, true}} {
 		holder, _ := json.Marshal(server.LockInfo{User: "ci", Machine: "elsewhere", PID: 1, Command: "deploy", Since: time.Now().Add(-c.age)})
 		h := &staleLockHost{fakeHost: &fakeHost{name: "web1"}, holder: string(holder)}
-		_, err := Run(context.Background(), Options{Config: cfg, Sources: SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
+		_, err := engine.Run(context.Background(), engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
 			Events: &events{}, PhaseTimeout: time.Minute,
 			Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return h.conn(), func() {}, nil }})
 		if errs.Code(err) != errs.CodeLocked {

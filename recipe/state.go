@@ -1,8 +1,8 @@
-// Package runtime runs raijin's Lua recipes: a sandboxed Lua state per host,
-// the `raijin` module recipes call, phases with their overrides and hooks, and
-// the per-host runs that carry them out. It is the only package that imports
-// gopher-lua.
-package runtime
+// Package recipe is raijin's Lua side: a sandboxed Lua state per host, the
+// recipe and hook files loaded into it, the `raijin` module and the ctx table
+// recipes are given, and calling a phase with its hooks and overrides. It is
+// the only package that imports gopher-lua.
+package recipe
 
 import (
 	"context"
@@ -191,7 +191,7 @@ func pcall(ctx context.Context, L *lua.LState, fn lua.LValue, args ...lua.LValue
 	if perr == nil {
 		return nil
 	}
-	le := &LuaError{Msg: perr.Error()}
+	le := &Error{Msg: perr.Error()}
 	if ae, ok := perr.(*lua.ApiError); ok {
 		if ae.Object != nil {
 			le.Msg = ae.Object.String()
@@ -207,12 +207,26 @@ func pcall(ctx context.Context, L *lua.LState, fn lua.LValue, args ...lua.LValue
 	return le
 }
 
-// LuaError is an error raised by recipe code (or a builtin it called).
-type LuaError struct {
+// Error is an error raised by recipe code (or a builtin it called).
+type Error struct {
 	Msg       string
 	Traceback string
-	Cancelled error
+	Cancelled error  // the run's context ended: Ctrl-C, or the phase timed out
 	Where     string // the hook file, for an executable hook
+	Err       error  // what made an executable hook fail
 }
 
-func (e *LuaError) Error() string { return e.Msg }
+func (e *Error) Error() string { return e.Msg }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Line is the "file.lua:LINE" the message starts with, or "".
+func (e *Error) Line() string {
+	if m := luaWhereRE.FindStringSubmatch(e.Msg); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// luaWhereRE finds the "file.lua:LINE" an error message starts with.
+var luaWhereRE = regexp.MustCompile(`^([^\s:]+\.lua:\d+):`)

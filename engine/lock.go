@@ -1,0 +1,160 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/remote"
+	"github.com/raijin-deploy/raijin/server"
+	"github.com/raijin-deploy/raijin/shell"
+)
+
+// hostFacts are what the engine learns of a host when it connects.
+type hostFacts struct {
+	home, user, appDir string
+	versions           []string
+	dirs               []string // the versions with a v{version} directory
+}
+
+// current is the version current on the host, "" before the first deploy.
+func (f hostFacts) current() string {
+	if len(f.versions) == 0 {
+		return ""
+	}
+	return f.versions[0]
+}
+
+// prepare learns the deploy user's home, takes the deploy lock and reads
+// .versions, in one remote command. While another run holds the lock, it
+// waits up to --lock-wait; a stale lock it takes over when told to.
+func (r *runner) prepare(ctx context.Context, host *remote.Session, h config.Host, lock server.LockInfo, nphases int) (hostFacts, error) {
+	force := r.opts.ForceUnlock
+	if r.opts.DryRun {
+		// The script is shown as it would run; its answer is made up.
+		rel := path.Join(h.AppsDir, r.opts.Config.App)
+		if _, err := host.Run(ctx, r.connectScript(rel, lock, force), remote.RunOpts{}); err != nil {
+			return hostFacts{}, err
+		}
+		return dryRunFacts(r.opts.Config, h), nil
+	}
+	deadline := time.Now().Add(r.opts.LockWait)
+	waited := false
+	for {
+		f, lockLine, err := r.readFacts(ctx, host, h, lock, force)
+		if err != nil {
+			return hostFacts{}, err
+		}
+		locked, holder := server.ParseLockOutput(lockLine)
+		if locked {
+			return f, nil
+		}
+		if time.Now().Before(deadline) {
+			if !waited {
+				r.opts.Events.Log(h.Name, "connect", "waiting up to "+r.opts.LockWait.String()+" for the deploy lock, held by "+holder.Describe())
+				waited = true
+			}
+			select {
+			case <-ctx.Done():
+				return f, ctx.Err()
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		held, stale := r.lockHeld(f, holder, nphases)
+		if stale && !force && r.takeOver(h, holder, held.Msg) {
+			force = true
+			continue
+		}
+		return f, held
+	}
+}
+
+// dryRunFacts are what --dry-run assumes of a host it does not connect to.
+func dryRunFacts(c *config.Config, h config.Host) hostFacts {
+	user := h.User
+	if user == "" {
+		user = "deploy"
+	}
+	home := "/home/" + user
+	if user == "root" {
+		home = "/root"
+	}
+	return hostFacts{home: home, user: user, appDir: AppDir(c, h, home)}
+}
+
+// readFacts runs the connect script: the deploy user's home and name, the
+// lock (taken, or its holder: lockLine, for server.ParseLockOutput),
+// .versions and the version directories.
+func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.Host, lock server.LockInfo, force bool) (f hostFacts, lockLine string, err error) {
+	rel := path.Join(h.AppsDir, r.opts.Config.App)
+	res, err := remote.Must(ctx, host, r.connectScript(rel, lock, force), remote.RunOpts{})
+	if err != nil {
+		return hostFacts{}, "", err
+	}
+	head, vers, _ := strings.Cut(res.Stdout, "@@versions")
+	lines := strings.SplitN(strings.TrimSpace(head), "\n", 3)
+	if len(lines) < 3 {
+		return hostFacts{}, "", fmt.Errorf("unexpected answer from the server: %q", res.Stdout)
+	}
+	vers, dirs, _ := strings.Cut(vers, "@@dirs")
+	f = hostFacts{home: lines[0], user: lines[1], versions: server.ParseVersions(vers)}
+	for _, d := range server.ParseVersions(dirs) {
+		if v, ok := strings.CutPrefix(d, "v"); ok && v != "" {
+			f.dirs = append(f.dirs, v)
+		}
+	}
+	f.appDir = AppDir(r.opts.Config, h, f.home)
+	return f, lines[2], nil
+}
+
+// connectScript learns the facts and takes the lock (unless the flow runs
+// without it) in the app directory rel.
+func (r *runner) connectScript(rel string, lock server.LockInfo, force bool) string {
+	take := server.LockScript(rel, lock, force)
+	if r.opts.NoLock {
+		take = "echo locked"
+	}
+	// Shell built-ins only, where they do: every process started on a
+	// small server is felt when many hosts deploy at once.
+	return "cd && printf '%s\\n' \"$PWD\" \"${USER:-$(id -un)}\" && " + take +
+		"; echo '@@versions'; " + server.CatScript(rel+"/.versions") + "; echo '@@dirs'; " +
+		"for d in " + shell.Quote(rel) + "/v*/; do [ -d \"$d\" ] && d=${d%/} && printf '%s\\n' \"${d##*/}\"; done; true"
+}
+
+// lockHeld is the error for a lock another run holds (exit 3), and whether
+// that lock is stale: its process is gone, or it is older than any run holds
+// a lock.
+func (r *runner) lockHeld(f hostFacts, holder server.LockInfo, nphases int) (*errs.Error, bool) {
+	msg := "the deploy lock " + f.appDir + "/.lock is held by " + holder.Describe()
+	hint := "wait for it (--lock-wait 5m), or if that deploy is dead: raijin lock release"
+	// No run holds the lock longer than its phases' timeouts plus the undo
+	// (2 minutes) and the release: an older lock was left by a dead run,
+	// wherever that ran.
+	maxHold := time.Duration(nphases)*r.opts.PhaseTimeout + 5*time.Minute
+	stale := holder.Stale()
+	if stale {
+		msg += "; that process is gone, so the lock is stale"
+	} else if !holder.Since.IsZero() && time.Since(holder.Since) > maxHold {
+		stale = true
+		msg += fmt.Sprintf("; no run holds it that long (%d phase(s) × phase_timeout %s), so the lock is stale", nphases, r.opts.PhaseTimeout)
+	}
+	if stale {
+		hint = "take it over with --force-unlock (or raijin lock release)"
+	}
+	return &errs.Error{Code: errs.CodeLocked, Msg: msg, Hint: hint}, stale
+}
+
+// takeOver asks (TakeOverStale: a terminal) whether to take over a stale
+// lock.
+func (r *runner) takeOver(h config.Host, holder server.LockInfo, msg string) bool {
+	if r.opts.TakeOverStale == nil || !r.opts.TakeOverStale(fmt.Sprintf("host %s: %s. Take it over?", h.Name, msg)) {
+		return false
+	}
+	r.opts.Events.Log(h.Name, "connect", "taking over the stale lock of "+holder.Describe())
+	return true
+}

@@ -1,0 +1,37 @@
+package engine
+
+import (
+	"path"
+	"strings"
+
+	"github.com/raijin-deploy/raijin/config"
+)
+
+// AppDir is the app directory for host h as the server will see it, given
+// the deploy user's home.
+func AppDir(c *config.Config, h config.Host, home string) string {
+	d := h.AppsDir
+	if !strings.HasPrefix(d, "/") {
+		d = path.Join(home, d)
+	}
+	return path.Join(d, c.App)
+}
+
+// Paths are the server paths a recipe works with.
+func Paths(c *config.Config, h config.Host, home, version string) map[string]string {
+	app := AppDir(c, h, home)
+	return map[string]string{
+		"home":        home,
+		"apps_dir":    path.Dir(app),
+		"app_dir":     app,
+		"version_dir": path.Join(app, "v"+version),
+		"env":         path.Join(app, ".env"),
+		"appenv":      path.Join(app, ".appenv"),
+		"versions":    path.Join(app, ".versions"),
+		"lock":        path.Join(app, ".lock"),
+		"audit":       path.Join(app, ".audit.jsonl"),
+		"venv":        path.Join(app, ".venv"),
+		"unit_dir":    "/etc/systemd/system",
+		"caddy_site":  "/etc/caddy/conf.d/" + c.App + ".caddy",
+	}
+}
