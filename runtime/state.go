@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -140,7 +141,7 @@ var builtinRecipes = map[string]bool{"binary": true, "python": true}
 // gopher-lua words a compile error "file line:5(column:3) near 'end':   msg".
 // At the end of the input it says "file at EOF:   msg".
 var (
-	syntaxRE    = regexp.MustCompile(`^(.*) line:(\d+)\(column:\d+\) near '(.*)':\s+(.*)$`)
+	syntaxRE    = regexp.MustCompile(`(?s)^(.*?) line:(\d+)\(column:(\d+)\) near '(.*)':\s+(.*)$`)
 	syntaxEOFRE = regexp.MustCompile(`^(.*) at EOF:\s+(.*)$`)
 )
 
@@ -153,16 +154,29 @@ func syntaxError(err error, src string) string {
 	msg = strings.TrimSpace(msg)
 	if m := syntaxEOFRE.FindStringSubmatch(msg); m != nil {
 		last := strings.Count(strings.TrimRight(src, "\n"), "\n") + 1
-		return fmt.Sprintf("%s:%d: %s at the end of the file (a missing end, ) or }?)", m[1], last, strings.TrimSpace(m[2]))
+		what := strings.TrimSpace(m[2])
+		hint := " (a missing end, ) or }?)"
+		if strings.HasPrefix(what, "unterminated") {
+			hint = ""
+		}
+		return fmt.Sprintf("%s:%d: %s at the end of the file%s", m[1], last, what, hint)
 	}
 	if m := syntaxRE.FindStringSubmatch(msg); m != nil {
+		file, tok, what := m[1], m[4], strings.TrimSpace(m[5])
+		line, _ := strconv.Atoi(m[2])
+		if strings.HasPrefix(what, "unterminated string") && m[3] == "0" {
+			// The lexer stops at the newline that ends the string and counts
+			// it first: the string began that many lines up (more when it
+			// went on over escaped newlines).
+			line -= 1 + strings.Count(tok, "\n")
+		}
 		near := ""
-		if m[3] != "" && m[3] != "EOF" {
-			near = " near '" + m[3] + "'"
-		} else if m[3] == "EOF" {
+		if tok != "" && tok != "EOF" {
+			near = " near '" + tok + "'"
+		} else if tok == "EOF" {
 			near = " at the end of the file"
 		}
-		return fmt.Sprintf("%s:%s: %s%s", m[1], m[2], strings.TrimSpace(m[4]), near)
+		return fmt.Sprintf("%s:%d: %s%s", file, line, what, near)
 	}
 	return msg
 }
