@@ -125,6 +125,8 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"deploy.lua:3: "}},
 		{"syntax error in a required module", map[string]string{"deploy.lua": "require('lib.steps')\n", "lib/steps.lua": "return {\n"},
 			[]string{"deploy.lua:1: lib/steps.lua:1: syntax error at the end of the file"}},
+		{"module that requires itself", map[string]string{"deploy.lua": "require('lib.a')\n", "lib/a.lua": "require('lib.b')\n", "lib/b.lua": "\nrequire('lib.a')\n"},
+			[]string{`lib/b.lua:2: module "lib.a" requires itself (through the modules it requires)`}},
 		{"syntax error in a hook file", map[string]string{".raijin/hooks/after_release.lua": "local ctx = ...\nctx.host:run(\n"},
 			[]string{".raijin/hooks/after_release.lua:2: syntax error at the end of the file"}},
 		{"hook file of an unknown phase", map[string]string{".raijin/hooks/before_relase.lua": "local ctx = ...\n"},
