@@ -5,8 +5,8 @@ local raijin = require("raijin")
 local common = require("raijin.common")
 
 -- The app directory's entry point: {app} -> v{version}/{distfile name}.
-local function links(ctx)
-  return { { name = ctx.config.app, target = "*" } }
+local function link(ctx)
+  return { name = ctx.config.app, target = "*" }
 end
 
 -- 1. Resolve secrets: $name values of each host's env file, on this machine.
@@ -25,9 +25,9 @@ raijin.phase("transfer", common.transfer)
 --    as its first step.
 raijin.phase("install", function(ctx)
   common.write_appenv(ctx)
-  ctx.host:defer(function() common.switch(ctx, ctx.version, links(ctx)) end)
+  ctx.host:defer(function() common.switch(ctx, ctx.version, link(ctx)) end)
 end)
-raijin.undo("install", function(ctx) common.restore(ctx, links(ctx)) end)
+raijin.undo("install", function(ctx) common.restore(ctx, link(ctx)) end)
 
 -- 5. Release: release_command, in the app directory with .appenv sourced.
 raijin.phase("release", common.release)
@@ -51,7 +51,7 @@ raijin.phases { "secrets", "build", "transfer", "install", "release", "services"
 
 -- Rollback (switch the {app} symlink back, restart), prune and down: the
 -- same flows as every built-in recipe, in recipes/common.lua.
-common.other_flows(links)
+common.other_flows(link)
 
 -- Server bootstrap and export-config: see recipes/server.lua.
 require("raijin.server").declare()

@@ -1,6 +1,8 @@
 -- raijin.common: the deploy steps that the binary and the Python recipes share.
 -- Every function takes the phase's ctx. Nothing here runs by itself: the
--- recipes (binary.lua, python.lua) name the phases and call these.
+-- recipes (binary.lua, python.lua) name the phases and call these. The remote
+-- scripts are fixed; the values they need come in the environment (env =
+-- {...}), a list as one value, its items separated by spaces.
 local raijin = require("raijin")
 
 local M = {}
@@ -83,34 +85,31 @@ function M.write_appenv(ctx)
   ctx.host:write(ctx.paths.appenv, raijin.template("appenv.sh", M.vars(ctx)), { mode = "0644" })
 end
 
--- switch makes `version` the current one in a single remote command: its .env
--- becomes app_dir/.env, and every link in `links` (name -> target inside the
--- version directory, "*" for its one distfile) is replaced atomically
--- (ln -s to a temporary name, then mv -T).
-function M.switch(ctx, version, links)
-  local q = raijin.quote
-  local vdir = "v" .. version
-  local script = {
-    "set -e",
-    "cd " .. q(ctx.paths.app_dir),
-    "test -d " .. q(vdir) .. " || { echo " .. q("version " .. version .. " is not on this host") .. " >&2; exit 1; }",
-    "cp -p " .. q(vdir .. "/.env") .. " .env.raijin-tmp && mv -f .env.raijin-tmp .env",
-  }
-  for _, l in ipairs(links) do
-    local target
-    if l.target == "*" then
-      table.insert(script, "set -- " .. q(vdir) .. "/*; test -f \"$1\" || { echo " .. q("no distfile in " .. vdir) .. " >&2; exit 1; }")
-      target = "\"$1\""
-    else
-      target = q(vdir .. "/" .. l.target)
-      table.insert(script, "test -e " .. target .. " || { echo '" .. vdir .. " has no " .. l.target .. "' >&2; exit 1; }")
-    end
-    table.insert(script, "ln -sfn " .. target .. " " .. q("." .. l.name .. ".raijin-tmp") ..
-      " && mv -T -f " .. q("." .. l.name .. ".raijin-tmp") .. " " .. q(l.name))
-  end
+-- Makes v$VERSION the current version, run in the app directory: its .env
+-- becomes .env, and the link $LINK points to v$VERSION/$TARGET ($TARGET
+-- "*": the version's one distfile), replaced atomically (ln -s to a
+-- temporary name, then mv -T).
+local SWITCH = [[set -e
+v=v$VERSION
+test -d "$v" || { echo "version $VERSION is not on this host" >&2; exit 1; }
+cp -p "$v/.env" .env.raijin-tmp && mv -f .env.raijin-tmp .env
+if [ "$TARGET" = "*" ]; then
+  set -- "$v"/*; test -f "$1" || { echo "no distfile in $v" >&2; exit 1; }
+  target=$1
+else
+  target=$v/$TARGET
+  test -e "$target" || { echo "$v has no $TARGET" >&2; exit 1; }
+fi
+ln -sfn "$target" ".$LINK.raijin-tmp" && mv -T -f ".$LINK.raijin-tmp" "$LINK"]]
+
+-- switch makes `version` the current one in a single remote command: its
+-- .env becomes app_dir/.env, and the version's entry point `link` = {name =
+-- a link in the app directory, target = a path inside the version directory,
+-- or "*" for its one distfile} is replaced atomically.
+function M.switch(ctx, version, link)
   -- From here on, an undo has something to put back.
   ctx.switched = true
-  ctx.host:run(table.concat(script, "\n"))
+  ctx.host:run(SWITCH, { cwd = ctx.paths.app_dir, env = { VERSION = version, LINK = link.name, TARGET = link.target } })
 end
 
 -- release: release_command in the app directory, with .appenv sourced.
@@ -168,24 +167,24 @@ function M.split_units(ctx)
   return web, others
 end
 
+-- Starts $SOCKET unless it is active. systemd refuses to start a socket
+-- whose service already runs (the upstream was TCP until now): $WEB stops
+-- first in that case.
+local START_SOCKET = [[systemctl is-active --quiet "$SOCKET" || { systemctl stop "$WEB"; systemctl reset-failed "$SOCKET" 2>/dev/null; systemctl start "$SOCKET"; }]]
+
 -- restart: the web process first, and wait until it is healthy (health_check
 -- answers 2xx, or the unit is still active after a short settle); only then
 -- the other processes (workers), which must still be active after the settle.
 -- While web restarts, requests wait instead of failing: with a unix-socket
 -- upstream systemd keeps the listening socket open and requests queue on it;
 -- with a TCP upstream Caddy retries the dial (lb_try_duration) until the new
--- process listens. ctx.restarted / ctx.workers_restarted tell restore what to
--- restart again.
+-- process listens. ctx.restarted / ctx.workers_restarted tell restore what
+-- to restart again.
 function M.restart(ctx)
   local web, others = M.split_units(ctx)
   if web then
     if raijin.socket_path(ctx) then
-      -- systemd refuses to start a socket whose service already runs (the
-      -- upstream was TCP until now): stop the service first in that case.
-      local q = raijin.quote
-      local sock = q(ctx.config.app .. ".socket")
-      ctx.host:run("systemctl is-active --quiet " .. sock .. " || { systemctl stop " .. q(web) ..
-        "; systemctl reset-failed " .. sock .. " 2>/dev/null; systemctl start " .. sock .. "; }", { sudo = true })
+      ctx.host:run(START_SOCKET, { sudo = true, env = { SOCKET = ctx.config.app .. ".socket", WEB = web } })
     end
     ctx.restarted = true
     ctx.host:systemctl("restart", web)
@@ -199,37 +198,32 @@ function M.restart(ctx)
   end
 end
 
--- enable_script enables the units that are not enabled yet. --no-reload:
--- the daemon-reload before it (when a unit changed) already covers them.
-function M.enable_script(units)
-  local q = {}
-  for _, u in ipairs(units) do q[#q + 1] = raijin.quote(u) end
-  return "for u in " .. table.concat(q, " ") .. "; do systemctl is-enabled -q \"$u\" 2>/dev/null || systemctl enable -q --no-reload \"$u\" || exit; done"
-end
+-- Removes $UNIT_DIR/$SOCKET when raijin generated it: a socket unit left
+-- from a unix-socket upstream would still hand a TCP app its listening
+-- socket.
+local REMOVE_OLD_SOCKET = [[f=$UNIT_DIR/$SOCKET; if grep -qs '^# Generated by raijin' "$f"; then systemctl disable --now "$SOCKET" && rm -f "$f" && systemctl daemon-reload; fi]]
 
--- services: write the units, then a daemon-reload only when one changed
--- (flag "units"), enable the ones not enabled yet, then restart them (web
--- first, workers once web is healthy). A redeploy leaves the unit files as
--- they are. All of it is one batch: one round trip.
+-- Enables the $UNITS that are not enabled yet. --no-reload: the
+-- daemon-reload before it (when a unit changed) already covers them.
+local ENABLE = [[set -f; for u in $UNITS; do systemctl is-enabled -q "$u" 2>/dev/null || systemctl enable -q --no-reload "$u" || exit; done]]
+
+-- services: write the units, then a daemon-reload only when one changed (flag
+-- "units"), enable the ones not enabled yet, then restart them (web first,
+-- workers once web is healthy). A redeploy leaves the unit files as they
+-- are. All of it is one batch: one round trip.
 function M.services(ctx)
   ctx.host:batch(function()
     if not ctx.redeploy then
-      local q = raijin.quote
-      local all = {}
+      local names = {}
       for _, u in ipairs(M.units(ctx)) do
-        ctx.host:write("/etc/systemd/system/" .. u.name, u.content, { mode = "0644", sudo = true, flag = "units" })
-        all[#all + 1] = u.name
+        ctx.host:write(ctx.paths.unit_dir .. "/" .. u.name, u.content, { mode = "0644", sudo = true, flag = "units" })
+        names[#names + 1] = u.name
       end
       if not raijin.socket_path(ctx) then
-        -- A socket unit raijin generated while the upstream was a unix socket
-        -- would still hand a TCP app its listening socket, so it goes.
-        local sock = ctx.config.app .. ".socket"
-        local f = "/etc/systemd/system/" .. sock
-        ctx.host:run("if grep -qs '^# Generated by raijin' " .. q(f) .. "; then systemctl disable --now " ..
-          q(sock) .. " && rm -f " .. q(f) .. " && systemctl daemon-reload; fi", { sudo = true })
+        ctx.host:run(REMOVE_OLD_SOCKET, { sudo = true, env = { UNIT_DIR = ctx.paths.unit_dir, SOCKET = ctx.config.app .. ".socket" } })
       end
       ctx.host:systemctl("daemon-reload", { when = "units" })
-      ctx.host:run(M.enable_script(all), { sudo = true })
+      ctx.host:run(ENABLE, { sudo = true, env = { UNITS = table.concat(names, " ") } })
     end
     M.restart(ctx)
   end)
@@ -294,14 +288,14 @@ function M.done(ctx)
   if ctx.config.hooks.post_deploy ~= "" then ctx["local"]:run(ctx.config.hooks.post_deploy, M.hook_opts(ctx)) end
 end
 
--- The flows besides deploy, the same in every built-in recipe. links(ctx)
--- names the version's entry points, as for M.switch.
-function M.other_flows(links)
+-- The flows besides deploy, the same in every built-in recipe. link(ctx)
+-- is the version's entry point, as for M.switch.
+function M.other_flows(link)
   -- Rollback: switch back to an older version already on the host (nothing
   -- is installed: its files are still there) and restart.
-  raijin.phase("switch", function(ctx) M.switch(ctx, ctx.version, links(ctx)) end)
+  raijin.phase("switch", function(ctx) M.switch(ctx, ctx.version, link(ctx)) end)
   raijin.phase("restart", M.restart)
-  raijin.undo("switch", function(ctx) M.restore(ctx, links(ctx)) end)
+  raijin.undo("switch", function(ctx) M.restore(ctx, link(ctx)) end)
   raijin.flow("rollback", { "switch", "restart", "record" })
 
   -- Prune: `raijin prune [--keep N]` is the prune step on its own.
@@ -316,10 +310,10 @@ function M.other_flows(links)
 end
 
 -- undo for install: when a later step fails, put the previous version back
--- (its .env and links), and restart what the failed deploy had restarted (web
+-- (its .env and link), and restart what the failed deploy had restarted (web
 -- first), checking that the previous version is healthy again.
 -- Nothing is done when the failure came before the switch.
-function M.restore(ctx, links)
+function M.restore(ctx, link)
   -- Recorded: the deferred record ran (the new version heads .versions).
   if not ctx.recorded and ctx.previous ~= ctx.version and not ctx.dry_run then
     ctx.recorded = raijin.versions.current(ctx) == ctx.version
@@ -336,7 +330,7 @@ function M.restore(ctx, links)
     raijin.log("no previous version to restore: this was the first deploy")
     return
   end
-  M.switch(ctx, ctx.previous, links)
+  M.switch(ctx, ctx.previous, link)
   local web, others = M.split_units(ctx)
   if ctx.restarted and web then
     ctx.host:systemctl("restart", web)
@@ -351,7 +345,9 @@ end
 
 -- down: stop the app and remove everything of it from the host. Each step
 -- is a phase of the "down" flow (see binary.lua), so a project can override
--- or hook it like any deploy step.
+-- or hook it like any deploy step. The scripts are fixed; the values come in
+-- the environment (UNITS: unit names separated by spaces, split with
+-- globbing off).
 
 -- The units of this app: the socket first, so that it cannot start the
 -- service again while it stops.
@@ -362,31 +358,46 @@ function M.all_unit_names(ctx)
   return names
 end
 
--- disable_units: stop and disable the units, delete their files, daemon-reload.
+-- Stops, disables and deletes each of $UNITS that has a file in $UNIT_DIR,
+-- then a daemon-reload if there was one.
+local DISABLE_UNITS = [[set -e
+found=
+set -f
+for u in $UNITS; do
+  if [ -e "$UNIT_DIR/$u" ]; then systemctl disable --now "$u"; rm -f "$UNIT_DIR/$u"; systemctl reset-failed "$u" 2>/dev/null || true; found=1; fi
+done
+if [ -n "$found" ]; then systemctl daemon-reload; fi]]
+
+-- disable_units: stop and disable the units (the socket first), delete their
+-- files, daemon-reload.
 function M.disable_units(ctx)
-  local q = raijin.quote
-  local script = { "set -e", "found=" }
-  for _, u in ipairs(M.all_unit_names(ctx)) do
-    local file = q(ctx.paths.unit_dir .. "/" .. u)
-    table.insert(script, "if [ -e " .. file .. " ]; then systemctl disable --now " .. q(u) ..
-      "; rm -f " .. file .. "; systemctl reset-failed " .. q(u) .. " 2>/dev/null || true; found=1; fi")
-  end
-  table.insert(script, "if [ -n \"$found\" ]; then systemctl daemon-reload; fi")
-  ctx.host:run(table.concat(script, "\n"), { sudo = true })
+  ctx.host:run(DISABLE_UNITS, { sudo = true, env = {
+    UNIT_DIR = ctx.paths.unit_dir, UNITS = table.concat(M.all_unit_names(ctx), " "),
+  } })
 end
+
+local REMOVE_SITE = [[if [ -e "$SITE" ]; then rm -f "$SITE"; if systemctl is-active -q caddy; then systemctl reload caddy; fi; fi]]
 
 -- remove_site: delete the Caddy site and reload Caddy (when it runs).
 function M.remove_site(ctx)
-  local site = raijin.quote(ctx.paths.caddy_site)
-  ctx.host:run("if [ -e " .. site .. " ]; then rm -f " .. site ..
-    "; if systemctl is-active -q caddy; then systemctl reload caddy; fi; fi", { sudo = true })
+  ctx.host:run(REMOVE_SITE, { sudo = true, env = { SITE = ctx.paths.caddy_site } })
 end
 
 -- remove_app: delete the app directory: every version, .env, .versions, the
 -- audit log (its last line, this down, goes to the apps directory's log).
 function M.remove_app(ctx)
-  ctx.host:run("rm -rf -- " .. raijin.quote(ctx.paths.app_dir))
+  ctx.host:run([[rm -rf -- "$APP_DIR"]], { env = { APP_DIR = ctx.paths.app_dir } })
 end
+
+local REMOVE_CADDY = [[
+set -e
+systemctl disable --now caddy 2>/dev/null || true
+if command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get purge -y -q caddy >/dev/null
+else
+  echo "no apt-get on this host: remove the caddy package by hand" >&2; exit 1
+fi
+rm -rf /etc/caddy]]
 
 -- remove_caddy (down --full only): stop Caddy and purge its package, when no
 -- other app has a site in /etc/caddy/conf.d.
@@ -398,15 +409,7 @@ function M.remove_caddy(ctx)
     raijin.log("Caddy stays: other apps use it: " .. sites)
     return
   end
-  ctx.host:run([[
-set -e
-systemctl disable --now caddy 2>/dev/null || true
-if command -v apt-get >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get purge -y -q caddy >/dev/null
-else
-  echo "no apt-get on this host: remove the caddy package by hand" >&2; exit 1
-fi
-rm -rf /etc/caddy]], { sudo = true })
+  ctx.host:run(REMOVE_CADDY, { sudo = true })
   raijin.log("Caddy removed")
 end
 

@@ -8,12 +8,12 @@
 --                  Caddy site into local_config_dir for the user to own.
 --
 -- A project changes any step with raijin.override / before / after, like the
--- deploy phases.
+-- deploy phases. The remote scripts are fixed; the values come in the
+-- environment.
 local raijin = require("raijin")
 local common = require("raijin.common")
 
 local M = {}
-local q = raijin.quote
 
 -- Every bootstrap check ends in one of these two lines. A dry run answers
 -- every check with "yes": it can only say what it checked.
@@ -36,6 +36,10 @@ function M.wanted_packages(ctx)
   return want
 end
 
+local PACKAGE_INSTALLED = [[dpkg-query -W -f='${Status}' "$PACKAGE" 2>/dev/null | grep -q 'ok installed']]
+-- $PACKAGES: package names separated by spaces.
+local INSTALL_PACKAGES = [[set -f; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES]]
+
 -- packages: apt-get install only the packages that are not installed. Every
 -- step of the bootstrap (and of a deploy) needs sudo without a password.
 function M.packages(ctx)
@@ -47,25 +51,25 @@ function M.packages(ctx)
   end
   local missing = {}
   for _, p in ipairs(M.wanted_packages(ctx)) do
-    if ctx.host:test("dpkg-query -W -f='${Status}' " .. q(p) .. " 2>/dev/null | grep -q 'ok installed'") then
+    if ctx.host:test(PACKAGE_INSTALLED, { env = { PACKAGE = p } }) then
       in_place(ctx, "package " .. p)
     else
       missing[#missing + 1] = p
     end
   end
   if #missing == 0 then return end
-  local names = {}
-  for _, p in ipairs(missing) do names[#names + 1] = q(p) end
-  ctx.host:run("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends " ..
-    table.concat(names, " "), { sudo = true, timeout = "15m" })
+  ctx.host:run(INSTALL_PACKAGES, { sudo = true, timeout = "15m", env = { PACKAGES = table.concat(missing, " ") } })
   for _, p in ipairs(missing) do changed("package " .. p .. " installed") end
 end
+
+local CADDYFILE = "/etc/caddy/Caddyfile"
+local IMPORTS_CONF_D = [=[grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?conf\.d/\*\.caddy' /etc/caddy/Caddyfile]=]
+local ADD_IMPORT = [[test -e /etc/caddy/Caddyfile || printf '{\n}\n' > /etc/caddy/Caddyfile; printf '\n# added by raijin: one file per app\nimport conf.d/*.caddy\n' >> /etc/caddy/Caddyfile]]
 
 -- caddy: the conf.d directory for the apps' sites, the import of
 -- conf.d/*.caddy in the main Caddyfile (added once, the rest of the file
 -- kept), and Caddy enabled and running.
 function M.caddy(ctx)
-  local main = "/etc/caddy/Caddyfile"
   if ctx.host:test("test -d /etc/caddy/conf.d") then
     in_place(ctx, "directory /etc/caddy/conf.d")
   else
@@ -73,16 +77,15 @@ function M.caddy(ctx)
     changed("directory /etc/caddy/conf.d created")
   end
   local reload = false
-  if ctx.host:test("grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?conf\\.d/\\*\\.caddy' " .. main) then
-    in_place(ctx, main .. " imports conf.d/*.caddy")
+  if ctx.host:test(IMPORTS_CONF_D) then
+    in_place(ctx, CADDYFILE .. " imports conf.d/*.caddy")
   else
-    ctx.host:run("test -e " .. main .. " || printf '{\\n}\\n' > " .. main ..
-      "; printf '\\n# added by raijin: one file per app\\nimport conf.d/*.caddy\\n' >> " .. main, { sudo = true })
-    changed(main .. ": import conf.d/*.caddy added")
+    ctx.host:run(ADD_IMPORT, { sudo = true })
+    changed(CADDYFILE .. ": import conf.d/*.caddy added")
     reload = true
   end
   if ctx.host:test("systemctl is-enabled -q caddy && systemctl is-active -q caddy") then
-    if reload then ctx.host:caddy_reload(main) end
+    if reload then ctx.host:caddy_reload(CADDYFILE) end
     in_place(ctx, "caddy enabled and running")
   else
     ctx.host:run("systemctl enable caddy && systemctl restart caddy", { sudo = true })
@@ -93,10 +96,10 @@ end
 -- apps_dir: the directory the apps live in, owned by the deploy user.
 function M.apps_dir(ctx)
   local dir = ctx.paths.apps_dir
-  if ctx.host:test("test -d " .. q(dir) .. " && test -w " .. q(dir)) then
+  if ctx.host:test([[test -d "$APPS_DIR" && test -w "$APPS_DIR"]], { env = { APPS_DIR = dir } }) then
     in_place(ctx, "apps directory " .. dir)
   else
-    ctx.host:run("mkdir -p " .. q(dir))
+    ctx.host:run([[mkdir -p "$APPS_DIR"]], { env = { APPS_DIR = dir } })
     changed("apps directory " .. dir .. " created")
   end
 end

@@ -74,7 +74,7 @@ func dryRunPython(t *testing.T, req string, files ...string) ([]builtins.Action,
 
 // answeringHost is a server on which 1.0.0 is current: it records every
 // command and answers those containing a key of answers; uploads find the
-// same file there already.
+// same file there already. commands() shows them withValues.
 type answeringHost struct {
 	builtins.RecordingHost
 	answers map[string]builtins.Result
@@ -102,7 +102,7 @@ func (a *answeringHost) commands() string {
 	var b strings.Builder
 	for _, act := range a.Actions {
 		if act.Kind == "run" {
-			b.WriteString(act.Command + "\n")
+			b.WriteString(withValues(act.Command) + "\n")
 		}
 	}
 	return b.String()
@@ -144,7 +144,7 @@ func TestPythonInstallSteps(t *testing.T) {
 		{name: "the current version again, same wheel", version: "1.0.0",
 			answers: map[string]builtins.Result{"command -v uv": noUV, "import sys, venv": pyProbe,
 				"sha256sum | cut": {Stdout: pyKey + "\ncomplete\nvenv=" + pyKey + "\n"}},
-			want: []string{"ln -sfn v1.0.0/.venv"},
+			want: []string{"v=v1.0.0\n", "mv -T -f ..venv.raijin-tmp .venv"},
 			not:  []string{"-m venv", "-m pip"},
 			log:  "v1.0.0/.venv is up to date"},
 	}
@@ -213,7 +213,7 @@ func TestPythonRequirementsShipLocalFiles(t *testing.T) {
 				case a.Kind == "upload" && strings.Contains(a.Path, "/wheels/"):
 					uploads = append(uploads, a.Path[strings.Index(a.Path, "wheels/"):])
 				case a.Kind == "run" && strings.Contains(a.Command, "-r requirements.txt"):
-					pip = a.Command
+					pip = withValues(a.Command)
 				}
 			}
 			if written != c.want {

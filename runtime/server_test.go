@@ -97,11 +97,15 @@ func TestBootstrapFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all = strings.Join(h.cmds, "\n")
+	var cmds []string
+	for _, c := range h.cmds {
+		cmds = append(cmds, withValues(c))
+	}
+	all = strings.Join(cmds, "\n")
 	for _, want := range []string{
 		"apt-get install -y -q --no-install-recommends caddy python3-venv",
 		"mkdir -p /etc/caddy/conf.d",
-		"import conf.d/*.caddy\\n'\\'' >> /etc/caddy/Caddyfile",
+		"import conf.d/*.caddy\\n' >> /etc/caddy/Caddyfile",
 		"systemctl enable caddy && systemctl restart caddy",
 		"mkdir -p /home/deploy/.local/share/raijin",
 	} {
