@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/recipes"
 )
 
 // A phase runs as: raijin.before hooks (in the order declared), then
@@ -197,7 +199,9 @@ func TestSandbox(t *testing.T) {
 		{`loadstring("return 1")`, "loadstring"},
 		{`require("io")`, `module "io" not found`},
 		{`require("os")`, `module "os" not found`},
-		{`require("raijin.binary")`, `module "raijin.binary" not found`},
+		{`require("raijin.binary")`, `module "raijin.binary" not found: raijin's own modules are raijin, raijin.deploy, `},
+		{`require("raijin.common")`, `raijin.steps.build, `},
+		{`require("raijin.steps")`, `module "raijin.steps" not found`},
 		{`require("..secret")`, `module "..secret" not found`},
 		{`require("/etc/passwd")`, `not found`},
 		{`debug.getinfo(1)`, "debug"},
@@ -219,14 +223,14 @@ func TestSandbox(t *testing.T) {
 			}
 		})
 	}
-	// What the sandbox does allow: raijin, raijin.common, project modules,
-	// and reading (not writing) the configuration.
+	// What the sandbox does allow: raijin, the built-in step modules, project
+	// modules, and reading (not writing) the configuration.
 	cfg := project(t, map[string]string{
 		"deploy.lua": `local raijin = require("raijin")
-local common = require("raijin.common")
+local release = require("raijin.steps.release")
 local steps = require("lib.steps")
 raijin.phase("t", function(ctx)
-  assert(type(common.release) == "function")
+  assert(type(release.run) == "function")
   assert(require("raijin") == raijin)
   steps.hello(ctx, ctx.config.app .. " " .. ctx.config.processes.web .. " " .. ctx.config.hosts[1].name)
 end)
@@ -341,14 +345,14 @@ raijin.after("services", function(ctx) end)
 		t.Errorf("phases %q, want %q", names, want)
 	}
 	rel := byName["release"]
-	if !strings.HasPrefix(rel.Source, "recipes/binary.lua:") || !reflect.DeepEqual(rel.Overrides, []string{"deploy.lua:2"}) ||
+	if !strings.HasPrefix(rel.Source, "recipes/deploy.lua:") || !reflect.DeepEqual(rel.Overrides, []string{"deploy.lua:2"}) ||
 		!reflect.DeepEqual(rel.Before, []string{".raijin/hooks/before_release.lua"}) || !reflect.DeepEqual(rel.After, []string{".raijin/hooks/after_release"}) {
 		t.Errorf("release: %+v", rel)
 	}
 	if got := byName["services"].After; !reflect.DeepEqual(got, []string{"deploy.lua:3"}) {
 		t.Errorf("services after = %q", got)
 	}
-	if !strings.HasPrefix(rel.FlowSource, "recipes/binary.lua:") {
+	if !strings.HasPrefix(rel.FlowSource, "recipes/deploy.lua:") {
 		t.Errorf("flow source %q", rel.FlowSource)
 	}
 }
@@ -437,5 +441,38 @@ raijin.phases { 't' }
 	_, err := run(context.Background(), t, bad, &fakeHost{name: "web1"}, nil)
 	if err == nil || !strings.Contains(err.Error(), `deploy.lua:3: env name "A B"`) {
 		t.Errorf("an invalid env name: %v", err)
+	}
+}
+
+// Every module of the built-in recipes loads on its own, and requiring it
+// declares nothing: declarations happen where a recipe calls a function
+// that says it declares (raijin.deploy.declare, raijin.server.declare).
+// Their remote scripts are fixed and get their values in env = {...}: no
+// shell string is put together with raijin.quote.
+func TestBuiltinModules(t *testing.T) {
+	names := builtinModuleNames()
+	if len(names) < 10 || names[0] != "raijin.deploy" {
+		t.Fatalf("modules %q", names)
+	}
+	for _, name := range names {
+		reg := newRegistry()
+		L := newState("", (&hostState{}).module(reg))
+		if err := L.DoString(`require("` + name + `")`); err != nil {
+			t.Errorf("require(%q): %v", name, err)
+		}
+		L.Close()
+		if len(reg.phases) > 0 || len(reg.flows) > 0 {
+			t.Errorf("require(%q) declared phases %s or flows %v", name, reg.knownPhases(), reg.flows)
+		}
+		src, chunk, _ := builtinModule(name)
+		if strings.Contains(src, "raijin.quote") {
+			t.Errorf("%s builds a shell string with raijin.quote: pass the value in env = {...}", chunk)
+		}
+	}
+	for _, recipe := range []string{"binary.lua", "python.lua"} {
+		src, err := fs.ReadFile(recipes.FS, recipe)
+		if err != nil || strings.Contains(string(src), "raijin.quote") {
+			t.Errorf("recipes/%s: %v, or it uses raijin.quote", recipe, err)
+		}
 	}
 }
