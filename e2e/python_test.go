@@ -173,13 +173,13 @@ func TestPythonFailedInstallKeepsPreviousServing(t *testing.T) {
 				p.Write("raijin.toml", strings.Replace(toml, "release_command =", "python_version = \"3.99\"\nrelease_command =", 1), 0o644)
 			},
 			undo: func() { p.Write("raijin.toml", toml, 0o644) },
-			want: []string{"python3.99 -c", "exited 127", "not found", "raijin needs python3.99 with its venv module"},
+			want: []string{`"$PY" -c`, "exited 127", "not found", "raijin needs python3.99 with its venv module"},
 		},
 		{
 			name:  "no venv module",
 			setup: func() { h.Root(t, "mv /usr/lib/python3.11/ensurepip /usr/lib/python3.11/ensurepip.off") },
 			undo:  func() { h.Root(t, "mv /usr/lib/python3.11/ensurepip.off /usr/lib/python3.11/ensurepip") },
-			want:  []string{"python3 -c", "No module named 'ensurepip'", "apt install python3 python3-venv"},
+			want:  []string{`"$PY" -c`, "No module named 'ensurepip'", "raijin needs python3 with its venv module", "apt install python3 python3-venv"},
 		},
 		{
 			name: "a release command that fails after the switch",

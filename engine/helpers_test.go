@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -179,4 +181,61 @@ func hostErr(t *testing.T, err error) *engine.HostError {
 		t.Fatalf("want a engine.HostError, got %T %v", err, err)
 	}
 	return he
+}
+
+// withValues returns a recorded command line as the shell runs it: the
+// variables its exports set (env = {...}) replaced by their values in the
+// script, ${NAME:+word} by word when NAME is set, a sudo wrapper and double
+// quotes dropped. Tests match on what a script does, not on how it gets its
+// values.
+func withValues(line string) string {
+	if rest, ok := strings.CutPrefix(line, "sudo -n sh -c "); ok {
+		line = shellWord(rest)
+	}
+	env := map[string]string{}
+	var names []string
+	for strings.HasPrefix(line, "export ") {
+		end := wordEnd(line)
+		name, value, _ := strings.Cut(line[len("export "):end], "=")
+		env[name] = shellWord(value)
+		names = append(names, name)
+		line = strings.TrimPrefix(line[end:], "; ")
+	}
+	line = regexp.MustCompile(`\$\{(\w+):\+([^}]*)\}`).ReplaceAllStringFunc(line, func(m string) string {
+		name, word, _ := strings.Cut(m[2:len(m)-1], ":+")
+		if env[name] == "" {
+			return ""
+		}
+		return word
+	})
+	sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
+	for _, k := range names {
+		line = regexp.MustCompile(`\$(\{`+k+`\}|`+k+`\b)`).ReplaceAllLiteralString(line, env[k])
+	}
+	return strings.ReplaceAll(line, `"`, "")
+}
+
+// wordEnd is where the export at the start of s ends: at the first ";"
+// outside single quotes.
+func wordEnd(s string) int {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\'':
+			quoted = !quoted
+		case s[i] == '\\' && !quoted:
+			i++
+		case s[i] == ';' && !quoted:
+			return i
+		}
+	}
+	return len(s)
+}
+
+// shellWord undoes builtins.Quote.
+func shellWord(s string) string {
+	if !strings.HasPrefix(s, "'") {
+		return s
+	}
+	return strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(s, "'"), "'"), `'\''`, "'")
 }

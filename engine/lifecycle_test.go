@@ -60,10 +60,14 @@ domain_name = ":8080"
 // Down stops and removes the units (socket-free app: web and worker), the
 // Caddy site and the app directory, in that order; Caddy stays without --full.
 func TestDownFlow(t *testing.T) {
-	all := strings.Join(recordFlow(t, "down", nil), "\n")
+	var cmds []string
+	for _, c := range recordFlow(t, "down", nil) {
+		cmds = append(cmds, withValues(c))
+	}
+	all := strings.Join(cmds, "\n")
 	order := []string{
-		"systemctl disable --now shop.service", "rm -f /etc/systemd/system/shop.service",
-		"systemctl disable --now shop-worker.service", "systemctl daemon-reload",
+		"for u in shop.service shop-worker.service; do",
+		"systemctl disable --now $u; rm -f /etc/systemd/system/$u;", "systemctl daemon-reload",
 		"rm -f /etc/caddy/conf.d/shop.caddy", "systemctl reload caddy",
 		"rm -rf -- /home/deploy/.local/share/raijin/shop",
 	}

@@ -76,7 +76,7 @@ func dryRunPython(t *testing.T, req string, files ...string) ([]remote.Step, err
 
 // answeringHost is a server on which 1.0.0 is current: it records every
 // command and answers those containing a key of answers; uploads find the
-// same file there already.
+// same file there already. commands() shows them withValues.
 type answeringHost struct {
 	remote.Recorder
 	answers map[string]remote.Result
@@ -109,7 +109,7 @@ func (a *answeringHost) commands() string {
 	var b strings.Builder
 	for _, st := range a.Steps {
 		if st.Kind == "run" {
-			b.WriteString(st.Line + "\n")
+			b.WriteString(withValues(st.Line) + "\n")
 		}
 	}
 	return b.String()
@@ -151,7 +151,7 @@ func TestPythonInstallSteps(t *testing.T) {
 		{name: "the current version again, same wheel", version: "1.0.0",
 			answers: map[string]remote.Result{"command -v uv": noUV, "import sys, venv": pyProbe,
 				"sha256sum | cut": {Stdout: pyKey + "\ncomplete\nvenv=" + pyKey + "\n"}},
-			want: []string{"ln -sfn v1.0.0/.venv"},
+			want: []string{"v=v1.0.0\n", "mv -T -f ..venv.raijin-tmp .venv"},
 			not:  []string{"-m venv", "-m pip"},
 			log:  "v1.0.0/.venv is up to date"},
 	}
@@ -220,7 +220,7 @@ func TestPythonRequirementsShipLocalFiles(t *testing.T) {
 				case a.Kind == "check" && strings.Contains(a.Path, "/wheels/"):
 					uploads = append(uploads, a.Path[strings.Index(a.Path, "wheels/"):])
 				case a.Kind == "run" && strings.Contains(a.Line, "-r requirements.txt"):
-					pip = a.Line
+					pip = withValues(a.Line)
 				}
 			}
 			if written != c.want {

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -232,5 +233,46 @@ func TestPhaseTimeoutThroughPcall(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("pcall kept the phase running past phase_timeout")
+	}
+}
+
+// Values passed in env = {...} reach a remote script exported and quoted by
+// the one Quote helper, with or without sudo: the script reads them back
+// exactly, whatever they hold. This is how the built-in recipes pass values
+// to their fixed scripts.
+func TestRunEnvReachesTheScriptQuoted(t *testing.T) {
+	values := map[string]string{
+		"A": `it's $(echo pwned) ` + "`echo pwned`" + ` "q" \ *`,
+		"B": "two\nlines",
+		"C": "",
+	}
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('t', function(ctx)
+  local env = { A = [=[` + values["A"] + `]=], B = "two\nlines", C = "" }
+  ctx.host:run([[printf '%s|' "$A" "$B" "$C"]], { env = env })
+  ctx.host:run([[printf '%s|' "$A" "$B" "$C"]], { env = env, sudo = true, cwd = "/" })
+end)
+raijin.phases { 't' }
+`})
+	h := &fakeHost{name: "web1"}
+	if _, err := run(context.Background(), t, cfg, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	cmds := h.commands()
+	if len(cmds) != 2 || !strings.HasPrefix(cmds[0], `export A='it'\''s $(echo pwned)`) || !strings.HasPrefix(cmds[1], "sudo -n sh -c ") {
+		t.Fatalf("commands:\n%s", strings.Join(cmds, "\n"))
+	}
+	want := values["A"] + "|" + values["B"] + "|" + values["C"] + "|"
+	for _, line := range []string{cmds[0], strings.TrimPrefix(cmds[1], "sudo -n ")} {
+		out, err := exec.Command("sh", "-c", line).Output()
+		if err != nil || string(out) != want {
+			t.Errorf("%s\nprinted %q (%v), want %q", line, out, err, want)
+		}
+	}
+
+	bad := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.phase('t', function(ctx)\n  ctx.host:run('true', { env = { ['A B'] = 'x' } })\nend)\nraijin.phases { 't' }\n"})
+	_, err := run(context.Background(), t, bad, &fakeHost{name: "web1"}, nil)
+	if err == nil || !strings.Contains(err.Error(), `deploy.lua:3: env name "A B"`) {
+		t.Errorf("an invalid env name: %v", err)
 	}
 }

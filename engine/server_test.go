@@ -30,6 +30,12 @@ func (h *checkHost) respond(_ context.Context, st remote.Step) (remote.Result, e
 	if strings.Contains(st.Desc, "@@versions") { // connect: home, user, (no) lock
 		return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n"}, nil
 	}
+	if strings.Contains(st.Desc, "echo imported") { // ctx.host:caddy_import()
+		if h.fails["caddy_import"] {
+			return remote.Result{Stdout: "made conf.d\nimported\n"}, nil
+		}
+		return remote.Result{}, nil
+	}
 	for k := range h.fails {
 		if strings.Contains(st.Desc, k) {
 			return remote.Result{Code: 1}, nil
@@ -75,7 +81,7 @@ func TestBootstrapFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := strings.Join(h.cmds, "\n")
-	for _, bad := range []string{"apt-get", "mkdir", ">> /etc/caddy/Caddyfile", "systemctl enable", ".lock", "audit"} {
+	for _, bad := range []string{"apt-get", "mkdir -p /home", "systemctl enable", ".lock", "audit"} {
 		if strings.Contains(all, bad) {
 			t.Errorf("a bootstrap with everything in place ran %q:\n%s", bad, all)
 		}
@@ -88,15 +94,19 @@ func TestBootstrapFlow(t *testing.T) {
 
 	// A Python app on a server without Caddy, python3-venv, the import, the
 	// apps directory; Caddy not running.
-	h, logs, err = bootstrapOn(t, "python-package", "dpkg-query", "test -d", "grep -Eqs", "systemctl is-enabled")
+	h, logs, err = bootstrapOn(t, "python-package", "dpkg-query", "test -d", "caddy_import", "systemctl is-enabled")
 	if err != nil {
 		t.Fatal(err)
 	}
-	all = strings.Join(h.cmds, "\n")
+	var cmds []string
+	for _, c := range h.cmds {
+		cmds = append(cmds, withValues(c))
+	}
+	all = strings.Join(cmds, "\n")
 	for _, want := range []string{
 		"apt-get install -y -q --no-install-recommends caddy python3-venv",
-		"mkdir -p /etc/caddy/conf.d",
-		"import conf.d/*.caddy\\n'\\'' >> /etc/caddy/Caddyfile",
+		"mkdir -p /etc/caddy/conf.d && echo made conf.d",
+		"import conf.d/*.caddy\\n' >> $main; echo imported",
 		"systemctl enable caddy && systemctl restart caddy",
 		"mkdir -p /home/deploy/.local/share/raijin",
 	} {

@@ -32,6 +32,7 @@ var hostMethods = map[string]lua.LGFunction{
 	"write":        hostWrite,
 	"systemctl":    hostSystemctl,
 	"caddy_reload": hostCaddyReload,
+	"caddy_import": hostCaddyImport,
 	"batch":        hostBatch,
 	"sent":         hostSent,
 	"defer":        hostDefer,
@@ -200,6 +201,19 @@ func hostSystemctl(L *lua.LState) int {
 	h.check(L, err)
 	h.pushUnlessQueued(L, resultTable(L, res))
 	return 1
+}
+
+// ctx.host:caddy_import() makes the conf.d directory for the apps' sites and
+// has the main Caddyfile import conf.d/*.caddy (server.CaddyImportScript,
+// also run before every site is installed). It returns whether it made the
+// directory and whether it added the import.
+func hostCaddyImport(L *lua.LState) int {
+	h := checkHost(L)
+	made, imported, err := server.CaddyImport(h.ctx(L), h.host)
+	h.check(L, err)
+	L.Push(lua.LBool(made))
+	L.Push(lua.LBool(imported))
+	return 2
 }
 
 // ctx.host:caddy_reload(site_path, [content]) installs the site (when

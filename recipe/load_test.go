@@ -25,7 +25,15 @@ func TestLoadErrors(t *testing.T) {
 		{"syntax error", map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.before('release', function(ctx)\n  local x = = 1\nend)\n"},
 			[]string{"deploy.lua:3: syntax error near '='"}},
 		{"unterminated string", map[string]string{"deploy.lua": "local s = \"abc\n"},
-			[]string{"deploy.lua:", "unterminated string near 'abc'"}},
+			[]string{"deploy.lua:1: unterminated string near 'abc'"}},
+		{"unterminated string on a middle line", map[string]string{"deploy.lua": "local a = 1\nlocal s = 'abc\nlocal b = 2\n"},
+			[]string{"deploy.lua:2: unterminated string near 'abc'"}},
+		{"unterminated string over an escaped newline", map[string]string{"deploy.lua": "local a = 1\nlocal s = \"abc\\\ndef\nlocal b = 2\n"},
+			[]string{"deploy.lua:2: unterminated string near 'abc\ndef'"}},
+		{"unterminated string at the end of the file", map[string]string{"deploy.lua": "local a = 1\nlocal s = 'abc"},
+			[]string{"deploy.lua:2: unterminated string at the end of the file"}},
+		{"module that requires itself", map[string]string{"deploy.lua": "require('lib.a')\n", "lib/a.lua": "require('lib.b')\n", "lib/b.lua": "\nrequire('lib.a')\n"},
+			[]string{`lib/b.lua:2: module "lib.a" requires itself (through the modules it requires)`}},
 		{"runtime error while loading", map[string]string{"deploy.lua": "\n\nlocal x = nil + 1\n"},
 			[]string{"deploy.lua:3: "}},
 		{"syntax error in a required module", map[string]string{"deploy.lua": "require('lib.steps')\n", "lib/steps.lua": "return {\n"},
@@ -69,7 +77,9 @@ func TestSandbox(t *testing.T) {
 		{`loadstring("return 1")`, "loadstring"},
 		{`require("io")`, `module "io" not found`},
 		{`require("os")`, `module "os" not found`},
-		{`require("raijin.binary")`, `module "raijin.binary" not found`},
+		{`require("raijin.binary")`, `module "raijin.binary" not found: raijin's own modules are raijin, raijin.deploy, `},
+		{`require("raijin.common")`, `raijin.steps.build, `},
+		{`require("raijin.steps")`, `module "raijin.steps" not found`},
 		{`require("..secret")`, `module "..secret" not found`},
 		{`require("/etc/passwd")`, `not found`},
 		{`debug.getinfo(1)`, "debug"},
@@ -91,14 +101,14 @@ func TestSandbox(t *testing.T) {
 			}
 		})
 	}
-	// What the sandbox does allow: raijin, raijin.common, project modules,
-	// and reading (not writing) the configuration.
+	// What the sandbox does allow: raijin, the built-in step modules, project
+	// modules, and reading (not writing) the configuration.
 	cfg := project(t, map[string]string{
 		"deploy.lua": `local raijin = require("raijin")
-local common = require("raijin.common")
+local release = require("raijin.steps.release")
 local steps = require("lib.steps")
 raijin.phase("t", function(ctx)
-  assert(type(common.release) == "function")
+  assert(type(release.run) == "function")
   assert(require("raijin") == raijin)
   steps.hello(ctx, ctx.config.app .. " " .. ctx.config.processes.web .. " " .. ctx.config.hosts[1].name)
 end)
@@ -147,14 +157,14 @@ raijin.after("services", function(ctx) end)
 		t.Errorf("phases %q, want %q", names, want)
 	}
 	rel := byName["release"]
-	if !strings.HasPrefix(rel.Source, "recipes/binary.lua:") || !reflect.DeepEqual(rel.Overrides, []string{"deploy.lua:2"}) ||
+	if !strings.HasPrefix(rel.Source, "recipes/deploy.lua:") || !reflect.DeepEqual(rel.Overrides, []string{"deploy.lua:2"}) ||
 		!reflect.DeepEqual(rel.Before, []string{".raijin/hooks/before_release.lua"}) || !reflect.DeepEqual(rel.After, []string{".raijin/hooks/after_release"}) {
 		t.Errorf("release: %+v", rel)
 	}
 	if got := byName["services"].After; !reflect.DeepEqual(got, []string{"deploy.lua:3"}) {
 		t.Errorf("services after = %q", got)
 	}
-	if !strings.HasPrefix(rel.FlowSource, "recipes/binary.lua:") {
+	if !strings.HasPrefix(rel.FlowSource, "recipes/deploy.lua:") {
 		t.Errorf("flow source %q", rel.FlowSource)
 	}
 }

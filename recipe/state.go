@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
@@ -20,7 +23,8 @@ import (
 
 // newState returns a Lua state with only the safe standard libraries: no io,
 // no os.execute/remove/getenv, no dofile/loadfile. require finds `raijin`,
-// `raijin.common` and Lua files of the project directory.
+// the modules of the built-in recipes (`raijin.deploy`, `raijin.steps.build`,
+// ...) and Lua files of the project directory.
 func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LState {
 	L := lua.NewState(lua.Options{SkipOpenLibs: true, IncludeGoStackTrace: false})
 	for _, lib := range []struct {
@@ -63,25 +67,28 @@ func newState(projectDir string, module func(*lua.LState) *lua.LTable) *lua.LSta
 	}
 
 	loaded := map[string]lua.LValue{}
+	loading := map[string]bool{}
 	L.SetGlobal("require", L.NewFunction(func(L *lua.LState) int {
 		name := L.CheckString(1)
 		if v, ok := loaded[name]; ok {
 			L.Push(v)
 			return 1
 		}
+		if loading[name] {
+			L.RaiseError("module %q requires itself (through the modules it requires)", name)
+		}
+		loading[name] = true
+		defer delete(loading, name)
 		var v lua.LValue
 		switch {
 		case name == "raijin":
 			v = module(L)
 		case strings.HasPrefix(name, "raijin."):
-			// The built-in recipes themselves are loaded by raijin, once; only
-			// their shared helpers are modules.
-			base := strings.TrimPrefix(name, "raijin.")
-			src, err := fs.ReadFile(recipes.FS, base+".lua")
-			if err != nil || builtinRecipes[base] || strings.ContainsAny(base, "./") {
-				L.RaiseError("module %q not found: raijin's own modules are raijin, raijin.common and raijin.server", name)
+			src, chunk, ok := builtinModule(name)
+			if !ok {
+				L.RaiseError("module %q not found: raijin's own modules are raijin, %s", name, strings.Join(builtinModuleNames(), ", "))
 			}
-			v = runModule(L, string(src), "recipes/"+strings.TrimPrefix(name, "raijin.")+".lua")
+			v = runModule(L, src, chunk)
 		default:
 			rel := strings.ReplaceAll(name, ".", "/") + ".lua"
 			if strings.Contains(name, "..") || strings.HasPrefix(name, "/") || projectDir == "" {
@@ -134,13 +141,42 @@ func runModule(L *lua.LState, src, chunk string) lua.LValue {
 	return v
 }
 
-// builtinRecipes are the embedded recipes, which require does not load.
-var builtinRecipes = map[string]bool{"binary": true, "python": true}
+// builtinRecipes are the embedded recipes, which raijin loads itself, once;
+// require does not.
+var builtinRecipes = map[string]bool{"binary.lua": true, "python.lua": true}
+
+// builtinModule finds module raijin.NAME among the embedded recipes: the
+// dots of NAME are directories, so raijin.deploy is recipes/deploy.lua and
+// raijin.steps.build is recipes/steps/build.lua.
+func builtinModule(name string) (src, chunk string, ok bool) {
+	rel := strings.ReplaceAll(strings.TrimPrefix(name, "raijin."), ".", "/") + ".lua"
+	if !fs.ValidPath(rel) || builtinRecipes[rel] {
+		return "", "", false
+	}
+	data, err := fs.ReadFile(recipes.FS, rel)
+	if err != nil {
+		return "", "", false
+	}
+	return string(data), "recipes/" + rel, true
+}
+
+// builtinModuleNames lists the modules builtinModule finds, sorted.
+func builtinModuleNames() []string {
+	var names []string
+	fs.WalkDir(recipes.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && path.Ext(p) == ".lua" && !builtinRecipes[p] {
+			names = append(names, "raijin."+strings.ReplaceAll(strings.TrimSuffix(p, ".lua"), "/", "."))
+		}
+		return nil
+	})
+	sort.Strings(names)
+	return names
+}
 
 // gopher-lua words a compile error "file line:5(column:3) near 'end':   msg".
 // At the end of the input it says "file at EOF:   msg".
 var (
-	syntaxRE    = regexp.MustCompile(`^(.*) line:(\d+)\(column:\d+\) near '(.*)':\s+(.*)$`)
+	syntaxRE    = regexp.MustCompile(`(?s)^(.*?) line:(\d+)\(column:(\d+)\) near '(.*)':\s+(.*)$`)
 	syntaxEOFRE = regexp.MustCompile(`^(.*) at EOF:\s+(.*)$`)
 )
 
@@ -153,16 +189,29 @@ func syntaxError(err error, src string) string {
 	msg = strings.TrimSpace(msg)
 	if m := syntaxEOFRE.FindStringSubmatch(msg); m != nil {
 		last := strings.Count(strings.TrimRight(src, "\n"), "\n") + 1
-		return fmt.Sprintf("%s:%d: %s at the end of the file (a missing end, ) or }?)", m[1], last, strings.TrimSpace(m[2]))
+		what := strings.TrimSpace(m[2])
+		hint := " (a missing end, ) or }?)"
+		if strings.HasPrefix(what, "unterminated") {
+			hint = ""
+		}
+		return fmt.Sprintf("%s:%d: %s at the end of the file%s", m[1], last, what, hint)
 	}
 	if m := syntaxRE.FindStringSubmatch(msg); m != nil {
+		file, tok, what := m[1], m[4], strings.TrimSpace(m[5])
+		line, _ := strconv.Atoi(m[2])
+		if strings.HasPrefix(what, "unterminated string") && m[3] == "0" {
+			// The lexer stops at the newline that ends the string and counts
+			// it first: the string began that many lines up (more when it
+			// went on over escaped newlines).
+			line -= 1 + strings.Count(tok, "\n")
+		}
 		near := ""
-		if m[3] != "" && m[3] != "EOF" {
-			near = " near '" + m[3] + "'"
-		} else if m[3] == "EOF" {
+		if tok != "" && tok != "EOF" {
+			near = " near '" + tok + "'"
+		} else if tok == "EOF" {
 			near = " at the end of the file"
 		}
-		return fmt.Sprintf("%s:%s: %s%s", m[1], m[2], strings.TrimSpace(m[4]), near)
+		return fmt.Sprintf("%s:%d: %s%s", file, line, what, near)
 	}
 	return msg
 }

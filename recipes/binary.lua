@@ -1,57 +1,65 @@
 -- The built-in recipe for installation_mode = "binary": the deploy, step by
--- step. A project changes any step with raijin.override / before / after in
--- its deploy.lua, or with hook files in .raijin/hooks/.
-local raijin = require("raijin")
-local common = require("raijin.common")
+-- step. Each step is a function of a module in recipes/steps/; a project
+-- changes any step with raijin.override / before / after in its deploy.lua,
+-- or with hook files in .raijin/hooks/.
+local deploy = require("raijin.deploy")
+local secrets = require("raijin.steps.secrets")
+local build = require("raijin.steps.build")
+local transfer = require("raijin.steps.transfer")
+local install = require("raijin.steps.install")
+local release = require("raijin.steps.release")
+local services = require("raijin.steps.services")
+local proxy = require("raijin.steps.proxy")
+local versions = require("raijin.steps.versions")
+local done = require("raijin.steps.done")
 
 -- The app directory's entry point: {app} -> v{version}/{distfile name}.
-local function links(ctx)
-  return { { name = ctx.config.app, target = "*" } }
+local function link(ctx)
+  return { name = ctx.config.app, target = "*" }
 end
 
--- 1. Resolve secrets: $name values of each host's env file, on this machine.
-raijin.phase("secrets", { where = "local" }, common.secrets)
+deploy.declare {
+  link = link,
 
--- 2. Build the application with build_command, on this machine.
-raijin.phase("build", { where = "local" }, common.build)
+  -- 1. Resolve secrets: $name values of each host's env file, on this machine.
+  secrets = secrets.resolve,
 
--- 3. Transfer the binary and the .env to {app_dir}/v{version}/.
-raijin.phase("transfer", common.transfer)
+  -- 2. Build the application with build_command, on this machine.
+  build = build.run,
 
--- 4. Install: write .appenv, then switch .env and the {app} symlink to the
---    new version, atomically. If a later step fails, the previous version is
---    switched back (and restarted if it had been stopped).
---    The switch is deferred: it rides with the next round trip (release's),
---    as its first step.
-raijin.phase("install", function(ctx)
-  common.write_appenv(ctx)
-  ctx.host:defer(function() common.switch(ctx, ctx.version, links(ctx)) end)
-end)
-raijin.undo("install", function(ctx) common.restore(ctx, links(ctx)) end)
+  -- 3. Transfer the binary (mode 0755) and the .env to {app_dir}/v{version}/.
+  transfer = transfer.run,
 
--- 5. Release: release_command, in the app directory with .appenv sourced.
-raijin.phase("release", common.release)
+  -- 4. Install: write .appenv, then switch .env and the {app} symlink to the
+  --    new version, atomically. If a later step fails, the previous version
+  --    is switched back (and restarted if it had been stopped). The switch
+  --    is deferred: it rides with the next round trip (release's), as its
+  --    first step.
+  install = function(ctx)
+    install.appenv(ctx)
+    ctx.host:defer(function() install.switch(ctx, ctx.version, link(ctx)) end)
+  end,
 
--- 6. Services: systemd units, daemon-reload, enable, restart, check.
-raijin.phase("services", common.services)
+  -- 5. Release: release_command, in the app directory with .appenv sourced.
+  release = release.run,
 
--- 7. Proxy: the Caddy site, validated and reloaded.
-raijin.phase("proxy", common.proxy)
+  -- 6. Services: systemd units, daemon-reload, enable, restart, check.
+  services = services.run,
 
--- 8. Record the version in .versions (newest first).
-raijin.phase("record", common.record)
+  -- 7. Proxy: the Caddy site, validated and reloaded.
+  proxy = proxy.run,
 
--- 9. Prune versions beyond versions_to_keep.
-raijin.phase("prune", common.prune)
+  -- 8. Record the version in .versions (newest first).
+  record = versions.record,
 
--- 10. Done: print the URL, run [hooks] post_deploy.
-raijin.phase("done", { where = "local" }, common.done)
+  -- 9. Prune versions beyond versions_to_keep.
+  prune = versions.prune,
 
-raijin.phases { "secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done" }
-
--- Rollback (switch the {app} symlink back, restart), prune and down: the
--- same flows as every built-in recipe, in recipes/common.lua.
-common.other_flows(links)
+  -- 10. Done: print the URL, run [hooks] post_deploy.
+  done = done.run,
+}
+-- deploy.declare also declares rollback (switch the {app} symlink back,
+-- restart), prune and down: see recipes/deploy.lua.
 
 -- Server bootstrap and export-config: see recipes/server.lua.
 require("raijin.server").declare()

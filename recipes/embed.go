@@ -4,7 +4,8 @@ package recipes
 
 import "embed"
 
-// FS holds binary.lua, python.lua, common.lua and templates/.
+// FS holds the recipes (binary.lua, python.lua), the modules they require
+// (deploy.lua, server.lua, steps/*.lua) and templates/.
 //
-//go:embed *.lua templates
+//go:embed *.lua steps templates
 var FS embed.FS

@@ -1,274 +1,84 @@
 -- The built-in recipe for installation_mode = "python-package": the deploy of
--- a wheel, step by step. A project changes any step with raijin.override /
--- before / after in its deploy.lua, or with hook files in .raijin/hooks/.
---
--- On the server, every version has its own virtual environment,
--- v{version}/.venv, and {app_dir}/.venv is a symlink to the current one: a
--- rollback switches the link and reinstalls nothing. The requirements live in
--- a shared environment, .deps/{key}, where key is a hash of requirements.txt,
--- the local wheels it names and the interpreter: a version whose requirements
--- did not change reuses it and installs only its own wheel. Each version's
--- .venv sees that environment through a .pth file and gets copies of its
--- commands (gunicorn, ...) that run under the version's own python.
-local raijin = require("raijin")
-local common = require("raijin.common")
-local q = raijin.quote
+-- a wheel, step by step. Each step is a function of a module in
+-- recipes/steps/ (the Python environments: raijin.steps.venv); a project
+-- changes any step with raijin.override / before / after in its deploy.lua,
+-- or with hook files in .raijin/hooks/.
+local deploy = require("raijin.deploy")
+local secrets = require("raijin.steps.secrets")
+local build = require("raijin.steps.build")
+local requirements = require("raijin.steps.requirements")
+local transfer = require("raijin.steps.transfer")
+local venv = require("raijin.steps.venv")
+local install = require("raijin.steps.install")
+local release = require("raijin.steps.release")
+local services = require("raijin.steps.services")
+local proxy = require("raijin.steps.proxy")
+local versions = require("raijin.steps.versions")
+local done = require("raijin.steps.done")
 
 -- The app directory's entry point: .venv -> v{version}/.venv.
-local function links(ctx)
-  return { { name = ".venv", target = ".venv" } }
+local function link(ctx)
+  return { name = ".venv", target = ".venv" }
 end
 
--- A requirement line that names a local file: the path, else nil.
--- Recognised: ./x.whl, ../x.whl, /abs/x.whl, x.whl (also .tar.gz, .zip),
--- file:PATH, and "name @ file:PATH". Other lines are left to the index.
-local function local_path(spec)
-  local url = spec:match("^[%w%._%-%[%],]+%s*@%s*(%S+)$") or spec
-  local p = url:match("^file://(/.*)$") or url:match("^file:(.*)$")
-  if p then return p end
-  if url:find("://", 1, true) or url:sub(1, 1) == "-" then return nil end
-  if url:match("^%.%.?/") or url:sub(1, 1) == "/" or url:match("%.whl$") or url:match("%.tar%.gz$") or url:match("%.zip$") then
-    return url
-  end
-  return nil
-end
+deploy.declare {
+  link = link,
 
--- Reads requirements.txt on this machine. Lines that name local files are
--- rewritten to ./wheels/{name}, and the files are shipped in
--- v{version}/wheels/. When every requirement is such a file the server
--- installs with --no-index: no network needed.
-local function read_requirements(ctx)
-  local c = ctx.config
-  local text = ctx["local"]:read(ctx.shared.requirements)
-  local req = { lines = {}, files = {}, offline = true }
-  local seen = {}
-  local n = 0
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    n = n + 1
-    local spec = line:gsub("%s+#.*$", ""):match("^%s*(.-)%s*$")
-    local target, marker = spec:match("^(.-)%s*(;.*)$")
-    target, marker = target or spec, marker or ""
-    local p = spec ~= "" and local_path(target) or nil
-    local opt = spec:match("^(%-%-?[%a-]+)")
-    if spec == "" or spec:sub(1, 1) == "#" then
-      req.lines[#req.lines + 1] = line
-    elseif opt == "-r" or opt == "--requirement" or opt == "-c" or opt == "--constraint" or opt == "-e" or opt == "--editable"
-      or ((opt == "-f" or opt == "--find-links") and not spec:find("://", 1, true)) then
-      error(c.requirements .. ":" .. n .. ": " .. spec .. ": raijin ships one requirements file and the files it names; " ..
-        "write the requirements in it, each local wheel by its path (pip wheel -w wheels ...)", 0)
-    elseif p then
-      local file = raijin.path(ctx, p)
-      if not ctx["local"]:exists(file) then
-        error(c.requirements .. ":" .. n .. ": local requirement " .. p .. " does not exist (paths are relative to the project directory)", 0)
-      end
-      if not (p:match("%.whl$") or p:match("%.tar%.gz$") or p:match("%.zip$")) then
-        error(c.requirements .. ":" .. n .. ": " .. p .. " is not a wheel or sdist file: build it with `pip wheel` and name the .whl", 0)
-      end
-      local name = raijin.basename(p)
-      if not seen[name] then
-        seen[name] = true
-        req.files[#req.files + 1] = { path = file, name = name }
-      end
-      req.lines[#req.lines + 1] = "./wheels/" .. name .. (marker ~= "" and " " .. marker or "")
-    else
-      req.offline = false
-      req.lines[#req.lines + 1] = line
-    end
-  end
-  while #req.lines > 0 and req.lines[#req.lines] == "" do req.lines[#req.lines] = nil end
-  req.text = table.concat(req.lines, "\n") .. "\n"
-  req.lines = nil
-  return req
-end
+  -- 1. Resolve secrets: $name values of each host's env file, on this machine.
+  secrets = secrets.resolve,
 
--- host:test, answering false in --dry-run (the recording host says yes to
--- everything), so that a dry run shows a first install.
-local function has(ctx, cmd)
-  return ctx.host:test(cmd) and not ctx.dry_run
-end
+  -- 2. Build the wheel with build_command, on this machine; read the
+  --    requirements file and find the local wheels it names.
+  build = function(ctx)
+    build.run(ctx)
+    requirements.read(ctx)
+  end,
 
--- The interpreter on the host: uv when it is there, else python3 (or
--- python{python_version}) with its venv module.
-local function interpreter(ctx)
-  local c = ctx.config
-  local py = { uv = has(ctx, "command -v uv >/dev/null 2>&1") }
-  local probe = "import sys, venv; print(sys.executable); print('%d.%d' % sys.version_info[:2])"
-  local cmd
-  if py.uv then
-    cmd = "uv python find" .. (c.python_version ~= "" and " " .. q(c.python_version) or "")
-  else
-    py.exe = c.python_version ~= "" and "python" .. c.python_version or "python3"
-    -- ensurepip is what `python3 -m venv` installs pip with; Debian ships it
-    -- in python3-venv.
-    cmd = q(py.exe) .. " -c " .. q(probe .. "; import ensurepip")
-  end
-  local ok, res = pcall(function() return ctx.host:run(cmd) end)
-  if not ok then
-    local want = c.python_version ~= "" and c.python_version or "3"
-    local need = py.uv and ("uv found no python " .. want .. " on the server (offline it can only use one already installed: `uv python install " .. want .. "`)")
-      or ("raijin needs " .. py.exe .. " with its venv module on the server (Debian/Ubuntu: apt install python3 python3-venv), or uv")
-    error(tostring(res) .. "\n" .. need, 0)
-  end
-  if py.uv then
-    py.exe = res.stdout:match("^%s*(%S+)") or "python3"
-    res = ctx.host:run(q(py.exe) .. " -c " .. q(probe))
-  end
-  py.path, py.version = res.stdout:match("^(%S+)\n(%S+)")
-  py.path, py.version = py.path or py.exe, py.version or "unknown"
-  return py
-end
+  -- 3. Transfer the wheel and the .env to {app_dir}/v{version}/, with
+  --    requirements.txt and the local wheels it names (in wheels/).
+  transfer = function(ctx)
+    ctx.dist_sent = transfer.run(ctx, { mode = "0644" })
+    requirements.send(ctx)
+  end,
 
--- Installs the requirements into .deps/{key}, unless an earlier version did
--- already (same key). Returns the environment's path.
-local function dependencies(ctx, py)
-  local vdir = ctx.paths.version_dir
-  -- The key: what the environment is made of, never where it was made. The
-  -- answer also says whether .deps/{key} is complete, and which key this
-  -- version's .venv was made with (on a deploy of the same version again).
-  local res = ctx.host:run("key=$({ printf '%s\\n' " .. q(py.version) .. " " .. q(py.uv and "uv" or "pip") ..
-    "; cat requirements.txt 2>/dev/null; if [ -d wheels ]; then cd wheels && sha256sum -- *; fi; } | sha256sum | cut -c1-16)" ..
-    "; echo \"$key\"; if [ -f ../.deps/$key/.raijin-complete ]; then echo complete; fi" ..
-    "; if [ -x .venv/bin/python ] && [ -f .deps ]; then echo \"venv=$(cat .deps)\"; fi", { cwd = vdir })
-  local key = res.stdout:match("%x+") or "dry-run"
-  local deps = ".deps/" .. key
-  ctx.python_deps = { key = key, path = ctx.paths.app_dir .. "/" .. deps, venv_key = res.stdout:match("venv=(%x+)") }
-  local since = ctx.previous and (" since " .. ctx.previous) or ""
-  if res.stdout:find("complete", 1, true) and not ctx.dry_run then
-    raijin.log("requirements unchanged" .. since .. ": reusing " .. deps .. ", nothing to install")
-    return ctx.python_deps.path
-  end
-  raijin.log((ctx.shared.req and "installing requirements" or "making the tools environment") .. " into " .. deps)
-  local make, pip
-  if py.uv then
-    make = "uv venv --quiet --python " .. q(py.path) .. " "
-    pip = "uv pip install --quiet --python ../" .. deps .. "/bin/python "
-  else
-    make = q(py.exe) .. " -m venv "
-    pip = "../" .. deps .. "/bin/python -m pip install --quiet --disable-pip-version-check "
-  end
-  ctx.host:run("rm -rf " .. deps .. " && " .. make .. deps, { cwd = ctx.paths.app_dir })
-  local install = "true"
-  if ctx.shared.req then
-    install = pip .. (ctx.shared.req.offline and "--no-index " or "") ..
-      (#ctx.shared.req.files > 0 and "--find-links wheels " or "") .. "-r requirements.txt"
-  end
-  ctx.host:run(install .. " && touch ../" .. deps .. "/.raijin-complete", { cwd = vdir })
-  return ctx.python_deps.path
-end
+  -- 4. Install: the requirements (only when they changed), the version's own
+  --    .venv with the wheel, .appenv; then switch .env and the .venv symlink
+  --    to the new version, atomically. Everything before the switch leaves
+  --    the previous version serving; if a later step fails, it is switched
+  --    back.
+  install = function(ctx)
+    local py = venv.interpreter(ctx)
+    local deps = venv.dependencies(ctx, py)
+    venv.version_venv(ctx, py, deps)
+    install.appenv(ctx)
+    install.switch(ctx, ctx.version, link(ctx))
+  end,
 
--- Makes v{version}/.venv: a fresh environment that sees .deps/{key} through
--- raijin-deps.pth, has copies of its commands, and holds the app's wheel.
-local function version_venv(ctx, py, deps)
-  local p = ctx.paths
-  if ctx.python_deps.venv_key == ctx.python_deps.key and not ctx.dist_sent and not ctx.dry_run then
-    raijin.log("v" .. ctx.version .. "/.venv is up to date (same wheel, same requirements)")
-    return
-  end
-  if ctx.previous == ctx.version then
-    raijin.log("rebuilding the environment of the serving version " .. ctx.version .. " in place: give each build its own version for a safe switch")
-  end
-  local venv = p.version_dir .. "/.venv"
-  local make = py.uv and ("uv venv --quiet --python " .. q(py.path) .. " " .. q(venv))
-    or (q(py.exe) .. " -m venv --without-pip " .. q(venv))
-  local site = "import sysconfig; print(sysconfig.get_path('purelib'))"
-  ctx.host:run(table.concat({
-    "set -e",
-    "rm -rf " .. q(venv) .. " " .. q(p.version_dir .. "/.deps"),
-    make,
-    "site=$(" .. q(venv .. "/bin/python") .. " -c " .. q(site) .. ")",
-    "printf '%s\\n' \"$(" .. q(deps .. "/bin/python") .. " -c " .. q(site) .. ")\" > \"$site/raijin-deps.pth\"",
-    -- The requirements' commands, rewritten to run under this version's python.
-    "for f in " .. q(deps) .. "/bin/*; do",
-    "  n=${f##*/}",
-    "  case $n in python*|activate*|Activate.ps1) continue;; esac",
-    -- (pip and uv write `#!/bin/sh` and an exec line for a long path.)
-    "  head -n3 \"$f\" | grep -qF " .. q(deps .. "/bin/python") .. " || continue",
-    "  sed " .. q("1,3s|" .. deps .. "/bin/python|" .. venv .. "/bin/python|") .. " \"$f\" > " .. q(venv) .. "/bin/\"$n\"",
-    "  chmod 0755 " .. q(venv) .. "/bin/\"$n\"",
-    "done",
-  }, "\n"))
-  local wheel = q(ctx.shared.dist.name)
-  -- With a requirements file it lists every dependency (as `uv export` or
-  -- `pip freeze` write it): the wheel goes in alone, then pip checks that
-  -- what it requires is there. .deps records the key once all went well.
-  local nodeps = ctx.shared.req and "--no-deps " or ""
-  local done = " && printf '%s\\n' " .. q(ctx.python_deps.key) .. " > .deps"
-  if py.uv then
-    ctx.host:run("uv pip install --quiet --python .venv/bin/python " .. nodeps .. wheel .. done, { cwd = p.version_dir })
-  else
-    ctx.host:run(".venv/bin/python -m pip install --quiet --disable-pip-version-check " .. nodeps .. wheel, { cwd = p.version_dir })
-    local check = ctx.shared.req and ".venv/bin/python -m pip check --disable-pip-version-check" or "true"
-    ctx.host:run(check .. done, { cwd = p.version_dir })
-  end
-end
+  -- 5. Release: release_command, in the app directory with .appenv sourced.
+  release = release.run,
 
--- 1. Resolve secrets: $name values of each host's env file, on this machine.
-raijin.phase("secrets", { where = "local" }, common.secrets)
+  -- 6. Services: systemd units, daemon-reload, enable, restart, check.
+  services = services.run,
 
--- 2. Build the wheel with build_command, on this machine; read the
---    requirements file and find the local wheels it names.
-raijin.phase("build", { where = "local" }, function(ctx)
-  common.build(ctx)
-  if ctx.shared.requirements then ctx.shared.req = read_requirements(ctx) end
-end)
+  -- 7. Proxy: the Caddy site, validated and reloaded.
+  proxy = proxy.run,
 
--- 3. Transfer the wheel and the .env to {app_dir}/v{version}/, with
---    requirements.txt and the local wheels it names (in wheels/).
-raijin.phase("transfer", function(ctx)
-  ctx.dist_sent = common.transfer(ctx, { mode = "0644" })
-  local req = ctx.shared.req
-  if req then
-    local vdir = ctx.paths.version_dir
-    ctx.host:write(vdir .. "/requirements.txt", req.text, { mode = "0644" })
-    for _, f in ipairs(req.files) do
-      ctx.host:upload(f.path, vdir .. "/wheels/" .. f.name, { mode = "0644" })
-    end
-  end
-end)
+  -- 8. Record the version in .versions (newest first).
+  record = versions.record,
 
--- 4. Install: the requirements (only when they changed), the version's own
---    .venv with the wheel, .appenv; then switch .env and the .venv symlink to
---    the new version, atomically. Everything before the switch leaves the
---    previous version serving; if a later step fails, it is switched back.
-raijin.phase("install", function(ctx)
-  local py = interpreter(ctx)
-  local deps = dependencies(ctx, py)
-  version_venv(ctx, py, deps)
-  common.write_appenv(ctx)
-  common.switch(ctx, ctx.version, links(ctx))
-end)
-raijin.undo("install", function(ctx) common.restore(ctx, links(ctx)) end)
+  -- 9. Prune versions beyond versions_to_keep, then the .deps environments
+  --    that no version left uses.
+  prune = function(ctx)
+    versions.prune(ctx)
+    venv.prune(ctx)
+  end,
 
--- 5. Release: release_command, in the app directory with .appenv sourced.
-raijin.phase("release", common.release)
-
--- 6. Services: systemd units, daemon-reload, enable, restart, check.
-raijin.phase("services", common.services)
-
--- 7. Proxy: the Caddy site, validated and reloaded.
-raijin.phase("proxy", common.proxy)
-
--- 8. Record the version in .versions (newest first).
-raijin.phase("record", common.record)
-
--- 9. Prune versions beyond versions_to_keep, then the .deps environments
---    that no version left uses.
-raijin.phase("prune", function(ctx)
-  common.prune(ctx)
-  ctx.host:run("cd " .. q(ctx.paths.app_dir) .. " && if [ -d .deps ]; then for d in .deps/*/; do " ..
-    "k=${d#.deps/}; k=${k%/}; cat v*/.deps 2>/dev/null | grep -qxF \"$k\" || rm -rf \"$d\"; done; fi")
-end)
-
--- 10. Done: print the URL, run [hooks] post_deploy.
-raijin.phase("done", { where = "local" }, common.done)
-
-raijin.phases { "secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done" }
-
--- Rollback (switch .env and .venv back to an older version: its environment
--- is still there, nothing is installed; restart), prune (with the .deps
--- environments no version uses) and down: the same flows as every built-in
--- recipe, in recipes/common.lua.
-common.other_flows(links)
+  -- 10. Done: print the URL, run [hooks] post_deploy.
+  done = done.run,
+}
+-- deploy.declare also declares rollback (switch .env and .venv back to an
+-- older version: its environment is still there, nothing is installed;
+-- restart), prune and down: see recipes/deploy.lua.
 
 -- Server bootstrap and export-config: see recipes/server.lua.
 require("raijin.server").declare()

@@ -1,130 +1,26 @@
 -- raijin.server: the flows around a deploy that the binary and the Python
--- recipes share.
+-- recipes share. Requiring it declares nothing; M.declare does.
+local raijin = require("raijin")
+local bootstrap = require("raijin.steps.bootstrap")
+local export = require("raijin.steps.export")
+
+local M = {}
+
+-- declare declares, in the recipe that calls it:
 --
 --   bootstrap      (`raijin server bootstrap`, `raijin up`): prepare a fresh
---                  Debian/Ubuntu server, idempotently. Each step first checks,
---                  then changes only what is missing, and says which it was.
+--                  Debian/Ubuntu server: packages, caddy, apps_dir.
 --   export-config  (`raijin app export-config`): write the generated units and
 --                  Caddy site into local_config_dir for the user to own.
 --
--- A project changes any step with raijin.override / before / after, like the
--- deploy phases.
-local raijin = require("raijin")
-local common = require("raijin.common")
-
-local M = {}
-local q = raijin.quote
-
--- Every bootstrap check ends in one of these two lines. A dry run answers
--- every check with "yes": it can only say what it checked.
-local function changed(what) raijin.log("changed: " .. what) end
-local function in_place(ctx, what)
-  if ctx.dry_run then
-    raijin.log("checked (dry run): " .. what)
-  else
-    raijin.log("in place: " .. what)
-  end
-end
-
--- The Debian packages the server needs: Caddy always, python3-venv for a
--- Python app.
-function M.wanted_packages(ctx)
-  local want = { "caddy" }
-  if ctx.config.installation_mode == "python-package" then
-    want[#want + 1] = "python3-venv"
-  end
-  return want
-end
-
--- packages: apt-get install only the packages that are not installed. Every
--- step of the bootstrap (and of a deploy) needs sudo without a password.
-function M.packages(ctx)
-  if not ctx.host:test("sudo -n true") then
-    error(ctx.host.user .. " cannot run sudo without a password on " .. ctx.host.name ..
-      ": raijin installs packages, units and Caddy sites as root. As root, run" ..
-      " `raijin -H " .. ctx.host.name .. " server create-user " .. ctx.host.user .. " --sudo`" ..
-      " (with user = \"root\" for that once), or add a NOPASSWD line for it in /etc/sudoers.d", 0)
-  end
-  local missing = {}
-  for _, p in ipairs(M.wanted_packages(ctx)) do
-    if ctx.host:test("dpkg-query -W -f='${Status}' " .. q(p) .. " 2>/dev/null | grep -q 'ok installed'") then
-      in_place(ctx, "package " .. p)
-    else
-      missing[#missing + 1] = p
-    end
-  end
-  if #missing == 0 then return end
-  local names = {}
-  for _, p in ipairs(missing) do names[#names + 1] = q(p) end
-  ctx.host:run("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends " ..
-    table.concat(names, " "), { sudo = true, timeout = "15m" })
-  for _, p in ipairs(missing) do changed("package " .. p .. " installed") end
-end
-
--- caddy: the conf.d directory for the apps' sites, the import of
--- conf.d/*.caddy in the main Caddyfile (added once, the rest of the file
--- kept), and Caddy enabled and running.
-function M.caddy(ctx)
-  local main = "/etc/caddy/Caddyfile"
-  if ctx.host:test("test -d /etc/caddy/conf.d") then
-    in_place(ctx, "directory /etc/caddy/conf.d")
-  else
-    ctx.host:run("mkdir -p /etc/caddy/conf.d", { sudo = true })
-    changed("directory /etc/caddy/conf.d created")
-  end
-  local reload = false
-  if ctx.host:test("grep -Eqs '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?conf\\.d/\\*\\.caddy' " .. main) then
-    in_place(ctx, main .. " imports conf.d/*.caddy")
-  else
-    ctx.host:run("test -e " .. main .. " || printf '{\\n}\\n' > " .. main ..
-      "; printf '\\n# added by raijin: one file per app\\nimport conf.d/*.caddy\\n' >> " .. main, { sudo = true })
-    changed(main .. ": import conf.d/*.caddy added")
-    reload = true
-  end
-  if ctx.host:test("systemctl is-enabled -q caddy && systemctl is-active -q caddy") then
-    if reload then ctx.host:caddy_reload(main) end
-    in_place(ctx, "caddy enabled and running")
-  else
-    ctx.host:run("systemctl enable caddy && systemctl restart caddy", { sudo = true })
-    changed("caddy enabled and started")
-  end
-end
-
--- apps_dir: the directory the apps live in, owned by the deploy user.
-function M.apps_dir(ctx)
-  local dir = ctx.paths.apps_dir
-  if ctx.host:test("test -d " .. q(dir) .. " && test -w " .. q(dir)) then
-    in_place(ctx, "apps directory " .. dir)
-  else
-    ctx.host:run("mkdir -p " .. q(dir))
-    changed("apps directory " .. dir .. " created")
-  end
-end
-
--- export: the units and the Caddy site this host would get, written to
--- local_config_dir. A file already there is the user's and is kept.
-function M.export(ctx)
-  local dir = ctx.config.local_config_dir
-  local files = common.units(ctx)
-  files[#files + 1] = common.site(ctx)
-  for _, f in ipairs(files) do
-    local rel = dir .. "/" .. f.name
-    if f.own then
-      raijin.log("kept " .. rel .. " (already yours)")
-    else
-      ctx["local"]:write(rel, f.content)
-      if not ctx.dry_run then raijin.log("wrote " .. rel) end
-    end
-  end
-end
-
--- declare adds the phases and flows to the recipe that calls it.
+-- A project changes any of these steps with raijin.override / before /
+-- after, like the deploy phases.
 function M.declare()
-  raijin.phase("packages", M.packages)
-  raijin.phase("caddy", M.caddy)
-  raijin.phase("apps_dir", M.apps_dir)
+  raijin.phase("packages", bootstrap.packages)
+  raijin.phase("caddy", bootstrap.caddy)
+  raijin.phase("apps_dir", bootstrap.apps_dir)
   raijin.flow("bootstrap", { "packages", "caddy", "apps_dir" })
-  raijin.phase("export", M.export)
+  raijin.phase("export", export.run)
   raijin.flow("export-config", { "export" })
 end
 

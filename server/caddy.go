@@ -9,14 +9,24 @@ import (
 
 // CaddyImportScript is the one place raijin edits the main Caddyfile: it
 // makes the conf.d directory for the apps' sites and has the Caddyfile import
-// conf.d/*.caddy, once, keeping the rest of the file. It prints "imported"
-// when it changed the file. Run as root.
+// conf.d/*.caddy, once, keeping the rest of the file. It prints "made
+// conf.d" and "imported" for what it changed. Run as root.
 const CaddyImportScript = `main=/etc/caddy/Caddyfile
-[ -d /etc/caddy/conf.d ] || mkdir -p /etc/caddy/conf.d
+[ -d /etc/caddy/conf.d ] || { mkdir -p /etc/caddy/conf.d && echo made conf.d; }
 if [ ! -e "$main" ]; then printf '{\n}\n' > "$main"; fi
 if ! grep -Eq '^[[:space:]]*import[[:space:]]+(/etc/caddy/)?conf\.d/\*\.caddy' "$main"; then
   printf '\n# added by raijin: one file per app\nimport conf.d/*.caddy\n' >> "$main"; echo imported
 fi`
+
+// CaddyImport runs CaddyImportScript: it reports whether it made the conf.d
+// directory and whether it added the import.
+func CaddyImport(ctx context.Context, h remote.Host) (madeDir, imported bool, err error) {
+	res, err := remote.Must(ctx, h, CaddyImportScript, remote.RunOpts{Sudo: true})
+	if err != nil {
+		return false, false, err
+	}
+	return strings.Contains(res.Stdout, "made conf.d"), strings.Contains(res.Stdout, "imported"), nil
+}
 
 // caddySiteScript installs the site read on stdin at $SITE (see CaddySite).
 const caddySiteScript = `set -e

@@ -1,0 +1,72 @@
+-- raijin.deploy: the phases and flows the built-in recipes share. A recipe
+-- names its step for each phase of the deploy and calls M.declare with them;
+-- requiring this module declares nothing.
+local raijin = require("raijin")
+local install = require("raijin.steps.install")
+local services = require("raijin.steps.services")
+local down = require("raijin.steps.down")
+
+local M = {}
+
+-- The phases of the deploy, in order.
+M.phases = { "secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done" }
+
+-- declare declares the deploy flow with the recipe's steps, recipe[phase]
+-- for each of M.phases, and the flows besides it: rollback, prune and down.
+-- recipe.link(ctx) is the version's entry point in the app directory (see
+-- raijin.steps.install.switch): what install switches, and what the undo of
+-- install and a rollback switch back.
+function M.declare(recipe)
+  local known = { link = true }
+  for _, name in ipairs(M.phases) do
+    known[name] = true
+    if type(recipe[name]) ~= "function" then
+      error("raijin.deploy.declare: no step for phase " .. name, 2)
+    end
+  end
+  for k in pairs(recipe) do
+    if not known[k] then
+      error("raijin.deploy.declare: " .. tostring(k) .. " is no phase of the deploy (" .. table.concat(M.phases, ", ") .. ")", 2)
+    end
+  end
+  if type(recipe.link) ~= "function" then
+    error("raijin.deploy.declare: no link(ctx)", 2)
+  end
+  local link = recipe.link
+
+  -- Deploy: the local phases run once, on this machine; the others on
+  -- every host.
+  raijin.phase("secrets", { where = "local" }, recipe.secrets)
+  raijin.phase("build", { where = "local" }, recipe.build)
+  raijin.phase("transfer", recipe.transfer)
+  raijin.phase("install", recipe.install)
+  -- If a step after install fails, the previous version is switched back,
+  -- and restarted if the deploy had restarted it.
+  raijin.undo("install", function(ctx) install.restore(ctx, link(ctx)) end)
+  raijin.phase("release", recipe.release)
+  raijin.phase("services", recipe.services)
+  raijin.phase("proxy", recipe.proxy)
+  raijin.phase("record", recipe.record)
+  raijin.phase("prune", recipe.prune)
+  raijin.phase("done", { where = "local" }, recipe.done)
+  raijin.phases(M.phases)
+
+  -- Rollback: switch back to an older version already on the host (nothing
+  -- is installed: its files are still there), restart, record.
+  raijin.phase("switch", function(ctx) install.switch(ctx, ctx.version, link(ctx)) end)
+  raijin.undo("switch", function(ctx) install.restore(ctx, link(ctx)) end)
+  raijin.phase("restart", services.restart)
+  raijin.flow("rollback", { "switch", "restart", "record" })
+
+  -- Prune: `raijin prune [--keep N]` is the prune step on its own.
+  raijin.flow("prune", { "prune" })
+
+  -- Down: `raijin down [--full]` stops the app and removes it from the host.
+  raijin.phase("disable_units", down.disable_units)
+  raijin.phase("remove_site", down.remove_site)
+  raijin.phase("remove_app", down.remove_app)
+  raijin.phase("remove_caddy", down.remove_caddy)
+  raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })
+end
+
+return M

@@ -1,0 +1,68 @@
+-- raijin.steps.down: the steps of `raijin down [--full]`, which stops the
+-- app and removes everything of it from the host. Each is a phase of the
+-- "down" flow (see recipes/deploy.lua), so a project can override or hook it
+-- like any deploy step.
+--
+-- The scripts are fixed; the values come in the environment (UNITS: unit
+-- names separated by spaces, split with globbing off).
+local raijin = require("raijin")
+local services = require("raijin.steps.services")
+
+local M = {}
+
+-- Stops, disables and deletes each of $UNITS that has a file in $UNIT_DIR,
+-- then a daemon-reload if there was one.
+local DISABLE_UNITS = [[set -e
+found=
+set -f
+for u in $UNITS; do
+  if [ -e "$UNIT_DIR/$u" ]; then systemctl disable --now "$u"; rm -f "$UNIT_DIR/$u"; systemctl reset-failed "$u" 2>/dev/null || true; found=1; fi
+done
+if [ -n "$found" ]; then systemctl daemon-reload; fi]]
+
+-- disable_units: stop and disable the units (the socket first), delete their
+-- files, daemon-reload.
+function M.disable_units(ctx)
+  ctx.host:run(DISABLE_UNITS, { sudo = true, env = {
+    UNIT_DIR = ctx.paths.unit_dir, UNITS = table.concat(services.all_unit_names(ctx), " "),
+  } })
+end
+
+local REMOVE_SITE = [[if [ -e "$SITE" ]; then rm -f "$SITE"; if systemctl is-active -q caddy; then systemctl reload caddy; fi; fi]]
+
+-- remove_site: delete the Caddy site and reload Caddy (when it runs).
+function M.remove_site(ctx)
+  ctx.host:run(REMOVE_SITE, { sudo = true, env = { SITE = ctx.paths.caddy_site } })
+end
+
+-- remove_app: delete the app directory: every version, .env, .versions, the
+-- audit log (its last line, this down, goes to the apps directory's log).
+function M.remove_app(ctx)
+  ctx.host:run([[rm -rf -- "$APP_DIR"]], { env = { APP_DIR = ctx.paths.app_dir } })
+end
+
+local REMOVE_CADDY = [[
+set -e
+systemctl disable --now caddy 2>/dev/null || true
+if command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get purge -y -q caddy >/dev/null
+else
+  echo "no apt-get on this host: remove the caddy package by hand" >&2; exit 1
+fi
+rm -rf /etc/caddy]]
+
+-- remove_caddy (down --full only): stop Caddy and purge its package, when no
+-- other app has a site in /etc/caddy/conf.d.
+function M.remove_caddy(ctx)
+  if not ctx.full then return end
+  local res = ctx.host:run("ls /etc/caddy/conf.d/*.caddy 2>/dev/null || true")
+  if res.stdout ~= "" then
+    local sites = res.stdout:gsub("%s+$", ""):gsub("\n", ", ")
+    raijin.log("Caddy stays: other apps use it: " .. sites)
+    return
+  end
+  ctx.host:run(REMOVE_CADDY, { sudo = true })
+  raijin.log("Caddy removed")
+end
+
+return M

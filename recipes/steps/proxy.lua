@@ -1,0 +1,39 @@
+-- raijin.steps.proxy: the app's Caddy site, and the proxy step.
+local raijin = require("raijin")
+local templates = require("raijin.steps.templates")
+
+local M = {}
+
+-- site: the Caddy site of this app for this host: {name, content, own}. The
+-- user's own {local_config_dir}/{app}.caddy is used as it is when present
+-- (own); otherwise it is generated from templates/site.caddy.
+function M.site(ctx)
+  local c = ctx.config
+  local name = c.app .. ".caddy"
+  local own = raijin.path(ctx, c.local_config_dir .. "/" .. name)
+  if ctx["local"]:exists(own) then
+    return { name = name, content = ctx["local"]:read(own), own = true }
+  end
+  local statics = {}
+  for path, dir in c.webserver.statics() do
+    statics[#statics + 1] = { path = path, dir = dir }
+  end
+  table.sort(statics, function(a, b) return a.path < b.path end)
+  return { name = name, content = templates.render(ctx, "site.caddy", {
+    site = ctx.host.site_address, upstream = c.webserver.upstream,
+    statics = statics, try_duration = "30s",
+  }) }
+end
+
+-- run: the site goes to /etc/caddy/conf.d/{app}.caddy, validated, then Caddy
+-- reloads (not when the site did not change). A redeploy leaves it alone.
+-- Deferred: it needs no answer, so it rides with the deploy's last round
+-- trip (with record, prune, the audit line and the lock's release); a
+-- failure there still undoes the deploy.
+function M.run(ctx)
+  if ctx.redeploy then return end
+  local site = M.site(ctx).content
+  ctx.host:defer(function() ctx.host:caddy_reload(ctx.paths.caddy_site, site) end)
+end
+
+return M
