@@ -117,3 +117,22 @@ func TestPruneFlow(t *testing.T) {
 		t.Errorf("%d round trips, want 2: the lock and facts, then the prune with the audit line", rec.Trips)
 	}
 }
+
+// `raijin app start|stop|restart [PROC]` are the recipe's flows of those
+// names: systemctl on the process's units (all of them without PROC), then
+// the check a deploy makes, except after a stop.
+func TestAppControlFlows(t *testing.T) {
+	all := strings.Join(recordFlow(t, "stop", nil), "\n")
+	if !strings.Contains(all, "systemctl stop shop.service shop-worker.service") || strings.Contains(all, "units=") {
+		t.Errorf("app stop ran:\n%s", all)
+	}
+	worker := strings.Join(recordFlow(t, "restart", func(o *engine.Options) { o.Process = "worker" }), "\n")
+	if !strings.Contains(worker, "systemctl restart shop-worker.service") || strings.Contains(worker, "restart shop.service") ||
+		!strings.Contains(worker, "units=shop-worker.service") {
+		t.Errorf("app restart worker ran:\n%s", worker)
+	}
+	web := strings.Join(recordFlow(t, "start", func(o *engine.Options) { o.Process = "web" }), "\n")
+	if !strings.Contains(web, "systemctl start shop.service") || strings.Contains(web, "shop-worker") {
+		t.Errorf("app start web ran:\n%s", web)
+	}
+}

@@ -29,8 +29,9 @@ type Config struct {
 	Command  string // ctx.command: deploy, redeploy, rollback, ...
 	DryRun   bool
 	Redeploy bool
-	Full     bool // ctx.full: down removes Caddy too
-	Keep     int  // ctx.keep: versions prune keeps (0 = not set)
+	Full     bool   // ctx.full: down removes Caddy too
+	Keep     int    // ctx.keep: versions prune keeps (0 = not set)
+	Process  string // ctx.process: the process app start|stop|restart acts on ("" = all)
 	Events   Events
 	Redactor *secrets.Redactor
 	// LoadEnv reads a host's env and resolves its secrets (raijin.env.load).
@@ -290,6 +291,9 @@ func (s *hostState) newCtx(L *lua.LState, t Target) *lua.LTable {
 	ctx.RawSetString("full", lua.LBool(s.cfg.Full))
 	if s.cfg.Keep > 0 {
 		ctx.RawSetString("keep", lua.LNumber(s.cfg.Keep))
+	}
+	if s.cfg.Process != "" {
+		ctx.RawSetString("process", lua.LString(s.cfg.Process))
 	}
 	// Phases may add details to the command's audit line (ctx.audit.pruned).
 	ctx.RawSetString("audit", L.NewTable())

@@ -5,6 +5,7 @@ local raijin = require("raijin")
 local install = require("raijin.steps.install")
 local services = require("raijin.steps.services")
 local down = require("raijin.steps.down")
+local control = require("raijin.steps.control")
 
 local M = {}
 
@@ -12,7 +13,8 @@ local M = {}
 M.phases = { "secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done" }
 
 -- declare declares the deploy flow with the recipe's steps, recipe[phase]
--- for each of M.phases, and the flows besides it: rollback, prune and down.
+-- for each of M.phases, and the flows besides it: rollback, prune, down, and
+-- start, stop and restart (`raijin app start|stop|restart [PROC]`).
 -- recipe.link(ctx) is the version's entry point in the app directory (see
 -- raijin.steps.install.switch): what install switches, and what the undo of
 -- install and a rollback switch back.
@@ -67,6 +69,15 @@ function M.declare(recipe)
   raijin.phase("remove_app", down.remove_app)
   raijin.phase("remove_caddy", down.remove_caddy)
   raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })
+
+  -- App control: `raijin app start|stop|restart [PROC]` acts on the units of
+  -- every process, or of ctx.process, and checks them as a deploy does.
+  raijin.phase("start_units", control.start)
+  raijin.phase("stop_units", control.stop)
+  raijin.phase("restart_units", control.restart)
+  raijin.flow("start", { "start_units" })
+  raijin.flow("stop", { "stop_units" })
+  raijin.flow("restart", { "restart_units" })
 end
 
 return M

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/engine"
@@ -209,60 +208,51 @@ func (s *AppShellCmd) Run(app *App) error {
 // AppStartCmd is `raijin app start [PROC]`.
 type AppStartCmd struct {
 	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
+	lockFlags
 }
 
-func (c *AppStartCmd) Run(app *App) error { return unitAction(app, "start", c.Proc) }
+func (c *AppStartCmd) Run(app *App) error { return unitAction(app, "start", c.Proc, c.lockFlags) }
 
 // AppStopCmd is `raijin app stop [PROC]`.
 type AppStopCmd struct {
 	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
+	lockFlags
 }
 
-func (c *AppStopCmd) Run(app *App) error { return unitAction(app, "stop", c.Proc) }
+func (c *AppStopCmd) Run(app *App) error { return unitAction(app, "stop", c.Proc, c.lockFlags) }
 
 // AppRestartCmd is `raijin app restart [PROC]`.
 type AppRestartCmd struct {
 	Proc string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
+	lockFlags
 }
 
-func (c *AppRestartCmd) Run(app *App) error { return unitAction(app, "restart", c.Proc) }
+func (c *AppRestartCmd) Run(app *App) error { return unitAction(app, "restart", c.Proc, c.lockFlags) }
 
-func unitAction(app *App, action, proc string) error {
+func unitAction(app *App, action, proc string, l lockFlags) error {
 	cfg, err := app.load()
 	if err != nil {
 		return err
 	}
-	us, err := units(cfg, proc)
+	if _, err := units(cfg, proc); err != nil {
+		return err
+	}
+	// The recipe's flow of the same name (raijin.steps.control), so that a
+	// project's overrides and hooks apply, with the deploy lock held.
+	o, err := app.runOpts(cfg, "app "+action, action, "", false)
 	if err != nil {
 		return err
 	}
-	web := proc == "" || proc == "web"
-	all := us
-	if web && cfg.SocketActivated() && action != "restart" {
-		// A stopped service behind a live socket would start again on the
-		// next request: the socket goes with it.
-		all = append([]string{cfg.App + ".socket"}, us...)
+	if err := l.apply(&o); err != nil {
+		return err
 	}
-	past := map[string]string{"start": "started", "stop": "stopped", "restart": "restarted"}[action]
-	return eachHost(app, cfg, func(r *openHost) error {
-		h := r.host(app)
-		start := time.Now()
-		if _, err := server.Systemctl(app.ctx, h, action, all...); err != nil {
-			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
-		}
-		if action != "stop" {
-			hc := server.HealthCheck{Units: us, Upstream: cfg.Webserver.Upstream}
-			if web {
-				hc.Path = cfg.Webserver.HealthCheck
-				hc.Timeout, _ = time.ParseDuration(cfg.Webserver.HealthCheckTimeout)
-			}
-			if err := server.WaitHealthy(app.ctx, h, hc); err != nil {
-				return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "`raijin app logs` shows more")
-			}
-		}
-		app.UI().Printf("%s: %s %s in %.1fs", r.h.Name, past, strings.Join(all, " "), time.Since(start).Seconds())
-		return nil
-	})
+	o.Process = proc
+	rep, err := engine.Run(app.ctx, o)
+	if err != nil {
+		return err
+	}
+	app.UI().Printf("app %s of %s done in %.1fs (%s)", action, cfg.App, rep.Duration.Seconds(), app.statsLine())
+	return nil
 }
 
 // AppExportConfigCmd is `raijin app export-config`.
