@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -20,9 +21,14 @@ func TestMain(m *testing.M) {
 }
 
 // TestScripts runs the terminal sessions of testdata/script/*.txtar against
-// the raijin command (Run, in a subprocess). go test -run TestScripts -update
-// rewrites their expected output.
+// the raijin command (Run, in a subprocess); the deploy_* sessions reach an
+// SSH server in the test process (sshserver). go test -run TestScripts
+// -update rewrites their expected output.
 func TestScripts(t *testing.T) {
+	fakes, err := filepath.Abs("testdata/fakes")
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:           "testdata/script",
 		UpdateScripts: *update,
@@ -34,6 +40,8 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// sshserver NAME: a server that raijin reaches as NAME (see sshServer).
+			"sshserver": sshServer(fakes),
 			// exits CODE PROG ARGS...: run PROG and require exit code CODE.
 			"exits": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) < 2 {
