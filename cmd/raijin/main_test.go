@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -42,6 +43,22 @@ func TestScripts(t *testing.T) {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// sshserver NAME: a server that raijin reaches as NAME (see sshServer).
 			"sshserver": sshServer(fakes),
+			// waitfor PATH: wait until PATH exists (a background command got
+			// there), for up to 10 seconds.
+			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: waitfor PATH")
+				}
+				p := ts.MkAbs(args[0])
+				for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					if _, err := os.Stat(p); err == nil {
+						return
+					}
+					if time.Now().After(end) {
+						ts.Fatalf("%s did not appear within 10s", args[0])
+					}
+				}
+			},
 			// exits CODE PROG ARGS...: run PROG and require exit code CODE.
 			"exits": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) < 2 {
