@@ -5,8 +5,10 @@ import (
 	"flag"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -20,9 +22,14 @@ func TestMain(m *testing.M) {
 }
 
 // TestScripts runs the terminal sessions of testdata/script/*.txtar against
-// the raijin command (Run, in a subprocess). go test -run TestScripts -update
-// rewrites their expected output.
+// the raijin command (Run, in a subprocess); the deploy_* sessions reach an
+// SSH server in the test process (sshserver). go test -run TestScripts
+// -update rewrites their expected output.
 func TestScripts(t *testing.T) {
+	fakes, err := filepath.Abs("testdata/fakes")
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir:           "testdata/script",
 		UpdateScripts: *update,
@@ -34,6 +41,24 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// sshserver NAME: a server that raijin reaches as NAME (see sshServer).
+			"sshserver": sshServer(fakes),
+			// waitfor PATH: wait until PATH exists (a background command got
+			// there), for up to 10 seconds.
+			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: waitfor PATH")
+				}
+				p := ts.MkAbs(args[0])
+				for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+					if _, err := os.Stat(p); err == nil {
+						return
+					}
+					if time.Now().After(end) {
+						ts.Fatalf("%s did not appear within 10s", args[0])
+					}
+				}
+			},
 			// exits CODE PROG ARGS...: run PROG and require exit code CODE.
 			"exits": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) < 2 {

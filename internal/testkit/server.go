@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -23,8 +25,16 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
+// TB is what the server and key helpers need of a test: a *testing.T, or
+// an adapter that lets a testscript command use them.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
 // Server is an in-process SSH server on loopback: exec requests run
-// locally with sh -c.
+// locally with sh -c, as the user running the tests.
 type Server struct {
 	Addr     string // 127.0.0.1:PORT
 	Port     int
@@ -33,6 +43,7 @@ type Server struct {
 	Shell    string // the login shell (default sh)
 
 	mu       sync.Mutex
+	env      []string // nil: the test's own environment
 	authKeys []ssh.PublicKey
 	logins   []string // users that logged in
 	commands []string
@@ -41,7 +52,7 @@ type Server struct {
 
 // NewServer starts a server with an ed25519 host key (plus extra host
 // keys) that accepts the given client keys.
-func NewServer(t *testing.T, clientKeys []ssh.PublicKey, extraHostKeys ...ssh.Signer) *Server {
+func NewServer(t TB, clientKeys []ssh.PublicKey, extraHostKeys ...ssh.Signer) *Server {
 	t.Helper()
 	ts := &Server{authKeys: clientKeys}
 	ts.HostKeys = append([]ssh.Signer{NewSigner(t)}, extraHostKeys...)
@@ -76,10 +87,21 @@ func NewServer(t *testing.T, clientKeys []ssh.PublicKey, extraHostKeys ...ssh.Si
 	return ts
 }
 
+// SetEnv sets the environment of the commands the server runs from now on,
+// as sshd would: env (HOME, PATH, ...), plus USER and LOGNAME of the login;
+// they start in env's HOME. Without it they get the test's own environment
+// and directory.
+func (ts *Server) SetEnv(env []string) {
+	ts.mu.Lock()
+	ts.env = append([]string(nil), env...)
+	ts.mu.Unlock()
+}
+
 func (ts *Server) exec(s gliderssh.Session) {
 	ts.mu.Lock()
 	ts.logins = append(ts.logins, s.User())
 	ts.commands = append(ts.commands, s.RawCommand())
+	env := ts.env
 	ts.mu.Unlock()
 	sigs := make(chan gliderssh.Signal, 4)
 	s.Signals(sigs)
@@ -88,6 +110,14 @@ func (ts *Server) exec(s gliderssh.Session) {
 		shell = "sh"
 	}
 	cmd := exec.Command(shell, "-c", s.RawCommand())
+	if env != nil {
+		cmd.Env = slices.Concat(env, []string{"USER=" + s.User(), "LOGNAME=" + s.User()})
+		for _, kv := range env {
+			if home, ok := strings.CutPrefix(kv, "HOME="); ok {
+				cmd.Dir = home
+			}
+		}
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s.Stderr()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second
@@ -130,7 +160,7 @@ func (ts *Server) Commands() []string {
 	return append([]string(nil), ts.commands...)
 }
 
-func NewSigner(t *testing.T) ssh.Signer {
+func NewSigner(t TB) ssh.Signer {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -145,7 +175,7 @@ func NewSigner(t *testing.T) ssh.Signer {
 
 // WriteKey writes a new ed25519 private key (encrypted when passphrase is not
 // empty) and returns its path and public key.
-func WriteKey(t *testing.T, path, passphrase string) ssh.PublicKey {
+func WriteKey(t TB, path, passphrase string) ssh.PublicKey {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -186,8 +216,8 @@ func Home(t *testing.T) string {
 	return home
 }
 
-// trust records the server's host keys in ~/.ssh/known_hosts.
-func Trust(t *testing.T, home string, ts *Server, keys ...ssh.PublicKey) {
+// Trust records the server's host keys in ~/.ssh/known_hosts.
+func Trust(t TB, home string, ts *Server, keys ...ssh.PublicKey) {
 	t.Helper()
 	if len(keys) == 0 {
 		keys = []ssh.PublicKey{ts.HostKeys[0].PublicKey()}
