@@ -196,5 +196,8 @@ func (a *App) hostOpts(command string) (*config.Config, engine.Options, error) {
 		return nil, engine.Options{}, err
 	}
 	o, err := a.runOpts(cfg, command, "", "", false)
+	// These commands print data (--json included): remote commands are
+	// shown with -v only.
+	o.Observer = echo(a)
 	return cfg, o, err
 }
