@@ -28,10 +28,14 @@ type hostRun struct {
 	host    *remote.Session
 	closers []func() // the connections, closed when the run ends
 
-	lock     server.LockInfo
-	facts    hostFacts
-	audit    server.AuditEntry
-	finished bool // the audit line is written and the lock released
+	lock   server.LockInfo
+	locked bool // the connect phase took the lock
+	// connected: the connect phase ran its step (an override may not)
+	connected bool
+	stepErr   error
+	facts     hostFacts
+	audit     server.AuditEntry
+	finished  bool // the audit line is written and the lock released
 
 	st      *recipe.State
 	started []recipe.PhaseInfo // the phases that started, for their undo
@@ -45,67 +49,114 @@ func (r *runner) runHost(ctx context.Context, h config.Host, phases []recipe.Pha
 	return hr.res
 }
 
-// run connects (reading the facts and taking the lock), loads the recipe and
-// runs the phases; when one fails, the phases that started are undone.
-// Whatever the outcome, the audit line is written as the lock is released.
+// run connects, loads the recipe and runs the phases, the built-in connect
+// (the facts, the deploy lock) first and finish (the audit line, the lock's
+// release) last; when a phase fails, the phases that started are undone.
+// Whatever the outcome, once the lock is taken the audit line is written as
+// the lock is released.
 func (hr *hostRun) run(ctx context.Context, shared any) {
 	defer hr.closeConnections()
-	if err := hr.connect(ctx); err != nil {
-		hr.fail("connect", err)
+	if err := hr.dialHost(ctx); err != nil {
+		hr.fail(recipe.ConnectPhase, err)
 		return
 	}
+	if err := hr.loadRecipe(ctx, shared); err != nil {
+		hr.fail("load", err)
+		return
+	}
+	defer hr.st.Close()
 	// A flow without the lock (bootstrap, export-config) changes nothing of
 	// the app: no audit line either.
 	if !hr.opts.DryRun && !hr.opts.NoLock {
 		defer hr.finishUnlessDone()
 	}
-	version, err := hr.chooseVersion()
-	if err != nil {
-		hr.fail("connect", err)
-		return
-	}
-	if err := hr.loadRecipe(ctx, version, shared); err != nil {
-		hr.fail("load", err)
-		return
-	}
-	defer hr.st.Close()
 	for _, p := range hr.phases {
-		hr.started = append(hr.started, p)
 		hr.host.Label(p.Name)
-		if err := hr.runPhase(ctx, hr.st, hr.h.Name, p.Name); err != nil {
+		err := hr.runPhase(ctx, hr.st, hr.h.Name, p.Name)
+		switch {
+		case err == nil && p.Name == recipe.ConnectPhase && !hr.connected:
+			hr.fail(p.Name, errs.Usagef("call default(ctx) in the override of connect", "an override of the connect phase did not run raijin's own step, which reads the host's facts and takes the deploy lock"))
+			return
+		case err == nil:
+		case p.Name == recipe.ConnectPhase:
+			hr.fail(p.Name, hr.stepError(err))
+			return
+		case p.Name == recipe.FinishPhase:
+			hr.undoAfter(hr.lastPhase(), hr.stepError(err))
+			return
+		default:
+			hr.started = append(hr.started, p)
 			hr.undoAfter(p.Name, err)
 			return
 		}
-	}
-	if err := hr.sendLastSteps(ctx); err != nil {
-		hr.undoAfter(hr.lastPhase(), err)
+		if p.Name != recipe.ConnectPhase && p.Name != recipe.FinishPhase {
+			hr.started = append(hr.started, p)
+		}
 	}
 }
 
-// connect opens the connection (the early one, if the build phases made
-// it), reads the host's facts and takes the deploy lock.
-func (hr *hostRun) connect(ctx context.Context) error {
-	hr.opts.Events.PhaseStart(hr.h.Name, "connect")
-	start := time.Now()
+// dialHost opens the connection (the early one, if the build phases made
+// it) and the session the phases act on.
+func (hr *hostRun) dialHost(ctx context.Context) error {
 	conn, closeFn, err := hr.dial(ctx, hr.h)
 	if err != nil {
-		hr.opts.Events.PhaseEnd(hr.h.Name, "connect", time.Since(start), err)
+		hr.opts.Events.PhaseStart(hr.h.Name, recipe.ConnectPhase)
+		hr.opts.Events.PhaseEnd(hr.h.Name, recipe.ConnectPhase, 0, err)
 		return errs.WithCode(errs.CodeFailed, err, "")
 	}
 	hr.closers = append(hr.closers, closeFn)
 	hr.host = hr.newSession(conn)
-	hr.lock = server.NewLockInfo(hr.opts.Command, hr.lockVersion())
-	if hr.opts.DryRun {
-		hr.opts.Events.DryRun(hr.h.Name, "phase", "connect", "")
-	}
-	hr.facts, err = hr.prepare(ctx, hr.host, hr.h, hr.lock, len(hr.phases))
-	hr.opts.Events.PhaseEnd(hr.h.Name, "connect", time.Since(start), err)
-	if err != nil {
-		return err
-	}
-	hr.audit = server.AuditEntry{Time: hr.lock.Since, App: hr.opts.Config.App, Command: hr.opts.Command,
-		User: hr.lock.User, Machine: hr.lock.Machine, From: hr.facts.current()}
 	return nil
+}
+
+// connectStep is the built-in connect phase's step: it reads the host's
+// facts and takes the deploy lock (see prepare), and chooses the version
+// the flow takes the host to.
+func (hr *hostRun) connectStep(ctx context.Context) (recipe.Facts, error) {
+	hr.lock = server.NewLockInfo(hr.opts.Command, hr.lockVersion())
+	facts, err := hr.prepare(ctx, hr.host, hr.h, hr.lock, len(hr.phases))
+	if err != nil {
+		return recipe.Facts{}, hr.stepFailed(err)
+	}
+	hr.facts, hr.locked, hr.connected = facts, true, true
+	hr.audit = server.AuditEntry{Time: hr.lock.Since, App: hr.opts.Config.App, Command: hr.opts.Command,
+		User: hr.lock.User, Machine: hr.lock.Machine, From: facts.current()}
+	version, err := hr.chooseVersion()
+	if err != nil {
+		return recipe.Facts{}, hr.stepFailed(err)
+	}
+	hr.res.Version, hr.res.Previous = version, facts.current()
+	return recipe.Facts{User: facts.user, Paths: Paths(hr.opts.Config, hr.h, facts.home, version),
+		Versions: facts.versions, Dirs: hr.versionDirs(version), Version: version, Previous: facts.current()}, nil
+}
+
+// finishStep is the built-in finish phase's step: the steps still
+// deferred, then (if they all succeed) the audit line and the lock's
+// release, in one round trip.
+func (hr *hostRun) finishStep(ctx context.Context) error {
+	ok, err := hr.host.Finish(ctx, hr.finishScript())
+	hr.finished = ok
+	if err != nil {
+		return hr.stepFailed(err)
+	}
+	return nil
+}
+
+// stepFailed keeps err, the failure of a built-in step, so that the phase's
+// error is it (with its exit code: 3 for a held lock), not its text as Lua
+// raised it.
+func (hr *hostRun) stepFailed(err error) error {
+	hr.stepErr = err
+	return err
+}
+
+// stepError is the built-in step's own error when it made the phase fail,
+// else err (a hook's).
+func (hr *hostRun) stepError(err error) error {
+	if hr.stepErr != nil {
+		err, hr.stepErr = hr.stepErr, nil
+	}
+	return err
 }
 
 // newSession is what the phases run on over conn, in production, --dry-run
@@ -155,18 +206,15 @@ func (hr *hostRun) chooseVersion() (string, error) {
 	return hr.opts.Config.Version, nil
 }
 
-// loadRecipe loads the recipe for this host, with the facts read at connect.
-func (hr *hostRun) loadRecipe(ctx context.Context, version string, shared any) error {
-	previous := hr.facts.current()
-	st, err := hr.load(ctx, recipe.Target{Name: hr.h.Name, Host: hr.host, Config: hr.h, User: hr.facts.user,
-		Paths:    Paths(hr.opts.Config, hr.h, hr.facts.home, version),
-		Versions: hr.facts.versions, Dirs: hr.versionDirs(version),
-		Version: version, Previous: previous, Shared: shared})
+// loadRecipe loads the recipe for this host; its connect phase gives it
+// the facts.
+func (hr *hostRun) loadRecipe(ctx context.Context, shared any) error {
+	st, err := hr.load(ctx, recipe.Target{Name: hr.h.Name, Host: hr.host, Config: hr.h,
+		Paths: map[string]string{}, Shared: shared, Connect: hr.connectStep, Finish: hr.finishStep})
 	if err != nil {
 		return err
 	}
 	hr.st = st
-	hr.res.Version, hr.res.Previous = version, previous
 	return nil
 }
 
@@ -179,24 +227,14 @@ func (hr *hostRun) versionDirs(version string) []string {
 	return append(hr.facts.dirs, version)
 }
 
-// sendLastSteps sends the steps still deferred, then (if they all succeed)
-// the audit line and the lock's release: one round trip.
-func (hr *hostRun) sendLastSteps(ctx context.Context) error {
-	hr.host.Label("")
-	if hr.opts.DryRun {
-		hr.opts.Events.DryRun(hr.h.Name, "phase", "finish", "")
-	}
-	ok, err := hr.host.Finish(ctx, hr.finishScript())
-	hr.finished = ok
-	return err
-}
-
 // lastPhase is the name of the flow's last host phase.
 func (hr *hostRun) lastPhase() string {
-	if len(hr.phases) == 0 {
-		return "finish"
+	for i := len(hr.phases) - 1; i >= 0; i-- {
+		if n := hr.phases[i].Name; n != recipe.FinishPhase {
+			return n
+		}
 	}
-	return hr.phases[len(hr.phases)-1].Name
+	return recipe.FinishPhase
 }
 
 // fail records that the host's run failed in phase (or at connect, or while
@@ -328,7 +366,7 @@ func (hr *hostRun) reconnectIfDropped() bool {
 // interruption, over a new connection if the old one dropped, so that the
 // next deploy does not find a stale lock.
 func (hr *hostRun) finishUnlessDone() {
-	if hr.finished {
+	if hr.finished || !hr.locked {
 		return
 	}
 	hr.host.Discard()

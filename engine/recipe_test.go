@@ -276,3 +276,45 @@ raijin.phases { 't' }
 		t.Errorf("an invalid env name: %v", err)
 	}
 }
+
+// connect and finish are phases like the others: their hooks run around
+// raijin's own steps. Before connect the facts are not known yet; after it
+// ctx has the paths and the versions; finish writes the audit line and
+// releases the lock, and its after hooks run once that is done.
+func TestConnectAndFinishAreHookable(t *testing.T) {
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('work') end)
+raijin.phases { 'work' }
+raijin.before('connect', function(ctx) ctx.host:run('before connect: ' .. tostring(ctx.paths.app_dir)) end)
+raijin.after('connect', function(ctx) ctx.host:run('after connect: ' .. ctx.paths.app_dir .. ' ' .. ctx.previous .. ' ' .. ctx.host.user) end)
+raijin.after('finish', function(ctx) ctx.host:run('after finish') end)
+`})
+	h := &fakeHost{name: "web1", versions: "0.9.0\n"}
+	if _, err := run(context.Background(), t, cfg, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	log := strings.Join(h.log, "\n")
+	h.mu.Unlock()
+	for _, want := range []string{"before connect: nil\ncd && printf", "after connect: /home/deploy/.local/share/raijin/shop 0.9.0 deploy\nwork",
+		"rm -rf /home/deploy/.local/share/raijin/shop/.lock; true; [ -n \"$ok\" ]\nafter finish"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the host's log lacks %q:\n%s", want, log)
+		}
+	}
+
+	// An override of connect that does not run raijin's step stops the run.
+	cfg = project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('work') end)
+raijin.phases { 'work' }
+raijin.override('connect', function(ctx, default) end)
+`})
+	h = &fakeHost{name: "web1"}
+	_, err := run(context.Background(), t, cfg, h, nil)
+	if err == nil || !strings.Contains(err.Error(), "phase connect: an override of the connect phase did not run raijin's own step") {
+		t.Fatalf("want the connect override's error, got %v", err)
+	}
+	if strings.Contains(strings.Join(h.commands(), "\n"), "work") {
+		t.Errorf("the run went on without the lock: %q", h.commands())
+	}
+}

@@ -44,7 +44,6 @@ func (s *hostState) hostValue(L *lua.LState, h config.Host) *lua.LUserData {
 	ud := L.NewUserData()
 	ud.Value = &hostObject{hostState: s, fields: map[string]lua.LValue{
 		"name":         lua.LString(s.name),
-		"user":         lua.LString(s.user),
 		"address":      lua.LString(h.Address),
 		"site_address": lua.LString(h.SiteAddress()),
 		"url":          lua.LString(h.URL()),
@@ -63,6 +62,10 @@ func (s *hostState) hostValue(L *lua.LState, h config.Host) *lua.LUserData {
 func hostIndex(L *lua.LState) int {
 	h := checkHost(L)
 	if k, ok := L.Get(2).(lua.LString); ok {
+		if k == "user" { // learnt at connect
+			L.Push(lua.LString(h.user))
+			return 1
+		}
 		if v, ok := h.fields[string(k)]; ok {
 			L.Push(v)
 			return 1

@@ -51,7 +51,32 @@ type Target struct {
 	Version  string            // ctx.version, when it is not the configured version
 	Previous string            // ctx.previous: the version current before the run
 	Shared   any               // ctx.shared: what the local phases left for the hosts
+	// Connect and Finish are the steps of the built-in phases connect and
+	// finish (nil in a local state): the engine reads the host's facts and
+	// takes the deploy lock, then writes the audit line and releases the
+	// lock. The facts Connect returns replace the Target's.
+	Connect func(ctx context.Context) (Facts, error)
+	Finish  func(ctx context.Context) error
 }
+
+// Facts are what the built-in connect phase learns of a host.
+type Facts struct {
+	User     string
+	Paths    map[string]string
+	Versions []string
+	Dirs     []string
+	Version  string // the version the flow takes the host to
+	Previous string // the version current before the run
+}
+
+// The built-in phases of every flow that reaches the hosts: connect comes
+// before the first host phase, finish after the last. A recipe hooks them
+// like any phase (raijin.before, raijin.after, hook files, raijin.override
+// whose default must run).
+const (
+	ConnectPhase = "connect"
+	FinishPhase  = "finish"
+)
 
 // State is a loaded recipe in its own Lua state, serving one target. It is
 // not safe for concurrent use: a run has one per host.
@@ -70,9 +95,10 @@ var loadTimeout = 30 * time.Second
 // files, in a new Lua state for t. Errors are configuration errors (exit 2).
 func Load(ctx context.Context, c Config, t Target) (*State, error) {
 	s := &hostState{cfg: c, name: t.Name, host: t.Host, user: t.User, paths: t.Paths,
-		versions: t.Versions, dirs: t.Dirs}
+		versions: t.Versions, dirs: t.Dirs, connect: t.Connect, finish: t.Finish}
 	reg := newRegistry()
 	L := newState(c.Project.Dir, s.module(reg))
+	s.declareBuiltins(L, reg)
 	lctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	if err := c.Sources.load(lctx, L, reg); err != nil {
@@ -105,10 +131,37 @@ func (st *State) Flow(flow string) ([]PhaseInfo, error) {
 		return nil, errs.Usagef("", "the recipe has no %q flow (raijin.flow)", flow)
 	}
 	var out []PhaseInfo
-	for _, n := range names {
+	for _, n := range withBuiltins(names, st.reg) {
 		out = append(out, st.reg.phases[n].info(st.reg.flowSrc[flow]))
 	}
 	return out, nil
+}
+
+// withBuiltins puts connect before the first host phase of a flow and
+// finish after its last (where the flow names them, they move there).
+func withBuiltins(names []string, reg *registry) []string {
+	first, last := -1, -1
+	var out []string
+	for _, n := range names {
+		if n == ConnectPhase || n == FinishPhase {
+			continue
+		}
+		if !reg.phases[n].local {
+			if first < 0 {
+				first = len(out)
+			}
+			last = len(out)
+		}
+		out = append(out, n)
+	}
+	if first < 0 {
+		return out
+	}
+	res := append([]string{}, out[:first]...)
+	res = append(res, ConnectPhase)
+	res = append(res, out[first:last+1]...)
+	res = append(res, FinishPhase)
+	return append(res, out[last+1:]...)
 }
 
 func (p *phase) info(flowSrc string) PhaseInfo {

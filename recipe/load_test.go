@@ -32,6 +32,8 @@ func TestLoadErrors(t *testing.T) {
 			[]string{"deploy.lua:2: unterminated string near 'abc\ndef'"}},
 		{"unterminated string at the end of the file", map[string]string{"deploy.lua": "local a = 1\nlocal s = 'abc"},
 			[]string{"deploy.lua:2: unterminated string at the end of the file"}},
+		{"redefining a phase of raijin's own", map[string]string{"deploy.lua": "require('raijin').phase('connect', function() end)\n"},
+			[]string{"deploy.lua:1: raijin.phase: connect is raijin's own phase", "raijin.override, whose default must run"}},
 		{"module that requires itself", map[string]string{"deploy.lua": "require('lib.a')\n", "lib/a.lua": "require('lib.b')\n", "lib/b.lua": "\nrequire('lib.a')\n"},
 			[]string{`lib/b.lua:2: module "lib.a" requires itself (through the modules it requires)`}},
 		{"runtime error while loading", map[string]string{"deploy.lua": "\n\nlocal x = nil + 1\n"},
@@ -134,8 +136,10 @@ func TestPlanSources(t *testing.T) {
 		"deploy.lua": `local raijin = require("raijin")
 raijin.override("release", function(ctx, default) default(ctx) end)
 raijin.after("services", function(ctx) end)
+raijin.before("connect", function(ctx) end)
 `,
 		".raijin/hooks/before_release.lua": "local ctx = ...\n",
+		".raijin/hooks/after_finish.lua":   "local ctx = ...\n",
 		".raijin/hooks/after_release":      "#!/bin/sh\n",
 	})
 	st, err := load(cfg, recipe.Target{Name: "plan"})
@@ -153,8 +157,14 @@ raijin.after("services", function(ctx) end)
 		byName[p.Name] = p
 		names = append(names, p.Name)
 	}
-	if want := []string{"secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done"}; !reflect.DeepEqual(names, want) {
+	// connect and finish, raijin's own, come around the host phases and are
+	// hooked like any other.
+	if want := []string{"secrets", "build", "connect", "transfer", "install", "release", "services", "proxy", "record", "prune", "finish", "done"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("phases %q, want %q", names, want)
+	}
+	if c, f := byName["connect"], byName["finish"]; c.Source != "raijin (built in)" || c.Local || !reflect.DeepEqual(c.Before, []string{"deploy.lua:4"}) ||
+		f.Source != "raijin (built in)" || !reflect.DeepEqual(f.After, []string{".raijin/hooks/after_finish.lua"}) {
+		t.Errorf("connect %+v, finish %+v", c, f)
 	}
 	rel := byName["release"]
 	if !strings.HasPrefix(rel.Source, "recipes/deploy.lua:") || !reflect.DeepEqual(rel.Overrides, []string{"deploy.lua:2"}) ||

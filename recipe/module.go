@@ -23,13 +23,16 @@ import (
 // hostState is the Go side of one Lua state: which host it serves (nil for
 // the local state) and the phase being run, for logs and errors.
 type hostState struct {
-	cfg    Config
-	name   string // host name, or "local"
-	host   *remote.Session
-	user   string
-	paths  map[string]string
-	phase  string
-	health bool // a health check failed in this run
+	cfg  Config
+	name string // host name, or "local"
+	host *remote.Session
+	// connect and finish: the engine's steps of the built-in phases.
+	connect func(ctx context.Context) (Facts, error)
+	finish  func(ctx context.Context) error
+	user    string
+	paths   map[string]string
+	phase   string
+	health  bool // a health check failed in this run
 	// What the app directory holds, as this run left it: .versions and the
 	// version directories (read when the lock was taken, then kept up to
 	// date by record and prune), so that a deferred prune knows what to

@@ -28,6 +28,7 @@ type fnRef struct {
 type phase struct {
 	name      string
 	local     bool
+	builtin   bool // connect, finish: the engine's steps (builtin.go)
 	base      fnRef
 	overrides []fnRef
 	before    []fnRef
@@ -120,6 +121,9 @@ func declarePhase(L *lua.LState) int {
 	if !ok {
 		p = &phase{name: name}
 		r.phases[name] = p
+	}
+	if p.builtin {
+		L.RaiseError("raijin.phase: %s is raijin's own phase (it connects, reads the facts and takes the deploy lock, or writes the audit line and releases it): hook it with raijin.before, raijin.after or raijin.override, whose default must run", name)
 	}
 	p.local = local
 	p.base = fnRef{fn: fn, src: where(L)}
