@@ -232,7 +232,7 @@ func wordEnd(s string) int {
 	return len(s)
 }
 
-// shellWord undoes builtins.Quote.
+// shellWord undoes shell.Quote.
 func shellWord(s string) string {
 	if !strings.HasPrefix(s, "'") {
 		return s

@@ -66,7 +66,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-// The Lua state has no way to the network or the filesystem but the builtins.
+// The Lua state has no way to the network or the filesystem but the raijin module.
 func TestSandbox(t *testing.T) {
 	for _, tc := range []struct{ code, want string }{
 		{`io.open("/etc/passwd")`, "io"},
