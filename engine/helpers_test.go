@@ -3,8 +3,6 @@ package engine_test
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/internal/testkit"
 	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 )
@@ -136,26 +135,7 @@ TOKEN=$RAIJIN_TEST_TOKEN
 // and loads the configuration.
 func project(t *testing.T, files map[string]string) *config.Config {
 	t.Helper()
-	dir := t.TempDir()
-	files["raijin.toml"] = testTOML + files["raijin.toml"]
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasPrefix(content, "#!") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := config.Load(filepath.Join(dir, "raijin.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return testkit.Project(t, testTOML, files)
 }
 
 // run runs the deploy flow of cfg against host.

@@ -2,13 +2,11 @@ package recipe_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/internal/testkit"
 	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/secrets"
@@ -70,26 +68,7 @@ user = "deploy"
 // and loads the configuration.
 func project(t testing.TB, files map[string]string) *config.Config {
 	t.Helper()
-	dir := t.TempDir()
-	files["raijin.toml"] = testTOML + files["raijin.toml"]
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasPrefix(content, "#!") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := config.Load(filepath.Join(dir, "raijin.toml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return testkit.Project(t, testTOML, files)
 }
 
 // load loads cfg's recipe for target.
