@@ -23,7 +23,9 @@ function M.act(ctx, action)
   if web and raijin.socket_path(ctx) and action ~= "restart" then
     all = { ctx.config.app .. ".socket", table.unpack(units) }
   end
-  ctx.host:systemctl(action, table.unpack(all))
+  -- Deferred: it rides with the check's round trip (or, after a stop, with
+  -- the audit line's).
+  ctx.host:defer(function() ctx.host:systemctl(action, table.unpack(all)) end)
   if action ~= "stop" then
     ctx.host:wait_healthy(units, { http = web })
   end
