@@ -183,6 +183,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 type RemoteError struct {
 	Host string
 	Cmd  string
+	Env  map[string]string // the values the command got in its environment
 	Res  Result
 }
 
@@ -192,6 +193,19 @@ func (e *RemoteError) Error() string {
 		out = shell.LastLines(e.Res.Stdout, 8)
 	}
 	msg := fmt.Sprintf("`%s` exited %d", Shorten(e.Cmd, 160), e.Res.Code)
+	if len(e.Env) > 0 {
+		// A fixed script names its values; say what they were.
+		keys := make([]string, 0, len(e.Env))
+		for k := range e.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var kv []string
+		for _, k := range keys {
+			kv = append(kv, k+"="+shell.Quote(e.Env[k]))
+		}
+		msg += " (with " + Shorten(strings.Join(kv, " "), 200) + ")"
+	}
 	if out != "" {
 		msg += ":\n" + indent(out, "    ")
 	}
@@ -218,7 +232,7 @@ func Must(ctx context.Context, h Host, cmd string, o RunOpts) (Result, error) {
 		return res, err
 	}
 	if res.Code != 0 {
-		return res, &RemoteError{Host: h.Name(), Cmd: cmd, Res: res}
+		return res, &RemoteError{Host: h.Name(), Cmd: cmd, Env: o.Env, Res: res}
 	}
 	return res, nil
 }

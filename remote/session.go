@@ -48,6 +48,7 @@ type Session struct {
 
 type item struct {
 	Step
+	env   map[string]string // RunOpts.Env, for messages
 	check func(Result) error
 	label string
 	// direct: the caller waits for this step's result, so a non-zero exit
@@ -188,7 +189,7 @@ func (s *Session) Run(ctx context.Context, cmd string, o RunOpts) (Result, error
 		return Result{}, fmt.Errorf("refusing to run %s: it holds a secret value, which would show in the server's process list; send it on stdin or write it to a file (ctx.host:write) instead",
 			Shorten(s.Redactor.Redact(line), 120))
 	}
-	it := &item{Step: Step{Kind: "run", Desc: cmd, Line: line, When: o.When}, check: o.Check}
+	it := &item{Step: Step{Kind: "run", Desc: cmd, Line: line, When: o.When}, env: o.Env, check: o.Check}
 	if o.Sudo {
 		plain := o
 		plain.Sudo = false
@@ -298,7 +299,7 @@ func (s *Session) send(ctx context.Context) ([]Result, error) {
 	var died *DiedError
 	if errors.As(err, &died) && died.Index < len(items) {
 		it := items[died.Index]
-		return results, s.wrap(it, &RemoteError{Host: s.Name(), Cmd: it.Desc, Res: died.Res})
+		return results, s.wrap(it, &RemoteError{Host: s.Name(), Cmd: it.Desc, Env: it.env, Res: died.Res})
 	}
 	if err != nil {
 		return nil, err
@@ -324,7 +325,7 @@ func (s *Session) finishItem(it *item, r Result) error {
 	if it.check != nil {
 		err = it.check(r)
 	} else if r.Code != 0 && !it.direct {
-		err = &RemoteError{Host: s.Name(), Cmd: it.Desc, Res: r}
+		err = &RemoteError{Host: s.Name(), Cmd: it.Desc, Env: it.env, Res: r}
 	}
 	if err != nil {
 		return s.wrap(it, err)

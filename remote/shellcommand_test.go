@@ -28,3 +28,13 @@ func TestShellCommand(t *testing.T) {
 		}
 	}
 }
+
+// A failed fixed script says what its values were, quoted.
+func TestRemoteErrorNamesTheValues(t *testing.T) {
+	err := &remote.RemoteError{Host: "web1", Cmd: `"$PY" -c 'import venv'`, Env: map[string]string{"PY": "python3.99", "DIR": "a b"},
+		Res: remote.Result{Code: 127, Stderr: "python3.99: not found\n"}}
+	want := "`\"$PY\" -c 'import venv'` exited 127 (with DIR='a b' PY=python3.99):\n    python3.99: not found"
+	if err.Error() != want {
+		t.Errorf("got  %q\nwant %q", err.Error(), want)
+	}
+}
