@@ -30,12 +30,13 @@ type hostRun struct {
 
 	lock   server.LockInfo
 	locked bool // the connect phase took the lock
-	// connected: the connect phase ran its step (an override may not)
-	connected bool
-	stepErr   error
-	facts     hostFacts
-	audit     server.AuditEntry
-	finished  bool // the audit line is written and the lock released
+	// connected, finishRan: the connect and finish phases ran their steps
+	// (an override may not)
+	connected, finishRan bool
+	stepErr              error
+	facts                hostFacts
+	audit                server.AuditEntry
+	finished             bool // the audit line is written and the lock released
 
 	st      *recipe.State
 	started []recipe.PhaseInfo // the phases that started, for their undo
@@ -71,28 +72,47 @@ func (hr *hostRun) run(ctx context.Context, shared any) {
 		defer hr.finishUnlessDone()
 	}
 	for _, p := range hr.phases {
-		hr.host.Label(p.Name)
-		err := hr.runPhase(ctx, hr.st, hr.h.Name, p.Name)
-		switch {
-		case err == nil && p.Name == recipe.ConnectPhase && !hr.connected:
-			hr.fail(p.Name, errs.Usagef("call default(ctx) in the override of connect", "an override of the connect phase did not run raijin's own step, which reads the host's facts and takes the deploy lock"))
+		if !hr.runOne(ctx, p) {
 			return
-		case err == nil:
-		case p.Name == recipe.ConnectPhase:
-			hr.fail(p.Name, hr.stepError(err))
-			return
-		case p.Name == recipe.FinishPhase:
-			hr.undoAfter(hr.lastPhase(), hr.stepError(err))
-			return
-		default:
-			hr.started = append(hr.started, p)
-			hr.undoAfter(p.Name, err)
-			return
-		}
-		if p.Name != recipe.ConnectPhase && p.Name != recipe.FinishPhase {
-			hr.started = append(hr.started, p)
 		}
 	}
+}
+
+// runOne runs phase p and handles its failure; it says whether the run goes
+// on.
+func (hr *hostRun) runOne(ctx context.Context, p recipe.PhaseInfo) bool {
+	hr.host.Label(p.Name)
+	err := hr.runPhase(ctx, hr.st, hr.h.Name, p.Name)
+	switch p.Name {
+	case recipe.ConnectPhase:
+		if err == nil && !hr.connected {
+			err = errs.Usagef("call default(ctx) in the override of connect", "an override of the connect phase did not run raijin's own step, which reads the host's facts and takes the deploy lock")
+		}
+		if err != nil {
+			hr.fail(p.Name, hr.stepError(err))
+		}
+		return err == nil
+	case recipe.FinishPhase:
+		if err == nil && !hr.finishRan {
+			err = errs.Usagef("call default(ctx) in the override of finish", "an override of the finish phase did not run raijin's own step, which sends the deferred steps, writes the audit line and releases the deploy lock")
+		}
+		switch {
+		case err == nil:
+		case hr.finished:
+			// The lock is released and the audit line says the run went
+			// well: a hook after it failed, nothing to undo.
+			hr.fail(p.Name, hr.stepError(err))
+		default:
+			hr.undoAfter(hr.lastPhase(), hr.stepError(err))
+		}
+		return err == nil
+	}
+	hr.started = append(hr.started, p)
+	if err != nil {
+		hr.undoAfter(p.Name, err)
+		return false
+	}
+	return true
 }
 
 // dialHost opens the connection (the early one, if the build phases made
@@ -114,7 +134,7 @@ func (hr *hostRun) dialHost(ctx context.Context) error {
 // the flow takes the host to.
 func (hr *hostRun) connectStep(ctx context.Context) (recipe.Facts, error) {
 	hr.lock = server.NewLockInfo(hr.opts.Command, hr.lockVersion())
-	facts, err := hr.prepare(ctx, hr.host, hr.h, hr.lock, len(hr.phases))
+	facts, err := hr.prepare(ctx, hr.host, hr.h, hr.lock, hr.recipePhases())
 	if err != nil {
 		return recipe.Facts{}, hr.stepFailed(err)
 	}
@@ -134,12 +154,25 @@ func (hr *hostRun) connectStep(ctx context.Context) (recipe.Facts, error) {
 // deferred, then (if they all succeed) the audit line and the lock's
 // release, in one round trip.
 func (hr *hostRun) finishStep(ctx context.Context) error {
+	hr.finishRan = true
 	ok, err := hr.host.Finish(ctx, hr.finishScript())
 	hr.finished = ok
 	if err != nil {
 		return hr.stepFailed(err)
 	}
 	return nil
+}
+
+// recipePhases is how many of the flow's host phases are the recipe's (not
+// connect and finish), for the oldest a live lock can be.
+func (hr *hostRun) recipePhases() int {
+	n := 0
+	for _, p := range hr.phases {
+		if p.Name != recipe.ConnectPhase && p.Name != recipe.FinishPhase {
+			n++
+		}
+	}
+	return n
 }
 
 // stepFailed keeps err, the failure of a built-in step, so that the phase's
@@ -395,7 +428,9 @@ func (hr *hostRun) finishScript() string {
 	if hr.st != nil {
 		a.Details = hr.st.Audit()
 	}
-	return server.FinishScript(hr.facts.appDir, hr.lock, a)
+	// The audit line is written on the server: no secret in it, whatever a
+	// phase put in ctx.audit.
+	return hr.opts.Redactor.Redact(server.FinishScript(hr.facts.appDir, hr.lock, a))
 }
 
 func (hr *hostRun) closeConnections() {

@@ -102,7 +102,10 @@ func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.H
 		return hostFacts{}, "", fmt.Errorf("unexpected answer from the server: %q", res.Stdout)
 	}
 	vers, dirs, _ := strings.Cut(vers, "@@dirs")
-	f = hostFacts{home: lines[0], user: lines[1], versions: server.ParseVersions(vers)}
+	if !path.IsAbs(lines[0]) || strings.ContainsAny(lines[0], "\x00") || lines[1] == "" {
+		return hostFacts{}, "", fmt.Errorf("unexpected answer from the server: home %q, user %q", lines[0], lines[1])
+	}
+	f = hostFacts{home: path.Clean(lines[0]), user: lines[1], versions: server.ParseVersions(vers)}
 	for _, d := range server.ParseVersions(dirs) {
 		if v, ok := strings.CutPrefix(d, "v"); ok && v != "" {
 			f.dirs = append(f.dirs, v)

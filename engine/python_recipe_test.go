@@ -66,7 +66,7 @@ func runPython(t *testing.T, cfg *config.Config, h remote.Conn, dryRun bool) (*q
 	return ev, err
 }
 
-// dryRunPython runs the python-package recipe against a recording host.
+// dryRunPython runs the python-package recipe against a remote.Recorder.
 func dryRunPython(t *testing.T, req string, files ...string) ([]remote.Step, error) {
 	t.Helper()
 	rec := &remote.Recorder{HostName: "prod"}

@@ -149,7 +149,11 @@ func (r *runner) runPhase(ctx context.Context, st *recipe.State, who, name strin
 	r.opts.Events.PhaseStart(who, name)
 	start := time.Now()
 	defer func() { r.opts.Events.PhaseEnd(who, name, time.Since(start), err) }()
-	pctx, cancel := context.WithTimeout(ctx, r.opts.PhaseTimeout)
+	timeout := r.opts.PhaseTimeout
+	if name == recipe.ConnectPhase {
+		timeout += r.opts.LockWait // --lock-wait may be longer than phase_timeout
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return st.RunPhase(pctx, name)
 }

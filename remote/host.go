@@ -137,8 +137,8 @@ type Conn interface {
 	// Send runs steps in order, in one round trip, stopping at the first
 	// that fails, with the flags already set; it returns the result of each
 	// step that ran. When the run stopped without a step failing (the
-	// script died), the Result after the last step's says what the server
-	// printed, with Code -2 in place of an exit status.
+	// script died), the error is a *DiedError saying what the server
+	// printed.
 	Send(ctx context.Context, steps []Step, flags map[string]bool) ([]Result, error)
 	// Describe is what Send would send for steps, a line per command, for -v.
 	Describe(steps []Step) []string

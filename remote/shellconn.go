@@ -76,8 +76,8 @@ func (c *ShellConn) Send(ctx context.Context, steps []Step, flags map[string]boo
 	if err != nil {
 		return nil, err
 	}
-	outs, codes := splitOutput(res.Stdout, c.marker)
-	errs, _ := splitOutput(res.Stderr, c.marker)
+	outs, codes, outTail := splitOutput(res.Stdout, c.marker)
+	errs, _, errTail := splitOutput(res.Stderr, c.marker)
 	var results []Result
 	for i := range codes {
 		r := Result{Stdout: outs[i], Code: codes[i]}
@@ -88,7 +88,8 @@ func (c *ShellConn) Send(ctx context.Context, steps []Step, flags map[string]boo
 	}
 	if len(results) < len(steps) && (len(results) == 0 || results[len(results)-1].Code == 0) {
 		i := len(results)
-		return results, &DiedError{Index: i, Res: Result{Stdout: strings.Join(outs[i:], ""), Stderr: shell.LastLines(res.Stderr, 8), Code: res.Code}}
+		// What the script printed after the last step that ended.
+		return results, &DiedError{Index: i, Res: Result{Stdout: outTail, Stderr: shell.LastLines(errTail, 8), Code: res.Code}}
 	}
 	return results, nil
 }
@@ -150,7 +151,7 @@ func (c *ShellConn) Describe(steps []Step) []string {
 		if j := rootGroupEnd(steps, i); j > i && len(steps) > 1 {
 			var inner []string
 			for _, st := range steps[i:j] {
-				inner = append(inner, st.Root)
+				inner = append(inner, whenPrefix(st)+st.Root)
 			}
 			out = append(out, fmt.Sprintf("sudo -n sh -c %s   # one sudo for %d steps", shell.Quote(strings.Join(inner, "\n")), j-i))
 			i = j
@@ -219,7 +220,8 @@ func writeRootGroup(s *strings.Builder, items []Step, i, j int, marker string) {
 	for k, it := range items[i:j] {
 		in := "</dev/null"
 		if it.Input != nil {
-			fmt.Fprintf(s, "head -c %d > \"$raijin_in.%d\"\n", it.Size, k)
+			// Only the deploy user may read what goes to a root step.
+			fmt.Fprintf(s, "(umask 077; head -c %d > \"$raijin_in.%d\")\n", it.Size, k)
 			in = fmt.Sprintf(`<"$raijin_in.%d"`, k)
 		}
 		inner.WriteString(stepScript(it.Root, in, it, i+k, marker))
@@ -234,12 +236,12 @@ func writeRootGroup(s *strings.Builder, items []Step, i, j int, marker string) {
 
 // splitOutput cuts a stream at the markers: out[i] is item i's output and
 // codes[i] its exit status, for the items that ran.
-func splitOutput(stream, marker string) (outs []string, codes []int) {
+func splitOutput(stream, marker string) (outs []string, codes []int, tail string) {
 	rest := stream
 	for {
 		k := strings.Index(rest, "\n"+marker+" ")
 		if k < 0 {
-			return outs, codes
+			return outs, codes, rest
 		}
 		outs = append(outs, rest[:k])
 		rest = rest[k+len(marker)+2:]

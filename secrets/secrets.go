@@ -3,10 +3,13 @@ package secrets
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 
@@ -182,15 +185,35 @@ type Redactor struct {
 }
 
 // Add registers more secret values (empty and very short ones are ignored: they
-// would redact ordinary text).
+// would redact ordinary text), each with the forms it takes in raijin's
+// output: escaped in an env file's double quotes, inside a shell's single
+// quotes, in JSON, and each line of a value of several lines.
 func (r *Redactor) Add(values ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, v := range values {
-		if len(v) >= 3 {
-			r.values = append(r.values, v)
+		for _, form := range secretForms(v) {
+			if len(form) >= 3 && !slices.Contains(r.values, form) {
+				r.values = append(r.values, form)
+			}
 		}
 	}
+	// Longer forms first, so that a form that holds another is hidden whole.
+	sort.Slice(r.values, func(i, j int) bool { return len(r.values[i]) > len(r.values[j]) })
+}
+
+// secretForms are v and its encodings (see Add).
+func secretForms(v string) []string {
+	j, _ := json.Marshal(v)
+	forms := []string{v, EscapeDouble(v), strings.ReplaceAll(v, "'", `'\''`), strings.Trim(string(j), `"`)}
+	if strings.Contains(v, "\n") {
+		for _, line := range strings.Split(v, "\n") {
+			if len(line) >= 6 {
+				forms = append(forms, line)
+			}
+		}
+	}
+	return forms
 }
 
 // Leaks reports whether s holds a registered secret value of at least 6

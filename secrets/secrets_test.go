@@ -2,12 +2,14 @@ package secrets
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/raijin-deploy/raijin/internal/testkit"
+	"github.com/raijin-deploy/raijin/shell"
 )
 
 // fakeCLIs puts the stand-in vendor CLIs of testdata/fakecli first on PATH
@@ -187,5 +189,31 @@ func TestCachedAdapter(t *testing.T) {
 	}
 	if c.Name() != "1password" {
 		t.Errorf("Name = %q", c.Name())
+	}
+}
+
+// A secret is hidden in every form raijin's output gives it: as it is, in an
+// env file's double quotes, in a shell's single quotes, in JSON, and line by
+// line.
+func TestRedactorHidesEveryForm(t *testing.T) {
+	const secret = `pa$$"w'o\rd` + "\nsecond-line"
+	var r Redactor
+	r.Add(secret)
+	env := &Env{Vars: []EnvVar{{Key: "DB", Value: secret, Secret: "db"}}}
+	j, _ := json.Marshal(map[string]string{"v": secret})
+	for _, text := range []string{
+		"plain " + secret,
+		env.Render(),
+		"export DB=" + shell.Quote(secret) + "; true",
+		string(j),
+		"| second-line",
+	} {
+		got := r.Redact(text)
+		if strings.Contains(got, "second-line") || strings.Contains(got, `w'o`) || strings.Contains(got, `w'\''o`) || strings.Contains(got, `pa\$\$`) || strings.Contains(got, `pa$$`) {
+			t.Errorf("Redact(%q) = %q", text, got)
+		}
+		if !r.Leaks(text) {
+			t.Errorf("Leaks(%q) = false", text)
+		}
 	}
 }

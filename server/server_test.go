@@ -74,3 +74,11 @@ func TestParseLockOutput(t *testing.T) {
 		t.Error("a lock of a gone local process is not stale")
 	}
 }
+
+// Versions read back from a server are checked like user input.
+func TestParseVersionsDropsUnusableLines(t *testing.T) {
+	got := ParseVersions("1.2.0\n../../etc\n/abs\n\n1.1.0+b\n..\n")
+	if strings.Join(got, " ") != "1.2.0 1.1.0+b" {
+		t.Errorf("ParseVersions = %q", got)
+	}
+}

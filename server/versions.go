@@ -5,15 +5,18 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/shell"
 )
 
 // ParseVersions reads a .versions file: one version per line, newest first.
+// What the server says is checked like user input: a line that is no
+// usable version (a path, "..") is left out.
 func ParseVersions(text string) []string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
+		if l = strings.TrimSpace(l); l != "" && config.ValidVersion(l) == nil {
 			out = append(out, l)
 		}
 	}

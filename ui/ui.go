@@ -193,7 +193,7 @@ func (u *UI) HostResult(host, status, detail string, d time.Duration) {
 	fmt.Fprintf(u.Err, "%-8s %s %s (%.1fs)\n", host, u.paint(color, status), detail, d.Seconds())
 }
 
-// DryRun prints what a recording host was asked to do.
+// DryRun prints a step of --dry-run as it would be sent (remote.Recorder).
 func (u *UI) DryRun(host, kind, what, content string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()

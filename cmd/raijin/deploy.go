@@ -12,7 +12,7 @@ import (
 // DeployCmd is `raijin deploy`.
 type DeployCmd struct {
 	Recipe       string `placeholder:"FILE" help:"Load this Lua recipe after the built-in one (instead of deploy.lua or recipe =)." type:"existingfile"`
-	DryRun       bool   `help:"Run the recipe against a recording host: print every command and file, connect to nothing."`
+	DryRun       bool   `help:"Run the recipe against a recorder instead of the servers: print every command and file as it would be sent, connect to nothing."`
 	Version      string `name:"set-version" placeholder:"VERSION" help:"Deploy as VERSION instead of the configured one."`
 	ForceUnlock  bool   `help:"Take over a deploy lock left by a dead deploy."`
 	LockWait     string `placeholder:"DURATION" help:"Wait up to DURATION for another deploy's lock."`
