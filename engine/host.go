@@ -103,7 +103,8 @@ func (hr *hostRun) runOne(ctx context.Context, p recipe.PhaseInfo) bool {
 			// well: a hook after it failed, nothing to undo.
 			hr.fail(p.Name, hr.stepError(err))
 		default:
-			hr.undoAfter(hr.lastPhase(), hr.stepError(err))
+			// A step deferred by an earlier phase is named by its QueuedError.
+			hr.undoAfter(p.Name, hr.stepError(err))
 		}
 		return err == nil
 	}
@@ -258,16 +259,6 @@ func (hr *hostRun) versionDirs(version string) []string {
 		return hr.facts.dirs
 	}
 	return append(hr.facts.dirs, version)
-}
-
-// lastPhase is the name of the flow's last host phase.
-func (hr *hostRun) lastPhase() string {
-	for i := len(hr.phases) - 1; i >= 0; i-- {
-		if n := hr.phases[i].Name; n != recipe.FinishPhase {
-			return n
-		}
-	}
-	return recipe.FinishPhase
 }
 
 // fail records that the host's run failed in phase (or at connect, or while

@@ -318,3 +318,43 @@ raijin.override('connect', function(ctx, default) end)
 		t.Errorf("the run went on without the lock: %q", h.commands())
 	}
 }
+
+// A finish override must run raijin's step; a hook that fails after the
+// lock's release fails the run without undoing anything.
+func TestFinishOverrideAndLateFailure(t *testing.T) {
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('work') end)
+raijin.undo('work', function(ctx) ctx.host:run('undo work') end)
+raijin.phases { 'work' }
+raijin.override('finish', function(ctx, default) end)
+`})
+	h := &fakeHost{name: "web1"}
+	_, err := run(context.Background(), t, cfg, h, nil)
+	if err == nil || !strings.Contains(err.Error(), "phase finish: an override of the finish phase did not run raijin's own step") {
+		t.Fatalf("want the finish override's error, got %v", err)
+	}
+	h.mu.Lock()
+	log := strings.Join(h.log, "\n")
+	h.mu.Unlock()
+	if !strings.Contains(log, "undo work") || !strings.Contains(log, "rm -rf /home/deploy/.local/share/raijin/shop/.lock") {
+		t.Errorf("the run should be undone and the lock released:\n%s", log)
+	}
+
+	cfg = project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('work') end)
+raijin.undo('work', function(ctx) ctx.host:run('undo work') end)
+raijin.phases { 'work' }
+raijin.after('finish', function(ctx) error('notify failed') end)
+`})
+	h = &fakeHost{name: "web1"}
+	_, err = run(context.Background(), t, cfg, h, nil)
+	if err == nil || !strings.Contains(err.Error(), "phase finish: ") || !strings.Contains(err.Error(), "notify failed") {
+		t.Fatalf("want the after-finish hook's error, got %v", err)
+	}
+	h.mu.Lock()
+	log = strings.Join(h.log, "\n")
+	h.mu.Unlock()
+	if strings.Contains(log, "undo work") || strings.Count(log, `"result":`) != 1 {
+		t.Errorf("after the lock's release nothing is undone and one audit line is written:\n%s", log)
+	}
+}
