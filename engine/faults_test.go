@@ -154,3 +154,42 @@ raijin.phases { 'work' }
 		}
 	}
 }
+
+// When the answer to the connect script is lost (the connection drops as
+// the server takes the lock), the lock is released over a new connection,
+// guarded by this run's token.
+func TestLockReleasedWhenConnectAnswerIsLost(t *testing.T) {
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('work') end)
+raijin.phases { 'work' }
+`})
+	first := &fakeHost{name: "web1"}
+	rec := &remote.Recorder{HostName: "web1"}
+	rec.Respond = func(ctx context.Context, st remote.Step) (remote.Result, error) {
+		if strings.Contains(st.Desc, "@@versions") {
+			first.add(st.Line)
+			rec.Drop(errors.New("connection lost"))
+			return remote.Result{}, errors.New("the connection to web1 dropped while the command ran")
+		}
+		return first.respond(ctx, st)
+	}
+	second := &fakeHost{name: "web1"}
+	dials := 0
+	_, err := engine.Run(context.Background(), engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: &events{}, PhaseTimeout: time.Minute,
+		Connect: func(context.Context, config.Host) (remote.Conn, func(), error) {
+			dials++
+			if dials == 1 {
+				return rec, func() {}, nil
+			}
+			return second.conn(), func() {}, nil
+		},
+	})
+	if err == nil || !strings.Contains(err.Error(), "phase connect:") {
+		t.Fatalf("want the connect phase's error, got %v", err)
+	}
+	got := strings.Join(second.log, "\n")
+	if !strings.Contains(got, "grep -qF ") || !strings.Contains(got, ".lock/info") || strings.Contains(got, "work") || strings.Contains(got, `"result"`) {
+		t.Errorf("the new connection should only release the lock, guarded by the token; it ran:\n%s", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -30,6 +31,8 @@ type hostRun struct {
 
 	lock   server.LockInfo
 	locked bool // the connect phase took the lock
+	// lockTried: the connect script, which takes the lock, was sent
+	lockTried bool
 	// connected, finishRan: the connect and finish phases ran their steps
 	// (an override may not)
 	connected, finishRan bool
@@ -135,6 +138,7 @@ func (hr *hostRun) dialHost(ctx context.Context) error {
 // the flow takes the host to.
 func (hr *hostRun) connectStep(ctx context.Context) (recipe.Facts, error) {
 	hr.lock = server.NewLockInfo(hr.opts.Command, hr.lockVersion())
+	hr.lockTried = true
 	facts, err := hr.prepare(ctx, hr.host, hr.h, hr.lock, hr.recipePhases())
 	if err != nil {
 		return recipe.Facts{}, hr.stepFailed(err)
@@ -390,7 +394,11 @@ func (hr *hostRun) reconnectIfDropped() bool {
 // interruption, over a new connection if the old one dropped, so that the
 // next deploy does not find a stale lock.
 func (hr *hostRun) finishUnlessDone() {
-	if hr.finished || !hr.locked {
+	if hr.finished {
+		return
+	}
+	if !hr.locked {
+		hr.releaseIfTaken()
 		return
 	}
 	hr.host.Discard()
@@ -399,6 +407,25 @@ func (hr *hostRun) finishUnlessDone() {
 	defer cancel()
 	if _, err := remote.Must(ctx, hr.host, hr.finishScript(), remote.RunOpts{}); err != nil {
 		hr.opts.Events.Log(hr.h.Name, "finish", "could not write the audit line or release the deploy lock: "+
+			hr.opts.Redactor.Redact(err.Error())+"; check with `raijin lock status`")
+	}
+}
+
+// releaseIfTaken releases the lock when the connect round trip may have
+// taken it though its answer never came (the connection dropped, Ctrl-C):
+// the lock's token says whether it is this run's, so another run's lock
+// stays.
+func (hr *hostRun) releaseIfTaken() {
+	if !hr.lockTried || errs.Code(hr.res.Err) == errs.CodeLocked {
+		return
+	}
+	hr.host.Discard()
+	hr.reconnectIfDropped()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rel := path.Join(hr.h.AppsDir, hr.opts.Config.App)
+	if _, err := remote.Must(ctx, hr.host, "cd && "+server.UnlockScript(rel, hr.lock), remote.RunOpts{}); err != nil {
+		hr.opts.Events.Log(hr.h.Name, "finish", "could not make sure the deploy lock is released: "+
 			hr.opts.Redactor.Redact(err.Error())+"; check with `raijin lock status`")
 	}
 }
