@@ -352,7 +352,8 @@ type QueuedError struct {
 }
 
 func (e *QueuedError) Error() string {
-	return "a step deferred by phase " + e.Label + " failed: " + e.Err.Error()
+	// The error names the phase (Label) already: host X: phase proxy: ...
+	return "a step it deferred failed when it was sent later: " + e.Err.Error()
 }
 func (e *QueuedError) Unwrap() error { return e.Err }
 

@@ -83,7 +83,8 @@ func TestBatchStopsAtFirstFailure(t *testing.T) {
 	if !errors.As(err, &re) || re.Res.Code != 7 || re.Cmd != "echo oops >&2; exit 7" || strings.TrimSpace(re.Res.Stderr) != "oops" {
 		t.Fatalf("want the failing step's own error, got %#v", err)
 	}
-	if !strings.Contains(err.Error(), "deferred by phase install") {
+	var qe *remote.QueuedError
+	if !errors.As(err, &qe) || qe.Label != "install" || !strings.Contains(err.Error(), "deferred failed when it was sent later") {
 		t.Errorf("a step queued by another phase should name it: %v", err)
 	}
 	if _, e := os.Stat(filepath.Join(dir, "one")); e != nil {
