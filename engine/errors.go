@@ -83,7 +83,18 @@ func summarize(rep *Report) error {
 
 // shortError is the first line of err, bounded, for the audit log.
 func shortError(err error) string {
-	msg, _, _ := strings.Cut(err.Error(), "\n")
+	text := err.Error()
+	var he *HostError
+	if errors.As(err, &he) {
+		text = he.Msg // without what the host is left with
+	}
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	msg := lines[0]
+	// A remote command's error ends with what it printed: its last line is
+	// the reason, which releases' history should show too.
+	if last := strings.TrimSpace(lines[len(lines)-1]); len(lines) > 1 && last != "" {
+		msg += " " + last
+	}
 	if len(msg) > 300 {
 		msg = msg[:297] + "..."
 	}

@@ -193,3 +193,22 @@ raijin.phases { 'work' }
 		t.Errorf("the new connection should only release the lock, guarded by the token; it ran:\n%s", got)
 	}
 }
+
+// The audit line of a failed run keeps the reason, the last line of what
+// the failing command printed, not only the command.
+func TestAuditLineKeepsTheReason(t *testing.T) {
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('work', function(ctx) ctx.host:run('fail now') end)
+raijin.phases { 'work' }
+`})
+	h := &fakeHost{name: "web1"}
+	if _, err := run(context.Background(), t, cfg, h, nil); err == nil {
+		t.Fatal("the run should fail")
+	}
+	h.mu.Lock()
+	log := strings.Join(h.log, "\n")
+	h.mu.Unlock()
+	if !strings.Contains(log, `"error":"`) || !strings.Contains(log, "exited 7: it broke") {
+		t.Errorf("the audit line lacks the reason:\n%s", log)
+	}
+}
