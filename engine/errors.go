@@ -86,7 +86,7 @@ func shortError(err error) string {
 	text := err.Error()
 	var he *HostError
 	if errors.As(err, &he) {
-		text = he.Msg // without what the host is left with
+		text = fmt.Sprintf("host %s: phase %s: %s", he.Host, he.Phase, he.Msg) // without what the host is left with
 	}
 	lines := strings.Split(strings.TrimSpace(text), "\n")
 	msg := lines[0]
