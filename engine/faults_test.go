@@ -212,3 +212,36 @@ raijin.phases { 'work' }
 		t.Errorf("the audit line lacks the reason:\n%s", log)
 	}
 }
+
+// A secret of several lines (a PEM key) that a failing command prints comes
+// out of the error hidden, line by line, however the message is cut.
+func TestMultiLineSecretHiddenInErrors(t *testing.T) {
+	key := "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----"
+	t.Setenv("RAIJIN_TEST_TOKEN", key)
+	cfg := project(t, map[string]string{"deploy.lua": `local raijin = require('raijin')
+raijin.phase('secrets', { where = "local" }, function(ctx) raijin.env.load(ctx.config.hosts[1]) end)
+raijin.phase('work', function(ctx) ctx.host:run('leak') end)
+raijin.phases { 'secrets', 'work' }
+`})
+	rec := &remote.Recorder{HostName: "web1", Respond: func(ctx context.Context, st remote.Step) (remote.Result, error) {
+		if st.Desc == "leak" {
+			return remote.Result{Code: 1, Stderr: "bad key:\n" + key + "\n"}, nil
+		}
+		return (&fakeHost{name: "web1"}).respond(ctx, st)
+	}}
+	_, err := engine.Run(context.Background(), engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts, Events: &events{}, PhaseTimeout: time.Minute,
+		Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return rec, func() {}, nil },
+	})
+	if err == nil {
+		t.Fatal("the run should fail")
+	}
+	for _, line := range strings.Split(key, "\n") {
+		if len(line) >= 6 && strings.Contains(err.Error(), line) {
+			t.Errorf("the error shows %q:\n%v", line, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "******") {
+		t.Errorf("the error should show the secret as ******:\n%v", err)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/raijin-deploy/raijin/internal/testkit"
 )
 
 // dryRunProject is a project with every kind of recipe change: a deploy.lua
@@ -68,19 +70,7 @@ ctx.host:run("echo before release of " .. ctx.version)
 // file (with contents), connects to nothing and shows no secret.
 func TestDeployDryRunGolden(t *testing.T) {
 	dir := t.TempDir()
-	for name, content := range dryRunProject {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		mode := os.FileMode(0o644)
-		if strings.HasPrefix(content, "#!") {
-			mode = 0o755
-		}
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.WriteFiles(t, dir, dryRunProject)
 	const secret = "pa55-w0rd-never-shown"
 	t.Setenv("RAIJIN_DRYRUN_DB_PASSWORD", secret)
 	t.Setenv("NO_COLOR", "1")
