@@ -33,25 +33,32 @@ func (f hostFacts) current() string {
 // .versions, in one remote command. While another run holds the lock, it
 // waits up to --lock-wait; a stale lock it takes over when told to.
 func (r *runner) prepare(ctx context.Context, host *remote.Session, h config.Host, lock server.LockInfo, nphases int) (hostFacts, error) {
-	force := r.opts.ForceUnlock
 	if r.opts.DryRun {
 		// The script is shown as it would run; its answer is made up.
 		rel := path.Join(h.AppsDir, r.opts.Config.App)
-		if _, err := host.Run(ctx, r.connectScript(rel, lock, force), remote.RunOpts{}); err != nil {
+		if _, err := host.Run(ctx, r.connectScript(rel, lock, nil), remote.RunOpts{}); err != nil {
 			return hostFacts{}, err
 		}
 		return dryRunFacts(r.opts.Config, h), nil
 	}
 	deadline := time.Now().Add(r.opts.LockWait)
 	waited := false
+	// breaking: the lock that was read and is to be removed (the holder's
+	// token guards it), after --force-unlock or a stale lock taken over.
+	var breaking *server.LockInfo
 	for {
-		f, lockLine, err := r.readFacts(ctx, host, h, lock, force)
+		f, lockLine, err := r.readFacts(ctx, host, h, lock, breaking)
 		if err != nil {
 			return hostFacts{}, err
 		}
 		locked, holder := server.ParseLockOutput(lockLine)
 		if locked {
 			return f, nil
+		}
+		if r.opts.ForceUnlock && breaking == nil {
+			r.opts.Events.Log(h.Name, "connect", "--force-unlock: taking over the lock of "+holder.Describe())
+			breaking = &holder
+			continue
 		}
 		if time.Now().Before(deadline) {
 			if !waited {
@@ -66,8 +73,8 @@ func (r *runner) prepare(ctx context.Context, host *remote.Session, h config.Hos
 			continue
 		}
 		held, stale := r.lockHeld(f, holder, nphases)
-		if stale && !force && r.takeOver(h, holder, held.Msg) {
-			force = true
+		if stale && breaking == nil && r.takeOver(h, holder, held.Msg) {
+			breaking = &holder
 			continue
 		}
 		return f, held
@@ -90,9 +97,9 @@ func dryRunFacts(c *config.Config, h config.Host) hostFacts {
 // readFacts runs the connect script: the deploy user's home and name, the
 // lock (taken, or its holder: lockLine, for server.ParseLockOutput),
 // .versions and the version directories.
-func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.Host, lock server.LockInfo, force bool) (f hostFacts, lockLine string, err error) {
+func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.Host, lock server.LockInfo, breaking *server.LockInfo) (f hostFacts, lockLine string, err error) {
 	rel := path.Join(h.AppsDir, r.opts.Config.App)
-	res, err := remote.Must(ctx, host, r.connectScript(rel, lock, force), remote.RunOpts{})
+	res, err := remote.Must(ctx, host, r.connectScript(rel, lock, breaking), remote.RunOpts{})
 	if err != nil {
 		return hostFacts{}, "", err
 	}
@@ -117,8 +124,8 @@ func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.H
 
 // connectScript learns the facts and takes the lock (unless the flow runs
 // without it) in the app directory rel.
-func (r *runner) connectScript(rel string, lock server.LockInfo, force bool) string {
-	take := server.LockScript(rel, lock, force)
+func (r *runner) connectScript(rel string, lock server.LockInfo, breaking *server.LockInfo) string {
+	take := server.LockScript(rel, lock, breaking)
 	if r.opts.NoLock {
 		take = "echo locked"
 	}

@@ -56,16 +56,26 @@ func (l LockInfo) Stale() bool {
 }
 
 // LockScript takes the lock {appDir}/.lock with mkdir (atomic) and prints
-// "locked", or "held" followed by the holder's info.
-func LockScript(appDir string, info LockInfo, force bool) string {
+// "locked", or "held" followed by the holder's info. With breaking, the
+// info of a lock read before (--force-unlock, a stale lock taken over), it
+// first removes that lock, and only that one: a lock another run took
+// meanwhile has another token and stays.
+func LockScript(appDir string, info LockInfo, breaking *LockInfo) string {
 	data, _ := json.Marshal(info)
 	d := shell.Quote(appDir)
+	l := shell.Quote(appDir + "/.lock")
 	pre := ""
-	if force {
-		pre = "rm -rf " + shell.Quote(appDir+"/.lock") + "; "
+	switch {
+	case breaking == nil:
+	case breaking.Token == "":
+		// A lock without a token (its info unreadable, or an older raijin's)
+		// can only be removed as it is.
+		pre = "rm -rf " + l + "; "
+	default:
+		pre = fmt.Sprintf("if grep -qF %s %s/info 2>/dev/null; then rm -rf %s; fi; ", shell.Quote(breaking.Token), l, l)
 	}
 	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && %sif mkdir %s 2>/dev/null; then printf '%%s\n' %s > %s; echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
-		d, d, pre, shell.Quote(appDir+"/.lock"), shell.Quote(string(data)), shell.Quote(appDir+"/.lock/info"), shell.Quote(appDir+"/.lock/info"))
+		d, d, pre, l, shell.Quote(string(data)), shell.Quote(appDir+"/.lock/info"), shell.Quote(appDir+"/.lock/info"))
 }
 
 // ParseLockOutput reads LockScript's output.

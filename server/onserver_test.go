@@ -64,14 +64,14 @@ func TestLockOnAServer(t *testing.T) {
 	app := filepath.Join(t.TempDir(), "app")
 	me := server.NewLockInfo("deploy", "1.0")
 	other := server.LockInfo{User: "ann", Machine: "laptop", PID: 42, Command: "rollback", Token: "tok-ann"}
-	res, err := remote.Must(ctx, h, server.LockScript(app, me, false), remote.RunOpts{})
+	res, err := remote.Must(ctx, h, server.LockScript(app, me, nil), remote.RunOpts{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if locked, _ := server.ParseLockOutput(res.Stdout); !locked {
 		t.Fatalf("first lock: %q", res.Stdout)
 	}
-	res, _ = remote.Must(ctx, h, server.LockScript(app, other, false), remote.RunOpts{})
+	res, _ = remote.Must(ctx, h, server.LockScript(app, other, nil), remote.RunOpts{})
 	locked, holder := server.ParseLockOutput(res.Stdout)
 	if locked || holder.Token != me.Token || holder.Command != "deploy" || holder.Version != "1.0" {
 		t.Fatalf("second lock: locked=%v holder=%+v", locked, holder)
@@ -82,7 +82,14 @@ func TestLockOnAServer(t *testing.T) {
 		t.Fatal("another holder's unlock removed the lock")
 	}
 	// --force takes it over.
-	res, _ = remote.Must(ctx, h, server.LockScript(app, other, true), remote.RunOpts{})
+	// Breaking a lock removes only the one that was read: a lock taken
+	// meanwhile (another token) stays.
+	stranger := server.LockInfo{User: "bob", Token: "tok-bob"}
+	res, _ = remote.Must(ctx, h, server.LockScript(app, other, &stranger), remote.RunOpts{})
+	if locked, holder := server.ParseLockOutput(res.Stdout); locked || holder.Token != me.Token {
+		t.Fatalf("breaking another holder's lock removed this one: %q", res.Stdout)
+	}
+	res, _ = remote.Must(ctx, h, server.LockScript(app, other, &me), remote.RunOpts{})
 	if locked, _ := server.ParseLockOutput(res.Stdout); !locked {
 		t.Fatalf("forced lock: %q", res.Stdout)
 	}
