@@ -46,23 +46,7 @@ func (e *events) DryRun(host, kind, what, content string) {
 	e.lines = append(e.lines, "dry "+host+" "+kind+" "+what)
 }
 
-const testTOML = `app = "shop"
-version = "2.0.0"
-build_command = "true"
-distfile = "dist/shop"
-release_command = "shop migrate"
-
-[webserver]
-upstream = "localhost:8000"
-
-[processes]
-web = "shop serve"
-
-[[hosts]]
-name = "web1"
-address = "192.0.2.1"
-user = "deploy"
-`
+const testTOML = testkit.ShopTOML
 
 // project writes raijin.toml and the given files into a temporary directory
 // and loads the configuration.

@@ -9,6 +9,27 @@ import (
 	"github.com/raijin-deploy/raijin/config"
 )
 
+// ShopTOML is the raijin.toml of the engine's and the recipe's tests: one
+// web process, one host; its [[hosts]] table comes last, so a test may add
+// keys to it.
+const ShopTOML = `app = "shop"
+version = "2.0.0"
+build_command = "true"
+distfile = "dist/shop"
+release_command = "shop migrate"
+
+[webserver]
+upstream = "localhost:8000"
+
+[processes]
+web = "shop serve"
+
+[[hosts]]
+name = "web1"
+address = "192.0.2.1"
+user = "deploy"
+`
+
 // WriteFiles writes files (name: content) under dir, making directories; a
 // file that starts with "#!" is executable.
 func WriteFiles(t TB, dir string, files map[string]string) {
