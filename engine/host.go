@@ -29,17 +29,15 @@ type hostRun struct {
 	host    *remote.Session
 	closers []func() // the connections, closed when the run ends
 
-	lock   server.LockInfo
-	locked bool // the connect phase took the lock
-	// lockTried: the connect script, which takes the lock, was sent
-	lockTried bool
-	// connected, finishRan: the connect and finish phases ran their steps
-	// (an override may not)
-	connected, finishRan bool
-	stepErr              error
-	facts                hostFacts
-	audit                server.AuditEntry
-	finished             bool // the audit line is written and the lock released
+	lock server.LockInfo
+	// locked: the connect phase's step read the facts and took the lock (an
+	// override may not run it); lockTried: it sent the script that takes it.
+	locked, lockTried bool
+	finishRan         bool // the finish phase's step ran (an override may not)
+	stepErr           error
+	facts             hostFacts
+	audit             server.AuditEntry
+	finished          bool // the audit line is written and the lock released
 
 	st      *recipe.State
 	started []recipe.PhaseInfo // the phases that started, for their undo
@@ -88,7 +86,7 @@ func (hr *hostRun) runOne(ctx context.Context, p recipe.PhaseInfo) bool {
 	err := hr.runPhase(ctx, hr.st, hr.h.Name, p.Name)
 	switch p.Name {
 	case recipe.ConnectPhase:
-		if err == nil && !hr.connected {
+		if err == nil && !hr.locked {
 			err = errs.Usagef("call default(ctx) in the override of connect", "an override of the connect phase did not run raijin's own step, which reads the host's facts and takes the deploy lock")
 		}
 		if err != nil {
@@ -143,7 +141,7 @@ func (hr *hostRun) connectStep(ctx context.Context) (recipe.Facts, error) {
 	if err != nil {
 		return recipe.Facts{}, hr.stepFailed(err)
 	}
-	hr.facts, hr.locked, hr.connected = facts, true, true
+	hr.facts, hr.locked = facts, true
 	hr.audit = server.AuditEntry{Time: hr.lock.Since, App: hr.opts.Config.App, Command: hr.opts.Command,
 		User: hr.lock.User, Machine: hr.lock.Machine, From: facts.current()}
 	version, err := hr.chooseVersion()

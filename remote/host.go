@@ -85,17 +85,12 @@ type WriteOpts struct {
 }
 
 // Host is what the server-side operations (package server) act on: a
-// Session, or a stand-in in their unit tests.
+// Session, or a stand-in in their unit tests. They only run commands; files
+// go through the Session (Write, Upload).
 type Host interface {
 	Name() string
 	// Run runs a command; a non-zero exit is in Result.Code.
 	Run(ctx context.Context, cmd string, o RunOpts) (Result, error)
-	// Upload copies a local file, skipping the copy when the remote file
-	// already has the same SHA-256. It reports whether bytes were sent.
-	Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error)
-	// Write puts data at remote atomically and reports whether the file
-	// changed (an identical file is left alone).
-	Write(ctx context.Context, remote string, data []byte, o WriteOpts) (bool, error)
 }
 
 // Observer is told of each remote action, for -v, --json and progress bars.

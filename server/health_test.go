@@ -35,14 +35,6 @@ func (h fakeServerHost) Run(ctx context.Context, cmd string, o remote.RunOpts) (
 	return res, err
 }
 
-func (h fakeServerHost) Upload(context.Context, string, string, os.FileMode) (bool, error) {
-	return false, errors.New("not here")
-}
-
-func (h fakeServerHost) Write(context.Context, string, []byte, remote.WriteOpts) (bool, error) {
-	return false, errors.New("not here")
-}
-
 // fakeServer writes the stand-ins: systemctl is-active prints
 // $FAKE/state.UNIT (default active); curl prints $FAKE/code (default 200)
 // and records its arguments; journalctl prints one line naming the unit.

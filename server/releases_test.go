@@ -23,13 +23,6 @@ func (c *cannedHost) Run(_ context.Context, cmd string, _ remote.RunOpts) (remot
 	c.cmds = append(c.cmds, cmd)
 	return remote.Result{Stdout: c.out}, nil
 }
-func (c *cannedHost) Upload(context.Context, string, string, os.FileMode) (bool, error) {
-	return false, nil
-}
-func (c *cannedHost) Write(context.Context, string, []byte, remote.WriteOpts) (bool, error) {
-	return false, nil
-}
-
 func TestReadReleases(t *testing.T) {
 	line := func(cmd, from, to, result string) string {
 		data, _ := json.Marshal(AuditEntry{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), App: "shop", Command: cmd, User: "ann", Machine: "box", From: from, To: to, Result: result})
