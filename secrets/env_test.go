@@ -93,3 +93,17 @@ func TestEnvRenderIsReadBackByShellAndParser(t *testing.T) {
 		t.Errorf("SecretValues = %q", sv)
 	}
 }
+
+// A double-quoted value that goes on on the next line keeps the blanks at
+// the end of its first line; blanks after a closing quote are fine.
+func TestParseEnvKeepsTrailingBlanksInsideQuotes(t *testing.T) {
+	env, err := ParseEnv("t.env", "A=\" \nb\"  \nB='x \ny'\t\nC=plain   \n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{" \nb", "x \ny", "plain"} {
+		if env.Vars[i].Value != want {
+			t.Errorf("%s = %q, want %q", env.Vars[i].Key, env.Vars[i].Value, want)
+		}
+	}
+}

@@ -38,8 +38,10 @@ func ParseEnv(source, text string) (*Env, error) {
 	lines := strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n")
 	for i := 0; i < len(lines); i++ {
 		lineNo := i + 1
-		l := strings.TrimSpace(lines[i])
-		if l == "" || strings.HasPrefix(l, "#") {
+		// Only leading blanks go: trailing ones may be inside a quoted value
+		// that goes on on the next line.
+		l := strings.TrimLeft(lines[i], " \t")
+		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
 		l = strings.TrimPrefix(l, "export ")
