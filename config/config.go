@@ -30,6 +30,7 @@ type Config struct {
 	Requirements     string            `toml:"requirements" luar:"requirements" json:"requirements"`
 	PythonVersion    string            `toml:"python_version" luar:"python_version" json:"python_version"`
 	ReleaseCommand   string            `toml:"release_command" luar:"release_command" json:"release_command"`
+	AppUser          string            `toml:"app_user" luar:"app_user" json:"app_user"`
 	VersionsToKeep   int               `toml:"versions_to_keep" luar:"versions_to_keep" json:"versions_to_keep"`
 	Recipe           string            `toml:"recipe" luar:"recipe" json:"recipe"`
 	LocalConfigDir   string            `toml:"local_config_dir" luar:"local_config_dir" json:"local_config_dir"`
@@ -96,7 +97,17 @@ var (
 	procRe    = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 	hostRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	pythonRe  = regexp.MustCompile(`^[0-9]+(\.[0-9]+){0,2}$`)
+	userRe    = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
+
+// DefaultAppsDir is where apps live on a host unless apps_dir says
+// otherwise: outside every home, which the hardened units hide
+// (ProtectHome=).
+const DefaultAppsDir = "/opt/raijin"
+
+// LegacyAppsDir was the default apps_dir before apps ran as their own
+// users, relative to the deploy user's home.
+const LegacyAppsDir = ".local/share/raijin"
 
 // ValidVersion reports whether v can name a version directory: no '/', '..',
 // whitespace or shell metacharacters.
@@ -283,7 +294,7 @@ func findArrayTableLine(data []byte, table string, idx int) int {
 func (c *Config) set(key, src string) { c.Sources[key] = src }
 
 func (c *Config) resolve(data []byte) error {
-	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version",
+	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "app_user", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version",
 		"webserver.upstream", "webserver.health_check", "webserver.health_check_timeout", "secrets.adapter"} {
 		if line := findKeyLine(data, k); line > 0 {
 			c.set(k, fmt.Sprintf("%s:%d", c.File, line))
@@ -294,6 +305,9 @@ func (c *Config) resolve(data []byte) error {
 	}
 	if !appRe.MatchString(c.App) {
 		return c.keyError(data, "app", "%q is not a valid app name: use [a-z][a-z0-9-]{0,62} (lower-case letters, digits, '-')", c.App)
+	}
+	if err := c.resolveAppUser(data); err != nil {
+		return err
 	}
 	switch c.InstallationMode {
 	case "":
@@ -364,6 +378,9 @@ func (c *Config) resolve(data []byte) error {
 			return c.keyError(data, fmt.Sprintf("hosts.%d.name", i), "%q is used by two hosts: give each host its own name", h.Name)
 		}
 		seen[h.Name] = true
+		if h.User == c.AppUser {
+			return c.keyError(data, fmt.Sprintf("hosts.%d.user", i), "%q is also app_user: the app must run as a user of its own, not as the deploy user (who has sudo)", h.User)
+		}
 	}
 	switch c.Secrets.Adapter {
 	case "":
@@ -411,6 +428,36 @@ func (c *Config) resolveAliases(data []byte) error {
 	}
 	return nil
 }
+
+// resolveAppUser checks app_user, the system user the app's processes run
+// as; by default the app's own name.
+func (c *Config) resolveAppUser(data []byte) error {
+	if c.AppUser == "" {
+		c.AppUser = c.App
+		c.set("app_user", "default (the app's name)")
+		if len(c.AppUser) > 32 {
+			return errs.Usagef(`set app_user = "NAME" (at most 32 characters)`, "%s: app %q is too long to name its system user", c.File, c.App)
+		}
+		return nil
+	}
+	if !userRe.MatchString(c.AppUser) {
+		return c.keyError(data, "app_user", "%q is not a user name raijin creates: use [a-z_][a-z0-9_-]{0,31}", c.AppUser)
+	}
+	if c.AppUser == "root" {
+		return c.keyError(data, "app_user", "the app must not run as root: name a user of its own")
+	}
+	return nil
+}
+
+// AppUserExplicit reports whether raijin.toml names app_user (an existing
+// user raijin did not create is accepted only then).
+func (c *Config) AppUserExplicit() bool {
+	return !strings.HasPrefix(c.Sources["app_user"], "default")
+}
+
+// StateDir is the app's persistent writable directory on every host
+// (systemd's StateDirectory=, relative to /var/lib).
+func (c *Config) StateDir() string { return "raijin/" + c.App }
 
 func (c *Config) resolveWebserver(data []byte) error {
 	w := &c.Webserver
@@ -476,10 +523,10 @@ func (c *Config) resolveHost(data []byte, i int) error {
 		}
 	}
 	if h.AppsDir == "" {
-		h.AppsDir = ".local/share/raijin"
+		h.AppsDir = DefaultAppsDir
 	}
-	if strings.ContainsAny(h.AppsDir, "\n'\"`$") || strings.Contains(h.AppsDir, "..") {
-		return c.keyError(data, key("apps_dir"), "%q: no quotes, '$' or '..' in a path", h.AppsDir)
+	if strings.ContainsAny(h.AppsDir, "'\"`$%\\") || strings.ContainsFunc(h.AppsDir, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) || strings.Contains(h.AppsDir, "..") {
+		return c.keyError(data, key("apps_dir"), "%q: no spaces, quotes, '$', '%%', '\\' or '..' in a path", h.AppsDir)
 	}
 	if h.DomainName != "" && strings.ContainsAny(h.DomainName, " \t\n{}\"'") {
 		return c.keyError(data, key("domain_name"), "%q: a Caddy site address has no spaces, quotes or braces", h.DomainName)

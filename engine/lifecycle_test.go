@@ -69,7 +69,7 @@ func TestDownFlow(t *testing.T) {
 		"for u in shop.service shop-worker.service; do",
 		"systemctl disable --now $u; rm -f /etc/systemd/system/$u;", "systemctl daemon-reload",
 		"rm -f /etc/caddy/conf.d/shop.caddy", "systemctl reload caddy",
-		"rm -rf -- /home/deploy/.local/share/raijin/shop",
+		"rm -rf -- /opt/raijin/shop",
 	}
 	at := 0
 	for _, want := range order {

@@ -17,8 +17,11 @@ import (
 // hostFacts are what the engine learns of a host when it connects.
 type hostFacts struct {
 	home, user, appDir string
-	versions           []string
-	dirs               []string // the versions with a v{version} directory
+	// legacy: where an older raijin kept this app, when it is still there
+	// and apps_dir is the default.
+	legacy   string
+	versions []string
+	dirs     []string // the versions with a v{version} directory
 }
 
 // current is the version current on the host, "" before the first deploy.
@@ -35,8 +38,7 @@ func (f hostFacts) current() string {
 func (r *runner) prepare(ctx context.Context, host *remote.Session, h config.Host, lock server.LockInfo, nphases int) (hostFacts, error) {
 	if r.opts.DryRun {
 		// The script is shown as it would run; its answer is made up.
-		rel := path.Join(h.AppsDir, r.opts.Config.App)
-		if _, err := host.Run(ctx, r.connectScript(rel, lock, nil), remote.RunOpts{}); err != nil {
+		if _, err := host.Run(ctx, r.connectScript(h, lock, nil), remote.RunOpts{}); err != nil {
 			return hostFacts{}, err
 		}
 		return dryRunFacts(r.opts.Config, h), nil
@@ -53,6 +55,9 @@ func (r *runner) prepare(ctx context.Context, host *remote.Session, h config.Hos
 		}
 		locked, holder := server.ParseLockOutput(lockLine)
 		if locked {
+			if f.legacy != "" {
+				r.opts.Events.Log(h.Name, "connect", "note: "+f.legacy+" holds this app as an older raijin installed it (in the deploy user's home, running as the deploy user); raijin now keeps apps in "+f.appDir+", run by their own user. The old directory is left as it was: its versions cannot be rolled back to from here; delete it once the app runs well from "+f.appDir+" (or set apps_dir = \""+config.LegacyAppsDir+"\" to keep deploying there)")
+			}
 			return f, nil
 		}
 		if r.opts.ForceUnlock && breaking == nil {
@@ -98,8 +103,7 @@ func dryRunFacts(c *config.Config, h config.Host) hostFacts {
 // lock (taken, or its holder: lockLine, for server.ParseLockOutput),
 // .versions and the version directories.
 func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.Host, lock server.LockInfo, breaking *server.LockInfo) (f hostFacts, lockLine string, err error) {
-	rel := path.Join(h.AppsDir, r.opts.Config.App)
-	res, err := remote.Must(ctx, host, r.connectScript(rel, lock, breaking), remote.RunOpts{})
+	res, err := remote.Must(ctx, host, r.connectScript(h, lock, breaking), remote.RunOpts{})
 	if err != nil {
 		return hostFacts{}, "", err
 	}
@@ -109,6 +113,7 @@ func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.H
 		return hostFacts{}, "", fmt.Errorf("unexpected answer from the server: %q", res.Stdout)
 	}
 	vers, dirs, _ := strings.Cut(vers, "@@dirs")
+	dirs, legacy, _ := strings.Cut(dirs, "@@legacy")
 	if !path.IsAbs(lines[0]) || strings.ContainsAny(lines[0], "\x00") || lines[1] == "" {
 		return hostFacts{}, "", fmt.Errorf("unexpected answer from the server: home %q, user %q", lines[0], lines[1])
 	}
@@ -119,12 +124,22 @@ func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.H
 		}
 	}
 	f.appDir = AppDir(r.opts.Config, h, f.home)
+	if strings.TrimSpace(legacy) == "found" {
+		f.legacy = path.Join(f.home, config.LegacyAppsDir, r.opts.Config.App)
+	}
 	return f, lines[2], nil
 }
 
 // connectScript learns the facts and takes the lock (unless the flow runs
-// without it) in the app directory rel.
-func (r *runner) connectScript(rel string, lock server.LockInfo, breaking *server.LockInfo) string {
+// without it) in host h's app directory. With the default apps_dir, it also
+// looks for the app where raijin kept it before (config.LegacyAppsDir).
+func (r *runner) connectScript(h config.Host, lock server.LockInfo, breaking *server.LockInfo) string {
+	rel := path.Join(h.AppsDir, r.opts.Config.App)
+	legacy := ""
+	if h.AppsDir == config.DefaultAppsDir {
+		old := shell.Quote(path.Join(config.LegacyAppsDir, r.opts.Config.App) + "/.versions")
+		legacy = "; [ -f " + old + " ] && printf '@@legacy\\nfound\\n'"
+	}
 	take := server.LockScript(rel, lock, breaking)
 	if r.opts.NoLock {
 		take = "echo locked"
@@ -133,7 +148,7 @@ func (r *runner) connectScript(rel string, lock server.LockInfo, breaking *serve
 	// small server is felt when many hosts deploy at once.
 	return "cd && printf '%s\\n' \"$PWD\" \"${USER:-$(id -un)}\" && " + take +
 		"; echo '@@versions'; " + server.CatScript(rel+"/.versions") + "; echo '@@dirs'; " +
-		"for d in " + shell.Quote(rel) + "/v*/; do [ -d \"$d\" ] && d=${d%/} && printf '%s\\n' \"${d##*/}\"; done; true"
+		"for d in " + shell.Quote(rel) + "/v*/; do [ -d \"$d\" ] && d=${d%/} && printf '%s\\n' \"${d##*/}\"; done" + legacy + "; true"
 }
 
 // lockHeld is the error for a lock another run holds (exit 3), and whether

@@ -27,6 +27,8 @@ func Paths(c *config.Config, h config.Host, home, version string) map[string]str
 		"version_dir": path.Join(app, "v"+version),
 		"env":         path.Join(app, ".env"),
 		"appenv":      path.Join(app, ".appenv"),
+		"apprun":      path.Join(app, ".apprun"),
+		"state_dir":   path.Join("/var/lib", c.StateDir()),
 		"versions":    path.Join(app, ".versions"),
 		"lock":        path.Join(app, ".lock"),
 		"audit":       path.Join(app, ".audit.jsonl"),

@@ -48,7 +48,7 @@ raijin.phases { "prep", "release" }
 		"prep",
 		"before 1", "before 2", "before_release.lua on web1",
 		"outer override: start", "inner override: start",
-		"cd /home/deploy/.local/share/raijin/shop && . /home/deploy/.local/share/raijin/shop/.appenv && shop migrate",
+		"sh /opt/raijin/shop/.apprun 'shop migrate'",
 		"inner override: end", "outer override: end",
 		"after 1", "after_release.lua",
 	}
@@ -296,8 +296,8 @@ raijin.after('finish', function(ctx) ctx.host:run('after finish') end)
 	h.mu.Lock()
 	log := strings.Join(h.log, "\n")
 	h.mu.Unlock()
-	for _, want := range []string{"before connect: nil\ncd && printf", "after connect: /home/deploy/.local/share/raijin/shop 0.9.0 deploy\nwork",
-		"rm -rf /home/deploy/.local/share/raijin/shop/.lock; true; [ -n \"$ok\" ]\nafter finish"} {
+	for _, want := range []string{"before connect: nil\ncd && printf", "after connect: /opt/raijin/shop 0.9.0 deploy\nwork",
+		"rm -rf /opt/raijin/shop/.lock; true; [ -n \"$ok\" ]\nafter finish"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the host's log lacks %q:\n%s", want, log)
 		}
@@ -336,7 +336,7 @@ raijin.override('finish', function(ctx, default) end)
 	h.mu.Lock()
 	log := strings.Join(h.log, "\n")
 	h.mu.Unlock()
-	if !strings.Contains(log, "undo work") || !strings.Contains(log, "rm -rf /home/deploy/.local/share/raijin/shop/.lock") {
+	if !strings.Contains(log, "undo work") || !strings.Contains(log, "rm -rf /opt/raijin/shop/.lock") {
 		t.Errorf("the run should be undone and the lock released:\n%s", log)
 	}
 

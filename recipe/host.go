@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -95,7 +96,7 @@ func checkHost(L *lua.LState) *hostObject {
 func hostRun(L *lua.LState) int {
 	h := checkHost(L)
 	cmd := L.CheckString(2)
-	res, err := remote.Must(h.ctx(L), h.host, cmd, h.runOpts(L, optTable(L, 3)))
+	res, err := remote.Must(h.ctx(L), h.host, cmd, h.runOpts(L, cmd, optTable(L, 3)))
 	h.check(L, err)
 	L.Push(resultTable(L, res))
 	return 1
@@ -104,7 +105,8 @@ func hostRun(L *lua.LState) int {
 // ctx.host:test(cmd, [opts]) says whether cmd exits 0.
 func hostTest(L *lua.LState) int {
 	h := checkHost(L)
-	res, err := h.host.Run(h.ctx(L), L.CheckString(2), h.runOpts(L, optTable(L, 3)))
+	cmd := L.CheckString(2)
+	res, err := h.host.Run(h.ctx(L), cmd, h.runOpts(L, cmd, optTable(L, 3)))
 	if err != nil && h.ctx(L).Err() != nil {
 		h.check(L, err)
 	}
@@ -194,7 +196,7 @@ func hostSystemctl(L *lua.LState) int {
 	top := L.GetTop()
 	var o remote.RunOpts
 	if t, ok := L.Get(top).(*lua.LTable); ok && top > 2 {
-		o = h.runOpts(L, t)
+		o = h.runOpts(L, "systemctl "+action, t)
 		top--
 	}
 	for i := 3; i <= top; i++ {
@@ -340,8 +342,9 @@ func optTable(L *lua.LState, n int) *lua.LTable {
 	return L.NewTable()
 }
 
-// runOpts reads {cwd=, appenv=, sudo=, when=, env=, timeout=}.
-func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) remote.RunOpts {
+// runOpts reads {cwd=, appenv=, app=, sudo=, log=, when=, env=, timeout=}
+// for the command cmd.
+func (s *hostState) runOpts(L *lua.LState, cmd string, t *lua.LTable) remote.RunOpts {
 	var o remote.RunOpts
 	if v, ok := t.RawGetString("cwd").(lua.LString); ok {
 		o.Cwd = string(v)
@@ -355,6 +358,15 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) remote.RunOpts {
 		o.Appenv = string(v)
 	}
 	o.Sudo = lua.LVAsBool(t.RawGetString("sudo"))
+	if lua.LVAsBool(t.RawGetString("app")) {
+		if o.Sudo || o.Appenv != "" {
+			L.RaiseError("run: app = true runs the command as the app's user in its sandbox: it takes neither sudo nor appenv")
+		}
+		o.App = s.paths["apprun"]
+	}
+	if lua.LVAsBool(t.RawGetString("log")) {
+		o.Check = s.logLines(cmd, o.Env)
+	}
 	if v, ok := t.RawGetString("when").(lua.LString); ok {
 		o.When = string(v)
 		s.check(L, remote.CheckFlag(o.When))
@@ -379,6 +391,24 @@ func (s *hostState) runOpts(L *lua.LState, t *lua.LTable) remote.RunOpts {
 		o.Timeout = d
 	}
 	return o
+}
+
+// logLines is the check of a step run with {log = true}: each line it
+// prints is logged under the phase that queued it, when its result comes
+// (for a queued step, with a later round trip).
+func (s *hostState) logLines(cmd string, env map[string]string) func(remote.Result) error {
+	phase := s.phase
+	return func(r remote.Result) error {
+		if r.Code != 0 {
+			return &remote.RemoteError{Host: s.name, Cmd: cmd, Env: env, Res: r}
+		}
+		for _, l := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
+			if l != "" {
+				s.cfg.Events.Log(s.name, phase, s.cfg.Redactor.Redact(l))
+			}
+		}
+		return nil
+	}
 }
 
 func resultTable(L *lua.LState, r remote.Result) *lua.LTable {

@@ -159,7 +159,7 @@ raijin.before("connect", function(ctx) end)
 	}
 	// connect and finish, raijin's own, come around the host phases and are
 	// hooked like any other.
-	if want := []string{"secrets", "build", "connect", "transfer", "install", "release", "services", "proxy", "record", "prune", "finish", "done"}; !reflect.DeepEqual(names, want) {
+	if want := []string{"secrets", "build", "connect", "user", "transfer", "install", "release", "services", "proxy", "record", "prune", "finish", "done"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("phases %q, want %q", names, want)
 	}
 	if c, f := byName["connect"], byName["finish"]; c.Source != "raijin (built in)" || c.Local || !reflect.DeepEqual(c.Before, []string{"deploy.lua:4"}) ||

@@ -56,7 +56,7 @@ func checkLocal(L *lua.LState) *localObject {
 func localRun(L *lua.LState) int {
 	l := checkLocal(L)
 	cmdline := L.CheckString(2)
-	o := l.runOpts(L, optTable(L, 3))
+	o := l.runOpts(L, cmdline, optTable(L, 3))
 	res, err := l.runLocal(l.ctx(L), cmdline, o)
 	l.check(L, err)
 	L.Push(resultTable(L, res))

@@ -304,6 +304,9 @@ var templateFuncs = template.FuncMap{
 	"quote": shell.Quote,
 	// systemd_arg quotes one argument of an ExecStart= or Environment= line:
 	// systemd reads C escapes inside double quotes and expands $ and %.
+	// unit_escape writes a value of a unit file setting that systemd reads
+	// with specifiers (a path): % becomes %%.
+	"unit_escape": func(s string) string { return strings.ReplaceAll(s, "%", "%%") },
 	"systemd_arg": func(s string) string {
 		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`, "\n", `\n`, "\r", `\r`)
 		return `"` + r.Replace(s) + `"`
@@ -313,7 +316,7 @@ var templateFuncs = template.FuncMap{
 func renderTemplate(name string, vars map[string]any) (string, error) {
 	src, err := fs.ReadFile(recipes.FS, path.Join("templates", name))
 	if err != nil {
-		return "", fmt.Errorf("no template %q in raijin (templates: process.service, web.socket, site.caddy, appenv.sh)", name)
+		return "", fmt.Errorf("no template %q in raijin (templates: process.service, web.socket, sandbox.conf, site.caddy, appenv.sh, apprun.sh)", name)
 	}
 	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=zero").Parse(string(src))
 	if err != nil {

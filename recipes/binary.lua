@@ -5,6 +5,7 @@
 local deploy = require("raijin.deploy")
 local secrets = require("raijin.steps.secrets")
 local build = require("raijin.steps.build")
+local user = require("raijin.steps.user")
 local transfer = require("raijin.steps.transfer")
 local install = require("raijin.steps.install")
 local release = require("raijin.steps.release")
@@ -27,10 +28,15 @@ deploy.declare {
   -- 2. Build the application with build_command, on this machine.
   build = build.run,
 
-  -- 3. Transfer the binary (mode 0755) and the .env to {app_dir}/v{version}/.
+  -- 3. User: the app's own system user (app_user), created when missing;
+  --    the app directory becomes readable by its group, writable by the
+  --    deploy user only. Deferred: it rides with transfer's round trip.
+  user = user.ensure,
+
+  -- 4. Transfer the binary (mode 0755) and the .env to {app_dir}/v{version}/.
   transfer = transfer.run,
 
-  -- 4. Install: write .appenv, then switch .env and the {app} symlink to the
+  -- 5. Install: write .appenv, then switch .env and the {app} symlink to the
   --    new version, atomically. If a later step fails, the previous version
   --    is switched back (and restarted if it had been stopped). The switch
   --    is deferred: it rides with the next round trip (release's), as its
@@ -40,22 +46,23 @@ deploy.declare {
     ctx.host:defer(function() install.switch(ctx, ctx.version, link(ctx)) end)
   end,
 
-  -- 5. Release: release_command, in the app directory with .appenv sourced.
+  -- 6. Release: release_command, as the app's user in its sandbox, in the
+  --    app directory with the app's env.
   release = release.run,
 
-  -- 6. Services: systemd units, daemon-reload, enable, restart, check.
+  -- 7. Services: systemd units, daemon-reload, enable, restart, check.
   services = services.run,
 
-  -- 7. Proxy: the Caddy site, validated and reloaded.
+  -- 8. Proxy: the Caddy site, validated and reloaded.
   proxy = proxy.run,
 
-  -- 8. Record the version in .versions (newest first).
+  -- 9. Record the version in .versions (newest first).
   record = versions.record,
 
-  -- 9. Prune versions beyond versions_to_keep.
+  -- 10. Prune versions beyond versions_to_keep.
   prune = versions.prune,
 
-  -- 10. Done: print the URL, run [hooks] post_deploy.
+  -- 11. Done: print the URL, run [hooks] post_deploy.
   done = done.run,
 }
 -- deploy.declare also declares rollback (switch the {app} symlink back,

@@ -10,7 +10,7 @@ local control = require("raijin.steps.control")
 local M = {}
 
 -- The phases of the deploy, in order.
-M.phases = { "secrets", "build", "transfer", "install", "release", "services", "proxy", "record", "prune", "done" }
+M.phases = { "secrets", "build", "user", "transfer", "install", "release", "services", "proxy", "record", "prune", "done" }
 
 -- declare declares the deploy flow with the recipe's steps, recipe[phase]
 -- for each of M.phases, and the flows besides it: rollback, prune, down, and
@@ -40,6 +40,7 @@ function M.declare(recipe)
   -- every host.
   raijin.phase("secrets", { where = "local" }, recipe.secrets)
   raijin.phase("build", { where = "local" }, recipe.build)
+  raijin.phase("user", recipe.user)
   raijin.phase("transfer", recipe.transfer)
   raijin.phase("install", recipe.install)
   -- If a step after install fails, the previous version is switched back,

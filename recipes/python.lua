@@ -7,6 +7,7 @@ local deploy = require("raijin.deploy")
 local secrets = require("raijin.steps.secrets")
 local build = require("raijin.steps.build")
 local requirements = require("raijin.steps.requirements")
+local user = require("raijin.steps.user")
 local transfer = require("raijin.steps.transfer")
 local venv = require("raijin.steps.venv")
 local install = require("raijin.steps.install")
@@ -34,14 +35,19 @@ deploy.declare {
     requirements.read(ctx)
   end,
 
-  -- 3. Transfer the wheel and the .env to {app_dir}/v{version}/, with
+  -- 3. User: the app's own system user (app_user), created when missing;
+  --    the app directory becomes readable by its group, writable by the
+  --    deploy user only. Deferred: it rides with transfer's round trip.
+  user = user.ensure,
+
+  -- 4. Transfer the wheel and the .env to {app_dir}/v{version}/, with
   --    requirements.txt and the local wheels it names (in wheels/).
   transfer = function(ctx)
     ctx.dist_sent = transfer.run(ctx, { mode = "0644" })
     requirements.send(ctx)
   end,
 
-  -- 4. Install: the requirements (only when they changed), the version's own
+  -- 5. Install: the requirements (only when they changed), the version's own
   --    .venv with the wheel, .appenv; then switch .env and the .venv symlink
   --    to the new version, atomically. Everything before the switch leaves
   --    the previous version serving; if a later step fails, it is switched
@@ -54,26 +60,27 @@ deploy.declare {
     install.switch(ctx, ctx.version, link(ctx))
   end,
 
-  -- 5. Release: release_command, in the app directory with .appenv sourced.
+  -- 6. Release: release_command, as the app's user in its sandbox, in the
+  --    app directory with the app's env.
   release = release.run,
 
-  -- 6. Services: systemd units, daemon-reload, enable, restart, check.
+  -- 7. Services: systemd units, daemon-reload, enable, restart, check.
   services = services.run,
 
-  -- 7. Proxy: the Caddy site, validated and reloaded.
+  -- 8. Proxy: the Caddy site, validated and reloaded.
   proxy = proxy.run,
 
-  -- 8. Record the version in .versions (newest first).
+  -- 9. Record the version in .versions (newest first).
   record = versions.record,
 
-  -- 9. Prune versions beyond versions_to_keep, then the .deps environments
+  -- 10. Prune versions beyond versions_to_keep, then the .deps environments
   --    that no version left uses.
   prune = function(ctx)
     versions.prune(ctx)
     venv.prune(ctx)
   end,
 
-  -- 10. Done: print the URL, run [hooks] post_deploy.
+  -- 11. Done: print the URL, run [hooks] post_deploy.
   done = done.run,
 }
 -- deploy.declare also declares rollback (switch .env and .venv back to an

@@ -37,8 +37,12 @@ type Stats struct {
 
 // RunOpts shape how a remote command runs.
 type RunOpts struct {
-	Cwd     string            // cd here first
-	Appenv  string            // source this .appenv first (loads .env, sets PATH)
+	Cwd    string // cd here first
+	Appenv string // source this .appenv first (loads .env, sets PATH)
+	// App runs the command as the app's own user, in the sandbox of its
+	// units, through this wrapper (the app directory's .apprun): Cwd and Env
+	// go to the sandbox; Sudo and Appenv do not apply.
+	App     string
 	Sudo    bool              // run as root through sudo -n
 	Env     map[string]string // extra variables, exported first
 	Stdin   []byte            // fed to the command
@@ -54,6 +58,9 @@ type RunOpts struct {
 // ShellCommand builds the command line the server runs for cmd and opts. Every
 // value from outside goes through shell.Quote.
 func ShellCommand(cmd string, o RunOpts) string {
+	if o.App != "" {
+		return appCommand(cmd, o)
+	}
 	var b strings.Builder
 	keys := make([]string, 0, len(o.Env))
 	for k := range o.Env {
@@ -72,6 +79,25 @@ func ShellCommand(cmd string, o RunOpts) string {
 	b.WriteString(cmd)
 	if o.Sudo {
 		return "sudo -n sh -c " + shell.Quote(b.String())
+	}
+	return b.String()
+}
+
+// appCommand runs cmd through the .apprun wrapper o.App, which hands its
+// arguments after the command to systemd-run.
+func appCommand(cmd string, o RunOpts) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sh %s %s", shell.Quote(o.App), shell.Quote(cmd))
+	if o.Cwd != "" {
+		fmt.Fprintf(&b, " %s", shell.Quote("--working-directory="+o.Cwd))
+	}
+	keys := make([]string, 0, len(o.Env))
+	for k := range o.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s", shell.Quote("--setenv="+k+"="+o.Env[k]))
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	osuser "os/user"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +63,6 @@ func (l LockInfo) Stale() bool {
 // meanwhile has another token and stays.
 func LockScript(appDir string, info LockInfo, breaking *LockInfo) string {
 	data, _ := json.Marshal(info)
-	d := shell.Quote(appDir)
 	l := shell.Quote(appDir + "/.lock")
 	pre := ""
 	switch {
@@ -74,8 +74,17 @@ func LockScript(appDir string, info LockInfo, breaking *LockInfo) string {
 	default:
 		pre = fmt.Sprintf("if grep -qF %s %s/info 2>/dev/null; then rm -rf %s; fi; ", shell.Quote(breaking.Token), l, l)
 	}
-	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && %sif mkdir %s 2>/dev/null; then printf '%%s\n' %s > %s; echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
-		d, d, pre, l, shell.Quote(string(data)), shell.Quote(appDir+"/.lock/info"), shell.Quote(appDir+"/.lock/info"))
+	return MkdirAppScript(appDir) + ` && ` + fmt.Sprintf(`%sif mkdir %s 2>/dev/null; then printf '%%s\n' %s > %s; echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
+		pre, l, shell.Quote(string(data)), shell.Quote(appDir+"/.lock/info"), shell.Quote(appDir+"/.lock/info"))
+}
+
+// MkdirAppScript makes the app directory appDir when it is missing. The
+// apps directory it is in (/opt/raijin by default) is made by root the
+// first time, for the deploy user, who owns everything in it.
+func MkdirAppScript(appDir string) string {
+	d := shell.Quote(appDir)
+	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p -m 0750 %s 2>/dev/null || { sudo -n install -d -o "$(id -u)" -g "$(id -g)" -m 0755 %s && mkdir -m 0750 %s; }; }`,
+		d, d, shell.Quote(path.Dir(appDir)), d)
 }
 
 // ParseLockOutput reads LockScript's output.

@@ -16,8 +16,8 @@ import (
 type AppCmd struct {
 	Status       AppStatusCmd       `cmd:"" help:"Print each host's current version, URL and the state of every unit."`
 	Logs         AppLogsCmd         `cmd:"" help:"Print the journal of the app's processes (all, or PROC)."`
-	Exec         AppExecCmd         `cmd:"" help:"Run a command in the app directory with .appenv sourced (the app's env and PATH)."`
-	Shell        AppShellCmd        `cmd:"" help:"Open a shell in the app directory with .appenv sourced."`
+	Exec         AppExecCmd         `cmd:"" help:"Run a command as the app's user, in its sandbox and app directory, with its env and PATH."`
+	Shell        AppShellCmd        `cmd:"" help:"Open a shell as the app's user, in its sandbox and app directory, with its env."`
 	Start        AppStartCmd        `cmd:"" help:"Start the app's processes (all, or PROC) and wait until they are healthy."`
 	Stop         AppStopCmd         `cmd:"" help:"Stop the app's processes (all, or PROC)."`
 	Restart      AppRestartCmd      `cmd:"" help:"Restart the app's processes (all, or PROC) and wait until they are healthy."`
@@ -199,7 +199,7 @@ func (s *AppShellCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	// Not a login shell: /etc/profile would reset the PATH .appenv set.
+	// Not a login shell: /etc/profile would reset the app's PATH.
 	return oneHost(app, cfg, func(r *openHost) error {
 		return r.interactive(app, r.inApp(cfg.App, `exec "${SHELL:-/bin/sh}" -i`))
 	})

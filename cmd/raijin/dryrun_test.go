@@ -53,7 +53,7 @@ DB_PASSWORD=$RAIJIN_DRYRUN_DB_PASSWORD
 
 raijin.override("release", function(ctx, default)
   default(ctx)
-  ctx.host:run("./shop warm-cache", { cwd = ctx.paths.app_dir, appenv = true })
+  ctx.host:run("./shop warm-cache", { app = true })
 end)
 
 raijin.after("services", function(ctx)

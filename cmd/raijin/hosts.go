@@ -114,12 +114,15 @@ func (r *openHost) interactive(app *App, cmd string) error {
 	return exitCode(code)
 }
 
-// inApp is cmd run in the app directory with .appenv sourced, or a clear
-// error when the app is not on the host.
+// inApp is cmd run as the app's user, in its sandbox, in the app directory
+// with its env (through the .apprun a deploy writes), or a clear error when
+// the app is not on the host.
 func (r *openHost) inApp(app string, cmd string) string {
 	d := shell.Quote(r.appRel)
-	return fmt.Sprintf(`cd %s 2>/dev/null || { echo "raijin: %s is not deployed on this host (no %s): run raijin deploy" >&2; exit 1; }; `,
-		d, app, strings.ReplaceAll(r.appRel, `"`, ``)) + remote.ShellCommand(cmd, remote.RunOpts{Appenv: "./.appenv"})
+	shown := strings.ReplaceAll(r.appRel, `"`, ``)
+	return fmt.Sprintf(`cd %s 2>/dev/null || { echo "raijin: %s is not deployed on this host (no %s): run raijin deploy" >&2; exit 1; }; `+
+		`[ -f .apprun ] || { echo "raijin: %s was deployed by an older raijin (no %s/.apprun): run raijin deploy" >&2; exit 1; }; `,
+		d, app, shown, app, shown) + remote.ShellCommand(cmd, remote.RunOpts{App: "./.apprun"})
 }
 
 func hostNames(hosts []config.Host) string {

@@ -35,7 +35,7 @@ const initTOMLBinary = `installation_mode = "binary"
 # Runs on this machine with sh -c; $RAIJIN_VERSION holds the version.
 build_command = "CGO_ENABLED=0 go build -ldflags \"-X main.version=$RAIJIN_VERSION\" -o dist/{{.App}} ."
 distfile = "dist/{{.App}}"         # must exist after the build; "{version}" is replaced
-# release_command = "{{.App}} migrate"   # on the server, in the app directory, with .appenv sourced
+# release_command = "{{.App}} migrate"   # on the server, as the app's user, in the app directory with its env
 `
 
 const initTOMLPython = `installation_mode = "python-package"
@@ -49,7 +49,7 @@ const initTOMLDjango = `installation_mode = "python-package"
 build_command = "python3 -m build --wheel"   # or "uv build --wheel"
 distfile = "dist/{{.Pkg}}-{version}-py3-none-any.whl"
 # requirements = "requirements.txt"  # pinned dependencies, installed next to the wheel
-# On the server, in the app directory, with .appenv (the .env, the venv) sourced:
+# On the server, as the app's user, in the app directory with its env (the .env, the venv):
 release_command = "django-admin migrate --noinput"
 `
 
@@ -119,7 +119,7 @@ local raijin = require("raijin")
 -- Run a command after the release step, in the app directory, with the app's
 -- environment:
 -- raijin.after("release", function(ctx)
---   ctx.host:run("{{.App}} warm-cache", { cwd = ctx.paths.app_dir, appenv = true })
+--   ctx.host:run("{{.App}} warm-cache", { app = true })
 -- end)
 
 -- Replace a step, keeping the built-in one inside:

@@ -81,13 +81,15 @@ function M.caddy(ctx)
   end
 end
 
--- apps_dir: the directory the apps live in, owned by the deploy user.
+-- apps_dir: the directory the apps live in, owned by the deploy user. One
+-- outside the deploy user's reach (the default /opt/raijin) is made by root
+-- for the deploy user.
 function M.apps_dir(ctx)
   local dir = ctx.paths.apps_dir
   if ctx.host:test([[test -d "$APPS_DIR" && test -w "$APPS_DIR"]], { env = { APPS_DIR = dir } }) then
     in_place(ctx, "apps directory " .. dir)
   else
-    ctx.host:run([[mkdir -p "$APPS_DIR"]], { env = { APPS_DIR = dir } })
+    ctx.host:run([[mkdir -p "$APPS_DIR" 2>/dev/null || sudo -n install -d -o "$(id -u)" -g "$(id -g)" -m 0755 "$APPS_DIR"]], { env = { APPS_DIR = dir } })
     changed("apps directory " .. dir .. " created")
   end
 end

@@ -3,13 +3,17 @@
 local raijin = require("raijin")
 local templates = require("raijin.steps.templates")
 local services = require("raijin.steps.services")
+local sandbox = require("raijin.steps.sandbox")
 
 local M = {}
 
--- appenv: the .appenv that release_command, hooks and `raijin app exec`
--- source (templates/appenv.sh).
+-- appenv: the .appenv that commands run as the deploy user with
+-- {appenv = true} source (templates/appenv.sh), and the .apprun through
+-- which release_command and `raijin app exec|shell` run as the app's user,
+-- in its sandbox (templates/apprun.sh).
 function M.appenv(ctx)
-  ctx.host:write(ctx.paths.appenv, templates.render(ctx, "appenv.sh"), { mode = "0644" })
+  ctx.host:write(ctx.paths.appenv, templates.render(ctx, "appenv.sh"), { mode = "0640" })
+  ctx.host:write(ctx.paths.apprun, templates.render(ctx, "apprun.sh", { sandbox = sandbox.lines(ctx) }), { mode = "0600" })
 end
 
 -- Makes v$VERSION the current version, run in the app directory: its .env

@@ -6,6 +6,7 @@
 -- name has none), split with globbing off (set -f).
 local raijin = require("raijin")
 local templates = require("raijin.steps.templates")
+local sandbox = require("raijin.steps.sandbox")
 
 local M = {}
 
@@ -24,10 +25,11 @@ function M.units(ctx)
     end
   end
   local socket = raijin.socket_path(ctx)
+  local confined = sandbox.lines(ctx)
   for _, proc in ipairs(raijin.process_names(ctx)) do
     add(raijin.unit_name(ctx, proc), "process.service", {
       process = proc, unit = raijin.unit_name(ctx, proc), command = c.processes[proc],
-      socket = (proc == "web" and socket ~= nil),
+      socket = (proc == "web" and socket ~= nil), sandbox = confined,
     })
   end
   if socket then

@@ -4,13 +4,15 @@ local raijin = require("raijin")
 
 local M = {}
 
--- vars: app, app_dir, user and local_config_dir, plus the table extra.
+-- vars: app, app_dir, user (the deploy user), app_user (the app's own)
+-- and local_config_dir, plus the table extra.
 function M.vars(ctx, extra)
   local c = ctx.config
   local v = {
     app = c.app,
     app_dir = ctx.paths.app_dir,
     user = ctx.host and ctx.host.user or "",
+    app_user = c.app_user,
     local_config_dir = c.local_config_dir,
   }
   for k, x in pairs(extra or {}) do v[k] = x end

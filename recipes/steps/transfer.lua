@@ -1,7 +1,7 @@
 -- raijin.steps.transfer: the transfer step.
 local M = {}
 
--- run: the distfile and the .env (mode 0600) into v{version}/. Uploads go
+-- run: the distfile and the .env (mode 0640) into v{version}/. Uploads go
 -- to a temporary name and are renamed; a file the server already has with
 -- the same SHA-256 is not sent again. opts.mode is the distfile's mode
 -- (default 0755, an executable). The check and the .env go in one round trip
@@ -16,7 +16,9 @@ function M.run(ctx, opts)
   ctx.host:batch(function()
     local basis = ctx.previous and (p.app_dir .. "/v" .. ctx.previous .. "/" .. ctx.shared.dist.name)
     ctx.host:upload(ctx.shared.dist.path, dist, { mode = mode, basis = basis })
-    ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0600" })
+    -- 0640: the app's group reads it (the app directory's group), nobody
+    -- else; the app cannot change it.
+    ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0640" })
   end)
   return ctx.host:sent(dist)
 end
