@@ -42,6 +42,7 @@ type Options struct {
 	TargetVersion string // rollback: the version to switch to ("" = previous)
 	Keep          int    // prune: versions to keep (0 = versions_to_keep)
 	Full          bool   // down: remove Caddy too when no other app uses it
+	DeleteState   bool   // down: delete the app's state directory and user too
 	Process       string // app start|stop|restart: the one process ("" = all)
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
@@ -136,7 +137,7 @@ func (r *runner) plan(ctx context.Context) ([]recipe.PhaseInfo, error) {
 func (r *runner) load(ctx context.Context, t recipe.Target) (*recipe.State, error) {
 	return recipe.Load(ctx, recipe.Config{
 		Project: r.opts.Config, Sources: r.opts.Sources, Command: r.opts.Command,
-		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Full: r.opts.Full, Keep: r.opts.Keep, Process: r.opts.Process,
+		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process,
 		Events: r.opts.Events, Redactor: r.opts.Redactor, LoadEnv: r.loadEnv,
 	}, t)
 }

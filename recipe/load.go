@@ -29,11 +29,13 @@ type Config struct {
 	Command  string // ctx.command: deploy, redeploy, rollback, ...
 	DryRun   bool
 	Redeploy bool
-	Full     bool   // ctx.full: down removes Caddy too
-	Keep     int    // ctx.keep: versions prune keeps (0 = not set)
-	Process  string // ctx.process: the process app start|stop|restart acts on ("" = all)
-	Events   Events
-	Redactor *secrets.Redactor
+	Full     bool // ctx.full: down removes Caddy too
+	// ctx.delete_state: down deletes the app's state directory and user too
+	DeleteState bool
+	Keep        int    // ctx.keep: versions prune keeps (0 = not set)
+	Process     string // ctx.process: the process app start|stop|restart acts on ("" = all)
+	Events      Events
+	Redactor    *secrets.Redactor
 	// LoadEnv reads a host's env and resolves its secrets (raijin.env.load).
 	LoadEnv func(ctx context.Context, h config.Host) (*secrets.Env, error)
 }
@@ -342,6 +344,7 @@ func (s *hostState) newCtx(L *lua.LState, t Target) *lua.LTable {
 	ctx.RawSetString("dry_run", lua.LBool(s.cfg.DryRun))
 	ctx.RawSetString("redeploy", lua.LBool(s.cfg.Redeploy))
 	ctx.RawSetString("full", lua.LBool(s.cfg.Full))
+	ctx.RawSetString("delete_state", lua.LBool(s.cfg.DeleteState))
 	if s.cfg.Keep > 0 {
 		ctx.RawSetString("keep", lua.LNumber(s.cfg.Keep))
 	}

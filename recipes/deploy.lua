@@ -68,8 +68,9 @@ function M.declare(recipe)
   raijin.phase("disable_units", down.disable_units)
   raijin.phase("remove_site", down.remove_site)
   raijin.phase("remove_app", down.remove_app)
+  raijin.phase("remove_state", down.remove_state)
   raijin.phase("remove_caddy", down.remove_caddy)
-  raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_caddy" })
+  raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_state", "remove_caddy" })
 
   -- App control: `raijin app start|stop|restart [PROC]` acts on the units of
   -- every process, or of ctx.process, and checks them as a deploy does.

@@ -70,8 +70,9 @@ func (p *PruneCmd) Run(app *App) error {
 
 // DownCmd is `raijin down`.
 type DownCmd struct {
-	Full bool `help:"Also stop and remove Caddy when no other app has a site on the host."`
-	Yes  bool `short:"y" help:"Do not ask for confirmation."`
+	Full        bool `help:"Also stop and remove Caddy when no other app has a site on the host."`
+	DeleteState bool `name:"delete-state" help:"Also delete the app's data (its state directory, /var/lib/raijin/APP) and its system user; without it they stay."`
+	Yes         bool `short:"y" help:"Do not ask for confirmation."`
 	lockFlags
 }
 
@@ -84,9 +85,13 @@ func (d *DownCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	o.Full = d.Full
+	o.Full, o.DeleteState = d.Full, d.DeleteState
+	state := "/var/lib/" + cfg.StateDir()
 	if !d.Yes {
 		what := "its units, its Caddy site and every version"
+		if d.DeleteState {
+			what += ", and its data in " + state + " and its user " + cfg.AppUser
+		}
 		if d.Full {
 			what += " (and Caddy, where no other app uses it)"
 		}
@@ -98,7 +103,12 @@ func (d *DownCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	app.UI().Printf("down of %s done in %.1fs (%s): nothing of it is left on %s", cfg.App, rep.Duration.Seconds(), app.statsLine(), hostNames(o.Hosts))
+	if d.DeleteState {
+		app.UI().Printf("down of %s done in %.1fs (%s): nothing of it is left on %s", cfg.App, rep.Duration.Seconds(), app.statsLine(), hostNames(o.Hosts))
+	} else {
+		app.UI().Printf("down of %s done in %.1fs (%s): its data stays in %s and its user %s on %s (raijin down --delete-state deletes them)",
+			cfg.App, rep.Duration.Seconds(), app.statsLine(), state, cfg.AppUser, hostNames(o.Hosts))
+	}
 	return nil
 }
 

@@ -41,6 +41,28 @@ function M.remove_app(ctx)
   ctx.host:run([[rm -rf -- "$APP_DIR"]], { env = { APP_DIR = ctx.paths.app_dir } })
 end
 
+-- Deletes the state directory, and the app's user when raijin made it for
+-- this app (its comment says so) and no process of it is left.
+local REMOVE_STATE = [[set -e
+if [ -d "$STATE_DIR" ]; then rm -rf -- "$STATE_DIR"; echo "deleted the state directory $STATE_DIR"; fi
+if [ "$(getent passwd "$APP_USER" | cut -d: -f5)" = "raijin app $APP" ]; then
+  userdel "$APP_USER"; echo "deleted the system user $APP_USER"
+fi]]
+
+-- remove_state: with --delete-state, the app's data and its user go too;
+-- without, they stay, and the log says so.
+function M.remove_state(ctx)
+  local c = ctx.config
+  if not ctx.delete_state then
+    raijin.log("kept the state directory " .. ctx.paths.state_dir .. " and the user " .. c.app_user ..
+      " (raijin down --delete-state deletes them)")
+    return
+  end
+  ctx.host:run(REMOVE_STATE, { sudo = true, log = true, env = {
+    STATE_DIR = ctx.paths.state_dir, APP = c.app, APP_USER = c.app_user,
+  } })
+end
+
 local REMOVE_CADDY = [[
 set -e
 systemctl disable --now caddy 2>/dev/null || true

@@ -11,10 +11,13 @@ local M = {}
 -- ($EXPLICIT). Then gives the app directory to the app's group: new files
 -- in it take that group (setgid), others get nothing. The first time, for
 -- an app installed before, every file moves to the group, and it says so.
+-- It prints "changed: ..." or "in place: ..." lines, as the bootstrap's
+-- steps do.
 local ENSURE = [[set -e
+did=
 if ! id -u "$APP_USER" >/dev/null 2>&1; then
   useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --comment "raijin app $APP" "$APP_USER"
-  echo "created the system user $APP_USER, which runs $APP"
+  echo "changed: created the system user $APP_USER, which runs $APP"; did=1
 else
   if [ "$(id -u "$APP_USER")" = 0 ] || [ "$APP_USER" = "$DEPLOY_USER" ]; then
     echo "app_user $APP_USER is root or the deploy user, who has sudo: set app_user in raijin.toml to a user of the app's own (raijin creates it)" >&2; exit 1
@@ -31,16 +34,18 @@ else
        fi ;;
   esac
 fi
-[ -d "$APP_DIR" ] || exit 0
+if [ ! -d "$APP_DIR" ]; then [ -n "$did" ] || echo "in place: user $APP_USER, which runs $APP"; exit 0; fi
 if [ "$(stat -c %G "$APP_DIR")" != "$APP_USER" ]; then
   chgrp -hR -- "$APP_USER" "$APP_DIR"
-  chmod -R g-w,o-rwx -- "$APP_DIR"
+  chmod -R g+rX,g-w,o-rwx -- "$APP_DIR"
   find "$APP_DIR" -type d -exec chmod g+s {} +
   cd "$APP_DIR"
-  for f in .versions .audit.jsonl .lock/info; do [ ! -f "$f" ] || chmod 0600 "$f"; done
-  echo "$APP now runs as $APP_USER: the files in $APP_DIR are the deploy user's, readable by the group $APP_USER"
+  for f in .versions .audit.jsonl .lock/info .apprun; do [ ! -f "$f" ] || chmod 0600 "$f"; done
+  [ ! -d .lock ] || chmod 0700 .lock
+  echo "changed: $APP now runs as $APP_USER: the files in $APP_DIR are the deploy user's, readable by the group $APP_USER"; did=1
 fi
-chmod 2750 "$APP_DIR"]]
+chmod 2750 "$APP_DIR"
+[ -n "$did" ] || echo "in place: user $APP_USER, which runs $APP"]]
 
 -- ensure: the app's user and the app directory's group, in the next round
 -- trip (deferred); what changed is logged when it comes back.
