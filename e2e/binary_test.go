@@ -40,8 +40,8 @@ func TestBinaryDeployTwiceAndPrune(t *testing.T) {
 	}
 
 	dir := p.AppDir(h)
-	layout := h.Run(t, fmt.Sprintf(`cd %s && stat -c '%%a %%U %%n' .env v1.0.0/.env && readlink %s && cat .versions && test -f .appenv && cat migrations.log && systemctl is-active %s.service && grep -c SECRET .env`, dir, p.App, p.App))
-	for _, want := range []string{"600 deploy .env", "600 deploy v1.0.0/.env", "v1.0.0/goapp", "1.0.0", "migrated to 1.0.0", "active"} {
+	layout := h.Run(t, fmt.Sprintf(`cd %s && stat -c '%%a %%U %%G %%n' .env v1.0.0/.env && readlink %s && cat .versions && test -f .appenv && sudo cat %s/migrations.log && systemctl is-active %s.service && grep -c SECRET .env`, dir, p.App, p.StateDir(h), p.App))
+	for _, want := range []string{"640 deploy " + p.App + " .env", "640 deploy " + p.App + " v1.0.0/.env", "v1.0.0/goapp", "1.0.0", "migrated to 1.0.0", "active"} {
 		if !strings.Contains(layout, want) {
 			t.Errorf("server layout lacks %q:\n%s", want, layout)
 		}
@@ -60,7 +60,7 @@ func TestBinaryDeployTwiceAndPrune(t *testing.T) {
 	if got != "1.2.0\n1.1.0\nv1.1.0\nv1.2.0\n" {
 		t.Errorf("after a third deploy with versions_to_keep = 2: %q, want 1.0.0 pruned", got)
 	}
-	if out := h.Run(t, "cat "+dir+"/migrations.log"); !strings.Contains(out, "migrated to 1.2.0") {
+	if out := p.Migrations(t, h); !strings.Contains(out, "migrated to 1.2.0") {
 		t.Errorf("release_command did not run for 1.2.0: %q", out)
 	}
 }

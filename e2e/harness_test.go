@@ -406,7 +406,19 @@ func (h *TestHost) ssh(user, script string) (string, error) {
 
 // AppDir is where the project's app lives on h.
 func (p *Project) AppDir(h *TestHost) string {
-	return "/home/" + h.User + "/.local/share/raijin/" + p.App
+	return "/opt/raijin/" + p.App
+}
+
+// StateDir is the app's state directory on h ($STATE_DIRECTORY), the app
+// user's: the deploy user reads it with sudo.
+func (p *Project) StateDir(h *TestHost) string {
+	return "/var/lib/raijin/" + p.App
+}
+
+// Migrations is the log the sample apps' release command writes.
+func (p *Project) Migrations(t *testing.T, h *TestHost) string {
+	t.Helper()
+	return h.Run(t, "sudo cat "+p.StateDir(h)+"/migrations.log")
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}

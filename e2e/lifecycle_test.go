@@ -271,7 +271,7 @@ func TestLifecycleRollbackPruneReleases(t *testing.T) {
 	if _, note := Get(t, url+"env/NOTE"); note != "first" {
 		t.Errorf("after rollback to 1.0.0 the app sees NOTE=%q, want first", note)
 	}
-	if got := h.Run(t, "cd "+dir+" && cat .versions && ls -d v* && cat migrations.log | wc -l"); got != "1.0.0\n1.1.0\n1.2.0\nv1.0.0\nv1.1.0\nv1.2.0\n3\n" {
+	if got := h.Run(t, "cd "+dir+" && cat .versions && ls -d v* && sudo cat "+p.StateDir(h)+"/migrations.log | wc -l"); got != "1.0.0\n1.1.0\n1.2.0\nv1.0.0\nv1.1.0\nv1.2.0\n3\n" {
 		t.Errorf("after the rollbacks: %q, want 1.0.0 first, newer versions still on disk, no migration run", got)
 	}
 	if r := p.Raijin("rollback", "-y", "7.7.7"); r.Code != 1 || !strings.Contains(r.Stderr, "version 7.7.7 is not on this host") {
@@ -358,7 +358,7 @@ func TestLifecycleRedeploy(t *testing.T) {
 	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.1.0") {
 		t.Fatalf("after redeploy, GET / = %q, want 1.1.0", body)
 	}
-	if out := h.Run(t, "cat "+p.AppDir(h)+"/migrations.log"); !strings.Contains(out, "migrated to 1.1.0") {
+	if out := p.Migrations(t, h); !strings.Contains(out, "migrated to 1.1.0") {
 		t.Errorf("redeploy did not run release_command: %q", out)
 	}
 	if after := h.Run(t, stat); after != before {
@@ -420,7 +420,7 @@ systemctl is-active caddy || true`, a.App, a.AppDir(h)))
 	if r := a.MustRaijin("releases"); !strings.Contains(r.Stdout, a.App+" is not deployed on this host") {
 		t.Errorf("releases after down: %s", r)
 	}
-	appsAudit := readAudit(t, h, "/home/"+h.User+"/.local/share/raijin/.audit.jsonl")
+	appsAudit := readAudit(t, h, "/opt/raijin/.audit.jsonl")
 	if got := summary(appsAudit); got != "down 1.0.0-> ok" || appsAudit[0].App != a.App {
 		t.Errorf("the apps directory's audit log: %s (app %q)", got, appsAudit[0].App)
 	}
@@ -431,7 +431,7 @@ systemctl is-active caddy || true`, a.App, a.AppDir(h)))
 	}
 	left = h.Root(t, fmt.Sprintf(`ls /etc/systemd/system | grep -c '^%s' || true
 test -e /etc/caddy && echo caddy-config-left; command -v caddy || echo no-caddy; systemctl is-active caddy || true
-ls -A /home/%s/.local/share/raijin`, b.App, h.User))
+ls -A /opt/raijin`, b.App))
 	if left != "0\nno-caddy\ninactive\n.audit.jsonl\n" {
 		t.Errorf("after down --full of the last app:\n%s", left)
 	}

@@ -65,7 +65,6 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 	// raijin's own way to a deploy user: as root, create-user; without
 	// --sudo the bootstrap says what is missing, with it the user can deploy.
 	const user = "opdeploy"
-	home := "/home/" + user
 	asUser("root")
 	p.MustRaijin("server", "create-user", user)
 	asUser(user)
@@ -91,24 +90,24 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 		t.Fatalf("the fresh server has Caddy, or its Caddyfile imports conf.d already:\n%s", caddyfile)
 	}
 	r = p.MustRaijin("server", "bootstrap")
-	for _, want := range []string{"changed: package caddy installed", "changed: /etc/caddy/Caddyfile: import conf.d/*.caddy added", "caddy enabled and", "apps directory " + home + "/.local/share/raijin"} {
+	for _, want := range []string{"changed: package caddy installed", "changed: /etc/caddy/Caddyfile: import conf.d/*.caddy added", "caddy enabled and", "apps directory /opt/raijin", "changed: created the system user " + p.App} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("first bootstrap lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-	state := "cat /etc/caddy/Caddyfile; ls -ld --time-style=+%s /etc/caddy/conf.d " + home + "/.local/share/raijin; systemctl is-enabled caddy; systemctl is-active caddy"
+	state := "cat /etc/caddy/Caddyfile; ls -ld --time-style=+%s /etc/caddy/conf.d /opt/raijin; systemctl is-enabled caddy; systemctl is-active caddy"
 	after1 := h.Root(t, state)
 	if !strings.Contains(after1, "import conf.d/*.caddy") || !strings.Contains(after1, "enabled\nactive") {
 		t.Errorf("after bootstrap: %s", after1)
 	}
 	t.Logf("first bootstrap (Caddy installed): %.2fs", r.Duration.Seconds())
-	if !strings.Contains(r.Stderr, "4 changed, 1 already in place") {
+	if !strings.Contains(r.Stderr, "5 changed, 1 already in place") {
 		t.Errorf("the first bootstrap's summary:\n%s", r.Stderr)
 	}
 	r = p.MustRaijin("server", "bootstrap")
 	t.Logf("second bootstrap (nothing to do): %.2fs", r.Duration.Seconds())
-	if strings.Contains(r.Stderr, "changed:") || strings.Count(r.Stderr, "in place:") != 5 || !strings.Contains(r.Stderr, ": 0 changed, 5 already in place") {
-		t.Errorf("a second bootstrap should change nothing and say so for each of its 5 checks:\n%s", r.Stderr)
+	if strings.Contains(r.Stderr, "changed:") || strings.Count(r.Stderr, "in place:") != 6 || !strings.Contains(r.Stderr, ": 0 changed, 6 already in place") {
+		t.Errorf("a second bootstrap should change nothing and say so for each of its 6 checks:\n%s", r.Stderr)
 	}
 	if after2 := h.Root(t, state); after2 != after1 {
 		t.Errorf("the second bootstrap changed the server:\n%s\n---\n%s", after1, after2)

@@ -43,7 +43,7 @@ func TestPythonDeployTwice(t *testing.T) {
 	if code != 200 || body != "pyapp 1.0.0: hello from "+h.Name+" (greet 1.0)\n" {
 		t.Fatalf("GET %s = %d %q, want pyapp 1.0.0 with greet 1.0 through Caddy", url, code, body)
 	}
-	layout := h.Run(t, fmt.Sprintf(`cd %s && readlink .venv && cat .versions migrations.log v1.0.0/.deps && ls v1.0.0 v1.0.0/wheels && test -x v1.0.0/.venv/bin/pyapp && v1.0.0/.venv/bin/pip --version && ls .deps && cat v1.0.0/.venv/lib/python3*/site-packages/raijin-deps.pth && . ./.appenv && command -v pyapp`, dir))
+	layout := h.Run(t, fmt.Sprintf(`cd %s && readlink .venv && cat .versions && sudo cat %s/migrations.log && cat v1.0.0/.deps && ls v1.0.0 v1.0.0/wheels && test -x v1.0.0/.venv/bin/pyapp && v1.0.0/.venv/bin/pip --version && ls .deps && cat v1.0.0/.venv/lib/python3*/site-packages/raijin-deps.pth && . ./.appenv && command -v pyapp`, dir, p.StateDir(h)))
 	for _, want := range []string{"v1.0.0/.venv\n", "1.0.0\nmigrated to 1.0.0\n", "pyapp-1.0.0-py3-none-any.whl", "requirements.txt",
 		"greet-1.0-py3-none-any.whl", dir + "/.deps/", dir + "/.venv/bin/pyapp",
 		// pip comes from the requirements environment, run by this version's python
@@ -71,7 +71,7 @@ func TestPythonDeployTwice(t *testing.T) {
 	if _, body := Get(t, url+"python"); body != dir+"/v1.1.0/.venv/bin/python\n" {
 		t.Errorf("the app runs under %q, want the python of v1.1.0/.venv", body)
 	}
-	got := h.Run(t, "cd "+dir+" && readlink .venv && cat .versions migrations.log && ls -d v*/.venv")
+	got := h.Run(t, "cd "+dir+" && readlink .venv && cat .versions && sudo cat "+p.StateDir(h)+"/migrations.log && ls -d v*/.venv")
 	if got != "v1.1.0/.venv\n1.1.0\n1.0.0\nmigrated to 1.0.0\nmigrated to 1.1.0\nv1.0.0/.venv\nv1.1.0/.venv\n" {
 		t.Errorf("after the second deploy: %q, want .venv on v1.1.0 and both versions' environments", got)
 	}

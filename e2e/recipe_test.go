@@ -37,7 +37,7 @@ post_deploy = "echo post_deploy >> local.log"
 raijin.override("release", function(ctx, default)
   mark(ctx, "override release: start " .. ctx.version)
   default(ctx)
-  local last = ctx.host:run("tail -n 1 migrations.log", { cwd = ctx.paths.app_dir }).stdout
+  local last = ctx.host:run("tail -n 1 " .. ctx.paths.state_dir .. "/migrations.log", { sudo = true }).stdout
   mark(ctx, "override release: after default: " .. last:gsub("\n", ""))
 end)
 
@@ -86,7 +86,7 @@ raijin.before("release", function(ctx) mark(ctx, "other.lua before release " .. 
 	if got := readFile(t, hookOut); !strings.HasSuffix(got, "after_release "+p.App+" 1.1.0 on "+h.Name+", previous '1.0.0'\npost_deploy\n") {
 		t.Errorf("the executable hook wrote %q", got)
 	}
-	if out := h.Run(t, "tail -n 1 "+dir+"/migrations.log"); !strings.Contains(out, "migrated to 1.1.0") {
+	if out := h.Run(t, "sudo tail -n 1 "+p.StateDir(h)+"/migrations.log"); !strings.Contains(out, "migrated to 1.1.0") {
 		t.Errorf("the built-in release did not run with other.lua: %q", out)
 	}
 
@@ -94,7 +94,7 @@ raijin.before("release", function(ctx) mark(ctx, "other.lua before release " .. 
 	// (so no migration) and no proxy step.
 	p.Write("flow.lua", markLua+`
 raijin.phase("greet", function(ctx) mark(ctx, "greet " .. ctx.version) end)
-raijin.phases { "secrets", "build", "transfer", "install", "greet", "services", "record" }
+raijin.phases { "secrets", "build", "user", "transfer", "install", "greet", "services", "record" }
 `, 0o644)
 	h.Run(t, "rm "+dir+"/order.log")
 	r := p.MustRaijin("deploy", "--recipe", "flow.lua", "--set-version", "1.2.0")
@@ -104,7 +104,7 @@ raijin.phases { "secrets", "build", "transfer", "install", "greet", "services", 
 	if got := h.Run(t, "cat "+dir+"/order.log"); got != "greet 1.2.0\n" {
 		t.Errorf("order.log with the custom flow = %q", got)
 	}
-	if out := h.Run(t, "cat "+dir+"/migrations.log"); strings.Contains(out, "1.2.0") {
+	if out := p.Migrations(t, h); strings.Contains(out, "1.2.0") {
 		t.Errorf("release ran in a flow without it: %q", out)
 	}
 	if _, body := Get(t, p.SiteURL(h)); !strings.Contains(body, "goapp 1.2.0") {

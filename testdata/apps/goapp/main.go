@@ -1,6 +1,7 @@
 // goapp is the sample web app raijin's tests and demo deploy: it answers / with
 // its version and greeting, /up for health checks, and /env/NAME with an
-// environment variable. It listens on $PORT, or on the socket systemd passes
+// environment variable, and /probe with what its own process may do on the
+// server (see probe.go). It listens on $PORT, or on the socket systemd passes
 // (socket activation); START_DELAY=1s delays its start.
 package main
 
@@ -36,8 +37,9 @@ func listener() (net.Listener, error) {
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "migrate" {
-		// A release command: records that it ran, for the tests.
-		f, err := os.OpenFile("migrations.log", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		// A release command: records that it ran, for the tests, in the
+		// app's state directory (the only place it may write).
+		f, err := os.OpenFile(stateFile("migrations.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -70,6 +72,7 @@ func main() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("/probe", probe)
 	mux.HandleFunc("/env/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, os.Getenv(r.URL.Path[len("/env/"):]))
 	})

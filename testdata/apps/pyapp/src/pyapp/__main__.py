@@ -18,7 +18,9 @@ class QuietHandler(WSGIRequestHandler):
 
 
 def migrate():
-    with open("migrations.log", "a") as f:
+    # The app's state directory is the only place it may write.
+    path = os.path.join(os.environ.get("STATE_DIRECTORY", "."), "migrations.log")
+    with open(path, "a") as f:
         f.write("migrated to %s\n" % __version__)
     if os.environ.get("FAIL_MIGRATE") == "1":
         print("migration failed on purpose (FAIL_MIGRATE=1)", file=sys.stderr)
