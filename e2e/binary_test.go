@@ -121,15 +121,7 @@ func TestBinaryUploadByDifference(t *testing.T) {
 	p := NewProject(t, ProjectSpec{App: "delta", Hosts: []*TestHost{h}})
 	url := p.SiteURL(h)
 	dir := p.AppDir(h)
-	sent := regexp.MustCompile(`uploads?, ([0-9.]+) (B|kB|MB) sent\)`)
-	sentBytes := func(r Result) float64 {
-		m := sent.FindStringSubmatch(r.Stderr)
-		if m == nil {
-			t.Fatalf("no bytes-sent figure in the summary:\n%s", r)
-		}
-		n, _ := strconv.ParseFloat(m[1], 64)
-		return n * map[string]float64{"B": 1, "kB": 1e3, "MB": 1e6}[m[2]]
-	}
+	sentBytes := func(r Result) float64 { return bytesSent(t, r) }
 	same := func(version string) {
 		t.Helper()
 		local := sha256.Sum256([]byte(readFile(t, filepath.Join(p.Dir, "dist", "goapp"))))
@@ -162,4 +154,49 @@ func TestBinaryUploadByDifference(t *testing.T) {
 		t.Errorf("a deploy over a binary changed on the server sent only %.0f bytes; the whole file must go", n)
 	}
 	same("1.2.0")
+}
+
+var sentFigure = regexp.MustCompile(`uploads?, ([0-9.]+) (B|kB|MB) sent\)`)
+
+// bytesSent reads how many bytes a deploy sent from its summary line.
+func bytesSent(t *testing.T, r Result) float64 {
+	t.Helper()
+	m := sentFigure.FindStringSubmatch(r.Stderr)
+	if m == nil {
+		t.Fatalf("no bytes-sent figure in the summary:\n%s", r)
+	}
+	n, _ := strconv.ParseFloat(m[1], 64)
+	return n * map[string]float64{"B": 1, "kB": 1e3, "MB": 1e6}[m[2]]
+}
+
+// A binary replaced on the server by other bytes of the same size, its
+// mtime set back, is not taken for the one raijin sent: deploying the same
+// version again sends the whole build again and the server ends up with
+// its bytes.
+func TestBinaryChangedOnServerWithOldMtimeIsSentAgain(t *testing.T) {
+	h := host(t, 0)
+	// No release_command: the sample app's migrate writes into the app
+	// directory, which this test does not need.
+	p := NewProject(t, ProjectSpec{App: "resend", Hosts: []*TestHost{h}, Head: fmt.Sprintf(`build_command = "go -C %s build -o $PWD/dist/goapp ."
+distfile = "dist/goapp"
+`, goappSrc)})
+	bin := "/opt/raijin/" + p.App + "/v1.0.0/goapp" // apps_dir's default
+	p.MustRaijin("deploy")
+	build := fmt.Sprintf("%x", sha256.Sum256([]byte(readFile(t, filepath.Join(p.Dir, "dist", "goapp")))))
+	serverSum := func() string { return strings.Fields(h.Run(t, "sha256sum "+bin))[0] }
+	if got := serverSum(); got != build {
+		t.Fatalf("after the first deploy the server's binary is %s, want the build's %s", got, build)
+	}
+
+	h.Run(t, fmt.Sprintf(`f=%s; m=$(stat -c %%y "$f"); cp "$f" "$f.x" && printf 'forged!!' | dd of="$f.x" bs=1 seek=4096 conv=notrunc status=none && mv "$f.x" "$f" && touch -d "$m" "$f"`, bin))
+	if got := serverSum(); got == build {
+		t.Fatal("the binary was not changed on the server")
+	}
+	r := p.MustRaijin("deploy")
+	if n := bytesSent(t, r); n < 1e6 {
+		t.Errorf("the redeploy sent %.0f bytes; the whole binary must go again:\n%s", n, r.Stderr)
+	}
+	if got := serverSum(); got != build {
+		t.Errorf("after the redeploy the server's binary is %s, want the build's %s", got, build)
+	}
 }

@@ -1,7 +1,9 @@
 package remote_test
 
 import (
+	"bytes"
 	"context"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,8 +157,8 @@ func TestSessionRunOpts(t *testing.T) {
 	}
 }
 
-// Upload sends a file once, notes its hash, and skips a second upload of the
-// same content.
+// Upload sends a file once and skips a second upload of the same content;
+// a file changed on the server, even with its mtime set back, goes again.
 func TestSessionUploadSkipsTheSameFile(t *testing.T) {
 	h := testsession.New(t, nil, nil)
 	dir := t.TempDir()
@@ -167,11 +169,17 @@ func TestSessionUploadSkipsTheSameFile(t *testing.T) {
 	if sent, err := h.Upload(ctx, local, dst, 0o755); err != nil || !sent {
 		t.Fatalf("first upload: sent %v, %v", sent, err)
 	}
-	if note, _ := os.ReadFile(upload.SumFile(dst)); string(note) != upload.SHA256Hex([]byte("build 1\n"))+"\n" {
-		t.Errorf("the note of the hash says %q", note)
-	}
 	if sent, err := h.Upload(ctx, local, dst, 0o755); err != nil || sent {
 		t.Errorf("the same file again: sent %v, %v; want it skipped", sent, err)
+	}
+	st, _ := os.Stat(dst)
+	os.WriteFile(dst, []byte("build X\n"), 0o755)
+	os.Chtimes(dst, st.ModTime(), st.ModTime())
+	if sent, err := h.Upload(ctx, local, dst, 0o755); err != nil || !sent {
+		t.Errorf("over a file changed on the server with its mtime set back: sent %v, %v; want it sent", sent, err)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "build 1\n" {
+		t.Errorf("the server has %q", got)
 	}
 	os.WriteFile(local, []byte("build 2\n"), 0o644)
 	if sent, err := h.Upload(ctx, local, dst, 0o755); err != nil || !sent {
@@ -179,5 +187,87 @@ func TestSessionUploadSkipsTheSameFile(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(dst); string(got) != "build 2\n" {
 		t.Errorf("the server has %q", got)
+	}
+}
+
+// Bytes that arrive as another file than the one checked are not renamed
+// into place: the error names the file and the host. (Here the local file
+// changes after raijin hashed it, its size and mtime kept, so the hash
+// remembered for it is stale.)
+func TestSessionUploadRefusesOtherBytes(t *testing.T) {
+	h := testsession.New(t, nil, nil)
+	dir := t.TempDir()
+	local := writeLocal(t, dir, "app", []byte("build 1\n"))
+	dst := filepath.Join(dir, "server", "app")
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	os.WriteFile(dst, []byte("the old file\n"), 0o755)
+	if _, err := upload.FileSHA256(local); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(local)
+	os.WriteFile(local, []byte("build 2\n"), 0o644)
+	os.Chtimes(local, st.ModTime(), st.ModTime())
+
+	_, err := h.Upload(context.Background(), local, dst, 0o755)
+	if err == nil || !strings.Contains(err.Error(), "uploading app to "+dst+" on test failed") || !strings.Contains(err.Error(), dst+" is left as it was") {
+		t.Fatalf("Upload = %v, want an error naming the file and the host", err)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "the old file\n" {
+		t.Errorf("the server has %q, want the old file", got)
+	}
+	if tmp, _ := filepath.Glob(dst + ".raijin-*"); len(tmp) != 0 {
+		t.Errorf("temporary files left: %q", tmp)
+	}
+}
+
+// A basis changed on the server with its mtime set back is hashed as it is
+// now: this machine has no copy of that, so the new file goes whole.
+func TestSessionUploadFromAChangedBasisSendsWhole(t *testing.T) {
+	h, obs := remoteHost(t)
+	h.Cache = &upload.Cache{Dir: t.TempDir(), Keep: 4}
+	dir := t.TempDir()
+	v1 := make([]byte, upload.MinDeltaSize)
+	rand.New(rand.NewSource(1)).Read(v1)
+	basis := filepath.Join(dir, "server", "v1", "app")
+	ctx := context.Background()
+	if _, err := h.Upload(ctx, writeLocal(t, dir, "app1", v1), basis, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	byDifference := func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		found := false
+		for _, c := range obs.commands {
+			found = found || strings.Contains(c, "by difference")
+		}
+		obs.commands = nil
+		return found
+	}
+	upgrade := func(version string) []byte {
+		t.Helper()
+		data := append([]byte{}, v1...)
+		copy(data[1000:], "version "+version)
+		dst := filepath.Join(dir, "server", "v"+version, "app")
+		if sent, err := h.UploadFrom(ctx, writeLocal(t, dir, "app"+version, data), dst, 0o755, basis); err != nil || !sent {
+			t.Fatalf("UploadFrom: sent %v, %v", sent, err)
+		}
+		if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+			t.Errorf("the server's v%s differs from the build (%d bytes)", version, len(got))
+		}
+		return data
+	}
+
+	upgrade("2")
+	if !byDifference() {
+		t.Fatal("the upgrade from an intact basis was not sent by difference")
+	}
+	forged := append([]byte{}, v1...)
+	copy(forged[500_000:], "changed on the server")
+	st, _ := os.Stat(basis)
+	os.WriteFile(basis, forged, 0o755)
+	os.Chtimes(basis, st.ModTime(), st.ModTime())
+	upgrade("3")
+	if byDifference() {
+		t.Error("a basis changed on the server with its mtime set back was used")
 	}
 }

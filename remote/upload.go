@@ -14,8 +14,10 @@ import (
 )
 
 // Upload copies a local file unless the server has it already (same
-// SHA-256). The check is one step (queued while queuing); the bytes go in
-// one more round trip right after it, streamed on the session's stdin.
+// SHA-256, hashed on the server). The check is one step (queued while
+// queuing); the bytes go in one more round trip right after it, streamed on
+// the session's stdin, and are renamed into place only once the server
+// finds them to be the file sent.
 func (s *Session) Upload(ctx context.Context, local, remote string, mode os.FileMode) (bool, error) {
 	return s.UploadFrom(ctx, local, remote, mode, "")
 }
@@ -171,21 +173,22 @@ func (u *fileUpload) sendWhole(ctx context.Context) error {
 		return err
 	}
 	if res.Code != 0 {
-		return fmt.Errorf("uploading %s to %s failed: %s", path.Base(u.local), u.remote, shell.LastLines(res.Stderr, 3))
+		return fmt.Errorf("uploading %s to %s on %s failed: %s", path.Base(u.local), u.remote, s.Name(), shell.LastLines(res.Stderr, 3))
 	}
 	u.markSent()
 	return nil
 }
 
 // sendDelta rebuilds the file from basis on the server; when that fails (a
-// server whose dd lacks byte offsets, say) the whole file is sent.
+// server whose dd lacks byte offsets, say, or a basis changed since the
+// check, so the rebuild is not the file) the whole file is sent.
 func (u *fileUpload) sendDelta(ctx context.Context, ops []upload.Op) error {
 	s := u.s
 	stdin := upload.DeltaStdin(ops)
 	st := Step{Kind: "upload", Local: u.local, Path: u.remote, Mode: u.mode, Size: int64(len(stdin)),
 		Desc: fmt.Sprintf("upload %s -> %s by difference against %s (%d pieces, %d new bytes of %d)",
 			u.local, u.remote, u.basis, len(ops), upload.DeltaLiteral(ops), u.size),
-		Line: upload.DeltaScript(u.basis, u.remote, u.sum, ops, u.size, uint32(u.mode))}
+		Line: upload.DeltaScript(u.basis, u.remote, u.sum, ops, u.size, u.mode)}
 	if len(stdin) > 0 {
 		st.Input = Sized(bytes.NewReader(stdin), int64(len(stdin)))
 	}

@@ -3,7 +3,7 @@ package upload
 import (
 	"bytes"
 	"fmt"
-	"path"
+	"os"
 	"strings"
 
 	"github.com/raijin-deploy/raijin/shell"
@@ -164,13 +164,12 @@ func deltaRebuilds(basis, target []byte, ops []Op) bool {
 }
 
 // DeltaScript rebuilds remote from basis (a path on the server) and ops,
-// through a temporary file, checks its size, renames it into place and
-// notes its SHA-256 (sum). The
-// long literals are read from stdin, in order: DeltaStdin.
-func DeltaScript(basis, remote, sum string, ops []Op, size int64, mode uint32) string {
+// through a temporary file that must come out as the file whose SHA-256 is
+// sum before it is renamed into place. The long literals are read from
+// stdin, in order: DeltaStdin.
+func DeltaScript(basis, remote, sum string, ops []Op, size int64, mode os.FileMode) string {
 	var s strings.Builder
-	r := shell.Quote(remote)
-	fmt.Fprintf(&s, "set -e; t=%s.raijin-$$; trap 'rm -f \"$t\"' EXIT\n{\n", r)
+	fmt.Fprintf(&s, "set -e; t=%s.raijin-$$; trap 'rm -f \"$t\"' EXIT\n{\n", shell.Quote(remote))
 	for _, op := range ops {
 		switch {
 		case op.Lit == nil:
@@ -185,9 +184,8 @@ func DeltaScript(basis, remote, sum string, ops []Op, size int64, mode uint32) s
 			fmt.Fprintf(&s, "head -c %d\n", len(op.Lit))
 		}
 	}
-	fmt.Fprintf(&s, "} > \"$t\"\n")
-	fmt.Fprintf(&s, "[ \"$(wc -c < \"$t\")\" -eq %d ] || { echo 'the file rebuilt from %s has the wrong size' >&2; exit 1; }\n", size, path.Base(basis))
-	fmt.Fprintf(&s, "chmod %04o \"$t\"; mv -f \"$t\" %s; trap - EXIT; %s", mode, r, noteSum(remote, sum))
+	s.WriteString("} > \"$t\"\n")
+	s.WriteString(placeScript(remote, sum, size, mode))
 	return s.String()
 }
 

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 func randomBytes(seed int64, n int) []byte {
@@ -129,39 +128,6 @@ func FuzzDelta(f *testing.F) {
 			t.Fatalf("delta does not rebuild the target (at %d, del %d, ins %d bytes)", a, d, len(ins))
 		}
 	})
-}
-
-// The check trusts raijin's note of a file's SHA-256 while the file is not
-// newer than the note, and hashes the file otherwise.
-func TestUploadCheckTrustsTheNoteOnlyWhileItHolds(t *testing.T) {
-	dir := t.TempDir()
-	f := filepath.Join(dir, "v1", "app")
-	os.MkdirAll(filepath.Dir(f), 0o755)
-	os.WriteFile(f, []byte("build 1\n"), 0o755)
-	real := SHA256Hex([]byte("build 1\n"))
-	noted := SHA256Hex([]byte("what raijin noted"))
-	run := func() string {
-		out, err := exec.Command("sh", "-c", CheckScript(filepath.Join(dir, "v2", "app"), "0000", 0o755, f)).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
-		return string(out)
-	}
-	if got := run(); got != "send\n"+real+"\n" {
-		t.Errorf("no note: %q, want the file's hash", got)
-	}
-	if err := exec.Command("sh", "-c", noteSum(f, noted)).Run(); err != nil {
-		t.Fatal(err)
-	}
-	old := time.Now().Add(-time.Hour)
-	os.Chtimes(f, old, old)
-	if got := run(); got != "send\n"+noted+"\n" {
-		t.Errorf("with a note: %q, want the noted sum", got)
-	}
-	os.Chtimes(f, time.Now().Add(time.Hour), time.Now().Add(time.Hour))
-	if got := run(); got != "send\n"+real+"\n" {
-		t.Errorf("file changed after the note: %q, want the file hashed again", got)
-	}
 }
 
 // applyDelta rebuilds the target from basis and ops (what the server does), the plain way.

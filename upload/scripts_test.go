@@ -1,0 +1,146 @@
+package upload
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sh runs a script as the server would, with stdin.
+func sh(t *testing.T, script string, stdin []byte) (stdout, stderr string, err error) {
+	t.Helper()
+	c := exec.Command("sh", "-c", script)
+	c.Stdin = bytes.NewReader(stdin)
+	var o, e bytes.Buffer
+	c.Stdout, c.Stderr = &o, &e
+	err = c.Run()
+	return o.String(), e.String(), err
+}
+
+// replaceKeepingMtime gives f new content and sets its modification time
+// back to what it was: what someone hiding a change on the server does.
+func replaceKeepingMtime(t *testing.T, f string, data []byte) {
+	t.Helper()
+	st, err := os.Stat(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(f, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The check hashes the server's file each time: a file changed behind
+// raijin's back is neither "same" nor offered as a basis under the sum it
+// had, whatever its mtime and whatever note an older raijin left next to it.
+func TestUploadCheckHashesTheServersFile(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "v1", "app")
+	os.MkdirAll(filepath.Dir(live), 0o755)
+	build1, forged := []byte("build 1\n"), []byte("build X\n")
+	os.WriteFile(live, build1, 0o755)
+	sum1, sumForged := SHA256Hex(build1), SHA256Hex(forged)
+	// The note an older raijin trusted while the file was not newer than it.
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(live, old, old)
+	os.WriteFile(filepath.Join(dir, "v1", ".app.sha256"), []byte(sum1+"\n"), 0o644)
+	check := func(remote, sum, basis string) string {
+		out, stderr, err := sh(t, CheckScript(remote, sum, 0o755, basis), nil)
+		if err != nil {
+			t.Fatalf("%v: %s", err, stderr)
+		}
+		return out
+	}
+
+	if got := check(live, sum1, ""); got != "same\n" {
+		t.Errorf("the unchanged file: %q, want same", got)
+	}
+	if got := check(filepath.Join(dir, "v2", "app"), sum1, live); got != "send\n"+sum1+"\n" {
+		t.Errorf("a new version: %q, want send and the basis's hash", got)
+	}
+	if got := check(filepath.Join(dir, "v2", "app"), sum1, filepath.Join(dir, "v0", "app")); got != "send\n" {
+		t.Errorf("a missing basis: %q, want send alone", got)
+	}
+
+	replaceKeepingMtime(t, live, forged)
+	if got := check(live, sum1, ""); got != "send\n" {
+		t.Errorf("a file changed with its mtime set back: %q, want it sent again", got)
+	}
+	if got := check(filepath.Join(dir, "v2", "app"), sum1, live); got != "send\n"+sumForged+"\n" {
+		t.Errorf("a basis changed with its mtime set back: %q, want its real hash %s", got, sumForged)
+	}
+}
+
+// What the server receives (whole, or rebuilt from a basis) is renamed into
+// place only when its SHA-256 is the one sent; otherwise the file in place
+// stays and no temporary file is left.
+func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
+	want := []byte("build 2\n")
+	sum := SHA256Hex(want)
+	basis := randomBytes(1, 300_000)
+	target := append([]byte{}, basis...)
+	copy(target[4000:], "version 2.0.0")
+	changedBasis := append([]byte{}, basis...)
+	copy(changedBasis[100_000:], "changed on the server")
+	ops := computeDelta(basis, target)
+	if ops == nil {
+		t.Fatal("no delta for a small change")
+	}
+
+	cases := map[string]struct {
+		script func(remote, basisPath string) string
+		stdin  []byte
+		basis  []byte
+		want   []byte // the file in place afterwards; nil: the old one
+	}{
+		"whole": {func(r, _ string) string { return ReceiveScript(r, sum, int64(len(want)), 0o750) }, want, nil, want},
+		"damaged": {func(r, _ string) string { return ReceiveScript(r, sum, int64(len(want)), 0o750) },
+			[]byte("build 3\n"), nil, nil},
+		"cut short": {func(r, _ string) string { return ReceiveScript(r, sum, int64(len(want)), 0o750) },
+			[]byte("build"), nil, nil},
+		"rebuilt": {func(r, b string) string {
+			return DeltaScript(b, r, SHA256Hex(target), ops, int64(len(target)), 0o750)
+		}, DeltaStdin(ops), basis, target},
+		"rebuilt from a changed basis": {func(r, b string) string {
+			return DeltaScript(b, r, SHA256Hex(target), ops, int64(len(target)), 0o750)
+		}, DeltaStdin(ops), changedBasis, nil},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			remote, basisPath := filepath.Join(dir, "app"), filepath.Join(dir, "basis")
+			os.WriteFile(remote, []byte("the old file\n"), 0o755)
+			os.WriteFile(basisPath, tc.basis, 0o755)
+			_, stderr, err := sh(t, tc.script(remote, basisPath), tc.stdin)
+			got, _ := os.ReadFile(remote)
+			if tc.want != nil {
+				if err != nil || !bytes.Equal(got, tc.want) {
+					t.Fatalf("%v: %s; the server has %d bytes, want %d", err, stderr, len(got), len(tc.want))
+				}
+				if st, _ := os.Stat(remote); st.Mode().Perm() != 0o750 {
+					t.Errorf("mode %v", st.Mode())
+				}
+			} else {
+				if err == nil {
+					t.Fatal("the script accepted a file that is not the one sent")
+				}
+				if string(got) != "the old file\n" {
+					t.Errorf("the file in place became %q", got)
+				}
+				if !strings.Contains(stderr, "SHA-256") || !strings.Contains(stderr, remote+" is left as it was") {
+					t.Errorf("the error says %q", stderr)
+				}
+			}
+			if tmp, _ := filepath.Glob(filepath.Join(dir, "*.raijin-*")); len(tmp) > 0 {
+				t.Errorf("temporary files left: %q", tmp)
+			}
+		})
+	}
+}
