@@ -175,12 +175,8 @@ func bytesSent(t *testing.T, r Result) float64 {
 // its bytes.
 func TestBinaryChangedOnServerWithOldMtimeIsSentAgain(t *testing.T) {
 	h := host(t, 0)
-	// No release_command: the sample app's migrate writes into the app
-	// directory, which this test does not need.
-	p := NewProject(t, ProjectSpec{App: "resend", Hosts: []*TestHost{h}, Head: fmt.Sprintf(`build_command = "go -C %s build -o $PWD/dist/goapp ."
-distfile = "dist/goapp"
-`, goappSrc)})
-	bin := "/opt/raijin/" + p.App + "/v1.0.0/goapp" // apps_dir's default
+	p := NewProject(t, ProjectSpec{App: "resend", Hosts: []*TestHost{h}})
+	bin := p.AppDir(h) + "/v1.0.0/goapp"
 	p.MustRaijin("deploy")
 	build := fmt.Sprintf("%x", sha256.Sum256([]byte(readFile(t, filepath.Join(p.Dir, "dist", "goapp")))))
 	serverSum := func() string { return strings.Fields(h.Run(t, "sha256sum "+bin))[0] }
