@@ -7,6 +7,7 @@ import (
 
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 )
 
@@ -25,7 +26,8 @@ func EachHost[T any](ctx context.Context, opts Options, fn func(ctx context.Cont
 			defer wg.Done()
 			conn, closeFn, err := opts.Connect(ctx, h)
 			if err != nil {
-				errList[i] = errs.WithCode(errs.CodeFailed, err, "")
+				// Exit 1, or 2 for an ssh_config the connection cannot honour.
+				errList[i] = &HostError{Host: h.Name, Phase: recipe.ConnectPhase, Msg: opts.Redactor.Redact(err.Error()), Code: errs.Code(err), Hint: errs.Hint(err)}
 				return
 			}
 			defer closeFn()

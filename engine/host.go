@@ -124,7 +124,7 @@ func (hr *hostRun) dialHost(ctx context.Context) error {
 	if err != nil {
 		hr.opts.Events.PhaseStart(hr.h.Name, recipe.ConnectPhase)
 		hr.opts.Events.PhaseEnd(hr.h.Name, recipe.ConnectPhase, 0, err)
-		return errs.WithCode(errs.CodeFailed, err, "")
+		return err // exit 1, or 2 for an ssh_config the connection cannot honour
 	}
 	hr.closers = append(hr.closers, closeFn)
 	hr.host = hr.newSession(conn)

@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kevinburke/ssh_config"
 	"github.com/raijin-deploy/raijin/remote"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -87,93 +86,59 @@ func expandHome(p string) string {
 	return p
 }
 
-type sshSettings struct {
-	hostname, user string
-	port           int
-	identityFiles  []string
-	knownHosts     []string
+// identity is a key file raijin may log in with.
+type identity struct {
+	file   string
+	signer ssh.Signer    // nil when the file is encrypted: the agent must hold it
+	pub    ssh.PublicKey // nil when not known: no .pub file next to an encrypted key
 }
 
-func loadSSHConfig(t Target) (sshSettings, error) {
-	s := sshSettings{hostname: t.Address, user: t.User, port: t.Port}
-	var cfg *ssh_config.Config
-	if f, err := os.Open(filepath.Join(homeDir(), ".ssh", "config")); err == nil {
-		cfg, err = ssh_config.Decode(f)
-		f.Close()
-		if err != nil {
-			return s, fmt.Errorf("~/.ssh/config: %w", err)
+// authMethods offers the keys of s.identityFiles (key_filename's first: a
+// server refuses a login after a few rejected keys (MaxAuthTries), so an
+// agent holding many keys must not use up the tries before the key the user
+// named), each from the agent when it holds it, then the agent's other keys
+// unless IdentitiesOnly. It never prompts: an encrypted key the agent does
+// not hold is reported.
+func authMethods(s sshSettings, explicit string) ([]ssh.AuthMethod, func(), []string, error) {
+	ids, notes, err := loadIdentities(s.identityFiles, explicit)
+	if err != nil {
+		return nil, func() {}, nil, err
+	}
+	agentKeys, cleanup := agentSigners(s.agentSocket)
+	var signers []ssh.Signer
+	offered := map[string]bool{}
+	offer := func(k ssh.Signer) {
+		if m := string(k.PublicKey().Marshal()); !offered[m] {
+			offered[m] = true
+			signers = append(signers, k)
 		}
 	}
-	get := func(key string) string {
-		if cfg == nil {
-			return ""
-		}
-		v, _ := cfg.Get(t.Address, key)
-		return v
-	}
-	if hn := get("HostName"); hn != "" {
-		s.hostname = strings.ReplaceAll(hn, "%h", t.Address)
-	}
-	if s.user == "" {
-		s.user = get("User")
-	}
-	if s.user == "" {
-		s.user = os.Getenv("USER")
-	}
-	if s.user == "" {
-		s.user = "root"
-	}
-	if s.port == 0 {
-		if p, err := strconv.Atoi(get("Port")); err == nil {
-			s.port = p
+	for _, id := range ids {
+		held := heldBy(agentKeys, id.pub)
+		switch {
+		case id.signer != nil:
+			offer(id.signer)
+		case held != nil:
+			offer(held)
+		default:
+			notes = append(notes, id.file+" is encrypted: add it to ssh-agent (ssh-add "+id.file+"); raijin never asks for a passphrase")
 		}
 	}
-	if s.port == 0 {
-		s.port = 22
-	}
-	if t.KeyFile != "" {
-		s.identityFiles = append(s.identityFiles, expandHome(t.KeyFile))
-	}
-	if cfg != nil {
-		if ids, err := cfg.GetAll(t.Address, "IdentityFile"); err == nil {
-			for _, id := range ids {
-				if id != "" && !strings.Contains(id, "%") {
-					s.identityFiles = append(s.identityFiles, expandHome(id))
-				}
-			}
+	if !s.identitiesOnly {
+		for _, k := range agentKeys {
+			offer(k)
 		}
 	}
-	for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-		s.identityFiles = append(s.identityFiles, filepath.Join(homeDir(), ".ssh", n))
+	if len(signers) == 0 {
+		return nil, cleanup, notes, nil
 	}
-	if kh := get("UserKnownHostsFile"); kh != "" && kh != "/dev/null" {
-		for _, f := range strings.Fields(kh) {
-			s.knownHosts = append(s.knownHosts, expandHome(f))
-		}
-	}
-	s.knownHosts = append(s.knownHosts, filepath.Join(homeDir(), ".ssh", "known_hosts"))
-	return s, nil
+	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, cleanup, notes, nil
 }
 
-// authMethods gathers the agent's keys and every readable, unencrypted key
-// file. It never prompts: an encrypted key without an agent is reported.
-//
-// The key_filename key is offered first: a server refuses a login after a few
-// rejected keys (MaxAuthTries), so an agent holding many keys must not use up
-// the tries before the key the user named.
-func authMethods(files []string, explicit string) ([]ssh.AuthMethod, func(), []string, error) {
-	var first, signers []ssh.Signer
+// loadIdentities reads the key files that exist; only key_filename must.
+func loadIdentities(files []string, explicit string) ([]identity, []string, error) {
+	var ids []identity
 	var notes []string
-	cleanup := func() {}
-	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
-		if conn, err := net.Dial("unix", sock); err == nil {
-			ag := agent.NewClient(conn)
-			if s, err := ag.Signers(); err == nil {
-				signers = append(signers, s...)
-			}
-			cleanup = func() { conn.Close() }
-		}
-	}
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f] {
@@ -182,40 +147,65 @@ func authMethods(files []string, explicit string) ([]ssh.AuthMethod, func(), []s
 		seen[f] = true
 		data, err := os.ReadFile(f)
 		if err != nil {
-			if f == expandHome(explicit) && explicit != "" {
-				return nil, cleanup, nil, fmt.Errorf("key_filename %s: %w", explicit, err)
+			if explicit != "" && f == expandHome(explicit) {
+				return nil, nil, fmt.Errorf("key_filename %s: %w", explicit, err)
 			}
 			continue
 		}
 		signer, err := ssh.ParsePrivateKey(data)
-		if err != nil {
-			var pp *ssh.PassphraseMissingError
-			if errors.As(err, &pp) {
-				notes = append(notes, f+" is encrypted: add it to ssh-agent (ssh-add "+f+"); raijin never asks for a passphrase")
-				continue
-			}
+		if err == nil {
+			ids = append(ids, identity{file: f, signer: signer, pub: signer.PublicKey()})
+			continue
+		}
+		var pp *ssh.PassphraseMissingError
+		if !errors.As(err, &pp) {
 			notes = append(notes, f+": "+err.Error())
 			continue
 		}
-		if explicit != "" && f == expandHome(explicit) {
-			first = append(first, signer)
-			continue
+		// The agent's copy is found by its public key, as OpenSSH does.
+		id := identity{file: f, pub: pp.PublicKey}
+		if id.pub == nil {
+			if data, err := os.ReadFile(f + ".pub"); err == nil {
+				id.pub, _, _, _, _ = ssh.ParseAuthorizedKey(data)
+			}
 		}
-		signers = append(signers, signer)
+		ids = append(ids, id)
 	}
-	signers = append(first, signers...)
-	if len(signers) == 0 {
-		return nil, cleanup, notes, nil
-	}
-	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, cleanup, notes, nil
+	return ids, notes, nil
 }
 
-// hostKeyCallback verifies against known_hosts; with acceptNew an unknown host
-// is added to the first file. It also returns the key algorithms known for
-// the host, so the server is asked for a key we can check.
-func hostKeyCallback(files []string, hostport string, acceptNew bool, name string) (ssh.HostKeyCallback, []string, error) {
+// agentSigners are the keys of the agent at sock ("": none).
+func agentSigners(sock string) ([]ssh.Signer, func()) {
+	if sock == "" {
+		return nil, func() {}
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		return nil, func() {}
+	}
+	signers, _ := agent.NewClient(conn).Signers()
+	return signers, func() { conn.Close() }
+}
+
+func heldBy(agentKeys []ssh.Signer, pub ssh.PublicKey) ssh.Signer {
+	if pub == nil {
+		return nil
+	}
+	for _, k := range agentKeys {
+		if bytes.Equal(k.PublicKey().Marshal(), pub.Marshal()) {
+			return k
+		}
+	}
+	return nil
+}
+
+// hostKeyCallback verifies against the known_hosts files of s; with
+// s.acceptNew an unknown host is added to the first (its name hashed with
+// HashKnownHosts). It also returns the key algorithms known for the host, so
+// the server is asked for a key we can check.
+func hostKeyCallback(s sshSettings, hostport string) (ssh.HostKeyCallback, []string, error) {
 	var existing []string
-	for _, f := range files {
+	for _, f := range append(s.knownHosts[:len(s.knownHosts):len(s.knownHosts)], s.globalKnown...) {
 		if _, err := os.Stat(f); err == nil {
 			existing = append(existing, f)
 		}
@@ -244,7 +234,7 @@ func hostKeyCallback(files []string, hostport string, acceptNew bool, name strin
 	}
 	// Like OpenSSH: a new key goes to the first file, ssh_config's
 	// UserKnownHostsFile when set, else ~/.ssh/known_hosts.
-	record := files[0]
+	record := s.knownHosts[0]
 	verify := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		err := cb(hostname, remote, key)
 		if err == nil {
@@ -256,7 +246,7 @@ func hostKeyCallback(files []string, hostport string, acceptNew bool, name strin
 			if len(ke.Want) > 0 {
 				return fmt.Errorf("host key of %s has CHANGED (%s key, now %s; known_hosts has it at %s:%d). This may be an attack, or the server was reinstalled: verify the new fingerprint with the server's owner, then remove the old line (ssh-keygen -R %s) and connect again", hostname, key.Type(), fp, ke.Want[0].Filename, ke.Want[0].Line, knownhosts.Normalize(hostname))
 			}
-			if acceptNew {
+			if s.acceptNew {
 				if err := os.MkdirAll(filepath.Dir(record), 0o700); err != nil {
 					return err
 				}
@@ -265,7 +255,11 @@ func hostKeyCallback(files []string, hostport string, acceptNew bool, name strin
 					return err
 				}
 				defer f.Close()
-				_, err = fmt.Fprintln(f, knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key))
+				name := knownhosts.Normalize(hostname)
+				if s.hashKnownHosts {
+					name = knownhosts.HashHostname(name)
+				}
+				_, err = fmt.Fprintln(f, knownhosts.Line([]string{name}, key))
 				return err
 			}
 			return fmt.Errorf("host key of %s is not known (%s key %s): check the fingerprint with the server's owner, then run raijin with --accept-new-host-key once (or add it to %s with ssh-keyscan)", hostname, key.Type(), fp, record)
@@ -289,7 +283,7 @@ func Dial(ctx context.Context, t Target, stats *remote.Stats) (*Client, error) {
 		return nil, err
 	}
 	hostport := net.JoinHostPort(s.hostname, strconv.Itoa(s.port))
-	auths, cleanup, notes, err := authMethods(s.identityFiles, t.KeyFile)
+	auths, cleanup, notes, err := authMethods(s, t.KeyFile)
 	defer cleanup()
 	if err != nil {
 		return nil, err
@@ -301,14 +295,11 @@ func Dial(ctx context.Context, t Target, stats *remote.Stats) (*Client, error) {
 		}
 		return nil, errors.New(msg)
 	}
-	cb, algos, err := hostKeyCallback(s.knownHosts, hostport, t.AcceptNew, t.Name)
+	cb, algos, err := hostKeyCallback(s, hostport)
 	if err != nil {
 		return nil, err
 	}
-	timeout := t.Timeout
-	if timeout == 0 {
-		timeout = 15 * time.Second
-	}
+	timeout := s.timeout
 	cfg := &ssh.ClientConfig{
 		User:              s.user,
 		Auth:              auths,

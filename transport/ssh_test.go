@@ -234,7 +234,7 @@ func TestHostKeyAlgorithmFollowsKnownHosts(t *testing.T) {
 				known = rsaSigner.PublicKey()
 			}
 			testkit.Trust(t, home, srv, known)
-			_, algos, err := hostKeyCallback([]string{filepath.Join(home, ".ssh", "known_hosts")}, srv.Addr, false, "")
+			_, algos, err := hostKeyCallback(sshSettings{knownHosts: []string{filepath.Join(home, ".ssh", "known_hosts")}}, srv.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -325,13 +325,19 @@ func newEd25519(t *testing.T) ed25519.PrivateKey {
 	return k
 }
 
-func TestAgentKeyLogsIn(t *testing.T) {
-	home := testkit.Home(t)
+// agentServer is a known server that lets in the one key of the agent.
+func agentServer(t *testing.T) (home string, srv *testkit.Server) {
+	home = testkit.Home(t)
 	k := newEd25519(t)
 	pub, _ := ssh.NewPublicKey(k.Public())
-	srv := testkit.NewServer(t, []ssh.PublicKey{pub})
+	srv = testkit.NewServer(t, []ssh.PublicKey{pub})
 	testkit.Trust(t, home, srv)
 	startAgent(t, k)
+	return home, srv
+}
+
+func TestAgentKeyLogsIn(t *testing.T) {
+	_, srv := agentServer(t)
 	c := dial(t, Target{Address: "127.0.0.1", Port: srv.Port})
 	if res, err := c.Exec(context.Background(), "echo agent", nil); err != nil || res.Stdout != "agent\n" {
 		t.Errorf("%+v, %v", res, err)

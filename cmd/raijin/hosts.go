@@ -59,7 +59,7 @@ func eachHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
 		cl, err := transport.Dial(app.ctx, transport.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
 			KeyFile: h.KeyFilename, AcceptNew: app.AcceptNewHostKey}, &app.stats)
 		if err != nil {
-			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", h.Name, err), "")
+			return fmt.Errorf("host %s: %w", h.Name, err) // exit 1, or 2 for an ssh_config the connection cannot honour
 		}
 		err = fn(&openHost{h: h, cl: cl, appRel: path.Join(h.AppsDir, cfg.App)})
 		cl.Close()
