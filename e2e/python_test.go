@@ -71,6 +71,11 @@ func TestPythonDeployTwice(t *testing.T) {
 	if _, body := Get(t, url+"python"); body != dir+"/v1.1.0/.venv/bin/python\n" {
 		t.Errorf("the app runs under %q, want the python of v1.1.0/.venv", body)
 	}
+	// The Python app runs in the same hardened unit as the Go app.
+	checkHardened(t, h, p.App+".service")
+	if user := h.Run(t, "systemctl show -p User --value "+p.App+".service"); user != p.App+"\n" {
+		t.Errorf("the Python app's unit runs as %q, want its own user", user)
+	}
 	got := h.Run(t, "cd "+dir+" && readlink .venv && cat .versions && sudo cat "+p.StateDir(h)+"/migrations.log && ls -d v*/.venv")
 	if got != "v1.1.0/.venv\n1.1.0\n1.0.0\nmigrated to 1.0.0\nmigrated to 1.1.0\nv1.0.0/.venv\nv1.1.0/.venv\n" {
 		t.Errorf("after the second deploy: %q, want .venv on v1.1.0 and both versions' environments", got)
