@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -211,6 +213,11 @@ func plainDecodeError(msg string) string {
 // A key that is not written (a default, such as a host's name) is located at
 // its table: "hosts.1.name" at the second [[hosts]].
 func (c *Config) keyError(data []byte, key string, format string, args ...any) error {
+	return c.keyErrorHint(data, key, "", format, args...)
+}
+
+// keyErrorHint is keyError with a hint: what to do instead.
+func (c *Config) keyErrorHint(data []byte, key, hint string, format string, args ...any) error {
 	line := findKeyLine(data, key)
 	if parts := strings.Split(key, "."); line == 0 && len(parts) == 3 {
 		var idx int
@@ -222,7 +229,7 @@ func (c *Config) keyError(data []byte, key string, format string, args ...any) e
 	if line > 0 {
 		loc = fmt.Sprintf("%s:%d", c.File, line)
 	}
-	return errs.Usagef("", "%s: %s: %s", loc, key, fmt.Sprintf(format, args...))
+	return errs.Usagef(hint, "%s: %s: %s", loc, key, fmt.Sprintf(format, args...))
 }
 
 // findKeyLine finds the line of a dotted key ("webserver.upstream",
@@ -382,6 +389,9 @@ func (c *Config) resolve(data []byte) error {
 			return c.keyError(data, fmt.Sprintf("hosts.%d.user", i), "%q is also app_user: the app must run as a user of its own, not as the deploy user (who has sudo)", h.User)
 		}
 	}
+	if err := c.checkStatics(data); err != nil {
+		return err
+	}
 	switch c.Secrets.Adapter {
 	case "":
 		c.Secrets.Adapter = "system"
@@ -490,6 +500,71 @@ func (c *Config) resolveWebserver(data []byte) error {
 		}
 	}
 	return nil
+}
+
+// checkStatics refuses a statics directory that would have Caddy serve a
+// host's apps directory, which holds every app's code, .env and .appenv:
+// the apps directory itself, a directory inside it, or one that contains it.
+// Paths are compared cleaned ("/var/www/../../opt/raijin" is /opt/raijin);
+// symbolic links on the server are not followed.
+func (c *Config) checkStatics(data []byte) error {
+	urls := make([]string, 0, len(c.Webserver.Statics))
+	for u := range c.Webserver.Statics {
+		urls = append(urls, u)
+	}
+	sort.Strings(urls) // the first bad one is reported, the same each time
+	for _, u := range urls {
+		dir := path.Clean(c.Webserver.Statics[u])
+		for _, h := range c.Hosts {
+			if how := staticsOverlap(dir, h.AppsDir); how != "" {
+				return c.keyErrorHint(data, "webserver.statics", fmt.Sprintf("copy the static files to a directory of their own outside %s (release_command can, for example into /var/www/%s/static) and name that one", h.AppsDir, c.App),
+					"%q = %q: %s host %s's apps directory %s, which holds the app's code and .env: Caddy would serve them", u, c.Webserver.Statics[u], how, h.Name, h.AppsDir)
+			}
+		}
+	}
+	return nil
+}
+
+// staticsOverlap says how the cleaned absolute dir overlaps appsDir ("is",
+// "is inside", "contains"), or "" when it does not. A relative appsDir is
+// below the deploy user's home, which is not known here: dir overlaps it
+// when it holds appsDir's segments in a row, ends in the first of them, or
+// is a home (/root, /home/USER) or above one.
+func staticsOverlap(dir, appsDir string) string {
+	if strings.HasPrefix(appsDir, "/") {
+		a := path.Clean(appsDir)
+		switch {
+		case dir == a:
+			return "is"
+		case strings.HasPrefix(dir, a+"/"):
+			return "is inside"
+		case dir == "/" || strings.HasPrefix(a, dir+"/"):
+			return "contains"
+		}
+		return ""
+	}
+	rel := strings.Split(path.Clean(appsDir), "/")
+	d := strings.Split(strings.TrimPrefix(dir, "/"), "/")
+	if dir == "/" {
+		d = nil
+	}
+	for i := 0; i+len(rel) <= len(d); i++ {
+		if slices.Equal(d[i:i+len(rel)], rel) {
+			if i+len(rel) == len(d) {
+				return "is"
+			}
+			return "is inside"
+		}
+	}
+	for k := 1; k < len(rel) && k <= len(d); k++ {
+		if slices.Equal(d[len(d)-k:], rel[:k]) {
+			return "contains"
+		}
+	}
+	if len(d) == 0 || (len(d) == 1 && (d[0] == "home" || d[0] == "root")) || (len(d) == 2 && d[0] == "home") {
+		return "contains"
+	}
+	return ""
 }
 
 func (c *Config) resolveHost(data []byte, i int) error {

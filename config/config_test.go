@@ -85,6 +85,10 @@ func TestLoadErrors(t *testing.T) {
 		{name: "upstream with braces", toml: minimal + "[webserver]\nupstream = \"a:1 {\"\n", want: `:11: webserver.upstream: "a:1 {" contains spaces, quotes or braces`},
 		{name: "health check not a path", toml: minimal + "[webserver]\nhealth_check = \"up\"\n", want: `:11: webserver.health_check: "up" must be a path starting with /`},
 		{name: "statics not absolute", toml: minimal + "[webserver.statics]\n\"/static\" = \"static\"\n", want: `:10: webserver.statics: "/static" = "static": both must be absolute paths`},
+		{name: "statics the app directory", toml: minimal + "[webserver.statics]\n\"/static/*\" = \"/opt/raijin/shop\"\n", want: `:10: webserver.statics: "/static/*" = "/opt/raijin/shop": is inside host 203.0.113.10's apps directory /opt/raijin, which holds the app's code and .env: Caddy would serve them`, hint: "outside /opt/raijin"},
+		{name: "statics dotdot into the app directory", toml: minimal + "[webserver.statics]\n\"/static/*\" = \"/var/www/../../opt/raijin/shop/v1.0.0/\"\n", want: `:10: webserver.statics: "/static/*" = "/var/www/../../opt/raijin/shop/v1.0.0/": is inside host 203.0.113.10's apps directory`, hint: "/var/www/shop/static"},
+		{name: "statics above the apps directory", toml: minimal + "[webserver.statics]\n\"/\" = \"/opt/\"\n", want: `:10: webserver.statics: "/" = "/opt/": contains host 203.0.113.10's apps directory /opt/raijin`},
+		{name: "statics in a legacy apps directory", toml: minimal + "apps_dir = \".local/share/raijin\"\n[webserver.statics]\n\"/static/*\" = \"/home/deploy/.local/share/raijin/shop/static\"\n", want: `:11: webserver.statics: "/static/*" = "/home/deploy/.local/share/raijin/shop/static": is inside host 203.0.113.10's apps directory .local/share/raijin`},
 		{name: "process name with capitals", toml: strings.Replace(minimal, "web = ", "Web = ", 1), want: `:6: processes.Web: process name "Web": use [a-z][a-z0-9-]{0,30}`},
 		{name: "process command empty", toml: strings.Replace(minimal, `web = "shop serve"`, "web = \"shop\"\nworker = \" \"", 1), want: ":7: processes.worker: the command must be one non-empty line"},
 		{name: "process command two lines", toml: strings.Replace(minimal, `web = "shop serve"`, `web = "a\nb"`, 1), want: ":6: processes.web: the command must be one non-empty line"},
@@ -403,6 +407,32 @@ func TestPlainDecodeError(t *testing.T) {
 	} {
 		if got := plainDecodeError(in); got != want {
 			t.Errorf("plainDecodeError(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func TestStaticsOverlap(t *testing.T) {
+	for _, tc := range []struct{ dir, appsDir, want string }{
+		{"/var/www/shop/static", "/opt/raijin", ""},
+		{"/opt/raijin-static", "/opt/raijin", ""},
+		{"/var/lib/raijin/shop/media", "/opt/raijin", ""},
+		{"/opt/raijin", "/opt/raijin", "is"},
+		{"/opt/raijin/shop", "/opt/raijin/", "is inside"},
+		{"/opt/raijin/other/static", "/opt/raijin", "is inside"},
+		{"/opt", "/opt/raijin", "contains"},
+		{"/", "/opt/raijin", "contains"},
+		{"/home/deploy/.local/share/raijin", ".local/share/raijin", "is"},
+		{"/home/deploy/.local/share/raijin/shop/v1", ".local/share/raijin", "is inside"},
+		{"/srv/u/.local/share", ".local/share/raijin", "contains"},
+		{"/home/deploy", ".local/share/raijin", "contains"},
+		{"/root", ".local/share/raijin", "contains"},
+		{"/home", "apps", "contains"},
+		{"/", "apps", "contains"},
+		{"/home/deploy/static", ".local/share/raijin", ""},
+		{"/var/www/apps-static", "apps", ""},
+	} {
+		if got := staticsOverlap(tc.dir, tc.appsDir); got != tc.want {
+			t.Errorf("staticsOverlap(%q, %q) = %q, want %q", tc.dir, tc.appsDir, got, tc.want)
 		}
 	}
 }

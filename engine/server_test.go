@@ -36,6 +36,12 @@ func (h *checkHost) respond(_ context.Context, st remote.Step) (remote.Result, e
 		}
 		return remote.Result{}, nil
 	}
+	if strings.Contains(st.Desc, "echo admin socket") { // ctx.host:caddy_admin()
+		if h.fails["caddy_admin"] {
+			return remote.Result{Stdout: "admin unit\nadmin socket\n"}, nil
+		}
+		return remote.Result{}, nil
+	}
 	for k := range h.fails {
 		if strings.Contains(st.Desc, k) {
 			return remote.Result{Code: 1}, nil
@@ -87,14 +93,16 @@ func TestBootstrapFlow(t *testing.T) {
 		}
 	}
 	if got := strings.Join(logs, "\n"); got != "in place: package caddy\nin place: directory /etc/caddy/conf.d\n"+
-		"in place: /etc/caddy/Caddyfile imports conf.d/*.caddy\nin place: caddy enabled and running\n"+
+		"in place: /etc/caddy/Caddyfile imports conf.d/*.caddy\n"+
+		"in place: caddy.service.d/raijin-admin.conf (/run/caddy for the admin socket)\n"+
+		"in place: /etc/caddy/Caddyfile: admin endpoint on a unix socket\nin place: caddy enabled and running\n"+
 		"in place: apps directory /opt/raijin" {
 		t.Errorf("in-place bootstrap said:\n%s", got)
 	}
 
 	// A Python app on a server without Caddy, python3-venv, the import, the
-	// apps directory; Caddy not running.
-	h, logs, err = bootstrapOn(t, "python-package", "dpkg-query", "test -d", "caddy_import", "systemctl is-enabled")
+	// admin socket, the apps directory; Caddy not running.
+	h, logs, err = bootstrapOn(t, "python-package", "dpkg-query", "test -d", "caddy_import", "caddy_admin", "systemctl is-enabled")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +122,8 @@ func TestBootstrapFlow(t *testing.T) {
 			t.Errorf("the bootstrap of a bare server lacks %q:\n%s", want, all)
 		}
 	}
-	if n := strings.Count(strings.Join(logs, "\n"), "changed: "); n != 6 {
-		t.Errorf("want 6 changes reported (2 packages, conf.d, import, caddy, apps dir):\n%s", strings.Join(logs, "\n"))
+	if n := strings.Count(strings.Join(logs, "\n"), "changed: "); n != 8 {
+		t.Errorf("want 8 changes reported (2 packages, conf.d, import, admin drop-in, admin socket, caddy, apps dir):\n%s", strings.Join(logs, "\n"))
 	}
 
 	// Without passwordless sudo it stops first, and says how to fix it.

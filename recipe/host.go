@@ -34,6 +34,7 @@ var hostMethods = map[string]lua.LGFunction{
 	"systemctl":    hostSystemctl,
 	"caddy_reload": hostCaddyReload,
 	"caddy_import": hostCaddyImport,
+	"caddy_admin":  hostCaddyAdmin,
 	"batch":        hostBatch,
 	"sent":         hostSent,
 	"defer":        hostDefer,
@@ -216,9 +217,26 @@ func hostCaddyImport(L *lua.LState) int {
 	h := checkHost(L)
 	made, imported, err := server.CaddyImport(h.ctx(L), h.host)
 	h.check(L, err)
-	L.Push(lua.LBool(made))
-	L.Push(lua.LBool(imported))
-	return 2
+	return pushBools(L, made, imported)
+}
+
+// pushBools pushes what a step changed, one boolean for each part.
+func pushBools(L *lua.LState, bs ...bool) int {
+	for _, b := range bs {
+		L.Push(lua.LBool(b))
+	}
+	return len(bs)
+}
+
+// ctx.host:caddy_admin() has Caddy's admin endpoint listen on a unix socket
+// only root can reach (server.CaddyAdminScript, also run before every site
+// is installed). It returns whether it wrote the caddy.service drop-in and
+// whether it set the admin endpoint in the main Caddyfile.
+func hostCaddyAdmin(L *lua.LState) int {
+	h := checkHost(L)
+	unit, socket, err := server.CaddyAdmin(h.ctx(L), h.host)
+	h.check(L, err)
+	return pushBools(L, unit, socket)
 }
 
 // ctx.host:caddy_reload(site_path, [content]) installs the site (when

@@ -17,6 +17,11 @@ local function in_place(ctx, what)
   end
 end
 
+-- report: one check's line, "changed" when it changed something (done).
+local function report(ctx, done, what_changed, what_in_place)
+  if done then changed(what_changed) else in_place(ctx, what_in_place) end
+end
+
 -- The Debian packages the server needs: Caddy always, python3-venv for a
 -- Python app.
 function M.wanted_packages(ctx)
@@ -55,23 +60,23 @@ end
 
 local CADDYFILE = "/etc/caddy/Caddyfile"
 
+local ADMIN = "unix//run/caddy/admin.sock"
+
 -- caddy: the conf.d directory for the apps' sites, the import of
 -- conf.d/*.caddy in the main Caddyfile (added once, the rest of the file
 -- kept: ctx.host:caddy_import, the same step every site install takes),
--- and Caddy enabled and running.
+-- Caddy's admin endpoint on a unix socket only root can reach instead of
+-- localhost:2019, which every app's user could reach (ctx.host:caddy_admin,
+-- which loads it into a running Caddy), and Caddy enabled and running.
 function M.caddy(ctx)
   local made, imported = ctx.host:caddy_import()
-  if made then
-    changed("directory /etc/caddy/conf.d created")
-  else
-    in_place(ctx, "directory /etc/caddy/conf.d")
-  end
+  report(ctx, made, "directory /etc/caddy/conf.d created", "directory /etc/caddy/conf.d")
+  report(ctx, imported, CADDYFILE .. ": import conf.d/*.caddy added", CADDYFILE .. " imports conf.d/*.caddy")
   local reload = imported
-  if imported then
-    changed(CADDYFILE .. ": import conf.d/*.caddy added")
-  else
-    in_place(ctx, CADDYFILE .. " imports conf.d/*.caddy")
-  end
+  local unit, socket = ctx.host:caddy_admin()
+  report(ctx, unit, "caddy.service.d/raijin-admin.conf: /run/caddy only caddy and root can enter",
+    "caddy.service.d/raijin-admin.conf (/run/caddy for the admin socket)")
+  report(ctx, socket, CADDYFILE .. ": admin " .. ADMIN .. " added", CADDYFILE .. ": admin endpoint on a unix socket")
   if ctx.host:test("systemctl is-enabled -q caddy && systemctl is-active -q caddy") then
     if reload then ctx.host:caddy_reload(CADDYFILE) end
     in_place(ctx, "caddy enabled and running")

@@ -71,10 +71,14 @@ if command -v apt-get >/dev/null; then
 else
   echo "no apt-get on this host: remove the caddy package by hand" >&2; exit 1
 fi
-rm -rf /etc/caddy]]
+rm -rf /etc/caddy
+rm -f /etc/systemd/system/caddy.service.d/raijin-admin.conf
+rmdir /etc/systemd/system/caddy.service.d 2>/dev/null || true
+systemctl daemon-reload]]
 
--- remove_caddy (down --full only): stop Caddy and purge its package, when no
--- other app has a site in /etc/caddy/conf.d.
+-- remove_caddy (down --full only): stop Caddy and purge its package (and
+-- the drop-in of the bootstrap's admin socket), when no other app has a site
+-- in /etc/caddy/conf.d.
 function M.remove_caddy(ctx)
   if not ctx.full then return end
   local res = ctx.host:run("ls /etc/caddy/conf.d/*.caddy 2>/dev/null || true")
