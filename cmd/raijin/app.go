@@ -59,6 +59,23 @@ func (a *App) secrets(cfg *config.Config) (secrets.SecretAdapter, error) {
 	return a.vault, nil
 }
 
+// hideSecrets resolves the secrets of the selected hosts' envs, so that
+// what the remote commands print (app logs, app exec, server exec) shows
+// them as ******. hint is for when they cannot be resolved.
+func (a *App) hideSecrets(cfg *config.Config, hint string) error {
+	_, envs, err := hostEnvs(a, cfg, false)
+	if err != nil {
+		if h := errs.Hint(err); h != "" {
+			hint = h + "; " + hint
+		}
+		return errs.WithCode(errs.Code(err), err, hint)
+	}
+	for _, env := range envs {
+		a.UI().Redactor.Add(env.SecretValues()...)
+	}
+	return nil
+}
+
 // UI returns the output for this command, made once.
 func (a *App) UI() *ui.UI {
 	if a.ui == nil {

@@ -92,7 +92,7 @@ func (s *ServerInfoCmd) Run(app *App) error {
 
 // ServerExecCmd is `raijin server exec CMD`.
 type ServerExecCmd struct {
-	Interactive bool     `short:"i" help:"Run on a terminal (for programs that ask questions, or a shell); one host only."`
+	Interactive bool     `short:"i" help:"Run on a terminal (for programs that ask questions, or a shell); one host only. Its output is not redacted."`
 	Command     []string `arg:"" name:"cmd" passthrough:"" help:"The command line to run."`
 }
 
@@ -103,7 +103,10 @@ func (e *ServerExecCmd) Run(app *App) error {
 	}
 	line := strings.Join(e.Command, " ")
 	if e.Interactive {
-		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, line) })
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, line, false) })
+	}
+	if err := app.hideSecrets(cfg, "raijin hides the app's secrets in the output, so it needs them"); err != nil {
+		return err
 	}
 	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, line, app.Stdin) })
 }
