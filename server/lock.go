@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/shell"
 )
@@ -44,6 +45,18 @@ func (l LockInfo) Describe() string {
 		s += " of " + l.Version
 	}
 	return s + ") since " + l.Since.Format(time.RFC3339)
+}
+
+// checked is l as read back from a server, which is checked like user
+// input: a version that is none is left out, a pid below 0 is 0. (Its text
+// is printed through ui.Printable, which shows control characters as
+// escapes.)
+func (l LockInfo) checked() LockInfo {
+	if l.Version != "" && config.ValidVersion(l.Version) != nil {
+		l.Version = ""
+	}
+	l.PID = max(l.PID, 0)
+	return l
 }
 
 // Stale reports whether the holder is a process of this machine that is gone.
@@ -94,7 +107,7 @@ func ParseLockOutput(out string) (locked bool, holder LockInfo) {
 		return true, LockInfo{}
 	}
 	json.Unmarshal([]byte(strings.TrimSpace(rest)), &holder)
-	return false, holder
+	return false, holder.checked()
 }
 
 // UnlockScript removes the lock if this holder still has it.
@@ -119,7 +132,7 @@ if [ -d .lock ]; then echo held; cat .lock/info 2>/dev/null; fi; true`, shell.Qu
 		return false, LockInfo{}, appDir, nil
 	}
 	json.Unmarshal([]byte(strings.TrimSpace(data)), &info)
-	return true, info, appDir, nil
+	return true, info.checked(), appDir, nil
 }
 
 // BreakLock removes the lock that holder holds on the app in appDir (any

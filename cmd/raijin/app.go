@@ -145,13 +145,15 @@ func (a *App) fail(err error) int {
 		u.Final(f)
 		return code
 	}
-	fmt.Fprintf(a.Stderr, "raijin: %s\n", u.Redactor.Redact(msg))
+	// The message may hold what a server said (a command's stderr, the
+	// lock's holder): control characters are shown, not obeyed.
+	fmt.Fprintf(a.Stderr, "raijin: %s\n", ui.Printable(u.Redactor.Redact(msg)))
 	if h := errs.Hint(err); h != "" {
-		fmt.Fprintf(a.Stderr, "  hint: %s\n", h)
+		fmt.Fprintf(a.Stderr, "  hint: %s\n", ui.Printable(h))
 	}
 	var he *engine.HostError
 	if a.Verbose && errors.As(err, &he) && he.Traceback != "" {
-		fmt.Fprintf(a.Stderr, "%s\n", u.Redactor.Redact(he.Traceback))
+		fmt.Fprintf(a.Stderr, "%s\n", ui.Printable(u.Redactor.Redact(he.Traceback)))
 	}
 	return code
 }

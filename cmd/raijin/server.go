@@ -11,6 +11,7 @@ import (
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/shell"
+	"github.com/raijin-deploy/raijin/ui"
 )
 
 // ServerCmd is `raijin server`.
@@ -139,9 +140,9 @@ func (c *ServerCreateUserCmd) Run(app *App) error {
 		if err != nil {
 			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 		}
-		fmt.Fprint(app.Stderr, indentLines(res.Stdout, "  "+r.h.Name+" "))
+		fmt.Fprint(app.Stderr, ui.Printable(indentLines(res.Stdout, "  "+r.h.Name+" ")))
 		if res.Code != 0 {
-			fmt.Fprint(app.Stderr, res.Stderr)
+			fmt.Fprint(app.Stderr, ui.Printable(res.Stderr))
 			return errs.Failedf("the deploy user needs passwordless sudo", "host %s: creating user %s failed (exit %d)", r.h.Name, c.Name, res.Code)
 		}
 		if pw != "" {
