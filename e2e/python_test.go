@@ -116,9 +116,15 @@ func TestPythonDeployTwice(t *testing.T) {
 		t.Errorf("want two requirements environments (1.0.0 and 1.1.0 still use the first), got %d", n)
 	}
 
-	// Pruning the versions that used the first environment prunes it too.
+	// Pruning the versions that used the first environment prunes it too;
+	// a symbolic link in .deps (to a directory outside the app's) is not
+	// followed.
+	h.Run(t, "mkdir -p /tmp/outside-deps/keep && ln -sfn /tmp/outside-deps "+dir+"/.deps/0123456789abcdef")
 	p.MustRaijin("prune", "--keep", "1")
 	used := h.Run(t, "cat "+dir+"/v1.2.0/.deps")
+	if got := h.Run(t, "test -d /tmp/outside-deps/keep && echo kept; rm -f "+dir+"/.deps/0123456789abcdef; rm -rf /tmp/outside-deps"); got != "kept\n" {
+		t.Errorf("the prune followed a link out of .deps: %q", got)
+	}
 	if got := h.Run(t, "cd "+dir+" && ls -d v* && ls .deps"); got != "v1.2.0\n"+used {
 		t.Errorf("after prune --keep 1: %q, want v1.2.0 and only the environment it uses (%q)", got, used)
 	}

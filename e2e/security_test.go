@@ -220,6 +220,25 @@ end)
 	if got := h.Run(t, "cd "+p.AppDir(h)+" && stat -c '%a %U' .env v1.2.0/.env"); got != "600 "+h.User+"\n600 "+h.User+"\n" {
 		t.Errorf(".env modes and owners: %q, want 600 %s", got, h.User)
 	}
+	// .versions and the audit log are the deploy user's alone too.
+	if got := h.Run(t, "cd "+p.AppDir(h)+" && stat -c '%a %U' .versions .audit.jsonl"); got != "600 "+h.User+"\n600 "+h.User+"\n" {
+		t.Errorf(".versions and .audit.jsonl modes and owners: %q, want 600 %s", got, h.User)
+	}
+
+	// app exec and server exec hide it in what they print, on stdout and
+	// stderr; app exec --raw prints it as it comes.
+	for _, args := range [][]string{
+		{"app", "exec", "printenv API_TOKEN; printenv API_TOKEN >&2"},
+		{"server", "exec", "cat " + p.AppDir(h) + "/.env"},
+	} {
+		r := p.MustRaijin(args...)
+		if strings.Contains(r.Stdout+r.Stderr, secret) || !strings.Contains(r.Stdout, "******") {
+			t.Errorf("%v shows the secret, or nothing in its place: %s", args, r)
+		}
+	}
+	if r := p.MustRaijin("app", "exec", "--raw", "printenv API_TOKEN"); r.Stdout != secret+"\n" {
+		t.Errorf("app exec --raw: %s", r)
+	}
 }
 
 // Without a terminal (stdin closed, no ssh-agent) raijin never waits: each

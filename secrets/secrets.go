@@ -232,15 +232,56 @@ func (r *Redactor) Leaks(s string) bool {
 	return false
 }
 
-// Redact hides every registered value in s.
+// Redact hides every registered value in s: each stretch of s that values
+// cover (overlapping ones as one) becomes ******.
 func (r *Redactor) Redact(s string) string {
 	if r == nil {
 		return s
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	return hide(s, r.spans(s))
+}
+
+// spans are the stretches of s that registered values cover, in order,
+// overlapping ones merged: a value that holds another, or two that overlap,
+// are hidden whole whatever the order they were found in. r.mu is held.
+func (r *Redactor) spans(s string) [][2]int {
+	var all [][2]int
 	for _, v := range r.values {
-		s = strings.ReplaceAll(s, v, "******")
+		for i := 0; i <= len(s)-len(v); {
+			j := strings.Index(s[i:], v)
+			if j < 0 {
+				break
+			}
+			all = append(all, [2]int{i + j, i + j + len(v)})
+			i += j + 1
+		}
 	}
-	return s
+	sort.Slice(all, func(i, j int) bool { return all[i][0] < all[j][0] })
+	var out [][2]int
+	for _, sp := range all {
+		if n := len(out); n > 0 && sp[0] < out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], sp[1])
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// hide replaces the spans of s with ******.
+func hide(s string, spans [][2]int) string {
+	if len(spans) == 0 {
+		return s
+	}
+	var b strings.Builder
+	at := 0
+	for _, sp := range spans {
+		b.WriteString(s[at:sp[0]])
+		b.WriteString("******")
+		at = sp[1]
+	}
+	b.WriteString(s[at:])
+	return b.String()
 }

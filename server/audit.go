@@ -38,11 +38,12 @@ func (e AuditEntry) Who() string {
 // FinishScript appends entry to the audit log and releases the lock (if
 // this holder still has it), in one remote command. When the app directory
 // is gone (raijin down), the line goes to {apps_dir}/.audit.jsonl instead, so
-// that removing an app is on record too.
+// that removing an app is on record too. The log is the deploy user's alone
+// (mode 0600, also when an older raijin made it readable).
 func FinishScript(appDir string, lock LockInfo, entry AuditEntry) string {
 	data, _ := json.Marshal(entry)
 	d := shell.Quote(appDir)
-	return fmt.Sprintf(`f=%s/.audit.jsonl; [ -d %s ] || f=%s/.audit.jsonl; ok=1; printf '%%s\n' %s >> "$f" || ok=; %s; [ -n "$ok" ]`,
+	return fmt.Sprintf(`f=%s/.audit.jsonl; [ -d %s ] || f=%s/.audit.jsonl; ok=1; (umask 077 && printf '%%s\n' %s >> "$f") && chmod 0600 "$f" || ok=; %s; [ -n "$ok" ]`,
 		d, d, shell.Quote(path.Dir(appDir)), shell.Quote(string(data)), UnlockScript(appDir, lock))
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/shell"
 )
@@ -46,6 +47,18 @@ func (l LockInfo) Describe() string {
 	return s + ") since " + l.Since.Format(time.RFC3339)
 }
 
+// checked is l as read back from a server, which is checked like user
+// input: a version that is none is left out, a pid below 0 is 0. (Its text
+// is printed through ui.Printable, which shows control characters as
+// escapes.)
+func (l LockInfo) checked() LockInfo {
+	if l.Version != "" && config.ValidVersion(l.Version) != nil {
+		l.Version = ""
+	}
+	l.PID = max(l.PID, 0)
+	return l
+}
+
 // Stale reports whether the holder is a process of this machine that is gone.
 func (l LockInfo) Stale() bool {
 	host, _ := os.Hostname()
@@ -57,7 +70,8 @@ func (l LockInfo) Stale() bool {
 }
 
 // LockScript takes the lock {appDir}/.lock with mkdir (atomic) and prints
-// "locked", or "held" followed by the holder's info. With breaking, the
+// "locked", or "held" followed by the holder's info. The lock and its info
+// are the deploy user's alone (0700, 0600). With breaking, the
 // info of a lock read before (--force-unlock, a stale lock taken over), it
 // first removes that lock, and only that one: a lock another run took
 // meanwhile has another token and stays.
@@ -74,7 +88,7 @@ func LockScript(appDir string, info LockInfo, breaking *LockInfo) string {
 	default:
 		pre = fmt.Sprintf("if grep -qF %s %s/info 2>/dev/null; then rm -rf %s; fi; ", shell.Quote(breaking.Token), l, l)
 	}
-	return MkdirAppScript(appDir) + ` && ` + fmt.Sprintf(`%sif mkdir %s 2>/dev/null; then printf '%%s\n' %s > %s; echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
+	return MkdirAppScript(appDir) + ` && ` + fmt.Sprintf(`%sif mkdir -m 0700 %s 2>/dev/null; then (umask 077 && printf '%%s\n' %s > %s); echo locked; else echo held; cat %s 2>/dev/null; echo; fi`,
 		pre, l, shell.Quote(string(data)), shell.Quote(appDir+"/.lock/info"), shell.Quote(appDir+"/.lock/info"))
 }
 
@@ -94,7 +108,7 @@ func ParseLockOutput(out string) (locked bool, holder LockInfo) {
 		return true, LockInfo{}
 	}
 	json.Unmarshal([]byte(strings.TrimSpace(rest)), &holder)
-	return false, holder
+	return false, holder.checked()
 }
 
 // UnlockScript removes the lock if this holder still has it.
@@ -119,7 +133,7 @@ if [ -d .lock ]; then echo held; cat .lock/info 2>/dev/null; fi; true`, shell.Qu
 		return false, LockInfo{}, appDir, nil
 	}
 	json.Unmarshal([]byte(strings.TrimSpace(data)), &info)
-	return true, info, appDir, nil
+	return true, info.checked(), appDir, nil
 }
 
 // BreakLock removes the lock that holder holds on the app in appDir (any
@@ -132,8 +146,9 @@ func BreakLock(ctx context.Context, h remote.Host, appDir string, holder LockInf
 	if holder.Token != "" {
 		mine = fmt.Sprintf("grep -qF %s %s/info 2>/dev/null", shell.Quote(holder.Token), l)
 	}
-	res, err := remote.Must(ctx, h, fmt.Sprintf(`if %s; then rm -rf %s && printf '%%s\n' %s >> %s && echo released; else echo changed; fi`,
-		mine, l, shell.Quote(string(data)), shell.Quote(appDir+"/.audit.jsonl")), remote.RunOpts{})
+	a := shell.Quote(appDir + "/.audit.jsonl")
+	res, err := remote.Must(ctx, h, fmt.Sprintf(`if %s; then rm -rf %s && (umask 077 && printf '%%s\n' %s >> %s) && chmod 0600 %s && echo released; else echo changed; fi`,
+		mine, l, shell.Quote(string(data)), a, a), remote.RunOpts{})
 	if err != nil {
 		return err
 	}

@@ -120,3 +120,65 @@ func TestPruneScriptMatchesPrunePlan(t *testing.T) {
 		t.Errorf("left %q, .versions %q", left, vers)
 	}
 }
+
+// .versions, the audit log and the lock are the deploy user's alone: the
+// app's user reads the app directory through its group. A log an older
+// raijin left readable is made private at the next line.
+func TestStateFilesArePrivate(t *testing.T) {
+	h := testsession.New(t, nil, nil)
+	ctx := context.Background()
+	app := filepath.Join(t.TempDir(), "app")
+	me := server.NewLockInfo("deploy", "1.0")
+	mode := func(name string) os.FileMode {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(app, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	if _, err := remote.Must(ctx, h, server.LockScript(app, me, nil), remote.RunOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if m, i := mode(".lock"), mode(".lock/info"); m != 0o700 || i != 0o600 {
+		t.Errorf(".lock %o, .lock/info %o; want 700, 600", m, i)
+	}
+	for _, v := range []string{"1.0", "1.1", "1.2"} {
+		os.MkdirAll(filepath.Join(app, "v"+v), 0o755)
+		if err := server.RecordVersion(ctx, h, app, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := mode(".versions"); m != 0o600 {
+		t.Errorf(".versions after record: %o", m)
+	}
+	os.Chmod(filepath.Join(app, ".versions"), 0o644)
+	if _, err := server.Prune(ctx, h, app, 2, ""); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(".versions"); m != 0o600 {
+		t.Errorf(".versions after prune: %o", m)
+	}
+	os.Chmod(filepath.Join(app, ".versions"), 0o644)
+	if err := server.RemoveVersions(ctx, h, app, []string{"1.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(".versions"); m != 0o600 {
+		t.Errorf(".versions after RemoveVersions: %o", m)
+	}
+	os.WriteFile(filepath.Join(app, ".audit.jsonl"), nil, 0o644)
+	if _, err := remote.Must(ctx, h, server.FinishScript(app, me, server.AuditEntry{Command: "deploy"}), remote.RunOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(".audit.jsonl"); m != 0o600 {
+		t.Errorf(".audit.jsonl after the finish: %o", m)
+	}
+	remote.Must(ctx, h, server.LockScript(app, me, nil), remote.RunOpts{})
+	os.Chmod(filepath.Join(app, ".audit.jsonl"), 0o644)
+	if err := server.BreakLock(ctx, h, app, me, server.AuditEntry{Command: "lock release"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(".audit.jsonl"); m != 0o600 {
+		t.Errorf(".audit.jsonl after a lock release: %o", m)
+	}
+}

@@ -62,6 +62,7 @@ echo @@audit; tail -n %d .audit.jsonl 2>/dev/null; true`, shell.Quote(rel), audi
 	if l := strings.TrimSpace(sections["lock"]); l != "" {
 		var li LockInfo
 		json.Unmarshal([]byte(l), &li)
+		li = li.checked()
 		out.Lock = &li
 	}
 	out.Audit = ParseAudit(sections["audit"])

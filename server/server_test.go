@@ -52,6 +52,10 @@ func TestParseLockOutput(t *testing.T) {
 {"user":"ann","machine":"laptop","pid":7,"since":"2026-01-02T03:04:05Z","command":"deploy","version":"1.0","token":"t"}
 `, false, LockInfo{User: "ann", Machine: "laptop", PID: 7, Since: since, Command: "deploy", Version: "1.0", Token: "t"}},
 		{"held, info unreadable", "held\n\n", false, LockInfo{}},
+		// Read back from the server, checked like user input.
+		{"held, no version, pid below 0", `held
+{"user":"ann\u001b[2J","pid":-4,"version":"../../etc","token":"t"}
+`, false, LockInfo{User: "ann\x1b[2J", Token: "t"}},
 	} {
 		locked, holder := ParseLockOutput(tc.out)
 		if locked != tc.locked || holder != tc.holder {

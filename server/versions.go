@@ -33,10 +33,11 @@ func ReadVersions(ctx context.Context, h remote.Host, appDir string) ([]string, 
 }
 
 // RecordVersion puts version first in .versions (dropping any older line for
-// it), atomically.
+// it), atomically. Like the audit log and the lock, .versions is the deploy
+// user's alone (mode 0600): the app's group reads the app directory.
 func RecordVersion(ctx context.Context, h remote.Host, appDir, version string) error {
 	f := shell.Quote(appDir + "/.versions")
-	cmd := fmt.Sprintf(`{ printf '%%s\n' %s; grep -vxF -- %s %s 2>/dev/null || true; } > %s.tmp && mv -f %s.tmp %s`,
+	cmd := fmt.Sprintf(`(umask 077 && { printf '%%s\n' %s; grep -vxF -- %s %s 2>/dev/null || true; } > %s.tmp) && mv -f %s.tmp %s`,
 		shell.Quote(version), shell.Quote(version), f, f, f, f)
 	_, err := remote.Must(ctx, h, cmd, remote.RunOpts{})
 	return err
@@ -78,7 +79,7 @@ for d in v*/; do
 "
 done
 if [ -n "$removed" ] && [ -f .versions ]; then
-  { printf '%%s' "$removed" | grep -vxF -f - .versions || true; } > .versions.tmp && mv -f .versions.tmp .versions
+  (umask 077 && { printf '%%s' "$removed" | grep -vxF -f - .versions || true; } > .versions.tmp) && mv -f .versions.tmp .versions
 fi
 true`, shell.Quote(appDir), shell.Quote(protect), max(keep, 0))
 }
@@ -94,7 +95,7 @@ func RemoveVersions(ctx context.Context, h remote.Host, appDir string, versions 
 		dirs = append(dirs, shell.Quote("v"+v))
 		drop = append(drop, "-e "+shell.Quote(v))
 	}
-	_, err := remote.Must(ctx, h, fmt.Sprintf(`cd %s && rm -rf -- %s && { grep -vxF %s .versions > .versions.tmp || true; } && mv -f .versions.tmp .versions`,
+	_, err := remote.Must(ctx, h, fmt.Sprintf(`cd %s && rm -rf -- %s && (umask 077 && { grep -vxF %s .versions > .versions.tmp || true; }) && mv -f .versions.tmp .versions`,
 		shell.Quote(appDir), strings.Join(dirs, " "), strings.Join(drop, " ")), remote.RunOpts{})
 	return err
 }

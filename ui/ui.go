@@ -65,7 +65,7 @@ func (u *UI) event(kind string, fields map[string]any) {
 	fields["event"] = kind
 	fields["time"] = time.Now().UTC().Format(time.RFC3339Nano)
 	data, _ := json.Marshal(fields)
-	fmt.Fprintln(u.Out, u.Redactor.Redact(string(data)))
+	fmt.Fprintln(u.Out, u.text(string(data)))
 }
 
 func (u *UI) clearProgress() {
@@ -75,11 +75,17 @@ func (u *UI) clearProgress() {
 	}
 }
 
+// text is s as every method prints it: secrets hidden, control characters
+// shown as escapes (Printable).
+func (u *UI) text(s string) string {
+	return Printable(u.Redactor.Redact(s))
+}
+
 // Printf writes a line of progress to stderr (an event in --json).
 func (u *UI) Printf(format string, args ...any) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	msg := u.Redactor.Redact(fmt.Sprintf(format, args...))
+	msg := u.text(fmt.Sprintf(format, args...))
 	if u.JSON {
 		u.event("message", map[string]any{"message": msg})
 		return
@@ -92,7 +98,7 @@ func (u *UI) Printf(format string, args ...any) {
 func (u *UI) Result(format string, args ...any) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	msg := u.Redactor.Redact(fmt.Sprintf(format, args...))
+	msg := u.text(fmt.Sprintf(format, args...))
 	if u.JSON {
 		u.event("result", map[string]any{"message": msg})
 		return
@@ -101,12 +107,13 @@ func (u *UI) Result(format string, args ...any) {
 	fmt.Fprintln(u.Out, msg)
 }
 
-// Data writes machine output (a command's own result) to stdout as it is.
+// Data writes machine output (a command's own result) to stdout, secrets
+// hidden and control characters escaped.
 func (u *UI) Data(s string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.clearProgress()
-	fmt.Fprint(u.Out, u.Redactor.Redact(s))
+	fmt.Fprint(u.Out, u.text(s))
 }
 
 // JSONValue writes v as one JSON document on stdout.
@@ -134,7 +141,7 @@ func (u *UI) PhaseEnd(host, phase string, d time.Duration, err error) {
 	if u.JSON {
 		f := map[string]any{"host": host, "phase": phase, "seconds": d.Seconds(), "ok": err == nil}
 		if err != nil {
-			f["error"] = u.Redactor.Redact(err.Error())
+			f["error"] = u.text(err.Error())
 		}
 		u.event("phase_finished", f)
 		return
@@ -150,7 +157,7 @@ func (u *UI) PhaseEnd(host, phase string, d time.Duration, err error) {
 func (u *UI) Log(host, phase, msg string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	msg = u.Redactor.Redact(msg)
+	msg = u.text(msg)
 	if u.JSON {
 		u.event("log", map[string]any{"host": host, "phase": phase, "message": msg})
 		return
@@ -162,7 +169,7 @@ func (u *UI) Log(host, phase, msg string) {
 func (u *UI) Command(host, cmd string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	cmd = u.Redactor.Redact(cmd)
+	cmd = u.text(cmd)
 	if u.JSON {
 		u.event("command", map[string]any{"host": host, "command": cmd})
 		return
@@ -177,7 +184,7 @@ func (u *UI) Command(host, cmd string) {
 func (u *UI) HostResult(host, status, detail string, d time.Duration) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	detail = u.Redactor.Redact(detail)
+	detail = u.text(detail)
 	if u.JSON {
 		u.event("host_result", map[string]any{"host": host, "status": status, "detail": detail, "seconds": d.Seconds()})
 		return
@@ -197,7 +204,7 @@ func (u *UI) HostResult(host, status, detail string, d time.Duration) {
 func (u *UI) DryRun(host, kind, what, content string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	what, content = u.Redactor.Redact(what), u.Redactor.Redact(content)
+	what, content = u.text(what), u.text(content)
 	if u.JSON {
 		f := map[string]any{"host": host, "kind": kind, "what": what}
 		if u.Verbose && content != "" {

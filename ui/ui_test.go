@@ -98,3 +98,42 @@ func TestJSONEventsOnePerLine(t *testing.T) {
 		t.Errorf("a secret in the JSON events")
 	}
 }
+
+// Text a server sent cannot drive the terminal: control characters other
+// than tab and newline, bidirectional overrides and bytes that are not
+// UTF-8 are shown as escapes, in a form JSON reads too.
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text, tab\tand\nnewline": "plain text, tab\tand\nnewline",
+		"ann\x1b[2J\x1b]0;title\x07":    `ann\u001b[2J\u001b]0;title\u0007`,
+		"over\rwritten":                 `over\u000dwritten`,
+		"del\x7f c1\u009b31m":           `del\u007f c1\u009b31m`,
+		"user\u202egnp.exe":             `user\u202egnp.exe`,
+		"isolate\u2066x\u2069":          `isolate\u2066x\u2069`,
+		"bad \xff byte, é kept":         `bad \xff byte, é kept`,
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var v string
+	if err := json.Unmarshal([]byte(`"`+Printable("a\x7fb\u202ec")+`"`), &v); err != nil || v != "a\x7fb\u202ec" {
+		t.Errorf("in JSON: %q, %v", v, err)
+	}
+}
+
+// Every line the UI prints goes through Printable, after redaction.
+func TestUIPrintsServerTextEscaped(t *testing.T) {
+	var out, errb bytes.Buffer
+	u := newUI(false, &out, &errb, false, false, true)
+	u.Redactor.Add("hunter22")
+	u.Log("web1", "connect", "held by eve\x1b[8m@hunter22")
+	u.Result("%s", "holder \u202eevil")
+	u.Data("line\r\n")
+	if got := errb.String(); got != "  web1     held by eve\\u001b[8m@******\n" {
+		t.Errorf("Log printed %q", got)
+	}
+	if got := out.String(); got != "holder \\u202eevil\nline\\u000d\n" {
+		t.Errorf("Result and Data printed %q", got)
+	}
+}

@@ -59,6 +59,23 @@ func (a *App) secrets(cfg *config.Config) (secrets.SecretAdapter, error) {
 	return a.vault, nil
 }
 
+// hideSecrets resolves the secrets of the selected hosts' envs, so that
+// what the remote commands print (app logs, app exec, server exec) shows
+// them as ******. hint is for when they cannot be resolved.
+func (a *App) hideSecrets(cfg *config.Config, hint string) error {
+	_, envs, err := hostEnvs(a, cfg, false)
+	if err != nil {
+		if h := errs.Hint(err); h != "" {
+			hint = h + "; " + hint
+		}
+		return errs.WithCode(errs.Code(err), err, hint)
+	}
+	for _, env := range envs {
+		a.UI().Redactor.Add(env.SecretValues()...)
+	}
+	return nil
+}
+
 // UI returns the output for this command, made once.
 func (a *App) UI() *ui.UI {
 	if a.ui == nil {
@@ -128,13 +145,15 @@ func (a *App) fail(err error) int {
 		u.Final(f)
 		return code
 	}
-	fmt.Fprintf(a.Stderr, "raijin: %s\n", u.Redactor.Redact(msg))
+	// The message may hold what a server said (a command's stderr, the
+	// lock's holder): control characters are shown, not obeyed.
+	fmt.Fprintf(a.Stderr, "raijin: %s\n", ui.Printable(u.Redactor.Redact(msg)))
 	if h := errs.Hint(err); h != "" {
-		fmt.Fprintf(a.Stderr, "  hint: %s\n", h)
+		fmt.Fprintf(a.Stderr, "  hint: %s\n", ui.Printable(h))
 	}
 	var he *engine.HostError
 	if a.Verbose && errors.As(err, &he) && he.Traceback != "" {
-		fmt.Fprintf(a.Stderr, "%s\n", u.Redactor.Redact(he.Traceback))
+		fmt.Fprintf(a.Stderr, "%s\n", ui.Printable(u.Redactor.Redact(he.Traceback)))
 	}
 	return code
 }

@@ -17,7 +17,7 @@ type AppCmd struct {
 	Status       AppStatusCmd       `cmd:"" help:"Print each host's current version, URL and the state of every unit."`
 	Logs         AppLogsCmd         `cmd:"" help:"Print the journal of the app's processes (all, or PROC)."`
 	Exec         AppExecCmd         `cmd:"" help:"Run a command as the app's user, in its sandbox and app directory, with its env and PATH."`
-	Shell        AppShellCmd        `cmd:"" help:"Open a shell as the app's user, in its sandbox and app directory, with its env."`
+	Shell        AppShellCmd        `cmd:"" help:"Open a shell as the app's user, in its sandbox and app directory, with its env (not redacted)."`
 	Start        AppStartCmd        `cmd:"" help:"Start the app's processes (all, or PROC) and wait until they are healthy."`
 	Stop         AppStopCmd         `cmd:"" help:"Stop the app's processes (all, or PROC)."`
 	Restart      AppRestartCmd      `cmd:"" help:"Restart the app's processes (all, or PROC) and wait until they are healthy."`
@@ -164,18 +164,22 @@ func (l *AppLogsCmd) Run(app *App) error {
 	for _, u := range us {
 		args = append(args, "-u", u)
 	}
+	if err := app.hideSecrets(cfg, "raijin hides the app's secrets in its logs, so it needs them"); err != nil {
+		return err
+	}
 	if l.Follow {
 		args = append(args, "-f")
 		cmd := "sudo -n journalctl " + shell.QuoteAll(args...)
-		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, cmd) })
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, cmd, true) })
 	}
 	cmd := "sudo -n journalctl " + shell.QuoteAll(args...)
 	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, cmd, nil) })
 }
 
-// AppExecCmd is `raijin app exec CMD [-i]`.
+// AppExecCmd is `raijin app exec CMD [-i] [--raw]`.
 type AppExecCmd struct {
-	Interactive bool     `short:"i" help:"Run on a terminal (a REPL, a shell, a program that asks questions); one host only."`
+	Interactive bool     `short:"i" help:"Run on a terminal (a REPL, a shell, a program that asks questions); one host only. Its output is not redacted."`
+	Raw         bool     `help:"Print the output as it comes, secrets included (binary output, a dump); the secrets are not resolved."`
 	Command     []string `arg:"" name:"cmd" passthrough:"" help:"The command line to run in the app directory."`
 }
 
@@ -186,7 +190,12 @@ func (e *AppExecCmd) Run(app *App) error {
 	}
 	line := strings.Join(e.Command, " ")
 	if e.Interactive {
-		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, r.inApp(cfg.App, line)) })
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, r.inApp(cfg.App, line), false) })
+	}
+	if !e.Raw {
+		if err := app.hideSecrets(cfg, "raijin hides the app's secrets in the output, so it needs them; --raw prints it as it comes"); err != nil {
+			return err
+		}
 	}
 	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, r.inApp(cfg.App, line), app.Stdin) })
 }
@@ -201,7 +210,7 @@ func (s *AppShellCmd) Run(app *App) error {
 	}
 	// Not a login shell: /etc/profile would reset the app's PATH.
 	return oneHost(app, cfg, func(r *openHost) error {
-		return r.interactive(app, r.inApp(cfg.App, `exec "${SHELL:-/bin/sh}" -i`))
+		return r.interactive(app, r.inApp(cfg.App, `exec "${SHELL:-/bin/sh}" -i`), false)
 	})
 }
 

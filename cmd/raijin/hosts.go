@@ -85,21 +85,28 @@ func oneHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
 	return eachHost(app, cfg, fn)
 }
 
-// run prints a remote command's output as it comes and returns its exit code
-// as raijin's.
+// run prints a remote command's output as it comes, the secrets that
+// hideSecrets resolved hidden, and returns its exit code as raijin's.
 func (r *openHost) run(app *App, cmd string, stdin io.Reader) error {
 	if o := echo(app); o != nil {
 		o.Command(r.h.Name, cmd)
 	}
-	code, err := r.cl.Stream(app.ctx, cmd, stdin, app.Stdout, app.Stderr)
+	stdout, stderr := app.UI().Redactor.Writer(app.Stdout), app.UI().Redactor.Writer(app.Stderr)
+	code, err := r.cl.Stream(app.ctx, cmd, stdin, stdout, stderr)
+	stdout.Close()
+	stderr.Close()
 	if err != nil {
 		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 	}
 	return exitCode(code)
 }
 
-// interactive runs cmd on a remote terminal wired to raijin's own.
-func (r *openHost) interactive(app *App, cmd string) error {
+// interactive runs cmd on a remote terminal wired to raijin's own. With
+// hide, the secrets that hideSecrets resolved are hidden in what it prints:
+// for a command that only prints (app logs -f). A session that is typed in
+// (a shell, a REPL, an editor) is passed on as it is: hiding would hold back
+// and rewrite what the terminal draws.
+func (r *openHost) interactive(app *App, cmd string, hide bool) error {
 	in, ok := app.Stdin.(*os.File)
 	if !ok {
 		return errs.Usagef("run it from a terminal", "an interactive session needs a terminal on standard input")
@@ -107,7 +114,13 @@ func (r *openHost) interactive(app *App, cmd string) error {
 	if o := echo(app); o != nil {
 		o.Command(r.h.Name, cmd)
 	}
-	code, err := r.cl.Interactive(app.ctx, cmd, transport.Terminal{In: in, Out: app.Stdout})
+	out := app.Stdout
+	if hide {
+		w := app.UI().Redactor.Writer(app.Stdout)
+		defer w.Close()
+		out = w
+	}
+	code, err := r.cl.Interactive(app.ctx, cmd, transport.Terminal{In: in, Out: out})
 	if err != nil {
 		return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/shell"
+	"github.com/raijin-deploy/raijin/ui"
 )
 
 // ServerCmd is `raijin server`.
@@ -92,7 +93,7 @@ func (s *ServerInfoCmd) Run(app *App) error {
 
 // ServerExecCmd is `raijin server exec CMD`.
 type ServerExecCmd struct {
-	Interactive bool     `short:"i" help:"Run on a terminal (for programs that ask questions, or a shell); one host only."`
+	Interactive bool     `short:"i" help:"Run on a terminal (for programs that ask questions, or a shell); one host only. Its output is not redacted."`
 	Command     []string `arg:"" name:"cmd" passthrough:"" help:"The command line to run."`
 }
 
@@ -103,7 +104,10 @@ func (e *ServerExecCmd) Run(app *App) error {
 	}
 	line := strings.Join(e.Command, " ")
 	if e.Interactive {
-		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, line) })
+		return oneHost(app, cfg, func(r *openHost) error { return r.interactive(app, line, false) })
+	}
+	if err := app.hideSecrets(cfg, "raijin hides the app's secrets in the output, so it needs them"); err != nil {
+		return err
 	}
 	return eachHost(app, cfg, func(r *openHost) error { return r.run(app, line, app.Stdin) })
 }
@@ -136,9 +140,9 @@ func (c *ServerCreateUserCmd) Run(app *App) error {
 		if err != nil {
 			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 		}
-		fmt.Fprint(app.Stderr, indentLines(res.Stdout, "  "+r.h.Name+" "))
+		fmt.Fprint(app.Stderr, ui.Printable(indentLines(res.Stdout, "  "+r.h.Name+" ")))
 		if res.Code != 0 {
-			fmt.Fprint(app.Stderr, res.Stderr)
+			fmt.Fprint(app.Stderr, ui.Printable(res.Stderr))
 			return errs.Failedf("the deploy user needs passwordless sudo", "host %s: creating user %s failed (exit %d)", r.h.Name, c.Name, res.Code)
 		}
 		if pw != "" {

@@ -65,10 +65,12 @@ end
 -- of the same version again).
 local DEPS_KEY = [[key=$({ printf '%s\n' "$PY_VERSION" "$INSTALLER"; cat requirements.txt 2>/dev/null; if [ -d wheels ]; then cd wheels && sha256sum -- *; fi; } | sha256sum | cut -c1-16); echo "$key"; if [ -f ../.deps/$key/.raijin-complete ]; then echo complete; fi; if [ -x .venv/bin/python ] && [ -f .deps ]; then echo "venv=$(cat .deps)"; fi]]
 
--- Run in the app directory: a fresh .deps/$KEY, made with $PY.
+-- Run in the app directory: a fresh .deps/$KEY, made with $PY; never
+-- through a .deps that is a symbolic link (out of the app directory).
+local NO_DEPS_LINK = [[{ [ ! -L .deps ] || { echo ".deps in $PWD is a symbolic link: raijin writes and deletes only inside the app directory; remove the link" >&2; false; }; } && ]]
 local MAKE_DEPS = {
-  uv = [[rm -rf ".deps/$KEY" && uv venv --quiet --python "$PY" ".deps/$KEY"]],
-  pip = [[rm -rf ".deps/$KEY" && "$PY" -m venv ".deps/$KEY"]],
+  uv = NO_DEPS_LINK .. [[rm -rf -- ".deps/$KEY" && uv venv --quiet --python "$PY" ".deps/$KEY"]],
+  pip = NO_DEPS_LINK .. [[rm -rf -- ".deps/$KEY" && "$PY" -m venv ".deps/$KEY"]],
 }
 
 -- Run in v{version}: requirements.txt installed into .deps/$KEY (with
@@ -168,7 +170,20 @@ function M.version_venv(ctx, py, deps)
 end
 
 -- Run in the app directory: each .deps/{key} that no version's .deps names.
-local PRUNE_DEPS = [[if [ -d .deps ]; then for d in .deps/*/; do k=${d#.deps/}; k=${k%/}; cat v*/.deps 2>/dev/null | grep -qxF "$k" || rm -rf "$d"; done; fi]]
+-- Only real directories inside the app directory: a symbolic link (.deps
+-- itself, or an entry in it) is never followed, so that rm -rf cannot
+-- reach out of the app directory.
+local PRUNE_DEPS = [[
+if [ -d .deps ] && [ ! -L .deps ]; then
+  top=$(pwd -P)
+  for d in .deps/*/; do
+    d=${d%/}
+    [ -d "$d" ] && [ ! -L "$d" ] || continue
+    case $(realpath -- "$d") in "$top/.deps/"*) ;; *) continue ;; esac
+    k=${d#.deps/}
+    cat v*/.deps 2>/dev/null | grep -qxF -- "$k" || rm -rf -- "$d"
+  done
+fi]]
 
 -- prune: the requirements' environments that no version left uses.
 function M.prune(ctx)
