@@ -2,8 +2,10 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/raijin-deploy/raijin/internal/testkit"
 	"github.com/raijin-deploy/raijin/remote"
@@ -33,5 +35,27 @@ done; echo "after ${raijin_m:-no marker in sight}"; cat; exit 7`
 	}
 	if res, err := c.Exec(ctx, "echo next", nil); err != nil || res.Stdout != "next\n" || res.Code != 0 {
 		t.Errorf("the command after: %+v, %v", res, err)
+	}
+}
+
+// A cancelled command that has stdin is killed with the head that feeds it,
+// and the next command gets a new worker.
+func TestWorkerCancelWithStdin(t *testing.T) {
+	f := testkit.NewFixture(t)
+	f.Srv.Shell = "sh"
+	c := dial(t, target(f))
+	c.Worker = true
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.Exec(ctx, "head -c 1 >/dev/null; sleep 30", remote.Sized(strings.NewReader("abc"), 3)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled command: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the cancel took %v", d)
+	}
+	res, err := c.Exec(context.Background(), "cat", remote.Sized(strings.NewReader("next\n"), 5))
+	if err != nil || res.Stdout != "next\n" {
+		t.Errorf("after a cancel: %+v, %v", res, err)
 	}
 }
