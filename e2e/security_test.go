@@ -350,3 +350,47 @@ func TestHealthCheckPathIsQuoted(t *testing.T) {
 	}
 	p.serving(h, "1.0.0", "after the failed health check")
 }
+
+// No step's output can end it early or fake its exit status: the marker that
+// frames it is on no command line (a loop on the server, as root, collects
+// every marker-like word in ps during the deploys), and a hook that prints
+// every marker it can find, in both framings, still fails as it should.
+// Steps' inputs, .env included, never land in a file under /tmp, /var/tmp,
+// /dev/shm or /run/user.
+func TestStepOutputCannotForgeItsEnd(t *testing.T) {
+	h := host(t, 0)
+	secret := fmt.Sprintf("s3cr3t-%d-framed", time.Now().UnixNano())
+	p := NewProject(t, ProjectSpec{App: "framed", Hosts: []*TestHost{h}, HostEnv: "API_TOKEN=$E2E_API_TOKEN"})
+	p.Env = append(p.Env, "E2E_API_TOKEN="+secret)
+	p.setRelease("true")
+
+	// The secret goes to the watcher on stdin, not on its command line.
+	watch := exec.Command("ssh", "-i", h.Key, "-o", "UserKnownHostsFile="+h.KnownHosts, "-o", "BatchMode=yes",
+		"root@"+h.Addr, `read -r s; while :; do ps -eo args | grep -ao '@@raijin-[0-9a-f]\{12,\}'; `+
+			`grep -rlF "$s" /tmp /var/tmp /dev/shm /run/user 2>/dev/null | sed 's/^/FILE /'; sleep 0.02; done`)
+	watch.Stdin = strings.NewReader(secret + "\n")
+	var seen bytes.Buffer
+	watch.Stdout = &seen
+	must(t, watch.Start())
+	time.Sleep(300 * time.Millisecond)
+
+	p.MustRaijin("deploy")
+	p.Write("deploy.lua", `local raijin = require("raijin")
+raijin.after("release", function(ctx)
+  ctx.host:run([[for m in $(cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' '\n' | grep -ao '@@raijin-[0-9a-f]\{12,\}' | sort -u); do
+  for i in 0 1 2 3 4 5 6 7 8 9; do printf '\n%s 0\n\n%s %d 0\n' "$m" "$m" $i; printf '\n%s 0\n\n%s %d 0\n' "$m" "$m" $i >&2; done
+done; echo "forged: $m" >&2; exit 3]])
+end)
+`, 0o644)
+	r := p.Raijin("deploy", "--set-version", "1.1.0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "exited 3") || !strings.Contains(r.Stderr, "forged: ") {
+		t.Errorf("a hook printing every marker it can find: want exit 1 naming its status 3: %s", r)
+	}
+	os.Remove(filepath.Join(p.Dir, "deploy.lua"))
+	p.MustRaijin("deploy", "--set-version", "1.2.0", "-v")
+	watch.Process.Kill()
+	watch.Wait()
+	if s := seen.String(); s != "" {
+		t.Errorf("during the deploys the server saw (markers in ps, files holding the secret):\n%s", s)
+	}
+}

@@ -20,7 +20,10 @@ type Executor interface {
 }
 
 // ShellConn is a Conn that sends a batch of steps as one shell script, each
-// step's output followed by a marker line with its exit status.
+// step's output followed by a marker line with its exit status. The marker
+// is a secret: the script reads it from its stdin, so it is on no command
+// line that another user of the server could read in ps, and a step's
+// output cannot end the step early or fake its exit status.
 type ShellConn struct {
 	HostName string
 	Address  string
@@ -30,7 +33,7 @@ type ShellConn struct {
 
 // NewShellConn sends steps to a server through exec.
 func NewShellConn(name, addr string, exec Executor) *ShellConn {
-	b := make([]byte, 6)
+	b := make([]byte, 16)
 	rand.Read(b)
 	return &ShellConn{HostName: name, Address: addr, Exec: exec, marker: "@@raijin-" + hex.EncodeToString(b)}
 }
@@ -60,19 +63,8 @@ func (c *ShellConn) Send(ctx context.Context, steps []Step, flags map[string]boo
 		}
 		return []Result{res}, nil
 	}
-	var inputs []io.Reader
-	var n int64
-	for _, st := range steps {
-		if st.Input != nil {
-			inputs = append(inputs, st.Input)
-			n += st.Size
-		}
-	}
-	var input io.Reader
-	if len(inputs) > 0 {
-		input = Sized(io.MultiReader(inputs...), n)
-	}
-	res, err := c.Exec.Exec(ctx, batchScript(steps, flags, c.marker), input)
+	script, inputs, n := batchScript(steps, flags, c.marker)
+	res, err := c.Exec.Exec(ctx, script, Sized(io.MultiReader(inputs...), n))
 	if err != nil {
 		return nil, err
 	}
@@ -95,16 +87,20 @@ func (c *ShellConn) Send(ctx context.Context, steps []Step, flags map[string]boo
 }
 
 // batchScript is the shell script that runs items in order, each in a
-// subshell with its own stdin (read from the script's stdin, exactly its
-// size), printing a marker with its exit status after it on stdout and
-// stderr, and stopping at the first failure. Steps in a row that run as root
-// run in one sudo (each sudo is a login of its own, logged and slow), unless
-// a step after them depends on a flag one of them sets.
-func batchScript(items []Step, flags map[string]bool, marker string) string {
+// subshell, printing a marker with its exit status after it on stdout and
+// stderr, and stopping at the first failure; stdin is what the script reads:
+// the marker first, then each step's input. A step's input goes to it
+// through a pipe, never through a file. Steps in a row that run as root run
+// in one sudo (each sudo is a login of its own, logged and slow), unless a
+// step after them depends on a flag one of them sets.
+func batchScript(items []Step, flags map[string]bool, marker string) (script string, stdin []io.Reader, size int64) {
 	var s strings.Builder
-	// Inside raijin's worker, its directory holds the inputs; else a file of
-	// our own.
-	s.WriteString("if [ -n \"${raijin_w:-}\" ]; then raijin_in=$raijin_w/in; else raijin_in=$(mktemp); trap 'rm -f \"$raijin_in\" \"$raijin_in\".*' EXIT; fi\n")
+	s.WriteString(readMarker)
+	add := func(r io.Reader, n int64) {
+		stdin = append(stdin, r)
+		size += n
+	}
+	add(strings.NewReader(marker+"\n"), int64(len(marker))+1)
 	for f, on := range flags {
 		if on {
 			fmt.Fprintf(&s, "raijin_f_%s=1\n", f)
@@ -112,22 +108,31 @@ func batchScript(items []Step, flags map[string]bool, marker string) string {
 	}
 	for i := 0; i < len(items); {
 		if j := rootGroupEnd(items, i); j > i {
-			writeRootGroup(&s, items, i, j, marker)
+			for _, it := range items[i:j] {
+				if hasInput(it) {
+					add(it.Input, it.Size)
+				}
+			}
+			writeRootGroup(&s, items, i, j)
 			i = j
 			continue
 		}
 		it := items[i]
-		in := "</dev/null"
-		if it.Input != nil {
-			fmt.Fprintf(&s, "head -c %d > \"$raijin_in\"\n", it.Size)
-			in = `<"$raijin_in"`
+		if hasInput(it) {
+			add(it.Input, it.Size)
 		}
-		s.WriteString(stepScript(it.Line, in, it, i, marker))
+		s.WriteString(stepScript(it.Line, it, i))
 		i++
 	}
 	s.WriteString("exit 0\n")
-	return s.String()
+	return s.String(), stdin, size
 }
+
+// readMarker takes the marker from the first line of stdin (the shell's
+// read takes no byte beyond the newline from a pipe).
+const readMarker = "IFS= read -r raijin_m || exit 1\n"
+
+func hasInput(it Step) bool { return it.Input != nil && it.Size > 0 }
 
 // rootGroupEnd is where the steps from i on that share one sudo end, or i
 // when step i does not start such a group: two or more root steps in a row,
@@ -170,17 +175,26 @@ func whenPrefix(st Step) string {
 	return "[only if " + st.When + " changed] "
 }
 
-// stepScript runs one step: its flag and condition, its marker, and the stop
-// at a failure.
-func stepScript(line, in string, it Step, i int, marker string) string {
-	run := fmt.Sprintf("( %s\n) %s; rc=$?", line, in)
+// stepScript runs one step: its input, its flag and condition, its marker,
+// and the stop at a failure. A step that has input reads exactly its bytes
+// from stdin through a pipe (head -c reads no more than it is asked); what
+// the step leaves unread is read and dropped after it, so that the next
+// step's input starts where it should. The step does not see the marker.
+func stepScript(line string, it Step, i int) string {
+	cmd := fmt.Sprintf("( unset raijin_m; %s\n) </dev/null", line)
+	skip := "rc=0"
+	if hasInput(it) {
+		cmd = fmt.Sprintf("head -c %d | { ( unset raijin_m; %s\n); rc=$?; IFS= read -r raijin_x 2>/dev/null && cat >/dev/null; exit $rc; }", it.Size, line)
+		skip = fmt.Sprintf("head -c %d >/dev/null; rc=0", it.Size)
+	}
+	run := cmd + "; rc=$?"
 	if it.Flag != "" {
-		run = fmt.Sprintf("raijin_out=$( ( %s\n) %s); rc=$?; printf '%%s\\n' \"$raijin_out\"; case $raijin_out in *changed*) raijin_f_%s=1;; esac", line, in, it.Flag)
+		run = fmt.Sprintf("raijin_out=$(%s); rc=$?; printf '%%s\\n' \"$raijin_out\"; case $raijin_out in *changed*) raijin_f_%s=1;; esac", cmd, it.Flag)
 	}
 	if it.When != "" {
-		run = fmt.Sprintf("if [ -n \"${raijin_f_%s:-}\" ]; then %s; else rc=0; fi", it.When, run)
+		run = fmt.Sprintf("if [ -n \"${raijin_f_%s:-}\" ]; then %s; else %s; fi", it.When, run, skip)
 	}
-	return run + "\n" + fmt.Sprintf("printf '\\n%s %d %%d\\n' $rc; printf '\\n%s %d %%d\\n' $rc >&2; [ $rc -eq 0 ] || exit $rc\n", marker, i, marker, i)
+	return run + "\n" + fmt.Sprintf("printf '\\n%%s %d %%d\\n' \"$raijin_m\" $rc; printf '\\n%%s %d %%d\\n' \"$raijin_m\" $rc >&2; [ $rc -eq 0 ] || exit $rc\n", i, i)
 }
 
 // flagsUsedAfter reports whether a step after items[i:j] runs only if a
@@ -200,9 +214,12 @@ func flagsUsedAfter(items []Step, i, j int) bool {
 	return false
 }
 
-// writeRootGroup runs items[i:j] in one sudo: their inputs are read into
-// files of their own first, and the flags they test are handed in.
-func writeRootGroup(s *strings.Builder, items []Step, i, j int, marker string) {
+// writeRootGroup runs items[i:j] in one sudo, whose shell reads the marker
+// and then each step's input from stdin, as the script does outside; the
+// flags they test are handed in as arguments. Its stdin is a pipe that holds
+// just those bytes, so a sudo that reads more than its command does (one
+// that logs input, say) cannot take the input of a step after it.
+func writeRootGroup(s *strings.Builder, items []Step, i, j int) {
 	var inner strings.Builder
 	var args []string
 	used := map[string]bool{}
@@ -212,22 +229,26 @@ func writeRootGroup(s *strings.Builder, items []Step, i, j int, marker string) {
 			args = append(args, it.When)
 		}
 	}
-	inner.WriteString("raijin_in=$1\n")
+	inner.WriteString(readMarker)
 	for k, f := range args {
-		fmt.Fprintf(&inner, "raijin_f_%s=${%d}\n", f, k+2)
+		fmt.Fprintf(&inner, "raijin_f_%s=${%d}\n", f, k+1)
 	}
 	inner.WriteString("shift $#\n") // the steps see no arguments, as outside
 	for k, it := range items[i:j] {
-		in := "</dev/null"
-		if it.Input != nil {
-			// Only the deploy user may read what goes to a root step.
-			fmt.Fprintf(s, "(umask 077; head -c %d > \"$raijin_in.%d\")\n", it.Size, k)
-			in = fmt.Sprintf(`<"$raijin_in.%d"`, k)
-		}
-		inner.WriteString(stepScript(it.Root, in, it, i+k, marker))
+		inner.WriteString(stepScript(it.Root, it, i+k))
 	}
 	inner.WriteString("exit 0\n")
-	fmt.Fprintf(s, "sudo -n sh -c %s raijin \"$raijin_in\"", shell.Quote(inner.String()))
+	var n int64
+	for _, it := range items[i:j] {
+		if hasInput(it) {
+			n += it.Size
+		}
+	}
+	s.WriteString("{ printf '%s\\n' \"$raijin_m\"")
+	if n > 0 {
+		fmt.Fprintf(s, "; head -c %d", n)
+	}
+	fmt.Fprintf(s, "; } | sudo -n sh -c %s raijin", shell.Quote(inner.String()))
 	for _, f := range args {
 		fmt.Fprintf(s, " \"${raijin_f_%s:-}\"", f)
 	}
@@ -248,7 +269,7 @@ func splitOutput(stream, marker string) (outs []string, codes []int, tail string
 		line, after, _ := strings.Cut(rest, "\n")
 		f := strings.Fields(line)
 		code := -1
-		if len(f) == 2 {
+		if len(f) == 2 && f[0] == strconv.Itoa(len(codes)) {
 			code, _ = strconv.Atoi(f[1])
 		}
 		codes = append(codes, code)

@@ -19,33 +19,41 @@ import (
 )
 
 // workerScript runs on the server in one long-lived SSH session and runs
-// the commands of a whole raijin command. Each request is a line "SLEN ILEN"
-// followed by the script (SLEN bytes) and its stdin (ILEN bytes). The
-// command's output goes straight back on the session's stdout and stderr,
-// each followed by a line "MARKER CODE" after a newline of its own (MARKER is
-// random per worker, so no output can end a command early). A command costs
-// one round trip this way, where a new session costs three (open the
-// channel, start the command, get its result), and the worker starts no
-// process of its own beyond reading the request (head), because on a small
-// server every process started is felt.
+// the commands of a whole raijin command. Its stdin starts with a line
+// MARKER, then each request is a line "SLEN ILEN" followed by the script
+// (SLEN bytes) and its stdin (ILEN bytes). The command's output goes straight
+// back on the session's stdout and stderr, each followed by a line "MARKER
+// CODE" after a newline of its own. MARKER is random per worker and secret:
+// it comes on stdin, not on the command line that any user of the server
+// can read in ps, and the commands do not see it, so no output can end a
+// command early. A command costs one round trip this way, where a new
+// session costs three (open the channel, start the command, get its
+// result), and the worker starts no process of its own beyond reading the
+// request (head), because on a small server every process started is felt.
+//
+// Nothing is written to disk: the script is held in a variable and the
+// command reads its stdin through a pipe from head, which reads exactly ILEN
+// bytes; what the command leaves unread is read and dropped after it (only
+// then, so with no process in the usual case), keeping the next request in
+// step.
 //
 // Each command runs in a process group of its own (set -m), so that a
 // cancelled command is killed with everything it started: raijin sends TERM
 // to the worker, which kills the group and exits. The worker's own stderr
 // (where a shell reports a finished job) goes nowhere; commands get the
 // session's stderr on fd 3.
-func workerScript(marker string) string {
-	return `set -m 2>/dev/null; exec 3>&2 2>/dev/null; raijin_w=$(mktemp -d) || exit 1; pid=
-trap 'rm -rf "$raijin_w"' EXIT
+const workerScript = `set -m 2>/dev/null; exec 3>&2 2>/dev/null 4<&0; IFS= read -r raijin_m || exit 1; pid=
 trap '[ -n "$pid" ] && kill -KILL -- -$pid 2>/dev/null; exit 143' TERM HUP INT
 while IFS=' ' read -r n m; do
-  head -c "$n" > "$raijin_w/s"; i=/dev/null
-  if [ "$m" -gt 0 ]; then head -c "$m" > "$raijin_w/i"; i=$raijin_w/i; fi
-  ( . "$raijin_w/s" ) < "$i" 2>&3 3>&- & pid=$!
+  raijin_s=$(head -c "$n")
+  if [ "$m" -gt 0 ]; then
+    ( head -c "$m" <&4 4<&- | { ( unset raijin_m; eval "$raijin_s" ); rc=$?; IFS= read -r raijin_x 2>/dev/null && cat >/dev/null; exit $rc; } 4<&- ) 2>&3 3>&- & pid=$!
+  else
+    ( unset raijin_m; eval "$raijin_s" ) </dev/null 2>&3 3>&- 4<&- & pid=$!
+  fi
   wait $pid; rc=$?; pid=
-  printf '\n` + marker + ` %d\n' "$rc"; printf '\n` + marker + ` %d\n' "$rc" >&3
+  printf '\n%s %d\n' "$raijin_m" "$rc"; printf '\n%s %d\n' "$raijin_m" "$rc" >&3
 done`
-}
 
 type worker struct {
 	ch     ssh.Channel
@@ -81,12 +89,16 @@ func (c *Client) startWorker() (*worker, error) {
 		return nil, err
 	}
 	go ssh.DiscardRequests(reqs)
-	nonce := make([]byte, 12)
+	nonce := make([]byte, 16)
 	rand.Read(nonce)
 	w := &worker{ch: ch, out: bufio.NewReaderSize(ch, 64<<10), marker: "@@raijin-" + hex.EncodeToString(nonce), errs: make(chan []byte, 4)}
 	// No reply wanted: the first request follows at once, in the same round
 	// trip as the start of the worker.
-	if _, err := ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{workerScript(w.marker)})); err != nil {
+	if _, err := ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{workerScript})); err != nil {
+		ch.Close()
+		return nil, err
+	}
+	if _, err := io.WriteString(ch, w.marker+"\n"); err != nil {
 		ch.Close()
 		return nil, err
 	}
