@@ -65,8 +65,7 @@ func (l LockInfo) Stale() bool {
 	if l.Machine != host || l.PID <= 0 {
 		return false
 	}
-	_, err := os.Stat(fmt.Sprintf("/proc/%d", l.PID))
-	return os.IsNotExist(err)
+	return !processAlive(l.PID)
 }
 
 // LockScript takes the lock {appDir}/.lock with mkdir (atomic) and prints
