@@ -231,14 +231,17 @@ func TestFaultConnectionDropsAfterSwitch(t *testing.T) {
 			p.viaRelay(h, r)
 			p.MustRaijin("deploy")
 			dir := p.AppDir(h)
-			stall := "touch stalled && sleep 20"
+			stalled := dir + "/stalled"
 			if phase == "release" {
-				p.setRelease(stall + " && " + p.App + " migrate")
+				// release_command runs as the app's user: it may write
+				// only its state directory.
+				stalled = p.StateDir(h) + "/stalled"
+				p.setRelease(`touch "$STATE_DIRECTORY/stalled" && sleep 20 && ` + p.App + " migrate")
 			} else {
-				p.Write("deploy.lua", fmt.Sprintf("local raijin = require(\"raijin\")\nraijin.after(\"services\", function(ctx) ctx.host:run(%q, { cwd = ctx.paths.app_dir }) end)\n", stall), 0o644)
+				p.Write("deploy.lua", fmt.Sprintf("local raijin = require(\"raijin\")\nraijin.after(\"services\", function(ctx) ctx.host:run(%q, { cwd = ctx.paths.app_dir }) end)\n", "touch stalled && sleep 20"), 0o644)
 			}
 			cmd, out := p.startRaijin("deploy", "--set-version", "2.0.0")
-			waitFor(t, h, "test -e "+dir+"/stalled", 60*time.Second)
+			waitFor(t, h, "sudo test -e "+stalled, 60*time.Second)
 			if phase == "services" {
 				p.serving(h, "2.0.0", "before the drop")
 			}
@@ -281,10 +284,10 @@ func TestFaultRaijinKilledMidDeploy(t *testing.T) {
 	p := NewProject(t, ProjectSpec{App: "killed", Hosts: []*TestHost{h}})
 	p.MustRaijin("deploy")
 	dir := p.AppDir(h)
-	p.setRelease("touch release-started && sleep 15 && " + p.App + " migrate")
+	p.setRelease(`touch "$STATE_DIRECTORY/release-started" && sleep 15 && ` + p.App + " migrate")
 
 	cmd, out := p.startRaijin("deploy", "--set-version", "2.0.0")
-	waitFor(t, h, "test -e "+dir+"/release-started", 60*time.Second)
+	waitFor(t, h, "sudo test -e "+p.StateDir(h)+"/release-started", 60*time.Second)
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	t.Logf("deploy interrupted with SIGINT:\n%s", out)
@@ -299,9 +302,9 @@ func TestFaultRaijinKilledMidDeploy(t *testing.T) {
 		t.Errorf("SIGINT left the lock behind: %s", out)
 	}
 
-	h.Run(t, "rm -f "+dir+"/release-started")
+	h.Run(t, "sudo rm -f "+p.StateDir(h)+"/release-started")
 	cmd, out = p.startRaijin("deploy", "--set-version", "2.0.0")
-	waitFor(t, h, "test -e "+dir+"/release-started", 60*time.Second)
+	waitFor(t, h, "sudo test -e "+p.StateDir(h)+"/release-started", 60*time.Second)
 	pid := cmd.Process.Pid
 	cmd.Process.Kill()
 	cmd.Wait()

@@ -117,11 +117,11 @@ func TestLifecycleLock(t *testing.T) {
 		t.Errorf("a lock is left after the deploys:\n%s", out)
 	}
 	// A real deploy in progress: prune and rollback wait their turn.
-	p.setTOML(t, `release_command = "`, `release_command = "touch release-started; sleep 8; `)
+	p.setTOML(t, `release_command = "`, `release_command = "touch \"$STATE_DIRECTORY/release-started\"; sleep 8; `)
 	done := make(chan Result)
 	go func() { done <- p.RaijinCtx(context.Background(), nil, "deploy", "--set-version", "1.3.0") }()
 	for i := 0; i < 300; i++ {
-		if _, ok := h.Try("test -e " + dir + "/release-started"); ok {
+		if _, ok := h.Try("sudo test -e " + p.StateDir(h) + "/release-started"); ok {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -445,13 +445,13 @@ func TestLifecycleInterruptReleasesLock(t *testing.T) {
 	url := p.SiteURL(h)
 	dir := p.AppDir(h)
 	p.MustRaijin("deploy")
-	p.setTOML(t, `release_command = "`, `release_command = "touch release-started; sleep 60; `)
+	p.setTOML(t, `release_command = "`, `release_command = "touch \"$STATE_DIRECTORY/release-started\"; sleep 60; `)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		// Interrupt once release_command runs.
 		for i := 0; i < 200; i++ {
-			if _, ok := h.Try("test -e " + dir + "/release-started"); ok {
+			if _, ok := h.Try("sudo test -e " + p.StateDir(h) + "/release-started"); ok {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)

@@ -13,9 +13,10 @@ set -euo pipefail
 B_KEEP=${B_KEEP:-5}
 B_CMD_PREFIX=${B_CMD_PREFIX:-}
 B_STATIC=${B_STATIC:-}
-REMOTE_HOME=/home/$B_USER
-APPDIR=.local/share/bench/$B_APP
-ABS=$REMOTE_HOME/$APPDIR
+# As raijin keeps apps since they run as their own users: outside the
+# deploy user's home, run by a user of the app's own in a hardened unit.
+APPDIR=/opt/bench/$B_APP
+ABS=$APPDIR
 V=$B_VERSION
 SSH=(ssh -p "$B_PORT" -i "$HOME/.ssh/id_ed25519" -o UserKnownHostsFile="$HOME/.ssh/known_hosts" -o BatchMode=yes -o StrictHostKeyChecking=yes -o ControlMaster=no -o ControlPath=none "$B_USER@$B_HOST")
 SCP=(scp -q -p -P "$B_PORT" -i "$HOME/.ssh/id_ed25519" -o UserKnownHostsFile="$HOME/.ssh/known_hosts" -o BatchMode=yes -o StrictHostKeyChecking=yes -o ControlMaster=no -o ControlPath=none)
@@ -41,13 +42,15 @@ StartLimitIntervalSec=0
 
 [Service]
 Type=simple
-User=$B_USER
+User=$B_APP
+Group=$B_APP
 WorkingDirectory=$ABS
 EnvironmentFile=$ABS/.env
 ExecStart=/bin/sh -c "exec $B_CMD_PREFIX $ABS/$B_APP"
 Restart=always
 RestartSec=1
 KillMode=mixed
+$(sed "s/@APP@/$B_APP/" "$(dirname "${BASH_SOURCE[0]}")/sandbox")
 
 [Install]
 WantedBy=multi-user.target
@@ -58,10 +61,15 @@ EOT
 	printf '\thandle {\n\t\treverse_proxy localhost:%s {\n\t\t\tlb_try_duration 30s\n\t\t\tlb_try_interval 100ms\n\t\t}\n\t}\n}\n' "$B_APP_PORT"
 } > "$stage/site"
 
-# The remote steps, as shell snippets (run in $APPDIR's parent, i.e. ~).
-step_lock="mkdir -p $APPDIR/v$V && mkdir $APPDIR/.lock"
-step_install="cd $APPDIR && mv -f v$V/.appenv .appenv && cp -p v$V/.env .env.tmp && mv -f .env.tmp .env && ln -sfn v$V/goapp .$B_APP.tmp && mv -T -f .$B_APP.tmp $B_APP"
-step_release="cd $APPDIR && . ./.appenv && $B_APP migrate"
+# The remote steps, as shell snippets (run in the deploy user's home).
+# The lock, the apps directory and the app's own user when missing; the
+# install gives the app directory to the user's group.
+step_lock="{ [ -d /opt/bench ] || sudo -n install -d -o $B_USER -m 755 /opt/bench; } && mkdir -p -m 2750 $APPDIR/v$V && mkdir -m 700 $APPDIR/.lock && { id -u $B_APP >/dev/null 2>&1 || sudo -n useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $B_APP; }"
+# The release command runs as the app's user in the unit's sandbox (the
+# lines of ./sandbox, raijin's recipes/templates/sandbox.conf).
+SANDBOX_ARGS=$(sed "s/^/-p '/; s/\$/'/" "$(dirname "${BASH_SOURCE[0]}")/sandbox" | sed "s/@APP@/$B_APP/" | tr '\n' ' ')
+step_install="sudo -n chgrp -R $B_APP $APPDIR && cd $APPDIR && mv -f v$V/.appenv .appenv && cp -p v$V/.env .env.tmp && mv -f .env.tmp .env && ln -sfn v$V/goapp .$B_APP.tmp && mv -T -f .$B_APP.tmp $B_APP"
+step_release="sudo -n systemd-run --quiet --wait --collect --pipe --uid=$B_APP --gid=$B_APP -p WorkingDirectory=$ABS -p EnvironmentFile=$ABS/.env -E PATH=$ABS:/usr/bin:/bin $SANDBOX_ARGS -- /bin/sh -c '$B_APP migrate'"
 step_services="sudo -n install -m 644 $APPDIR/v$V/unit /etc/systemd/system/$B_APP.service && sudo -n systemctl daemon-reload && sudo -n systemctl enable -q $B_APP.service && sudo -n systemctl reset-failed $B_APP.service 2>/dev/null; sudo -n systemctl restart $B_APP.service"
 step_health="end=\$((\$(date +%s)+30)); until curl -sf -o /dev/null --max-time 2 http://localhost:$B_APP_PORT/up; do [ \$(date +%s) -lt \$end ] || { echo health check failed >&2; exit 4; }; sleep 0.2; done"
 step_proxy="sudo -n install -m 644 $APPDIR/v$V/site /etc/caddy/conf.d/$B_APP.caddy && { grep -q '^import conf.d/\*.caddy' /etc/caddy/Caddyfile || echo 'import conf.d/*.caddy' | sudo -n tee -a /etc/caddy/Caddyfile >/dev/null; } && sudo -n caddy validate --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null 2>&1 && sudo -n systemctl reload caddy"

@@ -5,7 +5,7 @@
 # Inputs: see common.sh. Prints "calls 1" on stdout.
 . "$(dirname "$0")/common.sh"
 tar -C "$stage" -cf - goapp .env .appenv unit site | "${SSH[@]}" "set -e
-mkdir -p $APPDIR/v$V && mkdir $APPDIR/.lock
+$step_lock
 tar -xf - -C $APPDIR/v$V
 ( $step_install )
 ( $step_release ) >/dev/null
