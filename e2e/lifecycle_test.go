@@ -475,4 +475,9 @@ func TestLifecycleInterruptReleasesLock(t *testing.T) {
 	if got := summary(audit); got != "deploy ->1.0.0 ok\ndeploy 1.0.0->2.0.0 failed" || audit[1].Phase != "release" {
 		t.Errorf("audit log after Ctrl-C:\n%s (phase %q)", got, audit[len(audit)-1].Phase)
 	}
+	// release_command ran in a unit of its own as the app's user: the
+	// interrupt stopped it too.
+	if left := h.Run(t, "systemctl list-units --no-legend 'raijin-"+p.App+"-run-*' | wc -l; pgrep -u "+p.App+" -c sleep || true"); left != "0\n0\n" {
+		t.Errorf("after Ctrl-C the release command still runs (units, processes): %q", left)
+	}
 }

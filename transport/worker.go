@@ -39,11 +39,13 @@ import (
 //
 // Each command runs in a process group of its own (set -m), so that a
 // cancelled command is killed with everything it started: raijin sends TERM
-// to the worker, which kills the group and exits. The worker's own stderr
+// to the worker, which sends TERM to the group, gives it up to 3 s to end
+// (a command may have cleaning up to do: .apprun stops the unit it started
+// as the app's user), then KILL, and exits. The worker's own stderr
 // (where a shell reports a finished job) goes nowhere; commands get the
 // session's stderr on fd 3.
 const workerScript = `set -m 2>/dev/null; exec 3>&2 2>/dev/null 4<&0; IFS= read -r raijin_m || exit 1; pid=
-trap '[ -n "$pid" ] && kill -KILL -- -$pid 2>/dev/null; exit 143' TERM HUP INT
+trap '[ -n "$pid" ] && { kill -TERM -- -$pid 2>/dev/null; wait $pid; i=0; while [ $i -lt 30 ] && kill -0 -- -$pid 2>/dev/null; do sleep 0.1; i=$((i+1)); done; kill -KILL -- -$pid 2>/dev/null; }; exit 143' TERM HUP INT
 while IFS=' ' read -r n m; do
   raijin_s=$(head -c "$n")
   if [ "$m" -gt 0 ]; then

@@ -2,9 +2,14 @@
 # sandbox of the app's units, in the app directory, with its env:
 #   sh .apprun 'COMMAND' [systemd-run option...]
 # release_command, `raijin app exec` and `raijin app shell` go through it.
+# The command runs in a transient unit of systemd's, which outlives this
+# script: a cancelled command (raijin sends TERM) stops its unit too.
 cmd=$1; shift
 if [ -t 0 ] && [ -t 1 ]; then io=--pty; else io=--pipe; fi
-exec sudo -n systemd-run --quiet --wait --collect "$io" \
+unit=raijin-{{.app}}-run-$$
+trap 'sudo -n systemctl kill --signal=KILL "$unit.service" 2>/dev/null; exit 143' TERM INT HUP
+exec 3<&0
+sudo -n systemd-run --unit="$unit" --quiet --wait --collect "$io" \
 	--uid={{quote .app_user}} --gid={{quote .app_user}} \
 	-p {{quote (printf "WorkingDirectory=%s" .app_dir)}} \
 	-p {{quote (printf "EnvironmentFile=%s/.env" .app_dir)}} \
@@ -12,4 +17,5 @@ exec sudo -n systemd-run --quiet --wait --collect "$io" \
 {{- range .sandbox}}
 	-p {{quote .}} \
 {{- end}}
-	"$@" -- /bin/sh -c "$cmd"
+	"$@" -- /bin/sh -c "$cmd" <&3 3<&- &
+wait $!
