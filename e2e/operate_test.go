@@ -26,7 +26,7 @@ import (
 func TestOperateInitBootstrapUp(t *testing.T) {
 	h := rebootedHost(t, 2) // as booted: nothing bootstrapped yet
 	p := NewProject(t, ProjectSpec{App: "init", Hosts: []*TestHost{h}})
-	for _, f := range []string{"main.go", "go.mod"} {
+	for _, f := range []string{"main.go", "probe.go", "go.mod"} {
 		p.Write(f, readFile(t, filepath.Join(goappSrc, f)), 0o644)
 	}
 
@@ -213,7 +213,7 @@ where = "app exec pwd"`})
 	}
 
 	p.MustRaijin("deploy")
-	if r := p.MustRaijin("deploy", "--dry-run", "-v"); strings.Contains(r.Stdout+r.Stderr, secret) || !strings.Contains(r.Stdout, "/v1.0.0/.env (mode 0600)") {
+	if r := p.MustRaijin("deploy", "--dry-run", "-v"); strings.Contains(r.Stdout+r.Stderr, secret) || !strings.Contains(r.Stdout, "/v1.0.0/.env (mode 0640)") {
 		t.Errorf("deploy --dry-run should show the .env with the secret redacted:\n%s", r)
 	}
 	web, worker := p.App+".service", p.App+"-worker.service"
@@ -236,9 +236,14 @@ where = "app exec pwd"`})
 
 	// exec: in the app directory, with the app's env; the exit code is the
 	// remote one; stdin goes through.
+	// Its output is redacted, unless --raw.
 	r = p.MustRaijin("app", "exec", `echo "$GREETING|$(pwd)|$OPS_SECRET"`)
-	if want := "hello from " + h.Name + "|" + dir + "|" + secret; strings.TrimSpace(r.Stdout) != want {
+	if want := "hello from " + h.Name + "|" + dir + "|******"; strings.TrimSpace(r.Stdout) != want {
 		t.Errorf("app exec printed %q, want %q", r.Stdout, want)
+	}
+	r = p.MustRaijin("app", "exec", "--raw", `echo "$GREETING|$(pwd)|$OPS_SECRET"`)
+	if want := "hello from " + h.Name + "|" + dir + "|" + secret; strings.TrimSpace(r.Stdout) != want {
+		t.Errorf("app exec --raw printed %q, want %q", r.Stdout, want)
 	}
 	if r := p.Raijin("app", "exec", "echo oops >&2; exit 7"); r.Code != 7 || !strings.Contains(r.Stderr, "oops") {
 		t.Errorf("app exec of a command exiting 7: %s", r)

@@ -50,13 +50,13 @@ MIX="a'b\"c\$d\`+"`e\\`"+`\\f ; touch %[2]s & 100%%"
 `, p.Port, pwned))
 	var release []string
 	for k := range want {
-		release = append(release, fmt.Sprintf(`printf %%s "$%s" > env-%s.out`, k, k))
+		release = append(release, fmt.Sprintf(`printf %%s "$%s" > "$STATE_DIRECTORY/env-%s.out"`, k, k))
 	}
 	p.setRelease(strings.Join(release, " && "))
 	hostile := "a 'b' \"c\" $(touch " + pwned + ") `touch " + pwned + "` ; & | > 100%"
 	toml := readFile(t, filepath.Join(p.Dir, "raijin.toml"))
 	toml = strings.Replace(toml, "[processes]\n", fmt.Sprintf("[processes]\nworker = %q\n",
-		`sleep 3600 & printf '%s|%s' "$GREETING" '100% $(touch `+pwned+`) `+"`touch "+pwned+"`"+` ; &' > worker.out; wait`), 1)
+		`sleep 3600 & printf '%s|%s' "$GREETING" '100% $(touch `+pwned+`) `+"`touch "+pwned+"`"+` ; &' > "$STATE_DIRECTORY/worker.out"; wait`), 1)
 	p.Write("raijin.toml", toml, 0o644)
 	p.Write("deploy.lua", fmt.Sprintf(`local raijin = require("raijin")
 raijin.after("release", function(ctx)
@@ -71,18 +71,19 @@ end)
 		if _, got := Get(t, url+"env/"+k); got != v {
 			t.Errorf("under systemd the app sees %s=%q, want %q", k, got, v)
 		}
-		if got := h.Run(t, "cat "+dir+"/env-"+k+".out"); got != v {
-			t.Errorf("release_command (.appenv in sh) sees %s=%q, want %q", k, got, v)
+		if got := h.Run(t, "sudo cat "+p.StateDir(h)+"/env-"+k+".out"); got != v {
+			t.Errorf("release_command (through .apprun) sees %s=%q, want %q", k, got, v)
 		}
 	}
 	if got := h.Run(t, "cat "+dir+"/hook.out"); got != hostile {
 		t.Errorf("a hook argument quoted with raijin.quote arrived as %q, want %q", got, hostile)
 	}
-	waitFor(t, h, "test -s "+dir+"/worker.out", 20*time.Second)
-	if got, want := h.Run(t, "cat "+dir+"/worker.out"), "hi|100% $(touch "+pwned+") `touch "+pwned+"` ; &"; got != want {
+	waitFor(t, h, "sudo test -s "+p.StateDir(h)+"/worker.out", 20*time.Second)
+	if got, want := h.Run(t, "sudo cat "+p.StateDir(h)+"/worker.out"), "hi|100% $(touch "+pwned+") `touch "+pwned+"` ; &"; got != want {
 		t.Errorf("the worker process command ran as %q, want %q", got, want)
 	}
-	if out, ok := h.Try("ls " + pwned); ok {
+	// The app's processes have a /tmp of their own (PrivateTmp).
+	if out, ok := h.Try("sudo sh -c 'ls " + pwned + " /tmp/systemd-private-*/tmp/" + filepath.Base(pwned) + "'"); ok {
 		t.Errorf("a hostile value ran a command on the server: %s", out)
 	}
 	if _, err := os.Stat(pwned); err == nil {
@@ -217,8 +218,8 @@ end)
 	if _, got := Get(t, p.SiteURL(h)+"env/API_TOKEN"); got != secret {
 		t.Errorf("the app sees API_TOKEN=%q, want the secret", got)
 	}
-	if got := h.Run(t, "cd "+p.AppDir(h)+" && stat -c '%a %U' .env v1.2.0/.env"); got != "600 "+h.User+"\n600 "+h.User+"\n" {
-		t.Errorf(".env modes and owners: %q, want 600 %s", got, h.User)
+	if got := h.Run(t, "cd "+p.AppDir(h)+" && stat -c '%a %U %G' .env v1.2.0/.env"); got != "640 "+h.User+" "+p.App+"\n640 "+h.User+" "+p.App+"\n" {
+		t.Errorf(".env modes and owners: %q, want 640 %s:%s", got, h.User, p.App)
 	}
 	// .versions and the audit log are the deploy user's alone too.
 	if got := h.Run(t, "cd "+p.AppDir(h)+" && stat -c '%a %U' .versions .audit.jsonl"); got != "600 "+h.User+"\n600 "+h.User+"\n" {
@@ -345,7 +346,8 @@ func TestHealthCheckPathIsQuoted(t *testing.T) {
 	if r.Code != 4 || !strings.Contains(r.Stderr, "health check GET "+path+": ") {
 		t.Fatalf("want exit 4 quoting the health check path %q: %s", path, r)
 	}
-	if out, ok := h.Try("ls " + pwned); ok {
+	// The app's processes have a /tmp of their own (PrivateTmp).
+	if out, ok := h.Try("sudo sh -c 'ls " + pwned + " /tmp/systemd-private-*/tmp/" + filepath.Base(pwned) + "'"); ok {
 		t.Errorf("the health_check path ran a command on the server: %s", out)
 	}
 	p.serving(h, "1.0.0", "after the failed health check")

@@ -132,8 +132,8 @@ func TestZeroDowntimeUnixSocket(t *testing.T) {
 	p.editTOML(fmt.Sprintf(`upstream = "localhost:%d"`, p.Port), `upstream = "unix/`+sock+`"`)
 	zeroDowntime(t, p, h, "unix socket")
 	got := h.Root(t, fmt.Sprintf("stat -c '%%a %%U %%G %%F' %s; systemctl is-active %s.socket", sock, p.App))
-	if !strings.Contains(got, "660 deploy caddy socket") || !strings.Contains(got, "active") {
-		t.Errorf("the socket: %q, want mode 660, owned by deploy:caddy, its unit active", got)
+	if !strings.Contains(got, "660 root caddy socket") || !strings.Contains(got, "active") {
+		t.Errorf("the socket: %q, want mode 660, owned by root:caddy, its unit active", got)
 	}
 	if out := h.Root(t, "ss -ltnp 2>/dev/null | grep -c ':"+strconv.Itoa(p.Port)+" ' || true"); strings.TrimSpace(out) != "0" {
 		t.Errorf("the app also listens on TCP port %d: %q", p.Port, out)

@@ -39,8 +39,8 @@ deploy.declare {
   -- 5. Install: write .appenv, then switch .env and the {app} symlink to the
   --    new version, atomically. If a later step fails, the previous version
   --    is switched back (and restarted if it had been stopped). The switch
-  --    is deferred: it rides with the next round trip (release's), as its
-  --    first step.
+  --    is deferred, as are the writes: they ride with the next round trip
+  --    (release's), as its first steps.
   install = function(ctx)
     install.appenv(ctx)
     ctx.host:defer(function() install.switch(ctx, ctx.version, link(ctx)) end)

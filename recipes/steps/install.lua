@@ -10,10 +10,15 @@ local M = {}
 -- appenv: the .appenv that commands run as the deploy user with
 -- {appenv = true} source (templates/appenv.sh), and the .apprun through
 -- which release_command and `raijin app exec|shell` run as the app's user,
--- in its sandbox (templates/apprun.sh).
+-- in its sandbox (templates/apprun.sh). Both writes are deferred: they ride
+-- with the next round trip (the switch's or release's), before it.
 function M.appenv(ctx)
-  ctx.host:write(ctx.paths.appenv, templates.render(ctx, "appenv.sh"), { mode = "0640" })
-  ctx.host:write(ctx.paths.apprun, templates.render(ctx, "apprun.sh", { sandbox = sandbox.lines(ctx) }), { mode = "0600" })
+  local appenv = templates.render(ctx, "appenv.sh")
+  local apprun = templates.render(ctx, "apprun.sh", { sandbox = sandbox.lines(ctx) })
+  ctx.host:defer(function()
+    ctx.host:write(ctx.paths.appenv, appenv, { mode = "0640" })
+    ctx.host:write(ctx.paths.apprun, apprun, { mode = "0600" })
+  end)
 end
 
 -- Makes v$VERSION the current version, run in the app directory: its .env

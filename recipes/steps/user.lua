@@ -35,7 +35,10 @@ else
   esac
 fi
 if [ ! -d "$APP_DIR" ]; then [ -n "$did" ] || echo "in place: user $APP_USER, which runs $APP"; exit 0; fi
-if [ "$(stat -c %G "$APP_DIR")" != "$APP_USER" ]; then
+if [ "$(stat -c %G "$APP_DIR")" != "$APP_USER" ] && [ ! -e "$APP_DIR/.versions" ]; then
+  # A new app directory (the deploy lock made it): the app's group, quietly.
+  chgrp -h -- "$APP_USER" "$APP_DIR"
+elif [ "$(stat -c %G "$APP_DIR")" != "$APP_USER" ]; then
   chgrp -hR -- "$APP_USER" "$APP_DIR"
   chmod -R g+rX,g-w,o-rwx -- "$APP_DIR"
   find "$APP_DIR" -type d -exec chmod g+s {} +
