@@ -130,7 +130,7 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 	r = p.MustRaijin("app", "export-config")
 	unit := readFile(t, filepath.Join(p.Dir, ".raijin", p.App+".service"))
 	siteFile := readFile(t, filepath.Join(p.Dir, ".raijin", p.App+".caddy"))
-	if !strings.Contains(unit, "ExecStart=") || !strings.Contains(unit, "User="+user) || !strings.Contains(siteFile, fmt.Sprintf(":%d {", site)) {
+	if !strings.Contains(unit, "ExecStart=") || !strings.Contains(unit, "User="+p.App) || !strings.Contains(siteFile, fmt.Sprintf(":%d {", site)) {
 		t.Fatalf("export-config wrote:\n%s\n%s\n%s", unit, siteFile, r)
 	}
 	p.Write(".raijin/"+p.App+".service", strings.Replace(unit, "[Service]", "[Service]\nEnvironment=GREETING=from-the-exported-unit", 1), 0o644)

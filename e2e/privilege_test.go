@@ -186,3 +186,27 @@ chgrp -R %[3]s %[2]s; chmod -R o+rX,g-s %[2]s; userdel %[1]s; systemctl daemon-r
 		t.Errorf("a deploy with the app in the old place should say so:\n%s", r.Stderr)
 	}
 }
+
+// A project loosens one setting of the sandbox in .raijin/sandbox.conf
+// (a JIT's writable-executable memory): the units get it, the rest stays;
+// a line that is not a setting is refused with its file and line, before
+// anything is switched.
+func TestSandboxLoosenedByTheProject(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "jit", Hosts: []*TestHost{h}})
+	p.Write(".raijin/sandbox.conf", "# this app's JIT writes code at run time\nMemoryDenyWriteExecute=no\n", 0o644)
+	p.MustRaijin("deploy")
+	if got := h.Run(t, "for p in MemoryDenyWriteExecute NoNewPrivileges ProtectSystem; do systemctl show -p $p --value "+p.App+".service; done"); got != "no\nyes\nstrict\n" {
+		t.Errorf("the unit's MemoryDenyWriteExecute, NoNewPrivileges, ProtectSystem: %q, want no, yes, strict", got)
+	}
+	checkHardened(t, h, p.App+".service")
+
+	p.Write(".raijin/sandbox.conf", "MemoryDenyWriteExecute=no\n\nlet the app write /srv\n", 0o644)
+	r := p.Raijin("deploy", "--set-version", "1.1.0")
+	if r.Code != 1 || !strings.Contains(r.Stderr, ".raijin/sandbox.conf:3: \"let the app write /srv\" is not a setting") {
+		t.Errorf("a sandbox.conf line that is not a setting: want exit 1 naming file and line: %s", r)
+	}
+	if _, body := Get(t, p.SiteURL(h)); !strings.Contains(body, "goapp 1.0.0") {
+		t.Errorf("after the refused sandbox.conf GET / = %q, want 1.0.0", body)
+	}
+}

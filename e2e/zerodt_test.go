@@ -266,7 +266,7 @@ func TestWorkersRestartAfterWebIsHealthy(t *testing.T) {
 			t.Errorf("the error lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-	out = h.Run(t, fmt.Sprintf(`for u in %s %s; do systemctl is-active $u; readlink /proc/$(systemctl show -p MainPID --value $u)/exe; done`, web, worker))
+	out = h.Run(t, fmt.Sprintf(`for u in %s %s; do systemctl is-active $u; sudo readlink /proc/$(systemctl show -p MainPID --value $u)/exe; done`, web, worker))
 	if out != fmt.Sprintf("active\n%[1]s/v1.1.0/goapp\nactive\n%[1]s/v1.1.0/goapp\n", p.AppDir(h)) {
 		t.Errorf("after the failed deploy: %q, want web and worker active on 1.1.0", out)
 	}

@@ -280,6 +280,10 @@ func (hr *hostRun) fail(phase string, err error) {
 func (hr *hostRun) undoAfter(phase string, err error) {
 	var qe *remote.QueuedError
 	queued := errors.As(err, &qe)
+	if q := hr.st.TakeQueued(); !queued && q != nil {
+		// Raised in Lua: the error is text, the state knows its step.
+		qe, queued = q, true
+	}
 	if queued {
 		phase = qe.Label
 	}

@@ -191,7 +191,7 @@ func (st *State) RunPhase(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("no phase %q; the phases are: %s", name, st.reg.knownPhases())
 	}
-	st.s.phase = p.name
+	st.s.phase, st.s.queued = p.name, nil
 	for _, hk := range p.before {
 		if err := st.callRef(ctx, hk); err != nil {
 			return err
@@ -326,6 +326,14 @@ func (st *State) Switched() bool { return st.ctx.RawGetString("switched") != lua
 func (st *State) Outcome() string {
 	state, _ := st.ctx.RawGetString("state").(lua.LString)
 	return string(state)
+}
+
+// TakeQueued is the failed step that an earlier phase deferred, when the
+// last failure was one (nil otherwise); it is forgotten once taken.
+func (st *State) TakeQueued() *remote.QueuedError {
+	q := st.s.queued
+	st.s.queued = nil
+	return q
 }
 
 // HealthFailed says whether a health check failed in this state.

@@ -33,6 +33,9 @@ type hostState struct {
 	paths   map[string]string
 	phase   string
 	health  bool // a health check failed in this run
+	// queued: the step that failed last was deferred by an earlier phase
+	// (its error reached the engine through Lua, as text).
+	queued *remote.QueuedError
 	// What the app directory holds, as this run left it: .versions and the
 	// version directories (read when the lock was taken, then kept up to
 	// date by record and prune), so that a deferred prune knows what to
@@ -268,6 +271,10 @@ func (s *hostState) check(L *lua.LState, err error) {
 	var he *server.HealthError
 	if errors.As(err, &he) {
 		s.health = true
+	}
+	var qe *remote.QueuedError
+	if errors.As(err, &qe) {
+		s.queued = qe
 	}
 	if err != nil {
 		L.RaiseError("%s", s.cfg.Redactor.Redact(err.Error()))
