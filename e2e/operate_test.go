@@ -429,6 +429,10 @@ func TestOperateInteractive(t *testing.T) {
 	dir := p.AppDir(h)
 
 	s := p.startPTY("app", "shell")
+	// Keys typed before the remote shell has started can be lost (sudo and
+	// systemd-run set up the terminals between): type at the prompt, as a
+	// person does.
+	s.expect(`\$ $`, 20*time.Second)
 	s.send("echo marker-$((6*7)) $GREETING; tty\r")
 	s.expect(`marker-42 hello from `+h.Name, 20*time.Second)
 	s.expect(`/dev/pts/\d+`, 5*time.Second)
