@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -149,7 +150,51 @@ func rebootedHost(t *testing.T, i int) *TestHost {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !h.sshUp(5 * time.Second) {
+		// A server whose sshd no longer answers would fail this test and
+		// every one after it: say what its console and journal show, and
+		// boot it again.
+		t.Logf("test server %s: nothing answers on %s:22; booting it again. Its console and journal:\n%s", h.Name, h.Addr, h.diagnose())
+		return rebootedHost(t, i)
+	}
 	return h
+}
+
+// sshUp reports whether the server's sshd accepts a connection within wait.
+func (h *TestHost) sshUp(wait time.Duration) bool {
+	end := time.Now().Add(wait)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(h.Addr, "22"), time.Second)
+		if err == nil {
+			c.Close()
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// diagnose is the end of the server's console log and of its journal
+// (read through its PID 1's namespaces, as sshd may be gone).
+func (h *TestHost) diagnose() string {
+	run := os.Getenv("RAIJIN_TESTHOST_RUN")
+	if run == "" {
+		run = "/run/raijin-testhost"
+	}
+	state := filepath.Join(run, h.Name)
+	var b strings.Builder
+	if out, err := exec.Command("tail", "-n", "30", filepath.Join(state, "nspawn.log")).CombinedOutput(); err == nil {
+		b.WriteString("--- console (nspawn.log)\n")
+		b.Write(out)
+	}
+	if pid, err := os.ReadFile(filepath.Join(state, "pid1")); err == nil {
+		out, _ := exec.Command("nsenter", "-t", strings.TrimSpace(string(pid)), "-a", "journalctl", "-n", "60", "--no-pager").CombinedOutput()
+		b.WriteString("--- journalctl -n 60\n")
+		b.Write(out)
+	}
+	return b.String()
 }
 
 func shutdownHosts() {
