@@ -96,9 +96,9 @@ edit_src 0
 mkdir -p "$PROJ"
 export GOFLAGS=-trimpath
 
-# write_toml APP NHOSTS BASEPORT CMD_PREFIX STATIC
+# write_toml APP NHOSTS BASEPORT CMD_PREFIX STATIC [NOHC]
 write_toml() {
-	local app=$1 n=$2 base=$3 prefix=$4 static=$5 i
+	local app=$1 n=$2 base=$3 prefix=$4 static=$5 nohc=${6:-} i
 	{
 		echo "app = \"$app\""
 		echo 'version = "1"'
@@ -107,7 +107,7 @@ write_toml() {
 		echo "release_command = \"$app migrate\""
 		echo '[webserver]'
 		echo 'upstream = "localhost:8600"'
-		echo 'health_check = "/up"'
+		if [ -z "$nohc" ]; then echo 'health_check = "/up"'; fi
 		if [ -n "$static" ]; then echo "statics = { \"$static\" = \"/tmp\" }"; fi
 		echo '[processes]'
 		echo "web = \"$prefix$app\""
@@ -160,9 +160,9 @@ one() {
 	echo "$label $rtt $(echo "$t1 - $t0" | bc) $conns $cmds $bytes $(reloads "${t0%.*}") ${ups:--1}" >> "$RESULTS"
 }
 
-# baseline SCRIPT APP RTT NHOSTS: the full deploy's work, new version, changed unit and site.
+# baseline SCRIPT APP RTT NHOSTS [LABEL]: the full deploy's work, new version, changed unit and site.
 baseline() {
-	local script=$1 app=$2 rtt=$3 n=$4 base i
+	local script=$1 app=$2 rtt=$3 n=$4 label=${5:-$1/$4} base i
 	if [ "$rtt" = 0 ]; then base=$FAST; else base=$SLOW; fi
 	ver=$((ver + 1))
 	cat > "$W/multi.sh" <<EOT
@@ -177,7 +177,7 @@ EOT
 	chmod +x "$W/multi.sh"
 	B_HOST=127.0.0.1 B_USER=deploy B_APP=$app B_VERSION=$ver \
 		B_SRC=$SRC B_WORK=$W B_CMD_PREFIX="env RUN=$ver " B_STATIC="/s$ver/" \
-		one "$script/$n" "$rtt" baseline "$W/multi.sh"
+		one "$label" "$rtt" baseline "$W/multi.sh"
 }
 
 echo "== warming up (first deploys, build cache)" >&2
@@ -199,6 +199,7 @@ for rep in $(seq 1 "$REPS"); do
 		# Interleaved, so that load on the machine hits every variant alike.
 		B_APP_PORT=8701 B_SITE_PORT=9701 baseline steps.sh bsteps $rtt 1
 		B_APP_PORT=8702 B_SITE_PORT=9702 baseline floor.sh bfloor $rtt 1
+		B_NO_HEALTH=1 B_APP_PORT=8702 B_SITE_PORT=9702 baseline floor.sh bfloor $rtt 1 floor-nohc.sh/1
 		ver=$((ver + 1))
 		run=$ver # the config (unit command line, static path) of this round
 		write_toml bench 1 $base "env RUN=$run " "/s$run/"
@@ -206,6 +207,13 @@ for rep in $(seq 1 "$REPS"); do
 		ver=$((ver + 1))
 		one "raijin-code/1" $rtt raijin deploy --set-version "$ver"
 		one "raijin-same/1" $rtt raijin deploy --set-version "$ver"
+		# code only, without health_check (ready once it answers HTTP)
+		write_toml bench 1 $base "env RUN=$run " "/s$run/" nohc
+		ver=$((ver + 1))
+		(cd "$PROJ" && "$W/raijin" deploy --set-version "$ver" >/dev/null 2>&1)
+		ver=$((ver + 1))
+		one "raijin-nohc/1" $rtt raijin deploy --set-version "$ver"
+		write_toml bench 1 $base "env RUN=$run " "/s$run/"
 		ver=$((ver + 1))
 		write_toml bench 4 $base "env RUN=$run " "/s$run/"
 		# bring the config of hosts 1..3 in line (not measured), then measure code-only on 4
@@ -246,7 +254,7 @@ med = {k: [statistics.median(c) for c in zip(*v)] for k, v in rows.items()}
 best = {k: min(r[0] for r in v) for k, v in rows.items()}
 print(f"| deploy | added RTT | wall (s), median of {sys.argv[2]} | best | SSH connections | remote commands | bytes sent | files uploaded | daemon-reloads | Caddy reloads |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-order = ["steps.sh/1", "floor.sh/1", "raijin-full/1", "raijin-code/1", "raijin-same/1", "raijin-code/4", "raijin-whole/1", "raijin-whole/4", "raijin-edit/1", "raijin-edit/4"]
+order = ["steps.sh/1", "floor.sh/1", "floor-nohc.sh/1", "raijin-full/1", "raijin-code/1", "raijin-same/1", "raijin-nohc/1", "raijin-code/4", "raijin-whole/1", "raijin-whole/4", "raijin-edit/1", "raijin-edit/4"]
 for rtt in ["0", "50"]:
     for name in order:
         if (name, rtt) not in med: continue
@@ -259,6 +267,7 @@ for rtt in ["0", "50"]:
         fl = m("floor.sh/1")
         same = med.get(('raijin-same/1', rtt), [0]*7)
         print(f"- {rtt} ms RTT, {label}: full/floor = {m('raijin-full/1')/fl:.2f} (goal <= 1.15); code-only/floor = {m('raijin-code/1')/fl:.2f} (goal < 1); "
+              f"without health_check: code-only/floor = {m('raijin-nohc/1')/m('floor-nohc.sh/1'):.2f} (goal <= 1.15); "
               f"steps.sh/full = {m('steps.sh/1')/m('raijin-full/1'):.2f} (goal >= 2 at 50 ms); 4 hosts/1 host = {m('raijin-code/4')/m('raijin-code/1'):.2f} (goal <= 1.5; changed source: {m('raijin-edit/4')/m('raijin-edit/1'):.2f}; whole binary: {m('raijin-whole/4')/m('raijin-whole/1'):.2f}); "
               f"same-build redeploy: {same[6]:.0f} files uploaded, {same[3]/1e3:.0f} kB on the wire in all")
 PY

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -56,10 +57,15 @@ type Config struct {
 
 // Webserver is the [webserver] table.
 type Webserver struct {
-	Upstream           string            `toml:"upstream" luar:"upstream" json:"upstream"`
-	HealthCheck        string            `toml:"health_check" luar:"health_check" json:"health_check"`
-	HealthCheckTimeout string            `toml:"health_check_timeout" luar:"health_check_timeout" json:"health_check_timeout"`
-	Statics            map[string]string `toml:"statics" luar:"statics" json:"statics"`
+	Upstream           string `toml:"upstream" luar:"upstream" json:"upstream"`
+	HealthCheck        string `toml:"health_check" luar:"health_check" json:"health_check"`
+	HealthCheckTimeout string `toml:"health_check_timeout" luar:"health_check_timeout" json:"health_check_timeout"`
+	// BlueGreen: a deploy starts the new web process beside the old one, on
+	// the other slot's port or socket, and switches Caddy to it once it is
+	// ready (true, the default); false restarts it in place, for an app
+	// that cannot listen where raijin tells it.
+	BlueGreen bool              `toml:"blue_green" luar:"blue_green" json:"blue_green"`
+	Statics   map[string]string `toml:"statics" luar:"statics" json:"statics"`
 }
 
 // Host is one [[hosts]] entry.
@@ -302,7 +308,7 @@ func (c *Config) set(key, src string) { c.Sources[key] = src }
 
 func (c *Config) resolve(data []byte) error {
 	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "app_user", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version",
-		"webserver.upstream", "webserver.health_check", "webserver.health_check_timeout", "secrets.adapter"} {
+		"webserver.upstream", "webserver.health_check", "webserver.health_check_timeout", "webserver.blue_green", "secrets.adapter"} {
 		if line := findKeyLine(data, k); line > 0 {
 			c.set(k, fmt.Sprintf("%s:%d", c.File, line))
 		}
@@ -370,6 +376,15 @@ func (c *Config) resolve(data []byte) error {
 		}
 		if strings.TrimSpace(cmd) == "" || strings.ContainsAny(cmd, "\n\r") {
 			return c.keyError(data, "processes."+name, "the command must be one non-empty line")
+		}
+	}
+	if web, ok := c.Processes["web"]; ok && c.IsBlueGreen() && !c.SocketActivated() {
+		// With blue/green, green listens on the next port: a web command
+		// that names the port itself would start both slots on it.
+		port := strconv.Itoa(c.SlotPort("blue"))
+		if regexp.MustCompile(`(^|[^0-9$])` + port + `([^0-9]|$)`).MatchString(web) {
+			return c.keyErrorHint(data, "processes.web", "write $PORT where the command names the port (web = \"app serve --port $PORT\"): raijin sets it for each slot; or, for an app that cannot take its port from outside, set webserver.blue_green = false (restarts in place)",
+				"%q names port %s itself: with blue/green (webserver.blue_green, the default) the new version starts beside the old one, on port %d", web, port, c.SlotPort("green"))
 		}
 	}
 	if len(c.Hosts) == 0 {
@@ -493,6 +508,29 @@ func (c *Config) resolveWebserver(data []byte) error {
 	}
 	if w.HealthCheckTimeout == "" {
 		w.HealthCheckTimeout = "30s"
+	}
+	// blue_green defaults to true: whether the file sets it at all is read
+	// apart (the file already decoded once, so it cannot fail here).
+	var set struct {
+		Webserver struct {
+			BlueGreen *bool `toml:"blue_green"`
+		} `toml:"webserver"`
+	}
+	if toml.Unmarshal(data, &set) == nil && set.Webserver.BlueGreen == nil {
+		w.BlueGreen = true
+		c.set("webserver.blue_green", "default")
+	}
+	if !strings.HasPrefix(w.Upstream, "unix/") {
+		host, port, _ := strings.Cut(w.Upstream, ":")
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || host == "" {
+			return c.keyError(data, "webserver.upstream", "%q: expected HOST:PORT with a port from 1 to 65535", w.Upstream)
+		}
+		if w.BlueGreen && n == 65535 {
+			return c.keyError(data, "webserver.upstream", "%q: the green slot listens on the next port, and 65535 is the last: choose a lower port", w.Upstream)
+		}
+	} else if !strings.HasSuffix(w.Upstream, ".sock") {
+		return c.keyError(data, "webserver.upstream", "%q: a unix socket upstream is written unix//ABSOLUTE/PATH.sock", w.Upstream)
 	}
 	for k, v := range w.Statics {
 		if !strings.HasPrefix(k, "/") || !strings.HasPrefix(v, "/") || strings.ContainsAny(k+v, " \t\n{}\"'") {
@@ -712,14 +750,56 @@ func (c *Config) ProcessNames() []string {
 	return names
 }
 
-// UnitName is the systemd unit of a process: {app}.service for web,
-// {app}-{name}.service otherwise.
+// UnitName is the systemd unit of a process: {app}-{name}.service, and for
+// web the pattern of its slots' units, {app}@*.service (see SlotUnit), which
+// journalctl -u takes.
 func (c *Config) UnitName(proc string) string {
 	if proc == "web" {
-		return c.App + ".service"
+		return c.App + "@*.service"
 	}
 	return c.App + "-" + proc + ".service"
 }
+
+// Slots are the two places the web process runs in, in turn, with
+// webserver.blue_green: a deploy starts the new version in the slot that
+// does not serve, then switches Caddy to it. Without blue/green, it is
+// always blue, restarted in place.
+var Slots = []string{"blue", "green"}
+
+// SlotUnit is the web process's unit in slot ("blue" or "green").
+func (c *Config) SlotUnit(slot string) string { return c.App + "@" + slot + ".service" }
+
+// SlotSocketUnit is the socket unit of slot, with a unix-socket upstream.
+func (c *Config) SlotSocketUnit(slot string) string { return c.App + "@" + slot + ".socket" }
+
+// SlotUpstream is where the web process of slot listens: blue on
+// webserver.upstream itself, green on the next port (HOST:PORT+1), or on
+// the socket beside it (/run/app.sock: /run/app-green.sock).
+func (c *Config) SlotUpstream(slot string) string {
+	u := c.Webserver.Upstream
+	if slot != "green" {
+		return u
+	}
+	if c.SocketActivated() {
+		return strings.TrimSuffix(u, ".sock") + "-green.sock"
+	}
+	host, port, _ := strings.Cut(u, ":")
+	n, _ := strconv.Atoi(port)
+	return host + ":" + strconv.Itoa(n+1)
+}
+
+// SlotPort is the TCP port of slot's upstream (0 with a unix socket).
+func (c *Config) SlotPort(slot string) int {
+	if c.SocketActivated() {
+		return 0
+	}
+	_, port, _ := strings.Cut(c.SlotUpstream(slot), ":")
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// IsBlueGreen reports whether webserver.blue_green is on (the default).
+func (c *Config) IsBlueGreen() bool { return c.Webserver.BlueGreen }
 
 // SocketActivated reports whether the web process listens on a unix socket that
 // systemd owns.

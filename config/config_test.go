@@ -83,6 +83,11 @@ func TestLoadErrors(t *testing.T) {
 		{name: "upstream without port", toml: minimal + "[webserver]\nupstream = \"localhost\"\n", want: `:11: webserver.upstream: "localhost": expected HOST:PORT or unix//PATH`},
 		{name: "upstream relative socket", toml: minimal + "[webserver]\nupstream = \"unix/run/app.sock\"\n", want: ":11: webserver.upstream: a unix socket upstream is written unix//ABSOLUTE/PATH.sock"},
 		{name: "upstream with braces", toml: minimal + "[webserver]\nupstream = \"a:1 {\"\n", want: `:11: webserver.upstream: "a:1 {" contains spaces, quotes or braces`},
+		{name: "upstream port not a number", toml: minimal + "[webserver]\nupstream = \"localhost:http\"\n", want: `:11: webserver.upstream: "localhost:http": expected HOST:PORT with a port from 1 to 65535`},
+		{name: "upstream on the last port", toml: minimal + "[webserver]\nupstream = \"localhost:65535\"\n", want: `:11: webserver.upstream: "localhost:65535": the green slot listens on the next port, and 65535 is the last`},
+		{name: "socket upstream without .sock", toml: minimal + "[webserver]\nupstream = \"unix//run/app\"\n", want: `:11: webserver.upstream: "unix//run/app": a unix socket upstream is written unix//ABSOLUTE/PATH.sock`},
+		{name: "blue_green not a boolean", toml: minimal + "[webserver]\nblue_green = \"no\"\n", want: `:11:14: key webserver.blue_green: expected true or false, got a string`},
+		{name: "web command with the upstream's port", toml: strings.Replace(minimal, `web = "shop serve"`, `web = "shop serve --port 8000"`, 1), want: `:6: processes.web: "shop serve --port 8000" names port 8000 itself: with blue/green (webserver.blue_green, the default) the new version starts beside the old one, on port 8001`, hint: "$PORT"},
 		{name: "health check not a path", toml: minimal + "[webserver]\nhealth_check = \"up\"\n", want: `:11: webserver.health_check: "up" must be a path starting with /`},
 		{name: "statics not absolute", toml: minimal + "[webserver.statics]\n\"/static\" = \"static\"\n", want: `:10: webserver.statics: "/static" = "static": both must be absolute paths`},
 		{name: "statics the app directory", toml: minimal + "[webserver.statics]\n\"/static/*\" = \"/opt/raijin/shop\"\n", want: `:10: webserver.statics: "/static/*" = "/opt/raijin/shop": is inside host 203.0.113.10's apps directory /opt/raijin, which holds the app's code and .env: Caddy would serve them`, hint: "outside /opt/raijin"},
@@ -223,8 +228,17 @@ adapter = "bitwarden"
 	if got := strings.Join(c.ProcessNames(), " "); got != "web beat worker" {
 		t.Errorf("ProcessNames = %s", got)
 	}
-	if c.UnitName("web") != "shop.service" || c.UnitName("worker") != "shop-worker.service" {
+	if c.UnitName("web") != "shop@*.service" || c.UnitName("worker") != "shop-worker.service" {
 		t.Errorf("units: %s %s", c.UnitName("web"), c.UnitName("worker"))
+	}
+	if c.SlotUnit("green") != "shop@green.service" || c.SlotSocketUnit("blue") != "shop@blue.socket" {
+		t.Errorf("slot units: %s %s", c.SlotUnit("green"), c.SlotSocketUnit("blue"))
+	}
+	if c.SlotUpstream("blue") != "unix//run/shop/web.sock" || c.SlotUpstream("green") != "unix//run/shop/web-green.sock" || c.SlotPort("green") != 0 {
+		t.Errorf("slot upstreams: %s %s", c.SlotUpstream("blue"), c.SlotUpstream("green"))
+	}
+	if !c.IsBlueGreen() {
+		t.Errorf("blue_green is on by default")
 	}
 	if c.Secrets.PasswordEnv != "BW_PASSWORD" {
 		t.Errorf("bitwarden password_env default = %q", c.Secrets.PasswordEnv)

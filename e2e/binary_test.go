@@ -40,7 +40,7 @@ func TestBinaryDeployTwiceAndPrune(t *testing.T) {
 	}
 
 	dir := p.AppDir(h)
-	layout := h.Run(t, fmt.Sprintf(`cd %s && stat -c '%%a %%U %%G %%n' .env v1.0.0/.env && readlink %s && cat .versions && test -f .appenv && sudo cat %s/migrations.log && systemctl is-active %s.service && grep -c SECRET .env`, dir, p.App, p.StateDir(h), p.App))
+	layout := h.Run(t, fmt.Sprintf(`cd %s && stat -c '%%a %%U %%G %%n' .env v1.0.0/.env && readlink %s && cat .versions && test -f .appenv && sudo cat %s/migrations.log && systemctl is-active %s && grep -c SECRET .env`, dir, p.App, p.StateDir(h), p.WebUnit(h)))
 	for _, want := range []string{"640 deploy " + p.App + " .env", "640 deploy " + p.App + " v1.0.0/.env", "v1.0.0/goapp", "1.0.0", "migrated to 1.0.0", "active"} {
 		if !strings.Contains(layout, want) {
 			t.Errorf("server layout lacks %q:\n%s", want, layout)

@@ -414,7 +414,7 @@ func TestFaultUnitFailsToStart(t *testing.T) {
 	if got := p.current(h); got != "v1.0.0/goapp\n1.0.0\n" {
 		t.Errorf("after the failed start the app dir says %q", got)
 	}
-	if out := h.Run(t, "systemctl is-active "+p.App+".service || true"); strings.TrimSpace(out) != "active" {
-		t.Errorf("%s.service is %q after the restore, want active", p.App, out)
+	if out := h.Run(t, "systemctl is-active "+p.WebUnit(h)+" || true"); strings.TrimSpace(out) != "active" {
+		t.Errorf("%s is %q after the restore, want active", p.WebUnit(h), out)
 	}
 }

@@ -153,6 +153,13 @@ func rebootedHost(t *testing.T, i int) *TestHost {
 	return h
 }
 
+// WebUnit is the unit of the web slot that serves the app on h
+// ({app}@blue.service or {app}@green.service).
+func (p *Project) WebUnit(h *TestHost) string {
+	out, _ := h.Try("test -e /var/lib/raijin/" + p.App + ".green && echo green || echo blue")
+	return p.App + "@" + strings.TrimSpace(out) + ".service"
+}
+
 // sshUp reports whether the server's sshd accepts a connection within wait.
 func (h *TestHost) sshUp(wait time.Duration) bool {
 	end := time.Now().Add(wait)
@@ -357,7 +364,7 @@ func (p *Project) writeTOML(spec ProjectSpec) {
 // tests do not pile up running apps.
 func (p *Project) cleanupServer(hs []*TestHost) {
 	for _, h := range hs {
-		script := fmt.Sprintf(`systemctl disable --now %[1]s.service %[1]s.socket 'app-*' >/dev/null 2>&1; for u in /etc/systemd/system/%[1]s*.service /etc/systemd/system/%[1]s*.socket; do [ -e "$u" ] && systemctl disable --now "$(basename "$u")" >/dev/null 2>&1; rm -f "$u"; done; rm -f /etc/caddy/conf.d/%[1]s.caddy; systemctl daemon-reload; systemctl reload caddy; true`, p.App)
+		script := fmt.Sprintf(`systemctl disable --now %[1]s.service %[1]s.socket >/dev/null 2>&1; for u in /etc/systemd/system/%[1]s*.service /etc/systemd/system/%[1]s*.socket; do [ -e "$u" ] && systemctl disable --now "$(basename "$u")" >/dev/null 2>&1; rm -rf "$u" "$u.d"; done; rm -f /etc/caddy/conf.d/%[1]s.caddy /var/lib/raijin/%[1]s.green; systemctl daemon-reload; systemctl reload caddy; true`, p.App)
 		h.Root(p.t, script)
 	}
 }

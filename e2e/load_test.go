@@ -144,6 +144,7 @@ type LoadStats struct {
 	Posts      int           `json:"posts"` // POSTs (with a body), counted apart
 	PostFailed int           `json:"post_failed"`
 	MaxLatency time.Duration `json:"max_latency_ns"`
+	P50        time.Duration `json:"p50_ns"`
 	P99        time.Duration `json:"p99_ns"`
 	Window     time.Duration `json:"window_ns"`
 	Versions   []string      `json:"versions"` // in the order first seen
@@ -155,8 +156,8 @@ func (s LoadStats) String() string {
 	if s.Posts > 0 {
 		posts = fmt.Sprintf(" (and %d POSTs, %d failed)", s.Posts, s.PostFailed)
 	}
-	return fmt.Sprintf("%s: %d GETs in %.1fs, %d failed%s, longest %s, p99 %s, versions seen %v",
-		s.Name, s.Requests, s.Window.Seconds(), s.Failed, posts, s.MaxLatency.Round(time.Millisecond), s.P99.Round(time.Millisecond), s.Versions)
+	return fmt.Sprintf("%s: %d GETs in %.1fs, %d failed%s, longest %s, p50 %s, p99 %s, versions seen %v",
+		s.Name, s.Requests, s.Window.Seconds(), s.Failed, posts, s.MaxLatency.Round(time.Millisecond), s.P50.Round(100*time.Microsecond), s.P99.Round(time.Millisecond), s.Versions)
 }
 
 // Stats sums up the requests that started between from and to (zero times:
@@ -206,6 +207,7 @@ func (l *Load) Stats(name string, from, to time.Time) LoadStats {
 	}
 	if len(lat) > 0 {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		s.P50 = lat[len(lat)/2]
 		s.P99 = lat[len(lat)*99/100]
 	}
 	s.Window = last.Sub(first)
@@ -245,7 +247,8 @@ func (l *Load) waitRequests(t *testing.T, n int) {
 
 // benchReport logs s and appends it as one tab-separated line to
 // $RAIJIN_BENCH_OUT, for scripts/bench-deploy.sh: name, GETs, failed GETs,
-// POSTs, failed POSTs, longest request and p99 in milliseconds.
+// POSTs, failed POSTs, longest request and p99 in milliseconds, p50 in
+// microseconds.
 func benchReport(t *testing.T, s LoadStats) {
 	t.Helper()
 	t.Log(s)
@@ -256,7 +259,7 @@ func benchReport(t *testing.T, s LoadStats) {
 	f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	must(t, err)
 	defer f.Close()
-	_, err = fmt.Fprintf(f, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Requests, s.Failed, s.Posts, s.PostFailed,
-		s.MaxLatency.Milliseconds(), s.P99.Milliseconds())
+	_, err = fmt.Fprintf(f, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Requests, s.Failed, s.Posts, s.PostFailed,
+		s.MaxLatency.Milliseconds(), s.P99.Milliseconds(), s.P50.Microseconds())
 	must(t, err)
 }

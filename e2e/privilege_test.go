@@ -92,7 +92,7 @@ func TestAppRunsConfined(t *testing.T) {
 	}
 
 	checkConfined(t, probeApp(t, h, p, other, "one"), p.App)
-	checkHardened(t, h, p.App+".service", p.App+"-worker.service")
+	checkHardened(t, h, p.WebUnit(h), p.App+"-worker.service")
 	if got := h.Root(t, fmt.Sprintf(`id -nG %[1]s; getent passwd %[1]s | cut -d: -f6,7; sudo -l -U %[1]s | tail -n 1 | sed 's/ on .*/ on HOST/'
 stat -c '%%a %%U %%G %%n' %[2]s %[2]s/.env %[2]s/.versions %[2]s/.audit.jsonl %[2]s/.apprun %[2]s/.appenv %[3]s`, p.App, p.AppDir(h), p.StateDir(h))); got != fmt.Sprintf(
 		"%[1]s\n/nonexistent:/usr/sbin/nologin\nUser %[1]s is not allowed to run sudo on %[4]s\n2750 deploy %[1]s %[2]s\n640 deploy %[1]s %[2]s/.env\n600 deploy %[1]s %[2]s/.versions\n600 deploy %[1]s %[2]s/.audit.jsonl\n600 deploy %[1]s %[2]s/.apprun\n640 deploy %[1]s %[2]s/.appenv\n750 %[1]s %[1]s %[3]s\n",
@@ -154,13 +154,13 @@ func TestHomeLayoutAndUpgrade(t *testing.T) {
 	res := map[string]string{}
 	must(t, json.Unmarshal([]byte(body), &res))
 	checkConfined(t, res, p.App)
-	checkHardened(t, h, p.App+".service")
+	checkHardened(t, h, p.WebUnit(h))
 
 	// As an older raijin left it: the deploy user's files, its group,
 	// readable by all, run as the deploy user; no app user.
-	h.Root(t, fmt.Sprintf(`set -e; systemctl stop %[1]s.service
-sed -i 's/^User=.*/User=%[3]s/; s/^Group=.*/Group=%[3]s/' /etc/systemd/system/%[1]s.service
-chgrp -R %[3]s %[2]s; chmod -R o+rX,g-s %[2]s; userdel %[1]s; systemctl daemon-reload; systemctl start %[1]s.service`, p.App, dir, h.User))
+	h.Root(t, fmt.Sprintf(`set -e; systemctl stop %[4]s
+sed -i 's/^User=.*/User=%[3]s/; s/^Group=.*/Group=%[3]s/' /etc/systemd/system/%[4]s
+chgrp -R %[3]s %[2]s; chmod -R o+rX,g-s %[2]s; userdel %[1]s; systemctl daemon-reload; systemctl start %[4]s`, p.App, dir, h.User, p.WebUnit(h)))
 	r := p.MustRaijin("deploy", "--set-version", "1.1.0")
 	for _, want := range []string{"changed: created the system user " + p.App, "changed: " + p.App + " now runs as " + p.App} {
 		if !strings.Contains(r.Stderr, want) {
@@ -196,10 +196,10 @@ func TestSandboxLoosenedByTheProject(t *testing.T) {
 	p := NewProject(t, ProjectSpec{App: "jit", Hosts: []*TestHost{h}})
 	p.Write(".raijin/sandbox.conf", "# this app's JIT writes code at run time\nMemoryDenyWriteExecute=no\n", 0o644)
 	p.MustRaijin("deploy")
-	if got := h.Run(t, "for p in MemoryDenyWriteExecute NoNewPrivileges ProtectSystem; do systemctl show -p $p --value "+p.App+".service; done"); got != "no\nyes\nstrict\n" {
+	if got := h.Run(t, "for p in MemoryDenyWriteExecute NoNewPrivileges ProtectSystem; do systemctl show -p $p --value "+p.WebUnit(h)+"; done"); got != "no\nyes\nstrict\n" {
 		t.Errorf("the unit's MemoryDenyWriteExecute, NoNewPrivileges, ProtectSystem: %q, want no, yes, strict", got)
 	}
-	checkHardened(t, h, p.App+".service")
+	checkHardened(t, h, p.WebUnit(h))
 
 	p.Write(".raijin/sandbox.conf", "MemoryDenyWriteExecute=no\n\nlet the app write /srv\n", 0o644)
 	r := p.Raijin("deploy", "--set-version", "1.1.0")

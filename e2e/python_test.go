@@ -72,8 +72,8 @@ func TestPythonDeployTwice(t *testing.T) {
 		t.Errorf("the app runs under %q, want the python of v1.1.0/.venv", body)
 	}
 	// The Python app runs in the same hardened unit as the Go app.
-	checkHardened(t, h, p.App+".service")
-	if user := h.Run(t, "systemctl show -p User --value "+p.App+".service"); user != p.App+"\n" {
+	checkHardened(t, h, p.WebUnit(h))
+	if user := h.Run(t, "systemctl show -p User --value "+p.WebUnit(h)); user != p.App+"\n" {
 		t.Errorf("the Python app's unit runs as %q, want its own user", user)
 	}
 	got := h.Run(t, "cd "+dir+" && readlink .venv && cat .versions && sudo cat "+p.StateDir(h)+"/migrations.log && ls -d v*/.venv")

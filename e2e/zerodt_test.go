@@ -29,24 +29,27 @@ func (p *Project) breakNext(env string) {
 	p.editTOML("GREETING=hello from", env+"\nGREETING=broken")
 }
 
-// The load every zero-downtime test sends: bounded in count and time.
-var deployLoad = LoadSpec{Sequential: 2, Concurrent: 4, NewConn: 2, MaxRequests: 60000, MaxDuration: 3 * time.Minute}
+// The load every zero-downtime test sends: bounded in count and time. GETs
+// and POSTs, on kept-alive and new connections.
+var deployLoad = LoadSpec{Sequential: 2, Concurrent: 4, NewConn: 2, Post: 2, MaxRequests: 60000, MaxDuration: 3 * time.Minute}
 
 func init() {
-	// scripts/bench-deploy.sh measures POSTs too (RAIJIN_BENCH_POST=N
-	// clients); the tests assert on GETs only: see the README on requests
-	// with a body.
+	// scripts/bench-deploy.sh may send more POSTs (RAIJIN_BENCH_POST=N
+	// clients).
 	if n, err := strconv.Atoi(os.Getenv("RAIJIN_BENCH_POST")); err == nil {
 		deployLoad.Post = n
 	}
 }
 
 // deployUnderLoad deploys (or rolls back) while the load runs and checks that
-// no request failed during it.
+// no request failed during it, GET or POST, and that none waited more than
+// a second longer than the longest before it (the new version boots beside
+// the old one: nobody waits for it).
 func deployUnderLoad(t *testing.T, p *Project, l *Load, name, want string, args ...string) {
 	t.Helper()
 	before := l.Count()
 	from := time.Now()
+	base := l.Stats(name+" (before)", time.Time{}, from)
 	p.MustRaijin(args...)
 	// Keep the load on a little after the switch: every answer must be the
 	// new version by then.
@@ -57,8 +60,14 @@ func deployUnderLoad(t *testing.T, p *Project, l *Load, name, want string, args 
 	if s.Requests < 100 || l.Count()-before < 100 {
 		t.Errorf("%s: only %d requests during the deploy: the load generator did not run", name, s.Requests)
 	}
-	if s.Failed != 0 {
-		t.Errorf("%s: %d of %d requests failed during the deploy:\n%s", name, s.Failed, s.Requests, strings.Join(s.Errors, "\n"))
+	if s.Failed != 0 || s.PostFailed != 0 {
+		t.Errorf("%s: %d of %d GETs and %d of %d POSTs failed during the deploy:\n%s", name, s.Failed, s.Requests, s.PostFailed, s.Posts, strings.Join(s.Errors, "\n"))
+	}
+	if s.Posts == 0 {
+		t.Errorf("%s: no POST was sent during the deploy", name)
+	}
+	if s.MaxLatency > base.MaxLatency+time.Second {
+		t.Errorf("%s: a request waited %s, the longest before the deploy %s: more than a second longer", name, s.MaxLatency, base.MaxLatency)
 	}
 	if body := l.LastBody(); !strings.Contains(body, " "+want+": ") {
 		t.Errorf("%s: the last answer is %q, want version %s", name, body, want)
@@ -83,43 +92,46 @@ func zeroDowntime(t *testing.T, p *Project, h *TestHost, kind string) {
 	l.Stop()
 	all := l.Stats(kind+": whole run", time.Time{}, time.Time{})
 	t.Log(all)
-	if all.Failed != 0 {
+	if all.Failed != 0 || all.PostFailed != 0 {
 		t.Errorf("%d requests failed:\n%s\nCaddy's last errors:\n%s", all.Failed, strings.Join(all.Errors, "\n"),
 			h.Root(t, "journalctl -u caddy --no-pager -o cat | grep -i error | tail -n 5"))
 	}
 }
 
-// A TCP upstream: while the app restarts nothing listens on its port, and
-// Caddy retries the dial (lb_try_duration) until the new process does.
+// A TCP upstream: the new version listens on the other slot's port and
+// takes over once it answers.
 func TestZeroDowntimeTCP(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "zdtcp", Hosts: []*TestHost{h}})
 	zeroDowntime(t, p, h, "tcp")
 }
 
-// An app that takes a second to listen after its start (as a Python app that
-// imports a lot does): requests wait that second through, TCP and unix socket.
+// An app that takes 3 s to listen after its start (as a Python app that
+// imports a lot does), TCP and unix socket: nobody waits for it, as it boots
+// beside the old version.
 func TestZeroDowntimeSlowStart(t *testing.T) {
 	h := host(t, 0)
 	for _, kind := range []string{"tcp", "unix socket"} {
 		p := NewProject(t, ProjectSpec{App: "zdslow" + kind[:3], Hosts: []*TestHost{h}})
-		p.editTOML(fmt.Sprintf("web = %q", p.App), fmt.Sprintf("web = \"env START_DELAY=1s %s\"", p.App))
+		p.editTOML(fmt.Sprintf("web = %q", p.App), fmt.Sprintf("web = \"env START_DELAY=3s %s\"", p.App))
 		if kind == "unix socket" {
 			p.editTOML(fmt.Sprintf(`upstream = "localhost:%d"`, p.Port), `upstream = "unix//run/`+p.App+`.sock"`)
 		}
-		zeroDowntime(t, p, h, kind+", 1 s start")
+		zeroDowntime(t, p, h, kind+", 3 s start")
 	}
 }
 
-// The Python mode (a wheel in a venv, a WSGI server), TCP and unix socket.
+// The Python mode (a wheel in a venv, a WSGI server) taking 3 s to start,
+// TCP and unix socket.
 func TestZeroDowntimePython(t *testing.T) {
 	h := host(t, 0)
 	for _, kind := range []string{"tcp", "unix socket"} {
 		p := NewPyProject(t, ProjectSpec{App: "zdpy" + kind[:3], Hosts: []*TestHost{h}})
+		p.editTOML("GREETING=hello from", "START_DELAY=3s\nGREETING=hello from")
 		if kind == "unix socket" {
 			p.editTOML(fmt.Sprintf(`upstream = "localhost:%d"`, p.Port), `upstream = "unix//run/`+p.App+`.sock"`)
 		}
-		zeroDowntime(t, p, h, "python, "+kind)
+		zeroDowntime(t, p, h, "python, 3 s start, "+kind)
 	}
 }
 
@@ -131,7 +143,7 @@ func TestZeroDowntimeUnixSocket(t *testing.T) {
 	sock := "/run/" + p.App + ".sock"
 	p.editTOML(fmt.Sprintf(`upstream = "localhost:%d"`, p.Port), `upstream = "unix/`+sock+`"`)
 	zeroDowntime(t, p, h, "unix socket")
-	got := h.Root(t, fmt.Sprintf("stat -c '%%a %%U %%G %%F' %s; systemctl is-active %s.socket", sock, p.App))
+	got := h.Root(t, fmt.Sprintf("stat -c '%%a %%U %%G %%F' %s; systemctl is-active %s", sock, strings.Replace(p.WebUnit(h), ".service", ".socket", 1)))
 	if !strings.Contains(got, "660 root caddy socket") || !strings.Contains(got, "active") {
 		t.Errorf("the socket: %q, want mode 660, owned by root:caddy, its unit active", got)
 	}
@@ -142,19 +154,29 @@ func TestZeroDowntimeUnixSocket(t *testing.T) {
 
 // A new version whose health check fails: exit 4, the failed check and the
 // journal in the error, and the previous version (with its .env) serving.
+// Under load, not one request reaches the failing version: it answers /
+// (only /up fails), so a request sent to it would show.
 func TestHealthCheckFailsRollsBack(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "hcfail", Hosts: []*TestHost{h}, Webextra: `health_check_timeout = "4s"`})
 	url := p.SiteURL(h)
 	p.MustRaijin("deploy")
 
+	l := StartLoad(t, url, deployLoad)
+	l.waitRequests(t, 200)
+	from := time.Now()
 	p.breakNext("FAIL_HEALTH=1")
 	r := p.Raijin("deploy", "--set-version", "2.0.0")
+	l.waitRequests(t, l.Count()+200)
+	l.Stop()
+	if s := l.Stats("failed deploy", from, time.Now()); s.Failed != 0 || s.PostFailed != 0 || len(s.Versions) != 1 || s.Versions[0] != "1.0.0" {
+		t.Errorf("during the failed deploy: %s, want every request answered by 1.0.0\n%s", s, strings.Join(s.Errors, "\n"))
+	}
 	if r.Code != 4 {
 		t.Fatalf("a failing health check should exit 4: %s", r)
 	}
 	t.Logf("what the user sees:\n%s", r.Stderr)
-	for _, want := range []string{"phase services", "health check GET /up: HTTP 503, no 2xx within 4s (health_check_timeout)", "--- journalctl -u " + p.App + ".service", "goapp 2.0.0 listening", "1.0.0 was restored"} {
+	for _, want := range []string{"phase services", "health check GET /up: HTTP 503, no 2xx within 4s (health_check_timeout)", "--- journalctl -u " + p.App + "@green.service", "goapp 2.0.0 listening", "1.0.0 was restored"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("the error lacks %q:\n%s", want, r.Stderr)
 		}
@@ -170,10 +192,14 @@ func TestHealthCheckFailsRollsBack(t *testing.T) {
 	if got != "v1.0.0/goapp\n1.0.0\n0\n" {
 		t.Errorf("after the failed deploy: %q, want the symlink, .versions and .env of 1.0.0", got)
 	}
+	// The failed version's slot is stopped; the old one still serves.
+	if got, _ := h.Try("systemctl is-active " + p.App + "@blue.service " + p.App + "@green.service"); got != "active\ninactive\n" {
+		t.Errorf("after the failed deploy blue, green are %q, want active, inactive", got)
+	}
 }
 
-// Without health_check, a unit that does not stay up is caught by
-// `systemctl is-active` after the settle time, and rolled back (exit 4).
+// Without health_check, a unit that does not come up (it never answers
+// HTTP, and exits) fails the readiness check, and is rolled back (exit 4).
 func TestUnitFailsToStartRollsBack(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "nostart", Hosts: []*TestHost{h}})
@@ -186,7 +212,7 @@ func TestUnitFailsToStartRollsBack(t *testing.T) {
 	if r.Code != 4 {
 		t.Fatalf("a unit that fails to start should exit 4: %s", r)
 	}
-	for _, want := range []string{"phase services", "health check (systemctl is-active): " + p.App + ".service is ", "refusing to start (FAIL_START=1)", "1.0.0 was restored"} {
+	for _, want := range []string{"phase services", "readiness check (no health_check) GET / on localhost:", p.App + "@green.service is ", "it exited while starting", "refusing to start (FAIL_START=1)", "1.0.0 was restored"} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("the error lacks %q:\n%s", want, r.Stderr)
 		}
@@ -194,7 +220,7 @@ func TestUnitFailsToStartRollsBack(t *testing.T) {
 	if code, body := Get(t, url); code != 200 || !strings.Contains(body, "goapp 1.0.0: hello from") {
 		t.Errorf("after the failed deploy GET / = %d %q, want 1.0.0", code, body)
 	}
-	if got := h.Run(t, "systemctl is-active "+p.App+".service; readlink "+p.AppDir(h)+"/"+p.App); got != "active\nv1.0.0/goapp\n" {
+	if got := h.Run(t, "systemctl is-active "+p.WebUnit(h)+"; readlink "+p.AppDir(h)+"/"+p.App); got != "active\nv1.0.0/goapp\n" {
 		t.Errorf("after the failed deploy: %q, want 1.0.0 active", got)
 	}
 }
@@ -220,9 +246,10 @@ func TestUnitFailsToStartWithHealthCheckFailsFast(t *testing.T) {
 	}
 }
 
-// Workers are restarted only once web is healthy: web takes 1.5 s to listen,
-// and the worker starts after that. A worker that does not start rolls both
-// back.
+// Workers are restarted only once requests go to the new web process: web
+// takes 1.5 s to listen, and the worker starts after that. A worker that
+// does not start rolls both back: requests go back to the old web process,
+// which still runs, and the worker runs the old version's unit again.
 func TestWorkersRestartAfterWebIsHealthy(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "workers", Hosts: []*TestHost{h}})
@@ -232,7 +259,7 @@ func TestWorkersRestartAfterWebIsHealthy(t *testing.T) {
 	p.MustRaijin("deploy")
 	p.MustRaijin("deploy", "--set-version", "1.1.0")
 
-	web, worker := p.App+".service", p.App+"-worker.service"
+	web, worker := p.WebUnit(h), p.App+"-worker.service"
 	out := h.Run(t, fmt.Sprintf(`for u in %s %s; do systemctl show -p ExecMainStartTimestampMonotonic --value $u; systemctl is-active $u; readlink /proc/$(systemctl show -p MainPID --value $u)/exe 2>/dev/null || sudo readlink /proc/$(systemctl show -p MainPID --value $u)/exe; done`, web, worker))
 	f := strings.Fields(out)
 	if len(f) != 6 {
@@ -266,6 +293,9 @@ func TestWorkersRestartAfterWebIsHealthy(t *testing.T) {
 			t.Errorf("the error lacks %q:\n%s", want, r.Stderr)
 		}
 	}
+	if now := p.WebUnit(h); now != web {
+		t.Errorf("after the failed deploy requests go to %s, want %s (the old web process)", now, web)
+	}
 	out = h.Run(t, fmt.Sprintf(`for u in %s %s; do systemctl is-active $u; sudo readlink /proc/$(systemctl show -p MainPID --value $u)/exe; done`, web, worker))
 	if out != fmt.Sprintf("active\n%[1]s/v1.1.0/goapp\nactive\n%[1]s/v1.1.0/goapp\n", p.AppDir(h)) {
 		t.Errorf("after the failed deploy: %q, want web and worker active on 1.1.0", out)
@@ -273,8 +303,8 @@ func TestWorkersRestartAfterWebIsHealthy(t *testing.T) {
 }
 
 // Changing the upstream of a deployed app from TCP to a unix socket and back:
-// the socket unit is started (the running service stopped first, as systemd
-// requires) and later removed, and the app answers after each deploy.
+// the new slot's socket unit is started, later stopped, and the app answers
+// after each deploy.
 func TestUpstreamSwitchTCPToUnixAndBack(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "upswitch", Hosts: []*TestHost{h}})
@@ -286,16 +316,17 @@ func TestUpstreamSwitchTCPToUnixAndBack(t *testing.T) {
 	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.1.0") {
 		t.Errorf("on the unix socket GET / = %q, want 1.1.0", body)
 	}
-	if got, _ := h.Try("systemctl is-active " + p.App + ".socket"); got != "active\n" {
-		t.Errorf("the socket unit is %q, want active", got)
+	sock := strings.Replace(p.WebUnit(h), ".service", ".socket", 1)
+	if got, _ := h.Try("systemctl is-active " + sock); got != "active\n" {
+		t.Errorf("the socket unit %s is %q, want active", sock, got)
 	}
 	p.editTOML(unix, tcp)
 	p.MustRaijin("deploy", "--set-version", "1.2.0")
 	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.2.0") {
 		t.Errorf("back on TCP GET / = %q, want 1.2.0", body)
 	}
-	if got, _ := h.Try("systemctl is-active " + p.App + ".socket; test -e /etc/systemd/system/" + p.App + ".socket && echo left"); got != "inactive\n" {
-		t.Errorf("back on TCP the socket unit: %q, want inactive and removed", got)
+	if got, _ := h.Try("systemctl is-active " + p.App + "@blue.socket " + p.App + "@green.socket"); got != "inactive\ninactive\n" {
+		t.Errorf("back on TCP the socket units are %q, want inactive", got)
 	}
 }
 

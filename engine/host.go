@@ -150,7 +150,8 @@ func (hr *hostRun) connectStep(ctx context.Context) (recipe.Facts, error) {
 	}
 	hr.res.Version, hr.res.Previous = version, facts.current()
 	return recipe.Facts{User: facts.user, Paths: Paths(hr.opts.Config, hr.h, facts.home, version),
-		Versions: facts.versions, Dirs: hr.versionDirs(version), Version: version, Previous: facts.current()}, nil
+		Versions: facts.versions, Dirs: hr.versionDirs(version), Version: version, Previous: facts.current(),
+		Live: facts.live, LiveUnit: facts.liveUnit, OldWeb: facts.oldWeb}, nil
 }
 
 // finishStep is the built-in finish phase's step: the steps still

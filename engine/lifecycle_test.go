@@ -57,7 +57,8 @@ domain_name = ":8080"
 	return cmds
 }
 
-// Down stops and removes the units (socket-free app: web and worker), the
+// Down stops and removes the units (both web slots, the web unit of an older
+// raijin, the worker; the socket units first) and the live marker, the
 // Caddy site and the app directory, in that order; Caddy stays without --full.
 func TestDownFlow(t *testing.T) {
 	var cmds []string
@@ -66,8 +67,9 @@ func TestDownFlow(t *testing.T) {
 	}
 	all := strings.Join(cmds, "\n")
 	order := []string{
-		"for u in shop.service shop-worker.service; do",
-		"systemctl disable --now $u; rm -f /etc/systemd/system/$u;", "systemctl daemon-reload",
+		"for u in shop@blue.socket shop@green.socket shop.socket shop@blue.service shop@green.service shop.service shop-worker.service; do",
+		"systemctl disable --now $u; rm -rf /etc/systemd/system/$u /etc/systemd/system/$u.d;", "systemctl daemon-reload",
+		"rm -f /var/lib/raijin/shop.green",
 		"rm -f /etc/caddy/conf.d/shop.caddy", "systemctl reload caddy",
 		"rm -rf -- /opt/raijin/shop",
 	}
@@ -123,7 +125,7 @@ func TestPruneFlow(t *testing.T) {
 // the check a deploy makes, except after a stop.
 func TestAppControlFlows(t *testing.T) {
 	all := strings.Join(recordFlow(t, "stop", nil), "\n")
-	if !strings.Contains(all, "systemctl stop shop.service shop-worker.service") || strings.Contains(all, "units=") {
+	if !strings.Contains(all, "systemctl stop shop@blue.service shop-worker.service") || strings.Contains(all, "units=") {
 		t.Errorf("app stop ran:\n%s", all)
 	}
 	worker := strings.Join(recordFlow(t, "restart", func(o *engine.Options) { o.Process = "worker" }), "\n")
@@ -132,7 +134,7 @@ func TestAppControlFlows(t *testing.T) {
 		t.Errorf("app restart worker ran:\n%s", worker)
 	}
 	web := strings.Join(recordFlow(t, "start", func(o *engine.Options) { o.Process = "web" }), "\n")
-	if !strings.Contains(web, "systemctl start shop.service") || strings.Contains(web, "shop-worker") {
+	if !strings.Contains(web, "systemctl start shop@blue.service") || !strings.Contains(web, "http://localhost:8000/") || strings.Contains(web, "shop-worker") {
 		t.Errorf("app start web ran:\n%s", web)
 	}
 }

@@ -22,6 +22,12 @@ type hostFacts struct {
 	legacy   string
 	versions []string
 	dirs     []string // the versions with a v{version} directory
+	// live is the web slot Caddy sends requests to ("blue" or "green"),
+	// liveUnit whether that slot has a unit file (it has run), and oldWeb
+	// whether the web unit of an older raijin ({app}.service, one slot
+	// only) is still installed.
+	live             string
+	liveUnit, oldWeb bool
 }
 
 // current is the version current on the host, "" before the first deploy.
@@ -96,7 +102,7 @@ func dryRunFacts(c *config.Config, h config.Host) hostFacts {
 	if user == "root" {
 		home = "/root"
 	}
-	return hostFacts{home: home, user: user, appDir: AppDir(c, h, home)}
+	return hostFacts{home: home, user: user, appDir: AppDir(c, h, home), live: "blue"}
 }
 
 // readFacts runs the connect script: the deploy user's home and name, the
@@ -113,7 +119,18 @@ func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.H
 		return hostFacts{}, "", fmt.Errorf("unexpected answer from the server: %q", res.Stdout)
 	}
 	vers, dirs, _ := strings.Cut(vers, "@@dirs")
-	dirs, legacy, _ := strings.Cut(dirs, "@@legacy")
+	// After the directories, one line per fact found: "@@legacy",
+	// "@@live-green", "@@live-unit", "@@old-web".
+	flags := map[string]bool{}
+	var dirLines []string
+	for _, l := range strings.Split(dirs, "\n") {
+		if strings.HasPrefix(l, "@@") {
+			flags[l] = true
+		} else {
+			dirLines = append(dirLines, l)
+		}
+	}
+	dirs = strings.Join(dirLines, "\n")
 	if !path.IsAbs(lines[0]) || strings.ContainsAny(lines[0], "\x00") || lines[1] == "" {
 		return hostFacts{}, "", fmt.Errorf("unexpected answer from the server: home %q, user %q", lines[0], lines[1])
 	}
@@ -124,7 +141,11 @@ func (r *runner) readFacts(ctx context.Context, host *remote.Session, h config.H
 		}
 	}
 	f.appDir = AppDir(r.opts.Config, h, f.home)
-	if strings.TrimSpace(legacy) == "found" {
+	f.live, f.liveUnit, f.oldWeb = "blue", flags["@@live-unit"], flags["@@old-web"]
+	if flags["@@live-green"] {
+		f.live = "green"
+	}
+	if flags["@@legacy"] {
 		f.legacy = path.Join(f.home, config.LegacyAppsDir, r.opts.Config.App)
 	}
 	return f, lines[2], nil
@@ -138,7 +159,7 @@ func (r *runner) connectScript(h config.Host, lock server.LockInfo, breaking *se
 	legacy := ""
 	if h.AppsDir == config.DefaultAppsDir {
 		old := shell.Quote(path.Join(config.LegacyAppsDir, r.opts.Config.App) + "/.versions")
-		legacy = "; [ -f " + old + " ] && printf '@@legacy\\nfound\\n'"
+		legacy = "; [ -f " + old + " ] && echo @@legacy"
 	}
 	take := server.LockScript(rel, lock, breaking)
 	if r.opts.NoLock {
@@ -148,7 +169,10 @@ func (r *runner) connectScript(h config.Host, lock server.LockInfo, breaking *se
 	// small server is felt when many hosts deploy at once.
 	return "cd && printf '%s\\n' \"$PWD\" \"${USER:-$(id -un)}\" && " + take +
 		"; echo '@@versions'; " + server.CatScript(rel+"/.versions") + "; echo '@@dirs'; " +
-		"for d in " + shell.Quote(rel) + "/v*/; do [ -d \"$d\" ] && d=${d%/} && printf '%s\\n' \"${d##*/}\"; done" + legacy + "; true"
+		"for d in " + shell.Quote(rel) + "/v*/; do [ -d \"$d\" ] && d=${d%/} && printf '%s\\n' \"${d##*/}\"; done" + legacy +
+		"; if [ -e " + shell.Quote(LiveMarker(r.opts.Config)) + " ]; then echo @@live-green; [ -e " + shell.Quote(UnitDir+"/"+r.opts.Config.SlotUnit("green")) + " ] && echo @@live-unit;" +
+		" else [ -e " + shell.Quote(UnitDir+"/"+r.opts.Config.SlotUnit("blue")) + " ] && echo @@live-unit; fi" +
+		"; [ -e " + shell.Quote(UnitDir+"/"+r.opts.Config.App+".service") + " ] && echo @@old-web; true"
 }
 
 // lockHeld is the error for a lock another run holds (exit 3), and whether

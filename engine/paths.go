@@ -17,6 +17,14 @@ func AppDir(c *config.Config, h config.Host, home string) string {
 	return path.Join(d, c.App)
 }
 
+// UnitDir is where raijin writes systemd units.
+const UnitDir = "/etc/systemd/system"
+
+// LiveMarker is the file whose presence tells Caddy to send the app's
+// requests to the green slot (blue otherwise): it is beside the apps' state
+// directories, owned by root, and no app name has a dot.
+func LiveMarker(c *config.Config) string { return "/var/lib/raijin/" + c.App + ".green" }
+
 // Paths are the server paths a recipe works with.
 func Paths(c *config.Config, h config.Host, home, version string) map[string]string {
 	app := AppDir(c, h, home)
@@ -33,7 +41,8 @@ func Paths(c *config.Config, h config.Host, home, version string) map[string]str
 		"lock":        path.Join(app, ".lock"),
 		"audit":       path.Join(app, ".audit.jsonl"),
 		"venv":        path.Join(app, ".venv"),
-		"unit_dir":    "/etc/systemd/system",
+		"unit_dir":    UnitDir,
+		"live":        LiveMarker(c),
 		"caddy_site":  "/etc/caddy/conf.d/" + c.App + ".caddy",
 	}
 }

@@ -38,6 +38,11 @@ func (s *hostState) connectStep(L *lua.LState) int {
 	if f.Previous != "" {
 		ctx.RawSetString("previous", lua.LString(f.Previous))
 	}
+	if f.Live != "" {
+		ctx.RawSetString("live", lua.LString(f.Live))
+	}
+	ctx.RawSetString("old_web", lua.LBool(f.OldWeb))
+	ctx.RawSetString("live_unit", lua.LBool(f.LiveUnit))
 	return 0
 }
 

@@ -286,7 +286,9 @@ func hostSent(L *lua.LState) int {
 }
 
 // ctx.host:wait_healthy(units, [opts]) waits for the units to be active and
-// the app to answer. opts: http = false skips the HTTP check (workers:
+// the app to answer: health_check answering 2xx or, without one, any HTTP
+// answer on the upstream. opts: upstream = the address to check (a web
+// slot's: see raijin.slot); http = false skips the HTTP check (workers:
 // active after the settle time is all they can show); settle = seconds.
 func hostWaitHealthy(L *lua.LState) int {
 	h := checkHost(L)
@@ -298,8 +300,13 @@ func hostWaitHealthy(L *lua.LState) int {
 	w := h.cfg.Project.Webserver
 	timeout, _ := time.ParseDuration(w.HealthCheckTimeout)
 	hc := server.HealthCheck{Units: units, Path: w.HealthCheck, Upstream: w.Upstream, Timeout: timeout}
+	if v, ok := o.RawGetString("upstream").(lua.LString); ok && v != "" {
+		hc.Upstream = string(v)
+	}
 	if o.RawGetString("http") == lua.LFalse {
 		hc.Path = ""
+	} else {
+		hc.Ready = true // without health_check: up once it answers HTTP
 	}
 	if v, ok := o.RawGetString("settle").(lua.LNumber); ok {
 		hc.Settle = time.Duration(float64(v) * float64(time.Second))

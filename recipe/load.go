@@ -69,6 +69,9 @@ type Facts struct {
 	Dirs     []string
 	Version  string // the version the flow takes the host to
 	Previous string // the version current before the run
+	Live     string // the web slot serving: "blue" or "green"
+	LiveUnit bool   // the live slot has a unit file (it has run)
+	OldWeb   bool   // the web unit of an older raijin ({app}.service) is installed
 }
 
 // The built-in phases of every flow that reaches the hosts: connect comes

@@ -62,6 +62,7 @@ var moduleFuncs = map[string]lua.LGFunction{
 	"process_names": raijinProcessNames,
 	"unit_name":     raijinUnitName,
 	"socket_path":   raijinSocketPath,
+	"slot":          raijinSlot,
 }
 
 // envFuncs are raijin.env's functions.
@@ -169,6 +170,29 @@ func raijinSocketPath(L *lua.LState) int {
 	} else {
 		L.Push(lua.LNil)
 	}
+	return 1
+}
+
+// raijin.slot(ctx, name) is the web slot "blue" or "green": {name, unit,
+// upstream (HOST:PORT or unix//PATH), port (TCP), socket_unit and
+// socket_path (unix socket)}.
+func raijinSlot(L *lua.LState) int {
+	c := stateOf(L).cfg.Project
+	name := L.CheckString(2)
+	if name != "blue" && name != "green" {
+		L.ArgError(2, fmt.Sprintf("a slot is blue or green, not %q", name))
+	}
+	t := L.NewTable()
+	t.RawSetString("name", lua.LString(name))
+	t.RawSetString("unit", lua.LString(c.SlotUnit(name)))
+	t.RawSetString("upstream", lua.LString(c.SlotUpstream(name)))
+	if c.SocketActivated() {
+		t.RawSetString("socket_unit", lua.LString(c.SlotSocketUnit(name)))
+		t.RawSetString("socket_path", lua.LString(strings.TrimPrefix(c.SlotUpstream(name), "unix/")))
+	} else {
+		t.RawSetString("port", lua.LNumber(c.SlotPort(name)))
+	}
+	L.Push(t)
 	return 1
 }
 
@@ -314,11 +338,13 @@ var templateFuncs = template.FuncMap{
 	// unit_escape writes a value of a unit file setting that systemd reads
 	// with specifiers (a path): % becomes %%.
 	"unit_escape": func(s string) string { return strings.ReplaceAll(s, "%", "%%") },
-	"systemd_arg": func(s string) string {
-		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`, "\n", `\n`, "\r", `\r`)
-		return `"` + r.Replace(s) + `"`
-	},
+	"systemd_arg": func(s string) string { return `"` + systemdArgEscaper.Replace(s) + `"` },
+	// systemd_arg_part escapes s as systemd_arg does, without the quotes:
+	// a piece of an argument whose other pieces are specifiers (%i).
+	"systemd_arg_part": systemdArgEscaper.Replace,
 }
+
+var systemdArgEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`, `$$`, "\n", `\n`, "\r", `\r`)
 
 func renderTemplate(name string, vars map[string]any) (string, error) {
 	src, err := fs.ReadFile(recipes.FS, path.Join("templates", name))

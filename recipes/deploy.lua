@@ -49,7 +49,13 @@ function M.declare(recipe)
   raijin.phase("release", recipe.release)
   raijin.phase("services", recipe.services)
   raijin.phase("proxy", recipe.proxy)
-  raijin.phase("record", recipe.record)
+  -- After the record, the web slot that no longer serves stops (see
+  -- raijin.steps.services.retire).
+  local record = function(ctx)
+    recipe.record(ctx)
+    services.retire(ctx)
+  end
+  raijin.phase("record", record)
   raijin.phase("prune", recipe.prune)
   raijin.phase("done", { where = "local" }, recipe.done)
   raijin.phases(M.phases)

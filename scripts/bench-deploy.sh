@@ -6,8 +6,8 @@
 # Caddy (2 sequential clients on one keep-alive connection each, 4 concurrent
 # ones sharing a pool, 2 opening a new connection per request) and
 # RAIJIN_BENCH_POST (default 2) clients POST a small form. Prints, per case:
-# the deploys measured, requests served during them, failed requests, and the
-# longest request (the one that waited through the switch).
+# the deploys measured, requests served during them, failed requests, and
+# their latency (worst p50 and p99 of a deploy, and the longest request).
 #
 # Needs root and Linux, as the end-to-end tests do. RAIJIN_TESTHOST_INDEX
 # picks the test server's subnet (10.213.INDEX.0/24).
@@ -30,7 +30,7 @@ for i in $(seq "$runs"); do
 done
 
 # One line per deploy or rollback measured: name, GETs, failed GETs, POSTs,
-# failed POSTs, longest ms, p99 ms.
+# failed POSTs, longest ms, p99 ms, p50 µs.
 awk -F'\t' '
 {
 	split($1, a, ": "); c = a[1]
@@ -38,13 +38,14 @@ awk -F'\t' '
 	n[c]++; get[c] += $2; gfail[c] += $3; post[c] += $4; pfail[c] += $5
 	if ($6 > max[c]) max[c] = $6
 	if ($7 > p99[c]) p99[c] = $7
+	if ($8 > p50[c]) p50[c] = $8
 }
 END {
-	printf "| upstream | deploys + rollbacks | GETs served | failed GETs | POSTs | failed POSTs | longest request | worst p99 |\n"
-	printf "|---|---|---|---|---|---|---|---|\n"
+	printf "| upstream | deploys + rollbacks | GETs served | failed GETs | POSTs | failed POSTs | worst p50 | worst p99 | longest request |\n"
+	printf "|---|---|---|---|---|---|---|---|---|\n"
 	for (i = 1; i <= k; i++) {
 		c = order[i]
-		printf "| %s | %d | %d | %d | %d | %d | %d ms | %d ms |\n", c, n[c], get[c], gfail[c], post[c], pfail[c], max[c], p99[c]
+		printf "| %s | %d | %d | %d | %d | %d | %.1f ms | %d ms | %d ms |\n", c, n[c], get[c], gfail[c], post[c], pfail[c], p50[c] / 1000, p99[c], max[c]
 	}
 }' "$out"
 exit $status

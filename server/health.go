@@ -17,6 +17,10 @@ type HealthCheck struct {
 	Upstream string        // host:port or unix//path.sock
 	Timeout  time.Duration // for the HTTP check
 	Settle   time.Duration // without an HTTP check: how long units must stay active
+	// Ready: without a health path, the app is up once it answers HTTP at
+	// all on Upstream (any status) while its units are active, instead of
+	// after the settle time.
+	Ready bool
 }
 
 // HealthError is a failed health check: the units or the HTTP check, with the
@@ -55,24 +59,32 @@ func WaitHealthy(ctx context.Context, h remote.Host, c HealthCheck) error {
 	b.WriteString(`journal() { for u in $units; do echo "--- journalctl -u $u (last lines)"; journalctl -u "$u" -n 12 --no-pager -o cat 2>&1 | tail -n 12; done; }
 inactive() { for u in $units; do s=$(systemctl is-active "$u" 2>/dev/null); [ "$s" = active ] || { echo "$u is $s"; return 0; }; done; return 1; }
 `)
-	if c.Path != "" {
-		// Poll the health path until it answers 2xx. A unit that is no longer
+	if c.Path != "" || c.Ready {
+		// Poll the health path until it answers 2xx (without one: / until it
+		// answers at all). A unit that is no longer
 		// active meanwhile (it exited, and systemd is about to start it again)
 		// fails the check at once: waiting for the timeout would not help.
-		url, args := HealthURL(c.Upstream, c.Path)
-		prefix := shell.Quote("health check GET " + c.Path + ": ") // the path is the user's: quoted
+		p, accept, what := c.Path, "2??", "no 2xx"
+		if p == "" {
+			p, accept, what = "/", "[1-5]??", "no HTTP answer"
+		}
+		url, args := HealthURL(c.Upstream, p)
+		prefix := shell.Quote("health check GET " + p + ": ") // the path is the user's: quoted
+		if c.Path == "" {
+			prefix = shell.Quote("readiness check (no health_check) GET " + p + " on " + c.Upstream + ": ")
+		}
 		fmt.Fprintf(&b, `end=$(( $(date +%%s%%3N) + %d ))
 while :; do
   code=$(curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s %s 2>/dev/null) || code=000
-  case "$code" in 2??) break;; esac
+  case "$code" in %s) break;; esac
   if msg=$(inactive); then echo %s"$msg: it exited while starting" >&2; journal >&2; exit 4; fi
   if [ "$(date +%%s%%3N)" -ge "$end" ]; then
     if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
-    echo %s"$what, no 2xx within %s (health_check_timeout)" >&2; journal >&2; exit 4
+    echo %s"$what, %s within %s (health_check_timeout)" >&2; journal >&2; exit 4
   fi
-  sleep 0.2
+  sleep 0.05
 done
-`, timeout.Milliseconds(), shell.QuoteAll(args...), shell.Quote(url), prefix, prefix, timeout)
+`, timeout.Milliseconds(), shell.QuoteAll(args...), shell.Quote(url), accept, prefix, prefix, what, timeout)
 		b.WriteString(`if msg=$(inactive); then echo "health check: $msg after the health check passed" >&2; journal >&2; exit 4; fi
 `)
 	} else {

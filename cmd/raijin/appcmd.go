@@ -35,6 +35,15 @@ func units(cfg *config.Config, proc string) ([]string, error) {
 	}
 	var out []string
 	for _, p := range names {
+		if p == "web" {
+			// Both slots by name: journalctl -u matches a pattern only
+			// against the units known when it starts, and -f must follow
+			// the slot a restart starts.
+			for _, slot := range config.Slots {
+				out = append(out, cfg.SlotUnit(slot))
+			}
+			continue
+		}
 		out = append(out, cfg.UnitName(p))
 	}
 	return out, nil
@@ -57,6 +66,37 @@ type HostStatus struct {
 	Units    []UnitStatus `json:"units"`
 }
 
+// slotsRunning drops the web slot units that do not run from units, unless
+// none runs (then web is down), and adds the units not active to down.
+func slotsRunning(units []UnitStatus, slot map[string]bool, down int) ([]UnitStatus, int) {
+	running := false
+	for _, u := range units {
+		if slot[u.Unit] && u.State == "active" {
+			running = true
+		}
+	}
+	var out []UnitStatus
+	webDown := false
+	for _, u := range units {
+		if slot[u.Unit] && u.State != "active" {
+			if running {
+				continue
+			}
+			webDown = true
+			out = append(out, u)
+			continue
+		}
+		if u.State != "active" {
+			down++
+		}
+		out = append(out, u)
+	}
+	if webDown {
+		down++
+	}
+	return out, down
+}
+
 // AppStatusCmd is `raijin app status`.
 type AppStatusCmd struct{}
 
@@ -65,9 +105,23 @@ func (s *AppStatusCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	us, _ := units(cfg, "")
-	if cfg.SocketActivated() {
-		us = append(us, cfg.App+".socket")
+	// web runs in one slot at a time (two for a moment during a deploy):
+	// both are asked for, and the one that does not run is left out.
+	var us []string
+	slotUnits := map[string]bool{}
+	for _, p := range cfg.ProcessNames() {
+		if p != "web" {
+			us = append(us, cfg.UnitName(p))
+			continue
+		}
+		for _, slot := range config.Slots {
+			us = append(us, cfg.SlotUnit(slot))
+			slotUnits[cfg.SlotUnit(slot)] = true
+			if cfg.SocketActivated() {
+				us = append(us, cfg.SlotSocketUnit(slot))
+				slotUnits[cfg.SlotSocketUnit(slot)] = true
+			}
+		}
 	}
 	var all []HostStatus
 	down := 0
@@ -104,11 +158,9 @@ func (s *AppStatusCmd) Run(app *App) error {
 			if u.Unit == "" {
 				continue
 			}
-			if u.State != "active" {
-				down++
-			}
 			st.Units = append(st.Units, u)
 		}
+		st.Units, down = slotsRunning(st.Units, slotUnits, down)
 		all = append(all, st)
 		if !app.JSON {
 			var b strings.Builder

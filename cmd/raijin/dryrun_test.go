@@ -27,7 +27,7 @@ upstream = "localhost:8000"
 health_check = "/up"
 
 [processes]
-web = "shop serve --port 8000"
+web = "shop serve --port $PORT"
 
 [[hosts]]
 name = "prod"

@@ -56,8 +56,17 @@ func (c *ConfigCmd) Run(app *App) error {
 	add("webserver.upstream", cfg.Webserver.Upstream)
 	add("webserver.health_check", cfg.Webserver.HealthCheck)
 	add("webserver.health_check_timeout", cfg.Webserver.HealthCheckTimeout)
+	if cfg.IsBlueGreen() {
+		add("webserver.blue_green", "true  (blue on "+cfg.SlotUpstream("blue")+", green on "+cfg.SlotUpstream("green")+")")
+	} else {
+		add("webserver.blue_green", "false  (restarted in place, on "+cfg.SlotUpstream("blue")+")")
+	}
 	for _, p := range cfg.ProcessNames() {
-		add("processes."+p, cfg.Processes[p]+"  (unit "+cfg.UnitName(p)+")")
+		unit := "unit " + cfg.UnitName(p)
+		if p == "web" {
+			unit = "units " + cfg.SlotUnit("blue") + ", " + cfg.SlotUnit("green")
+		}
+		add("processes."+p, cfg.Processes[p]+"  ("+unit+")")
 	}
 	for i, h := range cfg.Hosts {
 		k := fmt.Sprintf("hosts.%d.", i)

@@ -59,21 +59,22 @@ local_config_dir = ".raijin"       # your own unit files, Caddy site and hooks (
 
 [webserver]
 upstream = "localhost:8000"        # where the web process listens; "unix//run/{{.App}}.sock" for socket activation
-# health_check = "/up"             # a path that must answer 2xx after each restart
+# health_check = "/up"             # a path that must answer 2xx before the new version gets requests
+# blue_green = false               # restart in place, for an app that cannot listen on $PORT
 {{- if eq .Profile "django"}}
 # statics = { "/static/*" = "/var/www/{{.App}}/static/" }   # served by Caddy (STATIC_ROOT, readable by caddy)
 {{- end}}
 
 [processes]                        # name -> command, run in the app directory; "web" gets the proxy
 {{- if eq .Profile "binary"}}
-web = "{{.App}}"                   # the binary, by the distfile's name; reads PORT from .env.prod
+web = "{{.App}}"                   # the binary, by the distfile's name; listens on $PORT (raijin sets it)
 # worker = "{{.App}} worker"
 {{- else if eq .Profile "python"}}
 web = "{{.App}}"                   # your wheel's console script ([project.scripts]), on PATH from the venv;
-                                   # or "gunicorn --bind 127.0.0.1:8000 {{.Pkg}}.wsgi:application"
+                                   # or "gunicorn --bind 127.0.0.1:$PORT {{.Pkg}}.wsgi:application"
 # worker = "python -m {{.Pkg}}.worker"
 {{- else}}
-web = "gunicorn --bind 127.0.0.1:8000 {{.Pkg}}.wsgi"
+web = "gunicorn --bind 127.0.0.1:$PORT {{.Pkg}}.wsgi"
 # worker = "django-admin qcluster"
 {{- end}}
 
@@ -100,7 +101,8 @@ const initEnv = `# The environment of {{.App}} on the prod host: uploaded as .en
 # A value that starts with $ is a secret name, resolved on this machine by
 # the [secrets] adapter at deploy time (system: the environment variable
 # SECRET_KEY for $secret-key). ` + "`raijin printenv`" + ` shows the result, redacted.
-PORT=8000
+# PORT is not set here: raijin gives the web process its own (8000, or 8001
+# while the new version starts beside the old one).
 {{- if eq .Profile "django"}}
 DJANGO_SETTINGS_MODULE={{.Pkg}}.settings
 DJANGO_SECRET_KEY=$django-secret-key

@@ -1,35 +1,57 @@
 -- raijin.steps.control: `raijin app start|stop|restart [PROC]`: the units of
 -- every process, or of ctx.process alone, started, stopped or restarted, and
--- checked as a deploy checks them (web: its health check; the others: still
--- active after a short settle).
+-- checked as a deploy checks them (web: its health check, or an HTTP
+-- answer; the others: still active after a short settle).
 local raijin = require("raijin")
+local services = require("raijin.steps.services")
 
 local M = {}
 
 local past = { start = "started", stop = "stopped", restart = "restarted" }
 
 -- act: systemctl ACTION on the units, then the check (not after a stop).
--- With a unix-socket upstream, starting or stopping web takes its socket
--- along: a stopped service behind a live socket would start again on the
--- next request.
+-- web is the live slot's unit; with a unix-socket upstream, starting or
+-- stopping it takes its socket along (a stopped service behind a live
+-- socket would start again on the next request). Restarting web is what a
+-- redeploy does: with blue/green, the current version starts in the other
+-- slot and takes over once ready, so no request waits for it.
 function M.act(ctx, action)
   local procs = ctx.process and { ctx.process } or raijin.process_names(ctx)
-  local units, web = {}, false
+  local web, workers = false, {}
   for _, p in ipairs(procs) do
-    units[#units + 1] = raijin.unit_name(ctx, p)
-    if p == "web" then web = true end
+    if p == "web" then web = true else workers[#workers + 1] = raijin.unit_name(ctx, p) end
   end
-  local all = units
-  if web and raijin.socket_path(ctx) and action ~= "restart" then
-    all = { ctx.config.app .. ".socket", table.unpack(units) }
+  local live = raijin.slot(ctx, ctx.live or "blue")
+  local done = {}
+  if web and action == "restart" then
+    ctx.host:batch(function()
+      services.cycle_web(ctx, ctx.previous or ctx.version)
+      if #workers > 0 then
+        ctx.host:systemctl("restart", table.unpack(workers))
+        ctx.host:wait_healthy(workers, { http = false })
+      end
+    end)
+    services.retire(ctx)
+    done = { raijin.slot(ctx, ctx.live).unit, table.unpack(workers) }
+  else
+    local units = {}
+    if web then
+      if live.socket_unit and action ~= "restart" then units[#units + 1] = live.socket_unit end
+      units[#units + 1] = live.unit
+    end
+    for _, u in ipairs(workers) do units[#units + 1] = u end
+    -- Deferred: it rides with the check's round trip (or, after a stop,
+    -- with the audit line's).
+    ctx.host:defer(function() ctx.host:systemctl(action, table.unpack(units)) end)
+    if action ~= "stop" then
+      ctx.host:batch(function()
+        if web then ctx.host:wait_healthy({ live.unit }, { upstream = live.upstream }) end
+        if #workers > 0 then ctx.host:wait_healthy(workers, { http = false }) end
+      end)
+    end
+    done = units
   end
-  -- Deferred: it rides with the check's round trip (or, after a stop, with
-  -- the audit line's).
-  ctx.host:defer(function() ctx.host:systemctl(action, table.unpack(all)) end)
-  if action ~= "stop" then
-    ctx.host:wait_healthy(units, { http = web })
-  end
-  raijin.log(past[action] .. " " .. table.concat(all, " "))
+  raijin.log(past[action] .. " " .. table.concat(done, " "))
 end
 
 function M.start(ctx) M.act(ctx, "start") end

@@ -30,8 +30,10 @@ v=v$VERSION
 test -d "$v" || { echo "version $VERSION is not on this host" >&2; exit 1; }
 cp -p "$v/.env" .env.raijin-tmp && mv -f .env.raijin-tmp .env
 if [ "$TARGET" = "*" ]; then
-  set -- "$v"/*; test -f "$1" || { echo "no distfile in $v" >&2; exit 1; }
-  target=$1
+  # The one regular file (not the link the services step may add).
+  target=
+  for f in "$v"/*; do if [ -f "$f" ] && [ ! -L "$f" ]; then target=$f; break; fi; done
+  test -n "$target" || { echo "no distfile in $v" >&2; exit 1; }
 else
   target=$v/$TARGET
   test -e "$target" || { echo "$v has no $TARGET" >&2; exit 1; }
@@ -49,9 +51,9 @@ function M.switch(ctx, version, link)
 end
 
 -- restore, the undo of install: when a later step fails, put the previous
--- version back (its .env and link), and restart what the failed deploy had
--- restarted (web first), checking that the previous version is healthy
--- again. Nothing is done when the failure came before the switch, nor once
+-- version back (its .env and link) and have it serve again as it did (see
+-- raijin.steps.services.undo: requests go back to its slot, which still
+-- runs; the workers get its own unit files back). Nothing is done when the failure came before the switch, nor once
 -- the new version is recorded.
 function M.restore(ctx, link)
   -- Recorded: the deferred record ran (the new version heads .versions).
@@ -71,15 +73,7 @@ function M.restore(ctx, link)
     return
   end
   M.switch(ctx, ctx.previous, link)
-  local web, others = services.split_units(ctx)
-  if ctx.restarted and web then
-    ctx.host:systemctl("restart", web)
-    ctx.host:wait_healthy({ web })
-  end
-  if ctx.workers_restarted and #others > 0 then
-    ctx.host:systemctl("restart", table.unpack(others))
-    ctx.host:wait_healthy(others, { http = false })
-  end
+  services.undo(ctx, ctx.previous)
   raijin.log("restored version " .. ctx.previous)
 end
 

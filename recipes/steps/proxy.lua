@@ -19,10 +19,18 @@ function M.site(ctx)
     statics[#statics + 1] = { path = path, dir = dir }
   end
   table.sort(statics, function(a, b) return a.path < b.path end)
-  return { name = name, content = templates.render(ctx, "site.caddy", {
-    site = ctx.host.site_address, upstream = c.webserver.upstream,
+  local vars = {
+    site = ctx.host.site_address, upstream = raijin.slot(ctx, "blue").upstream,
     statics = statics, try_duration = "30s",
-  }) }
+  }
+  if c.webserver.blue_green then
+    -- The green slot's route, taken while the live marker exists.
+    local live = ctx.paths.live
+    vars.green = raijin.slot(ctx, "green").upstream
+    vars.live = live
+    vars.live_dir, vars.live_file = live:match("^(.*)/([^/]+)$")
+  end
+  return { name = name, content = templates.render(ctx, "site.caddy", vars) }
 end
 
 -- run: the site goes to /etc/caddy/conf.d/{app}.caddy, validated, then Caddy

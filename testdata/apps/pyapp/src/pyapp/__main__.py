@@ -6,6 +6,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from pyapp import __version__
@@ -47,6 +48,10 @@ def serve():
     if os.environ.get("FAIL_START") == "1":
         print("refusing to start (FAIL_START=1)", file=sys.stderr)
         return 1
+    delay = os.environ.get("START_DELAY", "")
+    if delay.endswith("s") and delay[:-1].replace(".", "", 1).isdigit():
+        # A slow start (imports, warming caches): nothing listens meanwhile.
+        time.sleep(float(delay[:-1]))
     if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
         # systemd socket activation: the socket outlives this process.
         sock = socket.socket(fileno=3)
