@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/google/shlex"
@@ -64,8 +65,11 @@ type Webserver struct {
 	// the other slot's port or socket, and switches Caddy to it once it is
 	// ready (true, the default); false restarts it in place, for an app
 	// that cannot listen where raijin tells it.
-	BlueGreen bool              `toml:"blue_green" luar:"blue_green" json:"blue_green"`
-	Statics   map[string]string `toml:"statics" luar:"statics" json:"statics"`
+	BlueGreen bool `toml:"blue_green" luar:"blue_green" json:"blue_green"`
+	// DrainTimeout: after the switch, how long the old web process may keep
+	// running while Caddy still has requests on their way to it.
+	DrainTimeout string            `toml:"drain_timeout" luar:"drain_timeout" json:"drain_timeout"`
+	Statics      map[string]string `toml:"statics" luar:"statics" json:"statics"`
 }
 
 // Host is one [[hosts]] entry.
@@ -308,7 +312,7 @@ func (c *Config) set(key, src string) { c.Sources[key] = src }
 
 func (c *Config) resolve(data []byte) error {
 	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "app_user", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version",
-		"webserver.upstream", "webserver.health_check", "webserver.health_check_timeout", "webserver.blue_green", "secrets.adapter"} {
+		"webserver.upstream", "webserver.health_check", "webserver.health_check_timeout", "webserver.blue_green", "webserver.drain_timeout", "secrets.adapter"} {
 		if line := findKeyLine(data, k); line > 0 {
 			c.set(k, fmt.Sprintf("%s:%d", c.File, line))
 		}
@@ -508,6 +512,15 @@ func (c *Config) resolveWebserver(data []byte) error {
 	}
 	if w.HealthCheckTimeout == "" {
 		w.HealthCheckTimeout = "30s"
+	}
+	if d, err := time.ParseDuration(w.HealthCheckTimeout); err != nil || d <= 0 {
+		return c.keyError(data, "webserver.health_check_timeout", "%q is not a duration above zero: write it as 30s, 500ms or 1m30s", w.HealthCheckTimeout)
+	}
+	if w.DrainTimeout == "" {
+		w.DrainTimeout = "30s"
+	}
+	if d, err := time.ParseDuration(w.DrainTimeout); err != nil || d < 0 {
+		return c.keyError(data, "webserver.drain_timeout", "%q is not a duration: write it as 30s, 500ms or 1m30s (0s stops the old version at once)", w.DrainTimeout)
 	}
 	// blue_green defaults to true: whether the file sets it at all is read
 	// apart (the file already decoded once, so it cannot fail here).

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,5 +147,68 @@ systemctl reload caddy`, p.App, dir, p.Port))
 	p.MustRaijin("deploy", "--set-version", "1.2.0")
 	if _, body := Get(t, url); !strings.Contains(body, "goapp 1.2.0") || p.WebUnit(h) != p.App+"@blue.service" {
 		t.Errorf("the next deploy: GET / = %q on %s, want 1.2.0 on blue", body, p.WebUnit(h))
+	}
+}
+
+// The drain: a request the old version is answering when requests switch
+// (a 6 s one) is answered by it, in full; the old version stops only once
+// Caddy has no request on its way to it, so the deploy ends after it. With
+// drain_timeout = "0s" the old version gets SIGTERM at once: the deploy
+// does not wait for an 8 s request (which the Go app, stopping gracefully,
+// still answers).
+func TestBlueGreenDrain(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "drain", Hosts: []*TestHost{h}})
+	url := p.SiteURL(h)
+	p.MustRaijin("deploy")
+	type answer struct {
+		code int
+		body string
+		err  error
+		at   time.Time
+	}
+	client := &http.Client{Timeout: 25 * time.Second}
+	slow := func(d string) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			a := answer{}
+			resp, err := client.Get(url + "sleep/" + d)
+			if a.err = err; err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				a.code, a.body = resp.StatusCode, string(b)
+			}
+			a.at = time.Now()
+			ch <- a
+		}()
+		time.Sleep(300 * time.Millisecond) // on its way to the old version
+		return ch
+	}
+	ch := slow("6s")
+	p.MustRaijin("deploy", "--set-version", "1.1.0")
+	deployed := time.Now()
+	a := <-ch
+	if a.err != nil || a.code != 200 || !strings.Contains(a.body, "goapp 1.0.0: slept") {
+		t.Errorf("the slow request during the deploy: %d %q %v, want the old version's answer", a.code, a.body, a.err)
+	}
+	// The deploy ends once Caddy has passed the answer on (the client reads
+	// it a moment later): well before it, it did not drain.
+	if early := a.at.Sub(deployed); early > 500*time.Millisecond {
+		t.Errorf("the deploy ended %s before the old version answered its last request: it did not drain", early.Round(time.Millisecond))
+	}
+	if got := h.Root(t, fmt.Sprintf("systemctl is-active %s@blue.service; true", p.App)); got != "inactive\n" {
+		t.Errorf("after the drain the old slot is %q, want inactive", got)
+	}
+
+	p.editTOML(`health_check = "/up"`, "health_check = \"/up\"\ndrain_timeout = \"0s\"")
+	ch = slow("8s")
+	p.MustRaijin("deploy", "--set-version", "1.2.0")
+	deployed = time.Now()
+	a = <-ch
+	if a.err != nil || a.code != 200 || !strings.Contains(a.body, "goapp 1.1.0: slept") {
+		t.Errorf("the slow request with drain_timeout 0s: %d %q %v, want the old version's answer (it stops gracefully)", a.code, a.body, a.err)
+	}
+	if a.at.Sub(deployed) < 2*time.Second {
+		t.Errorf("with drain_timeout 0s the deploy ended %s before the 8 s request's answer: it waited for it", a.at.Sub(deployed).Round(time.Millisecond))
 	}
 }

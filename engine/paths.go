@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/server"
 )
 
 // AppDir is the app directory for host h as the server will see it, given
@@ -44,5 +45,6 @@ func Paths(c *config.Config, h config.Host, home, version string) map[string]str
 		"unit_dir":    UnitDir,
 		"live":        LiveMarker(c),
 		"caddy_site":  "/etc/caddy/conf.d/" + c.App + ".caddy",
+		"caddy_admin": server.CaddyAdminSocket,
 	}
 }

@@ -289,7 +289,9 @@ func hostSent(L *lua.LState) int {
 // the app to answer: health_check answering 2xx or, without one, any HTTP
 // answer on the upstream. opts: upstream = the address to check (a web
 // slot's: see raijin.slot); http = false skips the HTTP check (workers:
-// active after the settle time is all they can show); settle = seconds.
+// active after the settle time is all they can show); settle = seconds;
+// settle_units = units (workers) that must stay active for the settle time,
+// checked alongside the HTTP check of units.
 func hostWaitHealthy(L *lua.LState) int {
 	h := checkHost(L)
 	var units []string
@@ -307,6 +309,9 @@ func hostWaitHealthy(L *lua.LState) int {
 		hc.Path = ""
 	} else {
 		hc.Ready = true // without health_check: up once it answers HTTP
+	}
+	if ut, ok := o.RawGetString("settle_units").(*lua.LTable); ok {
+		ut.ForEach(func(_, v lua.LValue) { hc.SettleUnits = append(hc.SettleUnits, v.String()) })
 	}
 	if v, ok := o.RawGetString("settle").(lua.LNumber); ok {
 		hc.Settle = time.Duration(float64(v) * float64(time.Second))

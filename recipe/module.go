@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/template"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -55,6 +56,7 @@ func (s *hostState) ctx(L *lua.LState) context.Context {
 var moduleFuncs = map[string]lua.LGFunction{
 	"quote":         raijinQuote,
 	"basename":      raijinBasename,
+	"duration":      raijinDuration,
 	"log":           raijinLog,
 	"template":      raijinTemplate,
 	"path":          raijinPath,
@@ -107,6 +109,18 @@ func raijinQuote(L *lua.LState) int {
 // raijin.basename(path) is the last element of path.
 func raijinBasename(L *lua.LState) int {
 	L.Push(lua.LString(filepath.Base(L.CheckString(1))))
+	return 1
+}
+
+// raijin.duration(s) is the duration s ("30s", "1m30s", "500ms") in
+// seconds.
+func raijinDuration(L *lua.LState) int {
+	s := L.CheckString(1)
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		L.ArgError(1, fmt.Sprintf("%q is not a duration: write it as 30s, 500ms or 1m30s", s))
+	}
+	L.Push(lua.LNumber(d.Seconds()))
 	return 1
 }
 

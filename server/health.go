@@ -21,6 +21,10 @@ type HealthCheck struct {
 	// all on Upstream (any status) while its units are active, instead of
 	// after the settle time.
 	Ready bool
+	// SettleUnits (workers, restarted with the web process) must be active
+	// and still active Settle after the check began, checked alongside the
+	// HTTP check: the wait lasts as long as the longer of the two.
+	SettleUnits []string
 }
 
 // HealthError is a failed health check: the units or the HTTP check, with the
@@ -42,10 +46,10 @@ func HealthURL(upstream, p string) (url string, curlArgs []string) {
 // app answers 2xx on it; otherwise it fails with the units' recent journal.
 // One remote command does the whole wait.
 func WaitHealthy(ctx context.Context, h remote.Host, c HealthCheck) error {
-	if len(c.Units) == 0 {
+	if len(c.Units) == 0 && len(c.SettleUnits) == 0 {
 		return nil
 	}
-	units := shell.QuoteAll(c.Units...)
+	units := shell.QuoteAll(append(append([]string(nil), c.Units...), c.SettleUnits...)...)
 	settle := c.Settle
 	if settle == 0 {
 		settle = time.Second
@@ -59,6 +63,7 @@ func WaitHealthy(ctx context.Context, h remote.Host, c HealthCheck) error {
 	b.WriteString(`journal() { for u in $units; do echo "--- journalctl -u $u (last lines)"; journalctl -u "$u" -n 12 --no-pager -o cat 2>&1 | tail -n 12; done; }
 inactive() { for u in $units; do s=$(systemctl is-active "$u" 2>/dev/null); [ "$s" = active ] || { echo "$u is $s"; return 0; }; done; return 1; }
 `)
+	b.WriteString("start=$(date +%s%3N)\n")
 	if c.Path != "" || c.Ready {
 		// Poll the health path until it answers 2xx (without one: / until it
 		// answers at all). A unit that is no longer
@@ -87,6 +92,16 @@ done
 `, timeout.Milliseconds(), shell.QuoteAll(args...), shell.Quote(url), accept, prefix, prefix, what, timeout)
 		b.WriteString(`if msg=$(inactive); then echo "health check: $msg after the health check passed" >&2; journal >&2; exit 4; fi
 `)
+		if len(c.SettleUnits) > 0 {
+			// The workers' settle, counted from the start of the check: it
+			// ran alongside the HTTP check, and only what is left of it
+			// waits now.
+			fmt.Fprintf(&b, `while [ "$(date +%%s%%3N)" -lt $(( start + %d )) ]; do
+  sleep 0.1
+  if msg=$(inactive); then echo "health check (systemctl is-active): $msg within %.1fs of the restart" >&2; journal >&2; exit 4; fi
+done
+`, settle.Milliseconds(), settle.Seconds())
+		}
 	} else {
 		// Without a health path: every unit must still be active after the
 		// settle time (looked at halfway too, to catch a quick crash loop).

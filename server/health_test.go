@@ -132,3 +132,27 @@ func TestWaitHealthySettle(t *testing.T) {
 		t.Errorf("no units: nothing to check, got %v", err)
 	}
 }
+
+// Workers restarted with the web process settle alongside its HTTP check:
+// the wait lasts as long as the longer of the two, and a worker that fails
+// within its settle fails the check, named, even after the web answered.
+func TestWaitHealthySettleUnitsAlongside(t *testing.T) {
+	h, set := fakeServer(t)
+	hc := HealthCheck{Units: []string{"app@blue.service"}, SettleUnits: []string{"app-worker.service"}, Path: "/up",
+		Upstream: "localhost:8000", Timeout: 5 * time.Second, Settle: 600 * time.Millisecond}
+	start := time.Now()
+	if err := WaitHealthy(context.Background(), h, hc); err != nil {
+		t.Fatalf("active units and a 200 should pass: %v", err)
+	}
+	if d := time.Since(start); d < 600*time.Millisecond || d > 3*time.Second {
+		t.Errorf("took %s: want the workers' settle (600ms), no more than that and the HTTP check", d)
+	}
+	// A worker that fails once the web answered (the check's settle loop).
+	set("curl", `#!/bin/sh
+printf 200; echo failed > "$FAKE/state.app-worker.service"
+`)
+	err := WaitHealthy(context.Background(), h, hc)
+	if err == nil || !strings.Contains(err.Error(), "app-worker.service is failed") || !strings.Contains(err.Error(), "--- journalctl -u app-worker.service") {
+		t.Fatalf("want the failed worker named with its journal, got %v", err)
+	}
+}

@@ -58,6 +58,7 @@ func (c *ConfigCmd) Run(app *App) error {
 	add("webserver.health_check_timeout", cfg.Webserver.HealthCheckTimeout)
 	if cfg.IsBlueGreen() {
 		add("webserver.blue_green", "true  (blue on "+cfg.SlotUpstream("blue")+", green on "+cfg.SlotUpstream("green")+")")
+		add("webserver.drain_timeout", cfg.Webserver.DrainTimeout)
 	} else {
 		add("webserver.blue_green", "false  (restarted in place, on "+cfg.SlotUpstream("blue")+")")
 	}

@@ -25,11 +25,8 @@ function M.act(ctx, action)
   local done = {}
   if web and action == "restart" then
     ctx.host:batch(function()
-      services.cycle_web(ctx, ctx.previous or ctx.version)
-      if #workers > 0 then
-        ctx.host:systemctl("restart", table.unpack(workers))
-        ctx.host:wait_healthy(workers, { http = false })
-      end
+      if #workers > 0 then ctx.host:systemctl("restart", table.unpack(workers)) end
+      services.cycle_web(ctx, ctx.previous or ctx.version, workers)
     end)
     services.retire(ctx)
     done = { raijin.slot(ctx, ctx.live).unit, table.unpack(workers) }
@@ -45,8 +42,7 @@ function M.act(ctx, action)
     ctx.host:defer(function() ctx.host:systemctl(action, table.unpack(units)) end)
     if action ~= "stop" then
       ctx.host:batch(function()
-        if web then ctx.host:wait_healthy({ live.unit }, { upstream = live.upstream }) end
-        if #workers > 0 then ctx.host:wait_healthy(workers, { http = false }) end
+        services.wait_ready(ctx, web and live or nil, workers)
       end)
     end
     done = units

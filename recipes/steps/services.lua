@@ -4,12 +4,13 @@
 -- The web process runs in one of two slots, blue and green (units
 -- {app}@blue.service and {app}@green.service; raijin.slot gives their
 -- addresses). With webserver.blue_green (the default), a deploy, a redeploy
--- and a rollback start the new version in the slot that does not serve,
--- wait until it is ready (health_check answers 2xx, or without one: it
--- answers HTTP at all), switch Caddy to it by creating or deleting the live
--- marker (ctx.paths.live, which the site's matcher looks at: no reload),
--- restart the workers, and stop the old slot last, with the deploy's last
--- round trip: it finishes the requests it has (systemd sends SIGTERM).
+-- and a rollback start the new version in the slot that does not serve
+-- (and restart the workers), wait until it is ready (health_check answers
+-- 2xx, or without one: it answers HTTP at all; the workers stay active
+-- meanwhile), switch Caddy to it by creating or deleting the live marker
+-- (ctx.paths.live, which the site's matcher looks at: no reload), and stop
+-- the old slot last, with the deploy's last round trip, once Caddy has no
+-- request left on its way to it (the drain; systemd sends SIGTERM).
 -- Without blue/green, the web process is restarted in place in blue.
 --
 -- Each version keeps the unit files it was deployed with, in
@@ -209,9 +210,9 @@ set -e
 if [ -n "$SOCKET_UNIT" ]; then systemctl start "$SOCKET_UNIT"; fi
 systemctl start "$SLOT_UNIT"]]
 
--- start: the version's web process in slot, ready (health_check, or an
--- HTTP answer) before this returns. ctx.started_slot tells the undo what
--- to stop.
+-- start: the version's web process started in slot (not waited for: see
+-- wait_ready). ctx.started_slot tells the undo what to stop. Returns the
+-- slot (raijin.slot).
 function M.start(ctx, slot, version)
   local s = raijin.slot(ctx, slot)
   local in_place = not ctx.config.webserver.blue_green
@@ -222,7 +223,18 @@ function M.start(ctx, slot, version)
     SLOT = slot, SLOT_UNIT = s.unit, SOCKET_UNIT = s.socket_unit or "", STOP_SOCKET = (not in_place and s.socket_unit) or "",
     PORT = (s.port and not in_place) and string.format("%d", s.port) or "",
   } })
-  ctx.host:wait_healthy({ s.unit }, { upstream = s.upstream })
+  return s
+end
+
+-- wait_ready: the web process of slot s ready (health_check, or an HTTP
+-- answer on its own address), and the workers (names, restarted with it)
+-- still active after their settle, checked alongside: one remote command.
+function M.wait_ready(ctx, s, workers)
+  if s then
+    ctx.host:wait_healthy({ s.unit }, { upstream = s.upstream, settle_units = workers })
+  elseif #workers > 0 then
+    ctx.host:wait_healthy(workers, { http = false })
+  end
 end
 
 -- Makes $SLOT the one Caddy sends requests to: the marker $LIVE exists for
@@ -242,9 +254,32 @@ end
 -- $SOCKETS the ones installed but not $NEW_SOCKET) and disables it, enables
 -- the serving one ($NEW_UNIT, $NEW_SOCKET): only it starts at boot.
 -- $LEGACY: the web unit of an older raijin, stopped and deleted.
--- --no-block: the old process finishes its requests (TimeoutStopSec) while
--- the deploy ends.
+--
+-- First the drain: while Caddy (its admin API on the socket $ADMIN) still
+-- has requests on their way to the old slot's address $OLD_ADDR (sent
+-- before the switch: being answered, or still connecting to it), the old
+-- process keeps running, for up to $DRAIN_MS milliseconds
+-- (webserver.drain_timeout). Stopping it earlier would reset the
+-- connections still waiting in its listen queue. Then SIGTERM (--no-block:
+-- the process finishes what it has while the deploy ends).
 local RETIRE = [[set -f
+# Caddy's admin API on a unix socket takes no Host (2.6) or 127.0.0.1 (2.7+).
+upstreams() {
+  up=$(curl -s --max-time 2 --http1.0 -H Host: --unix-socket "$ADMIN" http://localhost/reverse_proxy/upstreams 2>/dev/null)
+  case "$up" in "["*) ;; *) up=$(curl -s --max-time 2 -H 'Host: 127.0.0.1' --unix-socket "$ADMIN" http://localhost/reverse_proxy/upstreams 2>/dev/null);; esac
+  case "$up" in "["*) ;; *) return 1;; esac
+}
+if [ -n "$OLD_ADDR" ] && [ -S "$ADMIN" ] && systemctl is-active -q "$OLD_UNIT"; then
+  end=$(( $(date +%s%3N) + DRAIN_MS ))
+  while :; do
+    upstreams || { echo "Caddy's admin API ($ADMIN) did not list its upstreams: $OLD_UNIT stopped without waiting for its requests" >&2; break; }
+    case "$up" in *"{\"address\":\"$OLD_ADDR\",\"num_requests\":0,"*) break;; *"{\"address\":\"$OLD_ADDR\","*) ;; *) break;; esac
+    if [ "$(date +%s%3N)" -ge "$end" ]; then
+      echo "the old version ($OLD_UNIT) still had requests in flight after $DRAIN_MS ms (webserver.drain_timeout): stopped anyway" >&2; break
+    fi
+    sleep 0.05
+  done
+fi
 systemctl stop --no-block "$OLD_UNIT" 2>/dev/null
 systemctl disable -q --no-reload "$OLD_UNIT" 2>/dev/null
 for s in $SOCKETS; do
@@ -260,10 +295,10 @@ fi
 true]]
 
 -- retire: once requests go to ctx.retire_slot (cycle sets it), the other
--- slot stops. The record phase calls it, after the record: deferred, it
--- rides with the run's last round trip, after the Caddy site and the
--- record, so that until then the undo can send requests back to the old
--- slot, which still runs.
+-- slot drains and stops. The record phase calls it, after the record:
+-- deferred, it rides with the run's last round trip, after the Caddy site
+-- and the record, so that until then the undo can send requests back to
+-- the old slot, which still runs.
 function M.retire(ctx)
   local slot = ctx.retire_slot
   if not slot then return end
@@ -271,11 +306,14 @@ function M.retire(ctx)
   local new, old = raijin.slot(ctx, slot), raijin.slot(ctx, M.other(slot))
   local legacy = ""
   if ctx.old_web then legacy = ctx.config.app .. ".socket " .. ctx.config.app .. ".service" end
+  local drain = raijin.duration(ctx.config.webserver.drain_timeout) * 1000
   ctx.host:defer(function()
     ctx.host:run(RETIRE, { sudo = true, env = {
       OLD_UNIT = old.unit, NEW_UNIT = new.unit, NEW_SOCKET = new.socket_unit or "",
       SOCKETS = ctx.config.app .. "@blue.socket " .. ctx.config.app .. "@green.socket",
       LEGACY = legacy, UNIT_DIR = ctx.paths.unit_dir,
+      OLD_ADDR = ctx.config.webserver.blue_green and old.upstream or "",
+      ADMIN = ctx.paths.caddy_admin, DRAIN_MS = string.format("%d", drain),
     } })
   end)
 end
@@ -287,16 +325,17 @@ local STOP_LEGACY = [[for u in $LEGACY; do
 done
 systemctl daemon-reload]]
 
--- restart_workers: the worker units of `version`, restarted, then active
--- after a short settle. ctx.workers_restarted tells the undo to restart
--- them with the previous version's units.
+-- restart_workers: the worker units of `version` installed and
+-- restarted (not waited for: see wait_ready). ctx.workers_restarted tells
+-- the undo to restart them with the previous version's units. Returns
+-- their names.
 function M.restart_workers(ctx, version)
   local workers = M.worker_names(ctx)
-  if #workers == 0 then return end
+  if #workers == 0 then return workers end
   install(ctx, version, nil, true)
   ctx.workers_restarted = true
   ctx.host:systemctl("restart", table.unpack(workers))
-  ctx.host:wait_healthy(workers, { http = false })
+  return workers
 end
 
 -- install_site: right after the switch, the deploy's Caddy site (left
@@ -312,11 +351,14 @@ end
 -- cycle_web: `version`'s web process takes over: with blue/green it
 -- starts in the slot that does not serve, and requests switch to it once it
 -- is ready (the old slot stops later: see retire); in place otherwise. The
+-- workers (a list of unit names, maybe empty, already restarted by the
+-- caller in the same batch) are checked alongside the web process. The
 -- Caddy site of an older raijin (one upstream, no slots) is replaced
 -- first: the new one sends requests to blue's address, as the old one did,
 -- until the switch.
-function M.cycle_web(ctx, version)
+function M.cycle_web(ctx, version, workers)
   local c = ctx.config
+  workers = workers or {}
   if ctx.old_web then
     local proxy = require("raijin.steps.proxy")
     ctx.host:caddy_reload(ctx.paths.caddy_site, proxy.site(ctx).content)
@@ -328,7 +370,7 @@ function M.cycle_web(ctx, version)
       -- webserver.upstream itself): the version starts there.
       new = ctx.live or "blue"
     end
-    M.start(ctx, new, version)
+    M.wait_ready(ctx, M.start(ctx, new, version), workers)
     M.switch(ctx, new)
     M.install_site(ctx)
     ctx.retire_slot = new
@@ -339,20 +381,25 @@ function M.cycle_web(ctx, version)
     end
     if ctx.live == "green" then M.switch(ctx, "blue") end
     ctx.restarted = true
-    M.start(ctx, "blue", version)
+    M.wait_ready(ctx, M.start(ctx, "blue", version), workers)
     M.install_site(ctx)
     ctx.retire_slot = "blue"
   end
 end
 
--- cycle: `version` becomes the one running: its web process takes over
--- (cycle_web), then the workers restart. Workers restart after the switch,
--- not beside the new web process's start: a version whose web process
--- fails its check leaves the workers as they were, and a worker never runs
--- a version that does not serve.
+-- cycle: `version` becomes the one running. The workers restart with the
+-- new web process (overlapped: their settle is checked alongside its
+-- check, so a deploy waits for the longer of the two, not for both in a
+-- row), and requests switch to the new web process once both passed. A
+-- version whose web process fails its check never gets a request, and the
+-- undo restarts the workers with the previous version's own units.
 function M.cycle(ctx, version)
-  if M.has_web(ctx) then M.cycle_web(ctx, version) end
-  M.restart_workers(ctx, version)
+  if M.has_web(ctx) then
+    local workers = M.restart_workers(ctx, version)
+    M.cycle_web(ctx, version, workers)
+  else
+    M.wait_ready(ctx, nil, M.restart_workers(ctx, version))
+  end
 end
 
 -- Copies v$PREVIOUS/.units to v$VERSION/.units (a redeploy).
@@ -407,10 +454,10 @@ function M.undo(ctx, previous)
     local s = raijin.slot(ctx, ctx.started_slot)
     ctx.host:run(STOP_SLOT, { sudo = true, env = { SLOT_UNIT = s.unit, SOCKET_UNIT = s.socket_unit or "" } })
   elseif ctx.restarted and M.has_web(ctx) then
-    M.start(ctx, "blue", previous)
+    M.wait_ready(ctx, M.start(ctx, "blue", previous), {})
   end
   if ctx.workers_restarted then
-    M.restart_workers(ctx, previous)
+    M.wait_ready(ctx, nil, M.restart_workers(ctx, previous))
   end
 end
 

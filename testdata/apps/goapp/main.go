@@ -72,6 +72,13 @@ func main() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("/sleep/", func(w http.ResponseWriter, r *http.Request) {
+		// A slow request (/sleep/3s): answered after that long, at most 30s.
+		if d, err := time.ParseDuration(r.URL.Path[len("/sleep/"):]); err == nil && d <= 30*time.Second {
+			time.Sleep(d)
+		}
+		fmt.Fprintf(w, "goapp %s: slept\n", version)
+	})
 	mux.HandleFunc("/probe", probe)
 	mux.HandleFunc("/env/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, os.Getenv(r.URL.Path[len("/env/"):]))

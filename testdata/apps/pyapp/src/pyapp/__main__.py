@@ -29,6 +29,12 @@ def migrate():
     return 0
 
 
+class TCPServer(WSGIServer):
+    # socketserver listens with a backlog of 5: under load, connections
+    # beyond it are dropped and the client retries after a second or more.
+    request_queue_size = 128
+
+
 class SocketServer(WSGIServer):
     """A WSGI server on the listening socket systemd passes (fd 3)."""
 
@@ -58,7 +64,7 @@ def serve():
         httpd, where = SocketServer(sock), sock.getsockname()
     else:
         port = int(os.environ.get("PORT", "8000"))
-        httpd = make_server("127.0.0.1", port, application, handler_class=QuietHandler)
+        httpd = make_server("127.0.0.1", port, application, server_class=TCPServer, handler_class=QuietHandler)
         where = "127.0.0.1:%d" % port
     httpd.set_app(application)
     # Graceful stop on SIGTERM: finish the request being served, then exit.
