@@ -25,8 +25,10 @@ function M.act(ctx, action)
   local done = {}
   if web and action == "restart" then
     ctx.host:batch(function()
-      if #workers > 0 then ctx.host:systemctl("restart", table.unpack(workers)) end
-      services.cycle_web(ctx, ctx.previous or ctx.version, workers)
+      services.cycle_web(ctx, ctx.previous or ctx.version, function()
+        if #workers > 0 then ctx.host:systemctl("restart", table.unpack(workers)) end
+        return workers
+      end)
     end)
     services.retire(ctx)
     done = { raijin.slot(ctx, ctx.live).unit, table.unpack(workers) }

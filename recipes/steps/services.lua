@@ -350,15 +350,19 @@ end
 
 -- cycle_web: `version`'s web process takes over: with blue/green it
 -- starts in the slot that does not serve, and requests switch to it once it
--- is ready (the old slot stops later: see retire); in place otherwise. The
--- workers (a list of unit names, maybe empty, already restarted by the
--- caller in the same batch) are checked alongside the web process. The
+-- is ready (the old slot stops later: see retire); in place otherwise.
+-- restart_workers (optional) is called right after the web process's start,
+-- in the same round trip, and returns the workers it restarted: they are
+-- checked alongside the web process. The
 -- Caddy site of an older raijin (one upstream, no slots) is replaced
 -- first: the new one sends requests to blue's address, as the old one did,
 -- until the switch.
-function M.cycle_web(ctx, version, workers)
+function M.cycle_web(ctx, version, restart_workers)
   local c = ctx.config
-  workers = workers or {}
+  local function started(slot)
+    local workers = restart_workers and restart_workers() or {}
+    M.wait_ready(ctx, slot, workers)
+  end
   if ctx.old_web then
     local proxy = require("raijin.steps.proxy")
     ctx.host:caddy_reload(ctx.paths.caddy_site, proxy.site(ctx).content)
@@ -370,7 +374,7 @@ function M.cycle_web(ctx, version, workers)
       -- webserver.upstream itself): the version starts there.
       new = ctx.live or "blue"
     end
-    M.wait_ready(ctx, M.start(ctx, new, version), workers)
+    started(M.start(ctx, new, version))
     M.switch(ctx, new)
     M.install_site(ctx)
     ctx.retire_slot = new
@@ -381,7 +385,7 @@ function M.cycle_web(ctx, version, workers)
     end
     if ctx.live == "green" then M.switch(ctx, "blue") end
     ctx.restarted = true
-    M.wait_ready(ctx, M.start(ctx, "blue", version), workers)
+    started(M.start(ctx, "blue", version))
     M.install_site(ctx)
     ctx.retire_slot = "blue"
   end
@@ -395,8 +399,7 @@ end
 -- undo restarts the workers with the previous version's own units.
 function M.cycle(ctx, version)
   if M.has_web(ctx) then
-    local workers = M.restart_workers(ctx, version)
-    M.cycle_web(ctx, version, workers)
+    M.cycle_web(ctx, version, function() return M.restart_workers(ctx, version) end)
   else
     M.wait_ready(ctx, nil, M.restart_workers(ctx, version))
   end
