@@ -31,7 +31,7 @@ func (p *Project) breakNext(env string) {
 
 // The load every zero-downtime test sends: bounded in count and time. GETs
 // and POSTs, on kept-alive and new connections.
-var deployLoad = LoadSpec{Sequential: 2, Concurrent: 4, NewConn: 2, Post: 2, MaxRequests: 60000, MaxDuration: 3 * time.Minute}
+var deployLoad = LoadSpec{Sequential: 2, Concurrent: 4, NewConn: 2, Post: 2, MaxRequests: 150000, MaxDuration: 3 * time.Minute}
 
 func init() {
 	// scripts/bench-deploy.sh may send more POSTs (RAIJIN_BENCH_POST=N
