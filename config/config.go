@@ -395,11 +395,13 @@ func (c *Config) resolve() error {
 		}
 	}
 	if len(c.Hosts) == 0 {
-		hint := "add a [[hosts]] table with address = \"...\""
-		if known := Destinations(c.File); len(known) > 0 && c.DestinationFile == "" {
+		hint, files := "add a [[hosts]] table with address = \"...\"", c.File
+		if c.DestinationFile != "" {
+			files += " and " + c.DestinationFile
+		} else if known := Destinations(c.File); len(known) > 0 {
 			hint += ", or pick a destination that has hosts with -d NAME: " + strings.Join(known, ", ")
 		}
-		return errs.Usagef(hint, "%s: no [[hosts]]: nowhere to deploy", c.HostsFile())
+		return errs.Usagef(hint, "%s: no [[hosts]]: nowhere to deploy", files)
 	}
 	seen := map[string]bool{}
 	for i := range c.Hosts {

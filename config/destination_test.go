@@ -142,12 +142,18 @@ func TestDestinationErrors(t *testing.T) {
 			want: "raijin.staging.toml:5: [[hosts]] number 2: missing required key address"},
 		{name: "host's default name at its table", dest: "staging", toml: "[[hosts]]\naddress = \"198.51.100.7\"\n\n[[hosts]]\naddress = \"198.51.100.7\"\n",
 			want: `raijin.staging.toml:4: hosts.1.name: "198.51.100.7" is used by two hosts`},
+		{name: "no hosts in either file", dest: "qa",
+			want: "raijin.toml and {DIR}/raijin.qa.toml: no [[hosts]]: nowhere to deploy", hint: `add a [[hosts]] table`},
 		{name: "missing file lists the others", dest: "prod",
 			want: `raijin.prod.toml: no such file, for destination "prod" (-d)`, hint: "the destinations beside {DIR}/raijin.toml are: qa, staging; or write {DIR}/raijin.prod.toml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := []string{"raijin.qa.toml", "", "raijin.staging.toml", tc.toml, "raijin..toml", "", "raijin.a.b.toml", ""}
-			p := project(t, base, files...)
+			toml := base
+			if tc.dest == "qa" {
+				toml = base[:strings.Index(base, "[[hosts]]")]
+			}
+			p := project(t, toml, files...)
 			dir := filepath.Dir(p)
 			_, err := LoadDestination(p, tc.dest)
 			if err == nil {
@@ -156,7 +162,7 @@ func TestDestinationErrors(t *testing.T) {
 			if c := errs.Code(err); c != errs.CodeUsage {
 				t.Errorf("exit code %d, want %d", c, errs.CodeUsage)
 			}
-			want := dir + "/" + tc.want
+			want := dir + "/" + strings.ReplaceAll(tc.want, "{DIR}", dir)
 			if !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("error:\n%s\nwant it to start with:\n%s", err, want)
 			}
@@ -191,5 +197,15 @@ func TestDestinationNames(t *testing.T) {
 	}
 	if _, err := os.Stat(DestinationFile(p, "staging")); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestNoHostsNamesTheDestinations(t *testing.T) {
+	p := project(t, base[:strings.Index(base, "[[hosts]]")], "raijin.staging.toml", "[[hosts]]\naddress = \"198.51.100.7\"\n")
+	if _, err := Load(p); err == nil || !strings.Contains(errs.Hint(err), "pick a destination that has hosts with -d NAME: staging") {
+		t.Errorf("without -d and without hosts: %v (hint %q)", err, errs.Hint(err))
+	}
+	if c, err := LoadDestination(p, "staging"); err != nil || len(c.Hosts) != 1 {
+		t.Errorf("with -d staging: %v", err)
 	}
 }
