@@ -3,7 +3,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -48,12 +47,16 @@ type Config struct {
 	Aliases          map[string]string `toml:"aliases" luar:"aliases" json:"aliases"`
 
 	// Set by Load, not by the file.
-	File          string              `toml:"-" json:"file"`
-	Dir           string              `toml:"-" json:"dir"`
-	VersionSource string              `toml:"-" json:"version_source"`
-	Sources       map[string]string   `toml:"-" json:"sources"`
-	raw           []byte              // the file's text, for Source
-	aliasArgs     map[string][]string // each alias split into words, see Alias
+	File            string              `toml:"-" json:"file"`
+	Destination     string              `toml:"-" json:"destination,omitempty"`      // -d NAME
+	DestinationFile string              `toml:"-" json:"destination_file,omitempty"` // raijin.NAME.toml, read over File
+	Dir             string              `toml:"-" json:"dir"`
+	VersionSource   string              `toml:"-" json:"version_source"`
+	Sources         map[string]string   `toml:"-" json:"sources"`
+	layers          []layer             // raijin.toml, then the destination's file: see locate
+	tree            map[string]any      // what the files set, merged: see sets
+	hostsFrom       int                 // the layer whose [[hosts]] are used
+	aliasArgs       map[string][]string // each alias split into words, see Alias
 }
 
 // Webserver is the [webserver] table.
@@ -133,6 +136,14 @@ func ValidVersion(v string) error {
 // Load reads path, applies defaults and validates. Every error names the file
 // and, where it can, the line and key.
 func Load(path string) (*Config, error) {
+	data, err := readConfigFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+func readConfigFile(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -140,21 +151,22 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, errs.Usagef("", "%s: %v", path, err)
 	}
-	c, err := Parse(path, data)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
+	return data, nil
 }
 
 // Parse decodes and validates the contents of a raijin.toml read from path.
 func Parse(path string, data []byte) (*Config, error) {
-	c := &Config{}
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		return nil, decodeError(path, err)
+	return parseLayers("", []layer{{path, data}})
+}
+
+// parseLayers decodes and validates raijin.toml (the first layer) with
+// destination's file over it, if any.
+func parseLayers(destination string, layers []layer) (*Config, error) {
+	c, tree, hostsFrom, err := decodeLayers(layers)
+	if err != nil {
+		return nil, err
 	}
+	path := layers[0].file
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, errs.Usagef("", "%s: %v", path, err)
@@ -162,8 +174,11 @@ func Parse(path string, data []byte) (*Config, error) {
 	c.File = path
 	c.Dir = filepath.Dir(abs)
 	c.Sources = map[string]string{}
-	c.raw = data
-	if err := c.resolve(data); err != nil {
+	c.layers, c.tree, c.hostsFrom = layers, tree, hostsFrom
+	if destination != "" {
+		c.Destination, c.DestinationFile = destination, layers[len(layers)-1].file
+	}
+	if err := c.resolve(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -219,27 +234,15 @@ func plainDecodeError(msg string) string {
 	return "expected " + want + ", got " + got
 }
 
-// keyError is a validation error for key (dotted path), located in the file.
-// A key that is not written (a default, such as a host's name) is located at
-// its table: "hosts.1.name" at the second [[hosts]].
-func (c *Config) keyError(data []byte, key string, format string, args ...any) error {
-	return c.keyErrorHint(data, key, "", format, args...)
+// keyError is a validation error for key (dotted path), located in the file
+// and at the line that set it (see locate).
+func (c *Config) keyError(key string, format string, args ...any) error {
+	return c.keyErrorHint(key, "", format, args...)
 }
 
 // keyErrorHint is keyError with a hint: what to do instead.
-func (c *Config) keyErrorHint(data []byte, key, hint string, format string, args ...any) error {
-	line := findKeyLine(data, key)
-	if parts := strings.Split(key, "."); line == 0 && len(parts) == 3 {
-		var idx int
-		if _, err := fmt.Sscanf(parts[1], "%d", &idx); err == nil {
-			line = findArrayTableLine(data, parts[0], idx)
-		}
-	}
-	loc := c.File
-	if line > 0 {
-		loc = fmt.Sprintf("%s:%d", c.File, line)
-	}
-	return errs.Usagef(hint, "%s: %s: %s", loc, key, fmt.Sprintf(format, args...))
+func (c *Config) keyErrorHint(key, hint string, format string, args ...any) error {
+	return errs.Usagef(hint, "%s: %s: %s", c.at(key), key, fmt.Sprintf(format, args...))
 }
 
 // findKeyLine finds the line of a dotted key ("webserver.upstream",
@@ -310,20 +313,20 @@ func findArrayTableLine(data []byte, table string, idx int) int {
 
 func (c *Config) set(key, src string) { c.Sources[key] = src }
 
-func (c *Config) resolve(data []byte) error {
+func (c *Config) resolve() error {
 	for _, k := range []string{"app", "version", "installation_mode", "build_command", "distfile", "release_command", "app_user", "versions_to_keep", "recipe", "local_config_dir", "requirements", "python_version",
 		"webserver.upstream", "webserver.health_check", "webserver.health_check_timeout", "webserver.blue_green", "webserver.drain_timeout", "secrets.adapter"} {
-		if line := findKeyLine(data, k); line > 0 {
-			c.set(k, fmt.Sprintf("%s:%d", c.File, line))
+		if w := c.written(k); w != "" {
+			c.set(k, w)
 		}
 	}
 	if c.App == "" {
 		return errs.Usagef(`add a line such as app = "bookstore"`, "%s: missing required key app", c.File)
 	}
 	if !appRe.MatchString(c.App) {
-		return c.keyError(data, "app", "%q is not a valid app name: use [a-z][a-z0-9-]{0,62} (lower-case letters, digits, '-')", c.App)
+		return c.keyError("app", "%q is not a valid app name: use [a-z][a-z0-9-]{0,62} (lower-case letters, digits, '-')", c.App)
 	}
-	if err := c.resolveAppUser(data); err != nil {
+	if err := c.resolveAppUser(); err != nil {
 		return err
 	}
 	switch c.InstallationMode {
@@ -332,26 +335,26 @@ func (c *Config) resolve(data []byte) error {
 		c.set("installation_mode", "default")
 	case ModeBinary, ModePython:
 	default:
-		return c.keyError(data, "installation_mode", "%q is not a mode: use \"binary\" or \"python-package\"", c.InstallationMode)
+		return c.keyError("installation_mode", "%q is not a mode: use \"binary\" or \"python-package\"", c.InstallationMode)
 	}
 	if c.Distfile == "" {
 		return errs.Usagef(`add distfile = "dist/app" (the file build_command produces; "{version}" is replaced)`, "%s: missing required key distfile", c.File)
 	}
 	if c.InstallationMode == ModeBinary && c.Requirements != "" {
-		return c.keyError(data, "requirements", "only applies to installation_mode = \"python-package\"")
+		return c.keyError("requirements", "only applies to installation_mode = \"python-package\"")
 	}
 	if c.InstallationMode == ModeBinary && c.PythonVersion != "" {
-		return c.keyError(data, "python_version", "only applies to installation_mode = \"python-package\"")
+		return c.keyError("python_version", "only applies to installation_mode = \"python-package\"")
 	}
 	if c.PythonVersion != "" && !pythonRe.MatchString(c.PythonVersion) {
-		return c.keyError(data, "python_version", "%q: write a version such as \"3.12\"", c.PythonVersion)
+		return c.keyError("python_version", "%q: write a version such as \"3.12\"", c.PythonVersion)
 	}
 	if c.VersionsToKeep == 0 {
 		c.VersionsToKeep = 5
 		c.set("versions_to_keep", "default")
 	}
 	if c.VersionsToKeep < 1 {
-		return c.keyError(data, "versions_to_keep", "must be at least 1 (the current version is always kept)")
+		return c.keyError("versions_to_keep", "must be at least 1 (the current version is always kept)")
 	}
 	if c.LocalConfigDir == "" {
 		c.LocalConfigDir = ".raijin"
@@ -363,12 +366,12 @@ func (c *Config) resolve(data []byte) error {
 			c.set("recipe", "default (deploy.lua exists)")
 		}
 	} else if _, err := os.Stat(c.Path(c.Recipe)); err != nil {
-		return c.keyError(data, "recipe", "%s: no such file", c.Recipe)
+		return c.keyError("recipe", "%s: no such file", c.Recipe)
 	}
 	if c.PhaseTimeout == "" {
 		c.PhaseTimeout = "10m"
 	}
-	if err := c.resolveWebserver(data); err != nil {
+	if err := c.resolveWebserver(); err != nil {
 		return err
 	}
 	if len(c.Processes) == 0 {
@@ -376,10 +379,10 @@ func (c *Config) resolve(data []byte) error {
 	}
 	for name, cmd := range c.Processes {
 		if !procRe.MatchString(name) {
-			return c.keyError(data, "processes."+name, "process name %q: use [a-z][a-z0-9-]{0,30}", name)
+			return c.keyError("processes."+name, "process name %q: use [a-z][a-z0-9-]{0,30}", name)
 		}
 		if strings.TrimSpace(cmd) == "" || strings.ContainsAny(cmd, "\n\r") {
-			return c.keyError(data, "processes."+name, "the command must be one non-empty line")
+			return c.keyError("processes."+name, "the command must be one non-empty line")
 		}
 	}
 	if web, ok := c.Processes["web"]; ok && c.IsBlueGreen() && !c.SocketActivated() {
@@ -387,28 +390,34 @@ func (c *Config) resolve(data []byte) error {
 		// that names the port itself would start both slots on it.
 		port := strconv.Itoa(c.SlotPort("blue"))
 		if regexp.MustCompile(`(^|[^0-9$])` + port + `([^0-9]|$)`).MatchString(web) {
-			return c.keyErrorHint(data, "processes.web", "write $PORT where the command names the port (web = \"app serve --port $PORT\"): raijin sets it for each slot; or, for an app that cannot take its port from outside, set webserver.blue_green = false (restarts in place)",
+			return c.keyErrorHint("processes.web", "write $PORT where the command names the port (web = \"app serve --port $PORT\"): raijin sets it for each slot; or, for an app that cannot take its port from outside, set webserver.blue_green = false (restarts in place)",
 				"%q names port %s itself: with blue/green (webserver.blue_green, the default) the new version starts beside the old one, on port %d", web, port, c.SlotPort("green"))
 		}
 	}
 	if len(c.Hosts) == 0 {
-		return errs.Usagef("add a [[hosts]] table with address = \"...\"", "%s: no [[hosts]]: nowhere to deploy", c.File)
+		hint, files := "add a [[hosts]] table with address = \"...\"", c.File
+		if c.DestinationFile != "" {
+			files += " and " + c.DestinationFile
+		} else if known := Destinations(c.File); len(known) > 0 {
+			hint += ", or pick a destination that has hosts with -d NAME: " + strings.Join(known, ", ")
+		}
+		return errs.Usagef(hint, "%s: no [[hosts]]: nowhere to deploy", files)
 	}
 	seen := map[string]bool{}
 	for i := range c.Hosts {
-		if err := c.resolveHost(data, i); err != nil {
+		if err := c.resolveHost(i); err != nil {
 			return err
 		}
 		h := &c.Hosts[i]
 		if seen[h.Name] {
-			return c.keyError(data, fmt.Sprintf("hosts.%d.name", i), "%q is used by two hosts: give each host its own name", h.Name)
+			return c.keyError(fmt.Sprintf("hosts.%d.name", i), "%q is used by two hosts: give each host its own name", h.Name)
 		}
 		seen[h.Name] = true
 		if h.User == c.AppUser {
-			return c.keyError(data, fmt.Sprintf("hosts.%d.user", i), "%q is also app_user: the app must run as a user of its own, not as the deploy user (who has sudo)", h.User)
+			return c.keyError(fmt.Sprintf("hosts.%d.user", i), "%q is also app_user: the app must run as a user of its own, not as the deploy user (who has sudo)", h.User)
 		}
 	}
-	if err := c.checkStatics(data); err != nil {
+	if err := c.checkStatics(); err != nil {
 		return err
 	}
 	switch c.Secrets.Adapter {
@@ -417,21 +426,21 @@ func (c *Config) resolve(data []byte) error {
 		c.set("secrets.adapter", "default")
 	case "system", "1password", "bitwarden", "doppler":
 	default:
-		return c.keyError(data, "secrets.adapter", "%q is not an adapter: use system, 1password, bitwarden or doppler", c.Secrets.Adapter)
+		return c.keyError("secrets.adapter", "%q is not an adapter: use system, 1password, bitwarden or doppler", c.Secrets.Adapter)
 	}
 	if c.Secrets.Adapter == "bitwarden" && c.Secrets.PasswordEnv == "" {
 		c.Secrets.PasswordEnv = "BW_PASSWORD"
 	}
-	if err := c.resolveAliases(data); err != nil {
+	if err := c.resolveAliases(); err != nil {
 		return err
 	}
-	return c.resolveVersion(data)
+	return c.resolveVersion()
 }
 
 // resolveAliases splits each [aliases] command line into words as a shell
 // would (quotes, backslashes, # comments), so that
 // say = "app exec 'echo hi there'" passes "echo hi there" as one argument.
-func (c *Config) resolveAliases(data []byte) error {
+func (c *Config) resolveAliases() error {
 	if c.Aliases == nil {
 		c.Aliases = map[string]string{}
 	}
@@ -444,14 +453,14 @@ func (c *Config) resolveAliases(data []byte) error {
 	for _, name := range names {
 		line, key := c.Aliases[name], "aliases."+name
 		if name == "" || strings.HasPrefix(name, "-") || strings.ContainsFunc(name, unicode.IsSpace) {
-			return c.keyError(data, key, "%q cannot be typed as a command: use one word that does not start with '-'", name)
+			return c.keyError(key, "%q cannot be typed as a command: use one word that does not start with '-'", name)
 		}
 		words, err := shlex.Split(line)
 		if err != nil {
-			return c.keyError(data, key, "%q: %v: quote as in a shell, and close every quote", line, err)
+			return c.keyError(key, "%q: %v: quote as in a shell, and close every quote", line, err)
 		}
 		if len(words) == 0 {
-			return c.keyError(data, key, "names no command: write the command line it stands for, such as \"app exec -i bash\"")
+			return c.keyError(key, "names no command: write the command line it stands for, such as \"app exec -i bash\"")
 		}
 		c.aliasArgs[name] = words
 	}
@@ -460,7 +469,7 @@ func (c *Config) resolveAliases(data []byte) error {
 
 // resolveAppUser checks app_user, the system user the app's processes run
 // as; by default the app's own name.
-func (c *Config) resolveAppUser(data []byte) error {
+func (c *Config) resolveAppUser() error {
 	if c.AppUser == "" {
 		c.AppUser = c.App
 		c.set("app_user", "default (the app's name)")
@@ -470,10 +479,10 @@ func (c *Config) resolveAppUser(data []byte) error {
 		return nil
 	}
 	if !userRe.MatchString(c.AppUser) {
-		return c.keyError(data, "app_user", "%q is not a user name raijin creates: use [a-z_][a-z0-9_-]{0,31}", c.AppUser)
+		return c.keyError("app_user", "%q is not a user name raijin creates: use [a-z_][a-z0-9_-]{0,31}", c.AppUser)
 	}
 	if c.AppUser == "root" {
-		return c.keyError(data, "app_user", "the app must not run as root: name a user of its own")
+		return c.keyError("app_user", "the app must not run as root: name a user of its own")
 	}
 	return nil
 }
@@ -488,7 +497,7 @@ func (c *Config) AppUserExplicit() bool {
 // (systemd's StateDirectory=, relative to /var/lib).
 func (c *Config) StateDir() string { return "raijin/" + c.App }
 
-func (c *Config) resolveWebserver(data []byte) error {
+func (c *Config) resolveWebserver() error {
 	w := &c.Webserver
 	if w.Statics == nil {
 		w.Statics = map[string]string{}
@@ -499,37 +508,31 @@ func (c *Config) resolveWebserver(data []byte) error {
 	}
 	if strings.HasPrefix(w.Upstream, "unix/") {
 		if !strings.HasPrefix(w.Upstream, "unix//") {
-			return c.keyError(data, "webserver.upstream", "a unix socket upstream is written unix//ABSOLUTE/PATH.sock")
+			return c.keyError("webserver.upstream", "a unix socket upstream is written unix//ABSOLUTE/PATH.sock")
 		}
 	} else if _, port, ok := strings.Cut(w.Upstream, ":"); !ok || port == "" {
-		return c.keyError(data, "webserver.upstream", "%q: expected HOST:PORT or unix//PATH", w.Upstream)
+		return c.keyError("webserver.upstream", "%q: expected HOST:PORT or unix//PATH", w.Upstream)
 	}
 	if strings.ContainsAny(w.Upstream, " \t\n{}\"'") {
-		return c.keyError(data, "webserver.upstream", "%q contains spaces, quotes or braces", w.Upstream)
+		return c.keyError("webserver.upstream", "%q contains spaces, quotes or braces", w.Upstream)
 	}
 	if w.HealthCheck != "" && !strings.HasPrefix(w.HealthCheck, "/") {
-		return c.keyError(data, "webserver.health_check", "%q must be a path starting with /", w.HealthCheck)
+		return c.keyError("webserver.health_check", "%q must be a path starting with /", w.HealthCheck)
 	}
 	if w.HealthCheckTimeout == "" {
 		w.HealthCheckTimeout = "30s"
 	}
 	if d, err := time.ParseDuration(w.HealthCheckTimeout); err != nil || d <= 0 {
-		return c.keyError(data, "webserver.health_check_timeout", "%q is not a duration above zero: write it as 30s, 500ms or 1m30s", w.HealthCheckTimeout)
+		return c.keyError("webserver.health_check_timeout", "%q is not a duration above zero: write it as 30s, 500ms or 1m30s", w.HealthCheckTimeout)
 	}
 	if w.DrainTimeout == "" {
 		w.DrainTimeout = "30s"
 	}
 	if d, err := time.ParseDuration(w.DrainTimeout); err != nil || d < 0 {
-		return c.keyError(data, "webserver.drain_timeout", "%q is not a duration: write it as 30s, 500ms or 1m30s (0s stops the old version at once)", w.DrainTimeout)
+		return c.keyError("webserver.drain_timeout", "%q is not a duration: write it as 30s, 500ms or 1m30s (0s stops the old version at once)", w.DrainTimeout)
 	}
-	// blue_green defaults to true: whether the file sets it at all is read
-	// apart (the file already decoded once, so it cannot fail here).
-	var set struct {
-		Webserver struct {
-			BlueGreen *bool `toml:"blue_green"`
-		} `toml:"webserver"`
-	}
-	if toml.Unmarshal(data, &set) == nil && set.Webserver.BlueGreen == nil {
+	// blue_green defaults to true, unless a file sets it.
+	if !c.sets("webserver.blue_green") {
 		w.BlueGreen = true
 		c.set("webserver.blue_green", "default")
 	}
@@ -537,17 +540,17 @@ func (c *Config) resolveWebserver(data []byte) error {
 		host, port, _ := strings.Cut(w.Upstream, ":")
 		n, err := strconv.Atoi(port)
 		if err != nil || n < 1 || n > 65535 || host == "" {
-			return c.keyError(data, "webserver.upstream", "%q: expected HOST:PORT with a port from 1 to 65535", w.Upstream)
+			return c.keyError("webserver.upstream", "%q: expected HOST:PORT with a port from 1 to 65535", w.Upstream)
 		}
 		if w.BlueGreen && n == 65535 {
-			return c.keyError(data, "webserver.upstream", "%q: the green slot listens on the next port, and 65535 is the last: choose a lower port", w.Upstream)
+			return c.keyError("webserver.upstream", "%q: the green slot listens on the next port, and 65535 is the last: choose a lower port", w.Upstream)
 		}
 	} else if !strings.HasSuffix(w.Upstream, ".sock") {
-		return c.keyError(data, "webserver.upstream", "%q: a unix socket upstream is written unix//ABSOLUTE/PATH.sock", w.Upstream)
+		return c.keyError("webserver.upstream", "%q: a unix socket upstream is written unix//ABSOLUTE/PATH.sock", w.Upstream)
 	}
 	for k, v := range w.Statics {
 		if !strings.HasPrefix(k, "/") || !strings.HasPrefix(v, "/") || strings.ContainsAny(k+v, " \t\n{}\"'") {
-			return c.keyError(data, "webserver.statics", "%q = %q: both must be absolute paths without spaces or quotes", k, v)
+			return c.keyError("webserver.statics", "%q = %q: both must be absolute paths without spaces or quotes", k, v)
 		}
 	}
 	return nil
@@ -558,7 +561,7 @@ func (c *Config) resolveWebserver(data []byte) error {
 // the apps directory itself, a directory inside it, or one that contains it.
 // Paths are compared cleaned ("/var/www/../../opt/raijin" is /opt/raijin);
 // symbolic links on the server are not followed.
-func (c *Config) checkStatics(data []byte) error {
+func (c *Config) checkStatics() error {
 	urls := make([]string, 0, len(c.Webserver.Statics))
 	for u := range c.Webserver.Statics {
 		urls = append(urls, u)
@@ -568,7 +571,7 @@ func (c *Config) checkStatics(data []byte) error {
 		dir := path.Clean(c.Webserver.Statics[u])
 		for _, h := range c.Hosts {
 			if how := staticsOverlap(dir, h.AppsDir); how != "" {
-				return c.keyErrorHint(data, "webserver.statics", fmt.Sprintf("copy the static files to a directory of their own outside %s (release_command can, for example into /var/www/%s/static) and name that one", h.AppsDir, c.App),
+				return c.keyErrorHint("webserver.statics", fmt.Sprintf("copy the static files to a directory of their own outside %s (release_command can, for example into /var/www/%s/static) and name that one", h.AppsDir, c.App),
 					"%q = %q: %s host %s's apps directory %s, which holds the app's code and .env: Caddy would serve them", u, c.Webserver.Statics[u], how, h.Name, h.AppsDir)
 			}
 		}
@@ -618,49 +621,45 @@ func staticsOverlap(dir, appsDir string) string {
 	return ""
 }
 
-func (c *Config) resolveHost(data []byte, i int) error {
+func (c *Config) resolveHost(i int) error {
 	h := &c.Hosts[i]
 	key := func(k string) string { return fmt.Sprintf("hosts.%d.%s", i, k) }
 	if h.Address == "" {
-		loc := c.File
-		if line := findArrayTableLine(data, "hosts", i); line > 0 {
-			loc = fmt.Sprintf("%s:%d", c.File, line)
-		}
-		return errs.Usagef(`add address = "203.0.113.10" (or a Host alias of ~/.ssh/config)`, "%s: [[hosts]] number %d: missing required key address", loc, i+1)
+		return errs.Usagef(`add address = "203.0.113.10" (or a Host alias of ~/.ssh/config)`, "%s: [[hosts]] number %d: missing required key address", c.at(key("address")), i+1)
 	}
 	if strings.ContainsAny(h.Address, " \t\n'\"`$;&|<>") {
-		return c.keyError(data, key("address"), "%q is not a host name or address", h.Address)
+		return c.keyError(key("address"), "%q is not a host name or address", h.Address)
 	}
 	if h.Name == "" {
 		h.Name = h.Address
 	}
 	if !hostRe.MatchString(h.Name) {
-		return c.keyError(data, key("name"), "%q: use letters, digits, '.', '_' and '-'", h.Name)
+		return c.keyError(key("name"), "%q: use letters, digits, '.', '_' and '-'", h.Name)
 	}
 	if h.Port < 0 || h.Port > 65535 {
-		return c.keyError(data, key("port"), "%d is not a TCP port", h.Port)
+		return c.keyError(key("port"), "%d is not a TCP port", h.Port)
 	}
 	if h.Envfile != "" && h.Env != "" {
-		return c.keyError(data, key("env"), "set either envfile or env, not both")
+		return c.keyError(key("env"), "set either envfile or env, not both")
 	}
 	if h.Envfile != "" {
 		if _, err := os.Stat(c.Path(h.Envfile)); err != nil {
-			return c.keyError(data, key("envfile"), "%s: no such file (relative paths are from %s)", h.Envfile, c.Dir)
+			return c.keyError(key("envfile"), "%s: no such file (relative paths are from %s)", h.Envfile, c.Dir)
 		}
 	}
 	if h.AppsDir == "" {
 		h.AppsDir = DefaultAppsDir
 	}
 	if strings.ContainsAny(h.AppsDir, "'\"`$%\\") || strings.ContainsFunc(h.AppsDir, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) || strings.Contains(h.AppsDir, "..") {
-		return c.keyError(data, key("apps_dir"), "%q: no spaces, quotes, '$', '%%', '\\' or '..' in a path", h.AppsDir)
+		return c.keyError(key("apps_dir"), "%q: no spaces, quotes, '$', '%%', '\\' or '..' in a path", h.AppsDir)
 	}
 	if h.DomainName != "" && strings.ContainsAny(h.DomainName, " \t\n{}\"'") {
-		return c.keyError(data, key("domain_name"), "%q: a Caddy site address has no spaces, quotes or braces", h.DomainName)
+		return c.keyError(key("domain_name"), "%q: a Caddy site address has no spaces, quotes or braces", h.DomainName)
 	}
 	return nil
 }
 
-func (c *Config) resolveVersion(data []byte) error {
+func (c *Config) resolveVersion() error {
 	if c.Version == "" {
 		if v := pyprojectVersion(c.Dir); v != "" {
 			c.Version = v
@@ -676,7 +675,7 @@ func (c *Config) resolveVersion(data []byte) error {
 		c.VersionSource = c.Sources["version"]
 	}
 	if err := ValidVersion(c.Version); err != nil {
-		return c.keyError(data, "version", "%v", err)
+		return c.keyError("version", "%v", err)
 	}
 	return nil
 }
@@ -849,7 +848,7 @@ func (c *Config) SelectHosts(names []string) ([]Host, error) {
 			for _, h := range c.Hosts {
 				known = append(known, h.Name)
 			}
-			return nil, errs.Usagef("hosts in "+c.File+": "+strings.Join(known, ", "), "-H %s: no such host", n)
+			return nil, errs.Usagef("hosts in "+c.HostsFile()+": "+strings.Join(known, ", "), "-H %s: no such host", n)
 		}
 		out = append(out, *h)
 	}
@@ -887,8 +886,8 @@ func (c *Config) Source(key string) string {
 	if s := c.Sources[key]; s != "" && s != "default" {
 		return s
 	}
-	if line := findKeyLine(c.raw, key); line > 0 {
-		return fmt.Sprintf("%s:%d", c.File, line)
+	if w := c.written(key); w != "" {
+		return w
 	}
 	return "default"
 }

@@ -33,7 +33,7 @@ func (r *runner) loadEnv(ctx context.Context, h config.Host) (*secrets.Env, erro
 		}
 		env, err = secrets.ParseEnv(h.Envfile, string(data))
 	default:
-		env, err = secrets.ParseEnv(r.opts.Config.File+" [hosts "+h.Name+"] env", h.Env)
+		env, err = secrets.ParseEnv(r.opts.Config.HostsFile()+" [hosts "+h.Name+"] env", h.Env)
 	}
 	if err != nil {
 		return nil, errs.WithCode(errs.CodeUsage, err, "")

@@ -26,7 +26,7 @@ func expandAlias(root *kong.Node, args []string) ([]string, *config.Config, erro
 	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
 		return args, nil, nil // no configuration, no aliases: kong names the unknown command
 	}
-	cfg, err := config.Load(file)
+	cfg, err := loadFor(root, args[:i])
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,25 +94,43 @@ func globalFlags(root *kong.Node) (alone, takesValue map[string]bool) {
 	return alone, takesValue
 }
 
-// configFile is the configuration file that words name with -c or --config
-// (the last one wins, as in kong), else the flag's default.
+// loadFor reads the configuration that words (global flags) name: -c, and
+// -d or RAIJIN_DESTINATION.
+func loadFor(root *kong.Node, words []string) (*config.Config, error) {
+	return config.LoadDestination(configFile(root, words), globalValue(root, words, "destination"))
+}
+
+// configFile is the configuration file that words name with -c or --config,
+// else the flag's default.
 func configFile(root *kong.Node, words []string) string {
+	return globalValue(root, words, "config")
+}
+
+// globalValue is the value that words give the global flag name (the last
+// one wins, as in kong), else its environment variable's, else its default.
+func globalValue(root *kong.Node, words []string, name string) string {
 	var flag *kong.Flag
 	for _, f := range root.Flags {
-		if f.Name == "config" {
+		if f.Name == name {
 			flag = f
 		}
 	}
-	file := flag.Default
+	value := flag.Default
+	for _, env := range flag.Envs {
+		if v, ok := os.LookupEnv(env); ok {
+			value = v
+			break
+		}
+	}
 	for i, w := range words {
 		switch {
 		case w == "--":
-			return file
+			return value
 		case (w == "--"+flag.Name || w == "-"+string(flag.Short)) && i+1 < len(words):
-			file = words[i+1]
+			value = words[i+1]
 		case strings.HasPrefix(w, "--"+flag.Name+"="):
-			file = strings.TrimPrefix(w, "--"+flag.Name+"=")
+			value = strings.TrimPrefix(w, "--"+flag.Name+"=")
 		}
 	}
-	return file
+	return value
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
@@ -22,6 +24,7 @@ import (
 // Globals are the flags every command takes.
 type Globals struct {
 	Config           string      `short:"c" default:"raijin.toml" placeholder:"FILE" help:"Read the configuration from FILE."`
+	Destination      destination `short:"d" env:"RAIJIN_DESTINATION" placeholder:"NAME" predictor:"destinations" help:"Read raijin.NAME.toml over raijin.toml: its hosts replace the base hosts, its keys override the base keys."`
 	Host             []string    `short:"H" placeholder:"NAME" predictor:"hosts" help:"Act on host NAME only (repeatable; default: all hosts)."`
 	Verbose          bool        `short:"v" help:"Echo each remote command, and show Lua tracebacks."`
 	JSON             bool        `help:"Write one JSON event per line on stdout."`
@@ -29,6 +32,31 @@ type Globals struct {
 	AcceptNewHostKey bool        `help:"Trust and record the host key of a server not yet in known_hosts (a changed key is always refused)."`
 	Completion       string      `placeholder:"COMPLETION" predictor:"completion" enum:",generate,complete" default:"" help:"Print shell completion source (generate) or answer a completion request (complete)."`
 	Version          kongVersion `help:"Print raijin's version."`
+}
+
+// destination is -d's value, checked as it is read (from the command line
+// or RAIJIN_DESTINATION): a name that cannot name raijin.NAME.toml beside
+// raijin.toml is refused. An empty one is refused by load, once kong has
+// read both (-d wins over an empty RAIJIN_DESTINATION).
+type destination struct {
+	name  string
+	empty bool // -d "" or RAIJIN_DESTINATION="": most likely an unset variable in a script
+}
+
+func (d *destination) Decode(ctx *kong.DecodeContext) error {
+	var name string
+	if err := ctx.Scan.PopValueInto("destination", &name); err != nil {
+		return err
+	}
+	if name == "" {
+		*d = destination{empty: true}
+		return nil
+	}
+	if err := config.CheckDestination(name); err != nil {
+		return err
+	}
+	*d = destination{name: name}
+	return nil
 }
 
 // App is what every command's Run receives: the globals, streams, and the
@@ -84,14 +112,18 @@ func (a *App) UI() *ui.UI {
 	return a.ui
 }
 
-// load reads the configuration (exit 2 on any problem), unless expanding an
-// alias already read that file.
+// load reads the configuration, with the destination's file over it (exit 2
+// on any problem), unless expanding an alias already read those files.
 func (a *App) load() (*config.Config, error) {
-	if cfg := a.loaded; cfg != nil && cfg.File == a.Config {
+	if a.Destination.empty {
+		return nil, errs.Usagef("name one (-d staging), or leave out -d and unset RAIJIN_DESTINATION to read "+a.Config+" alone",
+			`the destination is empty (-d "" or RAIJIN_DESTINATION="")`)
+	}
+	if cfg := a.loaded; cfg != nil && cfg.File == a.Config && cfg.Destination == a.Destination.name {
 		a.loaded = nil
 		return cfg, nil
 	}
-	return config.Load(a.Config)
+	return config.LoadDestination(a.Config, a.Destination.name)
 }
 
 // hosts are the selected hosts (-H).

@@ -113,7 +113,7 @@ func answer(parser *kong.Kong, line string) ([]string, error) {
 	root := parser.Model.Node
 	words, last := splitLine(line)
 	cfg := sync.OnceValue(func() *config.Config {
-		cfg, err := config.Load(configFile(root, words))
+		cfg, err := loadFor(root, words)
 		if err != nil {
 			return nil // nothing to offer from a configuration that does not load
 		}
@@ -138,7 +138,10 @@ func answer(parser *kong.Kong, line string) ([]string, error) {
 			}
 			return names
 		}),
-		"procs":      fromConfig((*config.Config).ProcessNames),
+		"procs": fromConfig((*config.Config).ProcessNames),
+		"destinations": complete.PredictFunc(func(complete.Args) []string {
+			return config.Destinations(configFile(root, words))
+		}),
 		"completion": complete.PredictSet("generate", "complete"),
 	}))
 	if err != nil {

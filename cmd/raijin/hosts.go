@@ -80,7 +80,7 @@ func oneHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
 		return err
 	}
 	if len(hosts) != 1 {
-		return errs.Usagef("pick one with -H NAME", "an interactive session needs one host; %s has %d (%s)", cfg.File, len(hosts), hostNames(hosts))
+		return errs.Usagef("pick one with -H NAME", "an interactive session needs one host; %s has %d (%s)", cfg.HostsFile(), len(hosts), hostNames(hosts))
 	}
 	return eachHost(app, cfg, fn)
 }

@@ -40,6 +40,9 @@ func (c *ConfigCmd) Run(app *App) error {
 		cfg.Sources[key] = src
 		rows = append(rows, row{key, value, src})
 	}
+	if cfg.Destination != "" {
+		rows = append(rows, row{"destination", cfg.Destination, "-d: " + cfg.DestinationFile + " over " + cfg.File})
+	}
 	add("app", cfg.App)
 	add("version", cfg.Version)
 	add("installation_mode", cfg.InstallationMode)

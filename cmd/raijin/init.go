@@ -78,6 +78,8 @@ web = "gunicorn --bind 127.0.0.1:$PORT {{.Pkg}}.wsgi"
 # worker = "django-admin qcluster"
 {{- end}}
 
+# Staging beside production: raijin.staging.toml holds what differs (its own [[hosts]],
+# and another app name if it shares a server with this one); ` + "`raijin -d staging deploy`" + `.
 [[hosts]]
 name = "prod"
 address = ""                       # FILL IN: the server's name or IP, or a Host alias of ~/.ssh/config

@@ -65,7 +65,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		var pe *kong.ParseError
 		if errors.As(err, &pe) {
 			fmt.Fprintf(stderr, "raijin: %v\n", err)
-			fmt.Fprintf(stderr, "  run `raijin %s -h` for usage\n", strings.TrimSpace(commandPath(pe.Context)))
+			fmt.Fprintf(stderr, "  run `%s` for usage\n", strings.Join(strings.Fields("raijin "+commandPath(pe.Context)+" -h"), " "))
 			return errs.CodeUsage
 		}
 		fmt.Fprintf(stderr, "raijin: %v\n", err)
