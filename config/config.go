@@ -21,6 +21,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/transport/proxyjump"
 )
 
 // Config is the resolved raijin.toml. Recipes see it read-only as ctx.config.
@@ -86,6 +87,10 @@ type Host struct {
 	Envfile     string `toml:"envfile" luar:"envfile" json:"envfile"`
 	Env         string `toml:"env" luar:"env" json:"env"`
 	AppsDir     string `toml:"apps_dir" luar:"apps_dir" json:"apps_dir"`
+	// ProxyJump is ssh_config's ProxyJump for this host: jump hosts
+	// [user@]host[:port], comma separated, or "none"; "" leaves it to
+	// ~/.ssh/config.
+	ProxyJump string `toml:"proxy_jump" luar:"proxy_jump" json:"proxy_jump"`
 }
 
 // Secrets is the [secrets] table.
@@ -638,6 +643,11 @@ func (c *Config) resolveHost(i int) error {
 	}
 	if h.Port < 0 || h.Port > 65535 {
 		return c.keyError(key("port"), "%d is not a TCP port", h.Port)
+	}
+	if h.ProxyJump != "" && !proxyjump.IsNone(h.ProxyJump) {
+		if _, err := proxyjump.Parse(h.ProxyJump); err != nil {
+			return c.keyErrorHint(data, key("proxy_jump"), `write jump hosts as [user@]host[:port], comma separated, the first connected to first (or "none")`, "%v", err)
+		}
 	}
 	if h.Envfile != "" && h.Env != "" {
 		return c.keyError(key("env"), "set either envfile or env, not both")

@@ -111,6 +111,8 @@ func TestLoadErrors(t *testing.T) {
 		{name: "app_user root", toml: strings.Replace(minimal, "distfile", "app_user = \"root\"\ndistfile", 1), want: `:3: app_user: the app must not run as root`},
 		{name: "app_user not a user name", toml: strings.Replace(minimal, "distfile", "app_user = \"Bad User\"\ndistfile", 1), want: `:3: app_user: "Bad User" is not a user name`},
 		{name: "app_user is the deploy user", toml: strings.Replace(minimal, "distfile", "app_user = \"deploy\"\ndistfile", 1) + "user = \"deploy\"\n", want: `:11: hosts.0.user: "deploy" is also app_user`},
+		{name: "proxy_jump with a shell character", toml: minimal + "proxy_jump = \"bastion;reboot\"\n", want: `:10: hosts.0.proxy_jump: "bastion;reboot" is not [user@]host[:port]`},
+		{name: "proxy_jump with a bad port", toml: minimal + "proxy_jump = \"deploy@bastion:22,inner:x\"\n", want: `:10: hosts.0.proxy_jump: "inner:x": x is not a port number`},
 		{name: "domain with a space", toml: minimal + "domain_name = \"a b\"\n", want: `:10: hosts.0.domain_name: "a b": a Caddy site address has no spaces`},
 		{name: "unknown secrets adapter", toml: minimal + "[secrets]\nadapter = \"vault\"\n", want: `:11: secrets.adapter: "vault" is not an adapter`},
 		{name: "alias with an unclosed quote", toml: minimal + "[aliases]\nshell = \"app exec -i bash\"\nsay = \"app exec 'echo hi\"\n", want: `:12: aliases.say: "app exec 'echo hi": EOF found when expecting closing quote: quote as in a shell`},
@@ -449,6 +451,19 @@ func TestStaticsOverlap(t *testing.T) {
 	} {
 		if got := staticsOverlap(tc.dir, tc.appsDir); got != tc.want {
 			t.Errorf("staticsOverlap(%q, %q) = %q, want %q", tc.dir, tc.appsDir, got, tc.want)
+		}
+	}
+}
+
+// proxy_jump is kept as written: a chain of jump hosts, or none.
+func TestProxyJump(t *testing.T) {
+	for _, v := range []string{"deploy@bastion:2222", "outer,ops@inner", "none"} {
+		c, err := load(t, minimal+"proxy_jump = \""+v+"\"\n")
+		if err != nil {
+			t.Fatalf("proxy_jump %q: %v", v, err)
+		}
+		if got := c.Hosts[0].ProxyJump; got != v {
+			t.Errorf("proxy_jump = %q; want %q", got, v)
 		}
 	}
 }

@@ -48,6 +48,7 @@ type TestHost struct {
 	User       string
 	Key        string
 	KnownHosts string
+	via        *TestHost // the server the harness's ssh goes through (see OnlyThrough); nil: directly
 }
 
 func TestMain(m *testing.M) {
@@ -459,10 +460,21 @@ func (h *TestHost) Try(script string) (string, bool) {
 }
 
 func (h *TestHost) ssh(user, script string) (string, error) {
-	cmd := exec.Command("ssh", "-i", h.Key, "-o", "UserKnownHostsFile="+h.KnownHosts, "-o", "StrictHostKeyChecking=yes",
-		"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", user+"@"+h.Addr, script)
+	args := h.sshOptions()
+	if h.via != nil {
+		// Through the jump host's ssh -W, with the same key and checks.
+		args = append(args, "-o", "ProxyCommand=ssh "+strings.Join(h.via.sshOptions(), " ")+" -W %h:%p "+h.via.User+"@"+h.via.Addr)
+	}
+	cmd := exec.Command("ssh", append(args, user+"@"+h.Addr, script)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// sshOptions are the options of the harness's ssh to h (file names without
+// spaces: they also go into a ProxyCommand).
+func (h *TestHost) sshOptions() []string {
+	return []string{"-i", h.Key, "-o", "UserKnownHostsFile=" + h.KnownHosts, "-o", "StrictHostKeyChecking=yes",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=10"}
 }
 
 // AppDir is where the project's app lives on h.

@@ -72,11 +72,11 @@ func (r *runner) closeEarly() {
 }
 
 // SSHConnector connects with transport.Dial; commands go through the
-// remote worker, one round trip each.
-func SSHConnector(stats *remote.Stats, acceptNew bool) Connector {
+// remote worker, one round trip each. The hosts behind one jump host share
+// the connection to it in jumps, which the command closes at its end.
+func SSHConnector(stats *remote.Stats, acceptNew bool, jumps *transport.Jumps) Connector {
 	return func(ctx context.Context, h config.Host) (remote.Conn, func(), error) {
-		cl, err := transport.Dial(ctx, transport.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
-			KeyFile: h.KeyFilename, AcceptNew: acceptNew}, stats)
+		cl, err := transport.Dial(ctx, SSHTarget(h, acceptNew, jumps), stats)
 		if err != nil {
 			// runHost names the host and the phase (connect).
 			return nil, nil, err
@@ -84,4 +84,10 @@ func SSHConnector(stats *remote.Stats, acceptNew bool) Connector {
 		cl.Worker = true
 		return remote.NewShellConn(h.Name, cl.Addr, cl), func() { cl.Close() }, nil
 	}
+}
+
+// SSHTarget is where and how to connect to h.
+func SSHTarget(h config.Host, acceptNew bool, jumps *transport.Jumps) transport.Target {
+	return transport.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User, KeyFile: h.KeyFilename,
+		ProxyJump: h.ProxyJump, AcceptNew: acceptNew, Jumps: jumps}
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +30,14 @@ type Target struct {
 	KeyFile   string // optional private key
 	AcceptNew bool   // record an unknown host key instead of refusing it
 	Timeout   time.Duration
+	// ProxyJump is raijin.toml's proxy_jump: jump hosts as ssh_config's
+	// ProxyJump writes them, or "none"; "": ssh_config's ProxyJump.
+	ProxyJump string
+	// Jumps holds the connections to jump hosts that the hosts of one
+	// command share; nil: the client opens its own.
+	Jumps *Jumps
+
+	proxyJumpFrom string // where ProxyJump was set, when not in raijin.toml
 }
 
 type countingConn struct {
@@ -56,7 +63,9 @@ type Client struct {
 	Name  string
 	Addr  string // host:port actually dialled
 	User  string
+	Via   string // the jump hosts it goes through, for messages ("": none)
 	ssh   *ssh.Client
+	jumps *Jumps // its own jump hosts' connections, closed with it
 	stats *remote.Stats
 	done  chan struct{} // closed by Close: stops the keepalive
 	once  sync.Once
@@ -276,20 +285,58 @@ func hostKeyAlgos(keyType string) []string {
 	return []string{keyType}
 }
 
-// Dial opens the one connection a command uses for host t.
+// Dial opens the one connection a command uses for host t, through its jump
+// hosts when it has any (t.Jumps shares them between the hosts of a command;
+// without it the client has its own, closed with it).
 func Dial(ctx context.Context, t Target, stats *remote.Stats) (*Client, error) {
-	s, err := loadSSHConfig(t)
+	r, err := plan(t)
 	if err != nil {
 		return nil, err
 	}
-	hostport := net.JoinHostPort(s.hostname, strconv.Itoa(s.port))
-	auths, cleanup, notes, err := authMethods(s, t.KeyFile)
+	if stats == nil {
+		stats = &remote.Stats{}
+	}
+	jumps, own := t.Jumps, (*Jumps)(nil)
+	if jumps == nil && r.via != nil {
+		jumps = &Jumps{}
+		own = jumps
+	}
+	var via *ssh.Client
+	if r.via != nil {
+		if via, err = jumps.client(ctx, r.via, stats); err != nil {
+			own.Close()
+			return nil, err
+		}
+	}
+	c, err := connect(ctx, r, t.KeyFile, via, stats)
+	if err != nil {
+		own.Close()
+		if r.via != nil {
+			return nil, fmt.Errorf("connecting to %s through jump host %s: %w", r.describe(), r.via.describe(), err)
+		}
+		return nil, err
+	}
+	client := &Client{Name: t.Name, Addr: r.hostport, User: r.s.user, Via: r.via.chain(), ssh: c, stats: stats,
+		done: make(chan struct{}), jumps: own}
+	go client.keepalive(keepaliveInterval)
+	return client, nil
+}
+
+// connect opens an SSH connection to the host of r, over TCP, or through
+// via (a jump host) when it is not nil. keyFile is raijin.toml's
+// key_filename, for the host deployed to only.
+func connect(ctx context.Context, r *route, keyFile string, via *ssh.Client, stats *remote.Stats) (*ssh.Client, error) {
+	s, hostport := r.s, r.hostport
+	auths, cleanup, notes, err := authMethods(s, keyFile)
 	defer cleanup()
 	if err != nil {
 		return nil, err
 	}
 	if len(auths) == 0 {
 		msg := "no SSH key to log in with: set key_filename in [[hosts]], add an IdentityFile to ~/.ssh/config, or load a key into ssh-agent"
+		if r.jump {
+			msg = "no SSH key to log in with: add an IdentityFile for " + r.name + " to ~/.ssh/config, or load a key into ssh-agent (key_filename is for the host deployed to only)"
+		}
 		if len(notes) > 0 {
 			msg += " (" + strings.Join(notes, "; ") + ")"
 		}
@@ -299,28 +346,29 @@ func Dial(ctx context.Context, t Target, stats *remote.Stats) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout := s.timeout
 	cfg := &ssh.ClientConfig{
 		User:              s.user,
 		Auth:              auths,
 		HostKeyCallback:   cb,
 		HostKeyAlgorithms: algos,
-		Timeout:           timeout,
+		Timeout:           s.timeout,
 	}
-	d := net.Dialer{Timeout: timeout}
-	raw, err := d.DialContext(ctx, "tcp", hostport)
+	raw, err := dialHop(ctx, hostport, s.timeout, via)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach %s: %w (is the address right and sshd running?)", hostport, err)
-	}
-	if stats == nil {
-		stats = &remote.Stats{}
+		return nil, err
 	}
 	stats.Connections.Add(1)
-	conn := countingConn{Conn: raw, stats: stats}
-	raw.SetDeadline(time.Now().Add(timeout))
+	conn := raw
+	if via == nil {
+		// What goes through a jump host is counted on the jump host's
+		// connection: that is what travels on the wire.
+		conn = countingConn{Conn: raw, stats: stats}
+	}
+	limit := handshakeDeadline(raw, s.timeout)
 	// Ctrl-C during the handshake closes the socket, which ends it at once.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	c, chans, reqs, err := ssh.NewClientConn(conn, hostport, cfg)
+	limit.stop()
 	if !stop() && err == nil {
 		c.Close()
 		err = ctx.Err()
@@ -330,15 +378,80 @@ func Dial(ctx context.Context, t Target, stats *remote.Stats) (*Client, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("connecting to %s: %w", hostport, ctx.Err())
 		}
+		if limit.passed() {
+			return nil, fmt.Errorf("ssh handshake with %s: no answer within %s", hostport, s.timeout)
+		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, fmt.Errorf("%s rejected the login as %s: %w (is the key in ~%s/.ssh/authorized_keys?)", hostport, s.user, err, s.user)
+			hint := fmt.Sprintf("is the key in ~%s/.ssh/authorized_keys?", s.user)
+			if r.jump {
+				hint += " A jump host is logged in to with the keys ~/.ssh/config names for it, not key_filename"
+			}
+			return nil, fmt.Errorf("%s rejected the login as %s: %w (%s)", hostport, s.user, err, hint)
 		}
 		return nil, fmt.Errorf("ssh handshake with %s: %w", hostport, err)
 	}
-	raw.SetDeadline(time.Time{})
-	client := &Client{Name: t.Name, Addr: hostport, User: s.user, ssh: ssh.NewClient(c, chans, reqs), stats: stats, done: make(chan struct{})}
-	go client.keepalive(keepaliveInterval)
-	return client, nil
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// dialHop opens the byte stream to hostport: a TCP connection, or a channel
+// of the jump host via to it (the jump host dials, as ssh -W does).
+func dialHop(ctx context.Context, hostport string, timeout time.Duration, via *ssh.Client) (net.Conn, error) {
+	if via == nil {
+		d := net.Dialer{Timeout: timeout}
+		raw, err := d.DialContext(ctx, "tcp", hostport)
+		if err != nil {
+			return nil, fmt.Errorf("cannot reach %s: %w (is the address right and sshd running?)", hostport, err)
+		}
+		return raw, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	raw, err := via.DialContext(dctx, "tcp", hostport)
+	if err == nil {
+		return raw, nil
+	}
+	var oe *ssh.OpenChannelError
+	switch {
+	case errors.As(err, &oe) && oe.Reason == ssh.Prohibited:
+		return nil, fmt.Errorf("the jump host refuses to forward a connection to %s (%s): allow TCP forwarding for this user in its sshd_config (AllowTcpForwarding, PermitOpen)", hostport, oe.Message)
+	case errors.As(err, &oe):
+		return nil, fmt.Errorf("the jump host cannot reach %s: %s (is the address right as the jump host sees it, and sshd running?)", hostport, oe.Message)
+	case ctx.Err() == nil && dctx.Err() != nil:
+		return nil, fmt.Errorf("the jump host did not reach %s within %s (is the address right as the jump host sees it?)", hostport, timeout)
+	}
+	return nil, fmt.Errorf("the jump host did not open a connection to %s: %w", hostport, err)
+}
+
+// deadline ends a handshake that takes longer than allowed: a TCP
+// connection takes a deadline; a channel through a jump host does not, and
+// is closed instead.
+type deadline struct {
+	conn  net.Conn
+	timer *time.Timer
+	fired atomic.Bool
+}
+
+func handshakeDeadline(conn net.Conn, timeout time.Duration) *deadline {
+	d := &deadline{conn: conn}
+	if conn.SetDeadline(time.Now().Add(timeout)) != nil {
+		d.timer = time.AfterFunc(timeout, func() {
+			d.fired.Store(true)
+			conn.Close()
+		})
+	}
+	return d
+}
+
+// passed reports whether the channel was closed for taking too long (a TCP
+// deadline says so in its own error).
+func (d *deadline) passed() bool { return d.fired.Load() }
+
+func (d *deadline) stop() {
+	if d.timer != nil {
+		d.timer.Stop()
+		return
+	}
+	d.conn.SetDeadline(time.Time{})
 }
 
 // keepaliveInterval is how often an idle connection is kept open, and
@@ -411,6 +524,7 @@ func (c *Client) Close() error {
 			c.workerMu.Unlock()
 		}
 		err = c.ssh.Close()
+		c.jumps.Close()
 	})
 	return err
 }
@@ -476,10 +590,14 @@ func (c *Client) Exec(ctx context.Context, cmd string, stdin io.Reader) (remote.
 }
 
 func (c *Client) dropped() error {
-	if c.lost.Load() {
-		return fmt.Errorf("the connection to %s dropped while the command ran: %d keepalives in a row went unanswered", c.Addr, keepaliveMissed)
+	to := c.Addr
+	if c.Via != "" {
+		to += " (through jump host " + c.Via + ")"
 	}
-	return fmt.Errorf("the connection to %s dropped while the command ran", c.Addr)
+	if c.lost.Load() {
+		return fmt.Errorf("the connection to %s dropped while the command ran: %d keepalives in a row went unanswered", to, keepaliveMissed)
+	}
+	return fmt.Errorf("the connection to %s dropped while the command ran", to)
 }
 
 type lockedBuffer struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kevinburke/ssh_config"
 	"github.com/raijin-deploy/raijin/errs"
+	"github.com/raijin-deploy/raijin/transport/proxyjump"
 )
 
 // sshOption is one line of ~/.ssh/config (or a file it includes) that
@@ -163,6 +164,8 @@ type sshSettings struct {
 	hashKnownHosts bool
 	acceptNew      bool
 	timeout        time.Duration
+	jumps          []proxyjump.Hop // ProxyJump: the jump hosts, the first connected to first
+	jumpsFrom      string          // where ProxyJump was set, for messages
 }
 
 // loadSSHConfig applies the options of ~/.ssh/config that apply to t's
@@ -194,6 +197,9 @@ func loadSSHConfig(t Target) (sshSettings, error) {
 				problems = append(problems, p)
 			}
 		}
+	}
+	if p := s.setJumps(t); p != "" {
+		problems = append(problems, p)
 	}
 	s.fillDefaults()
 	// The file names may use %r and %p: they are expanded last.
@@ -332,10 +338,14 @@ func (s *sshSettings) apply(key string, o sshOption, t Target) string {
 			s.timeout = time.Duration(n) * time.Second
 		}
 	case "proxyjump":
-		if !strings.EqualFold(v, "none") {
-			return o.refuse("which raijin does not support yet: it connects to each server directly, without jump hosts",
-				unsupportedHint(t.Address))
+		if t.ProxyJump != "" || proxyjump.IsNone(v) {
+			break // raijin.toml's proxy_jump wins
 		}
+		hops, err := proxyjump.Parse(v)
+		if err != nil {
+			return o.refuse("which raijin cannot read ("+err.Error()+")", "write jump hosts as [user@]host[:port], comma separated, or none")
+		}
+		s.jumps, s.jumpsFrom = hops, o.where()
 	case "proxycommand":
 		if !strings.EqualFold(v, "none") {
 			return o.refuse("which raijin does not support: it connects to each server directly", unsupportedHint(t.Address))
@@ -350,6 +360,27 @@ func (s *sshSettings) apply(key string, o sshOption, t Target) string {
 			return o.refuse(why, unsupportedHint(t.Address))
 		}
 	}
+	return ""
+}
+
+// setJumps takes raijin.toml's proxy_jump, which wins over ssh_config's
+// ProxyJump, as user and port do.
+func (s *sshSettings) setJumps(t Target) string {
+	if t.ProxyJump == "" {
+		return ""
+	}
+	s.jumps, s.jumpsFrom = nil, "proxy_jump in raijin.toml"
+	if t.proxyJumpFrom != "" {
+		s.jumpsFrom = t.proxyJumpFrom
+	}
+	if proxyjump.IsNone(t.ProxyJump) {
+		return ""
+	}
+	hops, err := proxyjump.Parse(t.ProxyJump)
+	if err != nil {
+		return fmt.Sprintf("%s %q: %v: write jump hosts as [user@]host[:port], comma separated, or none", s.jumpsFrom, t.ProxyJump, err)
+	}
+	s.jumps = hops
 	return ""
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/secrets"
+	"github.com/raijin-deploy/raijin/transport"
 	"github.com/raijin-deploy/raijin/ui"
 )
 
@@ -69,6 +70,7 @@ type App struct {
 	Stderr io.Writer
 	ui     *ui.UI
 	stats  remote.Stats
+	jumps  transport.Jumps       // the connections to jump hosts, shared by the hosts behind them
 	vault  secrets.SecretAdapter // made once per command, see secrets
 	askMu  sync.Mutex
 	loaded *config.Config // read to expand an alias, see load
@@ -155,7 +157,7 @@ func (a *App) runOpts(cfg *config.Config, command, flow, recipeFile string, dryR
 			return &remote.Recorder{HostName: h.Name, OnStep: func(_ int, st remote.Step) { dryRunStep(u, h.Name, st) }}, func() {}, nil
 		}
 	} else {
-		o.Connect = engine.SSHConnector(&a.stats, a.AcceptNewHostKey)
+		o.Connect = engine.SSHConnector(&a.stats, a.AcceptNewHostKey, &a.jumps)
 	}
 	return o, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/shell"
@@ -56,8 +57,7 @@ func eachHost(app *App, cfg *config.Config, fn func(r *openHost) error) error {
 		if len(hosts) > 1 && !app.JSON {
 			fmt.Fprintf(app.Stderr, "── %s ──\n", h.Name)
 		}
-		cl, err := transport.Dial(app.ctx, transport.Target{Name: h.Name, Address: h.Address, Port: h.Port, User: h.User,
-			KeyFile: h.KeyFilename, AcceptNew: app.AcceptNewHostKey}, &app.stats)
+		cl, err := transport.Dial(app.ctx, engine.SSHTarget(h, app.AcceptNewHostKey, &app.jumps), &app.stats)
 		if err != nil {
 			return fmt.Errorf("host %s: %w", h.Name, err) // exit 1, or 2 for an ssh_config the connection cannot honour
 		}

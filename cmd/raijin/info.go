@@ -82,6 +82,7 @@ func (c *ConfigCmd) Run(app *App) error {
 			port = fmt.Sprint(h.Port)
 		}
 		add(k+"port", port)
+		add(k+"proxy_jump", orDefault(h.ProxyJump, "(ssh_config's ProxyJump, else none: connected to directly)"))
 		add(k+"domain_name", orDefault(h.DomainName, "(none: the address)")+"  (url "+h.URL()+")")
 		add(k+"apps_dir", h.AppsDir)
 		if h.Envfile != "" {

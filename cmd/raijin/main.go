@@ -74,6 +74,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 	app := &App{Globals: &cli.Globals, ctx: ctx, Stdin: stdin, Stdout: stdout, Stderr: stderr, loaded: cfg}
 	kctx.Bind(app)
 	err = kctx.Run(app)
+	app.jumps.Close()
 	if err == nil {
 		return 0
 	}

@@ -47,7 +47,11 @@ type Server struct {
 	authKeys []ssh.PublicKey
 	logins   []string // users that logged in
 	commands []string
-	Attempts int // public key offers
+	Attempts int      // public key offers
+	conns    int      // TCP connections accepted
+	open     int      // of which still open
+	forwards []string // host:port of the connections it forwarded (direct-tcpip)
+	noFwd    bool
 }
 
 // NewServer starts a server with an ed25519 host key (plus extra host
@@ -58,6 +62,27 @@ func NewServer(t TB, clientKeys []ssh.PublicKey, extraHostKeys ...ssh.Signer) *S
 	ts.HostKeys = append([]ssh.Signer{NewSigner(t)}, extraHostKeys...)
 	srv := &gliderssh.Server{
 		Handler: ts.exec,
+		// A jump host: it forwards connections (ssh -W, ProxyJump).
+		ChannelHandlers: map[string]gliderssh.ChannelHandler{
+			"session":      gliderssh.DefaultSessionHandler,
+			"direct-tcpip": gliderssh.DirectTCPIPHandler,
+		},
+		LocalPortForwardingCallback: func(_ gliderssh.Context, host string, port uint32) bool {
+			ts.mu.Lock()
+			defer ts.mu.Unlock()
+			if ts.noFwd {
+				return false
+			}
+			ts.forwards = append(ts.forwards, net.JoinHostPort(host, strconv.Itoa(int(port))))
+			return true
+		},
+		ConnCallback: func(_ gliderssh.Context, c net.Conn) net.Conn {
+			ts.mu.Lock()
+			ts.conns++
+			ts.open++
+			ts.mu.Unlock()
+			return &trackedConn{Conn: c, ts: ts}
+		},
 		PublicKeyHandler: func(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 			ts.mu.Lock()
 			defer ts.mu.Unlock()
@@ -144,6 +169,51 @@ func (ts *Server) exec(s gliderssh.Session) {
 			return
 		}
 	}
+}
+
+// Conns is how many connections the server accepted.
+func (ts *Server) Conns() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.conns
+}
+
+// Open is how many of its connections are still open.
+func (ts *Server) Open() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.open
+}
+
+// trackedConn counts itself out of Open when closed.
+type trackedConn struct {
+	net.Conn
+	ts   *Server
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.ts.mu.Lock()
+		c.ts.open--
+		c.ts.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// Forwards are the addresses the server forwarded connections to, in order.
+func (ts *Server) Forwards() []string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]string(nil), ts.forwards...)
+}
+
+// RefuseForwarding makes the server refuse to forward connections, as sshd
+// with AllowTcpForwarding no.
+func (ts *Server) RefuseForwarding() {
+	ts.mu.Lock()
+	ts.noFwd = true
+	ts.mu.Unlock()
 }
 
 // KeyOffers is how many public keys clients offered.
