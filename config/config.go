@@ -646,7 +646,7 @@ func (c *Config) resolveHost(i int) error {
 	}
 	if h.ProxyJump != "" && !proxyjump.IsNone(h.ProxyJump) {
 		if _, err := proxyjump.Parse(h.ProxyJump); err != nil {
-			return c.keyErrorHint(data, key("proxy_jump"), `write jump hosts as [user@]host[:port], comma separated, the first connected to first (or "none")`, "%v", err)
+			return c.keyErrorHint(key("proxy_jump"), `write jump hosts as [user@]host[:port], comma separated, the first connected to first (or "none")`, "%v", err)
 		}
 	}
 	if h.Envfile != "" && h.Env != "" {
