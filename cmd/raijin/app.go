@@ -23,6 +23,7 @@ import (
 type Globals struct {
 	Config           string      `short:"c" default:"raijin.toml" placeholder:"FILE" help:"Read the configuration from FILE."`
 	Host             []string    `short:"H" placeholder:"NAME" predictor:"hosts" help:"Act on host NAME only (repeatable; default: all hosts)."`
+	Role             []string    `short:"R" placeholder:"NAME" predictor:"roles" help:"Act on the hosts with role NAME only (repeatable; with -H: the hosts named that have one of the roles)."`
 	Verbose          bool        `short:"v" help:"Echo each remote command, and show Lua tracebacks."`
 	JSON             bool        `help:"Write one JSON event per line on stdout."`
 	NoColor          bool        `help:"Print no colours (NO_COLOR works too)."`
@@ -94,9 +95,13 @@ func (a *App) load() (*config.Config, error) {
 	return config.Load(a.Config)
 }
 
-// hosts are the selected hosts (-H).
+// hosts are the selected hosts (-H, -R).
 func (a *App) hosts(cfg *config.Config) ([]config.Host, error) {
-	return cfg.SelectHosts(a.Host)
+	hosts, err := cfg.SelectHosts(a.Host)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.SelectByRole(hosts, a.Role)
 }
 
 // runOpts are the runtime options shared by every command that runs a flow.
