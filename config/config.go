@@ -47,6 +47,11 @@ type Config struct {
 	Hooks            Hooks             `toml:"hooks" luar:"hooks" json:"hooks"`
 	Aliases          map[string]string `toml:"aliases" luar:"aliases" json:"aliases"`
 
+	// ReleaseOnAllHosts runs release_command on every host of a deploy; by
+	// default it runs once, on one host (see ReleaseHost), before any host
+	// takes the new version.
+	ReleaseOnAllHosts bool `toml:"release_on_all_hosts" luar:"release_on_all_hosts" json:"release_on_all_hosts"`
+
 	// Set by Load, not by the file.
 	File            string              `toml:"-" json:"file"`
 	Destination     string              `toml:"-" json:"destination,omitempty"`      // -d NAME
@@ -91,6 +96,11 @@ type Host struct {
 	// [user@]host[:port], comma separated, or "none"; "" leaves it to
 	// ~/.ssh/config.
 	ProxyJump string `toml:"proxy_jump" luar:"proxy_jump" json:"proxy_jump"`
+	// Roles: the processes the host runs (names of [processes]), and free
+	// tags for recipes and -R. Empty in the file: every process (Resolve
+	// fills them in; RolesSet says whether the file set them).
+	Roles    []string `toml:"roles" luar:"roles" json:"roles"`
+	RolesSet bool     `toml:"-" luar:"roles_set" json:"roles_set"`
 }
 
 // Secrets is the [secrets] table.
@@ -226,6 +236,8 @@ func plainDecodeError(msg string) string {
 	case want != "":
 	case strings.HasPrefix(m[2], "map["), strings.HasPrefix(m[2], "config."):
 		want = "a table"
+	case m[2] == "[]string":
+		want = "an array of strings"
 	case strings.HasPrefix(m[2], "[]"):
 		want = "an array of tables"
 	default:
@@ -649,6 +661,9 @@ func (c *Config) resolveHost(i int) error {
 			return c.keyErrorHint(key("proxy_jump"), `write jump hosts as [user@]host[:port], comma separated, the first connected to first (or "none")`, "%v", err)
 		}
 	}
+	if err := c.resolveRoles(i); err != nil {
+		return err
+	}
 	if h.Envfile != "" && h.Env != "" {
 		return c.keyError(key("env"), "set either envfile or env, not both")
 	}
@@ -863,6 +878,106 @@ func (c *Config) SelectHosts(names []string) ([]Host, error) {
 		out = append(out, *h)
 	}
 	return out, nil
+}
+
+// RoleRelease is the tag that picks the host running release_command
+// (once per deploy, see ReleaseHost).
+const RoleRelease = "release"
+
+// resolveRoles checks hosts[i].roles and, when the file sets none, gives
+// the host every process.
+func (c *Config) resolveRoles(i int) error {
+	h := &c.Hosts[i]
+	if h.Roles == nil {
+		h.Roles = c.ProcessNames()
+		return nil
+	}
+	h.RolesSet = true
+	seen := map[string]bool{}
+	for _, r := range h.Roles {
+		if !procRe.MatchString(r) {
+			return c.keyError(fmt.Sprintf("hosts.%d.roles", i), "role %q: use [a-z][a-z0-9-]{0,30} (a process name of [processes], or a tag of your own)", r)
+		}
+		if seen[r] {
+			return c.keyError(fmt.Sprintf("hosts.%d.roles", i), "role %q is listed twice", r)
+		}
+		seen[r] = true
+	}
+	if len(c.HostProcesses(*h)) == 0 {
+		return c.keyErrorHint(fmt.Sprintf("hosts.%d.roles", i), "add the processes it runs to roles (the processes: "+strings.Join(c.ProcessNames(), ", ")+"), or remove the host",
+			"%s runs none of the processes: roles %s names no process of [processes]", h.Name, strings.Join(h.Roles, ", "))
+	}
+	return nil
+}
+
+// HasRole reports whether h has role r.
+func (h Host) HasRole(r string) bool { return slices.Contains(h.Roles, r) }
+
+// HostProcesses are the processes h runs: those of [processes] among its
+// roles, in ProcessNames' order (web first).
+func (c *Config) HostProcesses(h Host) []string {
+	var out []string
+	for _, p := range c.ProcessNames() {
+		if h.HasRole(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Roles lists every role of the hosts, sorted.
+func (c *Config) Roles() []string {
+	var out []string
+	for _, h := range c.Hosts {
+		for _, r := range h.Roles {
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SelectByRole keeps the hosts of hosts that have one of roles (all of
+// them when roles is empty); a role no host of the file has is an error.
+func (c *Config) SelectByRole(hosts []Host, roles []string) ([]Host, error) {
+	if len(roles) == 0 {
+		return hosts, nil
+	}
+	known := c.Roles()
+	for _, r := range roles {
+		if !slices.Contains(known, r) {
+			return nil, errs.Usagef("roles of the hosts in "+c.File+": "+strings.Join(known, ", "), "-R %s: no host has that role", r)
+		}
+	}
+	var out []Host
+	for _, h := range hosts {
+		for _, r := range roles {
+			if h.HasRole(r) {
+				out = append(out, h)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errs.Usagef("check -H and -R: a host is selected when -H names it and it has one of the -R roles", "-R %s: none of the hosts selected has that role", strings.Join(roles, ", -R "))
+	}
+	return out, nil
+}
+
+// ReleaseHost is the host of hosts that runs release_command once: the
+// first with the role release, else the first.
+func ReleaseHost(hosts []Host) string {
+	for _, h := range hosts {
+		if h.HasRole(RoleRelease) {
+			return h.Name
+		}
+	}
+	if len(hosts) == 0 {
+		return ""
+	}
+	return hosts[0].Name
 }
 
 // URL is what the user opens for host h: the Caddy site address as a URL.

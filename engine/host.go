@@ -41,12 +41,20 @@ type hostRun struct {
 
 	st      *recipe.State
 	started []recipe.PhaseInfo // the phases that started, for their undo
+	gates   onceGates          // the batch's once phases (see gate)
 }
 
 // runHost runs the host phases on one host, with the deploy lock held.
-func (r *runner) runHost(ctx context.Context, h config.Host, phases []recipe.PhaseInfo, shared any) HostResult {
-	hr := &hostRun{runner: r, h: h, phases: phases, start: time.Now(), res: HostResult{Host: h.Name}}
+func (r *runner) runHost(ctx context.Context, h config.Host, phases []recipe.PhaseInfo, shared any, gates onceGates) HostResult {
+	hr := &hostRun{runner: r, h: h, phases: phases, start: time.Now(), res: HostResult{Host: h.Name}, gates: gates}
 	hr.run(ctx, shared)
+	for _, g := range gates {
+		failedIn := ""
+		if hr.res.Err != nil {
+			failedIn = hr.res.Phase
+		}
+		g.leave(h.Name, failedIn)
+	}
 	hr.res.Duration = time.Since(hr.start)
 	return hr.res
 }
@@ -82,8 +90,29 @@ func (hr *hostRun) run(ctx context.Context, shared any) {
 // runOne runs phase p and handles its failure; it says whether the run goes
 // on.
 func (hr *hostRun) runOne(ctx context.Context, p recipe.PhaseInfo) bool {
+	g := hr.gates[p.Name]
+	if p.Once {
+		if ran := hr.onceRan[p.Name]; ran != "" {
+			hr.opts.Events.Log(hr.h.Name, p.Name, "ran once for every host, on "+ran+" (an earlier batch)")
+			return true
+		}
+		if g != nil {
+			run, err := g.arrive(hr.h.Name)
+			if err != nil {
+				hr.undoAfter(p.Name, err)
+				return false
+			}
+			if !run {
+				hr.opts.Events.Log(hr.h.Name, p.Name, "ran once for every host, on "+g.runner)
+				return true
+			}
+		}
+	}
 	hr.host.Label(p.Name)
 	err := hr.runPhase(ctx, hr.st, hr.h.Name, p.Name)
+	if g != nil {
+		g.done(err)
+	}
 	switch p.Name {
 	case recipe.ConnectPhase:
 		if err == nil && !hr.locked {

@@ -94,10 +94,12 @@ type runner struct {
 	started time.Time
 	earlyMu sync.Mutex
 	early   map[string]*dialing
+	// onceRan: the once phases that ran in an earlier batch, and where.
+	onceRan map[string]string
 }
 
 func newRunner(opts Options) *runner {
-	return &runner{opts: opts, envs: &envCache{}, started: time.Now()}
+	return &runner{opts: opts, envs: &envCache{}, started: time.Now(), onceRan: map[string]string{}}
 }
 
 // withDefaults fills in what the command line may leave out.
@@ -235,7 +237,7 @@ func (r *runner) runLocal(ctx context.Context, local *recipe.State, phases []rec
 // time; after a batch in which a host failed, the other hosts are skipped.
 // It says whether a host failed.
 func (r *runner) runBatches(ctx context.Context, report *Report, phases []recipe.PhaseInfo, shared any) (failed bool) {
-	hosts := r.opts.Hosts
+	hosts := orderForOnce(r.opts.Hosts, phases)
 	size := r.batchSize()
 	for i := 0; i < len(hosts); i += size {
 		batch := hosts[i:min(i+size, len(hosts))]
@@ -245,7 +247,13 @@ func (r *runner) runBatches(ctx context.Context, report *Report, phases []recipe
 			}
 			continue
 		}
-		results := r.runBatch(ctx, batch, phases, shared)
+		gates := r.newGates(batch, phases)
+		results := r.runBatch(ctx, batch, phases, shared, gates)
+		for name, g := range gates {
+			if g.ran && g.err == nil {
+				r.onceRan[name] = g.runner
+			}
+		}
 		for _, res := range results {
 			if res.Err != nil {
 				failed = true
@@ -271,14 +279,14 @@ func (r *runner) batchSize() int {
 }
 
 // runBatch runs the host phases on hosts in parallel.
-func (r *runner) runBatch(ctx context.Context, hosts []config.Host, phases []recipe.PhaseInfo, shared any) []HostResult {
+func (r *runner) runBatch(ctx context.Context, hosts []config.Host, phases []recipe.PhaseInfo, shared any, gates onceGates) []HostResult {
 	results := make([]HostResult, len(hosts))
 	var wg sync.WaitGroup
 	for i, h := range hosts {
 		wg.Add(1)
 		go func(i int, h config.Host) {
 			defer wg.Done()
-			results[i] = r.runHost(ctx, h, phases, shared)
+			results[i] = r.runHost(ctx, h, phases, shared, gates)
 		}(i, h)
 	}
 	wg.Wait()
@@ -312,7 +320,7 @@ func (r *runner) rollBackSucceeded(ctx context.Context, report *Report) {
 			rr.opts.Events.Log(res.Host, "rollback", "--all-or-nothing: switching back to "+res.Previous)
 			phases, err := hostPhases(o)
 			if err == nil {
-				out := rr.runHost(ctx, byName[res.Host], phases, nil)
+				out := rr.runHost(ctx, byName[res.Host], phases, nil, nil)
 				err = out.Err
 			}
 			res.RolledBack = err == nil

@@ -50,6 +50,7 @@ func (s *hostState) hostValue(L *lua.LState, h config.Host) *lua.LUserData {
 		"site_address": lua.LString(h.SiteAddress()),
 		"url":          lua.LString(h.URL()),
 		"domain_name":  lua.LString(h.DomainName),
+		"roles":        luaValue(L, h.Roles),
 	}}
 	mt := L.NewTypeMetatable("raijin.host")
 	if mt.RawGetString("__index") == lua.LNil {

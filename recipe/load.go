@@ -3,6 +3,7 @@ package recipe
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,7 +100,7 @@ var loadTimeout = 30 * time.Second
 // Load runs the built-in recipe, the project's recipe and registers its hook
 // files, in a new Lua state for t. Errors are configuration errors (exit 2).
 func Load(ctx context.Context, c Config, t Target) (*State, error) {
-	s := &hostState{cfg: c, name: t.Name, host: t.Host, user: t.User, paths: t.Paths,
+	s := &hostState{cfg: c, name: t.Name, host: t.Host, hostCfg: t.Config, user: t.User, paths: t.Paths,
 		versions: t.Versions, dirs: t.Dirs, connect: t.Connect, finish: t.Finish}
 	reg := newRegistry()
 	L := newState(c.Project.Dir, s.module(reg))
@@ -118,8 +119,10 @@ func (st *State) Close() { st.vm.Close() }
 
 // PhaseInfo describes one phase of a flow and where its parts come from.
 type PhaseInfo struct {
-	Name      string   `json:"name"`
-	Local     bool     `json:"local"`
+	Name  string `json:"name"`
+	Local bool   `json:"local"`
+	// Once: the phase runs on one host of a run (see the engine's gate).
+	Once      bool     `json:"once,omitempty"`
 	Source    string   `json:"source"`
 	Overrides []string `json:"overrides,omitempty"`
 	Before    []string `json:"before,omitempty"`
@@ -170,7 +173,7 @@ func withBuiltins(names []string, reg *registry) []string {
 }
 
 func (p *phase) info(flowSrc string) PhaseInfo {
-	pi := PhaseInfo{Name: p.name, Local: p.local, Source: p.base.src, FlowSource: flowSrc}
+	pi := PhaseInfo{Name: p.name, Local: p.local, Once: p.once, Source: p.base.src, FlowSource: flowSrc}
 	for _, o := range p.overrides {
 		pi.Overrides = append(pi.Overrides, o.src)
 	}
@@ -291,13 +294,15 @@ func (st *State) Undo(ctx context.Context, phase, cause string) error {
 func (st *State) SetHost(h *remote.Session) { st.s.host = h }
 
 // SetHosts gives the local phases after the hosts ctx.hosts: every host's
-// name and URL.
+// name, URL, roles and whether it runs web.
 func (st *State) SetHosts(hosts []config.Host) {
 	t := st.vm.NewTable()
 	for _, h := range hosts {
 		e := st.vm.NewTable()
 		e.RawSetString("name", lua.LString(h.Name))
 		e.RawSetString("url", lua.LString(h.URL()))
+		e.RawSetString("roles", luaValue(st.vm, h.Roles))
+		e.RawSetString("web", lua.LBool(slices.Contains(st.s.cfg.Project.HostProcesses(h), "web")))
 		t.Append(e)
 	}
 	st.ctx.RawSetString("hosts", t)

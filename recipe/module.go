@@ -27,6 +27,8 @@ type hostState struct {
 	cfg  Config
 	name string // host name, or "local"
 	host *remote.Session
+	// hostCfg is the host's [[hosts]] entry (zero in a local state).
+	hostCfg config.Host
 	// connect and finish: the engine's steps of the built-in phases.
 	connect func(ctx context.Context) (Facts, error)
 	finish  func(ctx context.Context) error
@@ -91,6 +93,11 @@ func (s *hostState) module(reg *registry) func(L *lua.LState) *lua.LTable {
 		L.SetFuncs(m, moduleFuncs, self)
 		L.SetField(m, "env", L.SetFuncs(L.NewTable(), envFuncs, self))
 		L.SetField(m, "versions", L.SetFuncs(L.NewTable(), versionsFuncs, self))
+		// raijin.config: the project's configuration (ctx.config), for what
+		// a recipe declares from it.
+		if s.cfg.Project != nil {
+			L.SetField(m, "config", configValue(L, *s.cfg.Project))
+		}
 		return m
 	}
 }
@@ -164,9 +171,16 @@ func raijinDistfile(L *lua.LState) int {
 	return 1
 }
 
-// raijin.process_names(ctx) are the names of the app's processes.
+// raijin.process_names(ctx, [all]) are the names of the processes this
+// host runs (its roles; every process in a local state, or with all =
+// true), web first.
 func raijinProcessNames(L *lua.LState) int {
-	L.Push(luaValue(L, stateOf(L).cfg.Project.ProcessNames()))
+	s := stateOf(L)
+	names := s.cfg.Project.ProcessNames()
+	if s.host != nil && s.hostCfg.Roles != nil && !L.OptBool(2, false) {
+		names = s.cfg.Project.HostProcesses(s.hostCfg)
+	}
+	L.Push(luaValue(L, names))
 	return 1
 }
 

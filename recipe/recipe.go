@@ -28,6 +28,7 @@ type fnRef struct {
 type phase struct {
 	name      string
 	local     bool
+	once      bool // runs on one host of a run; the others wait for it
 	builtin   bool // connect, finish: the engine's steps (builtin.go)
 	base      fnRef
 	overrides []fnRef
@@ -107,7 +108,7 @@ func declarePhase(L *lua.LState) int {
 		fnIdx = 2
 	}
 	fn := L.CheckFunction(fnIdx)
-	local := false
+	local, once := false, false
 	if opts != nil {
 		switch w := opts.RawGetString("where"); w {
 		case lua.LNil, lua.LString("host"):
@@ -115,6 +116,16 @@ func declarePhase(L *lua.LState) int {
 			local = true
 		default:
 			L.ArgError(2, fmt.Sprintf("where = %q: use \"local\" or \"host\"", w.String()))
+		}
+		switch o := opts.RawGetString("once"); o {
+		case lua.LNil, lua.LFalse:
+		case lua.LTrue:
+			once = true
+		default:
+			L.ArgError(2, fmt.Sprintf("once = %s: use true or false", o.String()))
+		}
+		if once && local {
+			L.ArgError(2, "once = true is for a host phase: a local phase runs once anyway")
 		}
 	}
 	p, ok := r.phases[name]
@@ -125,7 +136,7 @@ func declarePhase(L *lua.LState) int {
 	if p.builtin {
 		L.RaiseError("raijin.phase: %s is raijin's own phase (it connects, reads the facts and takes the deploy lock, or writes the audit line and releases it): hook it with raijin.before, raijin.after or raijin.override, whose default must run", name)
 	}
-	p.local = local
+	p.local, p.once = local, once
 	p.base = fnRef{fn: fn, src: where(L)}
 	return 0
 }

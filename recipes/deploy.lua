@@ -46,14 +46,18 @@ function M.declare(recipe)
   -- If a step after install fails, the previous version is switched back,
   -- and restarted if the deploy had restarted it.
   raijin.undo("install", function(ctx) install.restore(ctx, link(ctx)) end)
-  raijin.phase("release", recipe.release)
+  -- With several hosts, release_command runs once, on one host, while the
+  -- others wait (unless release_on_all_hosts): see docs/recipes.md, once.
+  raijin.phase("release", { once = not raijin.config.release_on_all_hosts }, recipe.release)
   raijin.phase("services", recipe.services)
   raijin.phase("proxy", recipe.proxy)
   -- After the record, the web slot that no longer serves stops (see
-  -- raijin.steps.services.retire).
+  -- raijin.steps.services.retire), and the units of processes this host
+  -- no longer runs go (services.remove_stale).
   local record = function(ctx)
     recipe.record(ctx)
     services.retire(ctx)
+    services.remove_stale(ctx)
   end
   raijin.phase("record", record)
   raijin.phase("prune", recipe.prune)

@@ -27,6 +27,7 @@ type Globals struct {
 	Config           string      `short:"c" default:"raijin.toml" placeholder:"FILE" help:"Read the configuration from FILE."`
 	Destination      destination `short:"d" env:"RAIJIN_DESTINATION" placeholder:"NAME" predictor:"destinations" help:"Read raijin.NAME.toml over raijin.toml: its hosts replace the base hosts, its keys override the base keys."`
 	Host             []string    `short:"H" placeholder:"NAME" predictor:"hosts" help:"Act on host NAME only (repeatable; default: all hosts)."`
+	Role             []string    `short:"R" placeholder:"NAME" predictor:"roles" help:"Act on the hosts with role NAME only (repeatable; with -H: the hosts named that have one of the roles)."`
 	Verbose          bool        `short:"v" help:"Echo each remote command, and show Lua tracebacks."`
 	JSON             bool        `help:"Write one JSON event per line on stdout."`
 	NoColor          bool        `help:"Print no colours (NO_COLOR works too)."`
@@ -128,9 +129,13 @@ func (a *App) load() (*config.Config, error) {
 	return config.LoadDestination(a.Config, a.Destination.name)
 }
 
-// hosts are the selected hosts (-H).
+// hosts are the selected hosts (-H, -R).
 func (a *App) hosts(cfg *config.Config) ([]config.Host, error) {
-	return cfg.SelectHosts(a.Host)
+	hosts, err := cfg.SelectHosts(a.Host)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.SelectByRole(hosts, a.Role)
 }
 
 // runOpts are the runtime options shared by every command that runs a flow.

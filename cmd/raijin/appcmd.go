@@ -105,27 +105,10 @@ func (s *AppStatusCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	// web runs in one slot at a time (two for a moment during a deploy):
-	// both are asked for, and the one that does not run is left out.
-	var us []string
-	slotUnits := map[string]bool{}
-	for _, p := range cfg.ProcessNames() {
-		if p != "web" {
-			us = append(us, cfg.UnitName(p))
-			continue
-		}
-		for _, slot := range config.Slots {
-			us = append(us, cfg.SlotUnit(slot))
-			slotUnits[cfg.SlotUnit(slot)] = true
-			if cfg.SocketActivated() {
-				us = append(us, cfg.SlotSocketUnit(slot))
-				slotUnits[cfg.SlotSocketUnit(slot)] = true
-			}
-		}
-	}
 	var all []HostStatus
 	down := 0
 	err = eachHost(app, cfg, func(r *openHost) error {
+		us, slotUnits := statusUnits(cfg, r.h)
 		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp %s",
 			shell.Quote(r.appRel+"/.versions"), shell.QuoteAll(us...))
 		res, err := remote.Must(app.ctx, r.host(app), cmd, remote.RunOpts{})
@@ -194,6 +177,29 @@ func (s *AppStatusCmd) Run(app *App) error {
 		return errs.Failedf("`raijin app logs` shows why; `raijin app start` starts them", "%d unit(s) not active", down)
 	}
 	return nil
+}
+
+// statusUnits are the units `app status` asks h about: those of the
+// processes it runs (its roles). web runs in one slot at a time (two for a
+// moment during a deploy): both are asked for, and the one that does not
+// run is left out (slotUnits).
+func statusUnits(cfg *config.Config, h config.Host) (us []string, slotUnits map[string]bool) {
+	slotUnits = map[string]bool{}
+	for _, p := range cfg.HostProcesses(h) {
+		if p != "web" {
+			us = append(us, cfg.UnitName(p))
+			continue
+		}
+		for _, slot := range config.Slots {
+			us = append(us, cfg.SlotUnit(slot))
+			slotUnits[cfg.SlotUnit(slot)] = true
+			if cfg.SocketActivated() {
+				us = append(us, cfg.SlotSocketUnit(slot))
+				slotUnits[cfg.SlotSocketUnit(slot)] = true
+			}
+		}
+	}
+	return us, slotUnits
 }
 
 // AppLogsCmd is `raijin app logs [PROC] [-f]`.

@@ -108,7 +108,7 @@ func completionScript(args []string) string {
 // answer is the reply to one completion request: the words that can follow
 // the command line typed so far. kongplete walks the CLI's own model (commands, flags with their short
 // names, enum values); predictors name the values that only the
-// configuration knows: hosts, processes and aliases.
+// configuration knows: hosts, roles, processes and aliases.
 func answer(parser *kong.Kong, line string) ([]string, error) {
 	root := parser.Model.Node
 	words, last := splitLine(line)
@@ -142,6 +142,7 @@ func answer(parser *kong.Kong, line string) ([]string, error) {
 		"destinations": complete.PredictFunc(func(complete.Args) []string {
 			return config.Destinations(configFile(root, words))
 		}),
+		"roles":      fromConfig((*config.Config).Roles),
 		"completion": complete.PredictSet("generate", "complete"),
 	}))
 	if err != nil {

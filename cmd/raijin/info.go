@@ -56,6 +56,13 @@ func (c *ConfigCmd) Run(app *App) error {
 	add("versions_to_keep", fmt.Sprint(cfg.VersionsToKeep))
 	add("recipe", cfg.Recipe)
 	add("local_config_dir", cfg.LocalConfigDir)
+	if cfg.ReleaseCommand != "" {
+		if cfg.ReleaseOnAllHosts {
+			add("release_on_all_hosts", "true  (release_command runs on every host)")
+		} else {
+			add("release_on_all_hosts", "false  (release_command runs once per deploy, on "+config.ReleaseHost(cfg.Hosts)+")")
+		}
+	}
 	add("webserver.upstream", cfg.Webserver.Upstream)
 	add("webserver.health_check", cfg.Webserver.HealthCheck)
 	add("webserver.health_check_timeout", cfg.Webserver.HealthCheckTimeout)
@@ -85,6 +92,11 @@ func (c *ConfigCmd) Run(app *App) error {
 		add(k+"proxy_jump", orDefault(h.ProxyJump, "(ssh_config's ProxyJump, else none: connected to directly)"))
 		add(k+"domain_name", orDefault(h.DomainName, "(none: the address)")+"  (url "+h.URL()+")")
 		add(k+"apps_dir", h.AppsDir)
+		roles := strings.Join(h.Roles, ", ")
+		if !h.RolesSet {
+			roles += "  (default: every process)"
+		}
+		add(k+"roles", roles)
 		if h.Envfile != "" {
 			add(k+"envfile", h.Envfile)
 		} else {

@@ -16,7 +16,17 @@ local past = { start = "started", stop = "stopped", restart = "restarted" }
 -- redeploy does: with blue/green, the current version starts in the other
 -- slot and takes over once ready, so no request waits for it.
 function M.act(ctx, action)
-  local procs = ctx.process and { ctx.process } or raijin.process_names(ctx)
+  local procs = raijin.process_names(ctx)
+  if ctx.process then
+    -- A host whose roles leave that process out has nothing to do.
+    local runs = false
+    for _, p in ipairs(procs) do runs = runs or p == ctx.process end
+    if not runs then
+      raijin.log(ctx.process .. " does not run on this host (its roles: " .. table.concat(ctx.host.roles, ", ") .. ")")
+      return
+    end
+    procs = { ctx.process }
+  end
   local web, workers = false, {}
   for _, p in ipairs(procs) do
     if p == "web" then web = true else workers[#workers + 1] = raijin.unit_name(ctx, p) end

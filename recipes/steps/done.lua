@@ -8,7 +8,11 @@ local M = {}
 function M.run(ctx)
   local state = ctx.dry_run and " would be live on " or " is live on "
   for _, h in ipairs(ctx.hosts) do
-    raijin.log(ctx.config.app .. " " .. ctx.version .. state .. h.name .. ": " .. h.url)
+    if h.web or not ctx.config.processes.web then
+      raijin.log(ctx.config.app .. " " .. ctx.version .. state .. h.name .. ": " .. h.url)
+    else
+      raijin.log(ctx.config.app .. " " .. ctx.version .. " runs on " .. h.name .. " (" .. table.concat(h.roles, ", ") .. ")")
+    end
   end
   hooks.run(ctx, "post_deploy")
 end

@@ -39,7 +39,9 @@ end
 -- trip (with record, prune, the audit line and the lock's release); a
 -- failure there still undoes the deploy.
 function M.run(ctx)
-  if ctx.redeploy then return end
+  -- A host without the role web has no site (the services step removes
+  -- the one an earlier deploy left).
+  if ctx.redeploy or not require("raijin.steps.services").has_web(ctx) then return end
   local site = M.site(ctx).content
   ctx.host:defer(function() ctx.host:caddy_reload(ctx.paths.caddy_site, site) end)
 end

@@ -97,9 +97,13 @@ function M.worker_names(ctx)
   return names
 end
 
--- Whether the app has a web process.
+-- Whether this host runs the web process (the app has one, and the host
+-- has the role web).
 function M.has_web(ctx)
-  return ctx.config.processes.web ~= nil
+  for _, proc in ipairs(raijin.process_names(ctx)) do
+    if proc == "web" then return true end
+  end
+  return false
 end
 
 -- The service units of the processes, web first: the live slot's.
@@ -113,12 +117,16 @@ end
 -- Every unit raijin may have installed for this app: both slots (socket
 -- units first, so that stopping them in order cannot start a service
 -- again), the web unit of an older raijin ({app}.socket, {app}.service),
--- the workers.
+-- the workers of every process (this host's roles or not).
 function M.all_unit_names(ctx)
   local app = ctx.config.app
   local names = { app .. "@blue.socket", app .. "@green.socket", app .. ".socket",
     app .. "@blue.service", app .. "@green.service", app .. ".service" }
-  for _, u in ipairs(M.worker_names(ctx)) do names[#names + 1] = u end
+  local workers = {}
+  for _, proc in ipairs(raijin.process_names(ctx, true)) do
+    if proc ~= "web" then workers[#workers + 1] = raijin.unit_name(ctx, proc) end
+  end
+  for _, u in ipairs(workers) do names[#names + 1] = u end
   return names
 end
 
@@ -409,6 +417,55 @@ end
 local COPY_UNITS = [[set -e
 if [ "$PREVIOUS" != "$VERSION" ] && [ -d "v$PREVIOUS/.units" ]; then rm -rf "v$VERSION/.units"; cp -Rp "v$PREVIOUS/.units" "v$VERSION/.units"; fi]]
 
+-- Removes from the host the units the previous version $PREVIOUS ran
+-- (the files in v$PREVIOUS/.units) that this deploy's version does not
+-- ($KEEP: the names of its unit files): a process taken out of
+-- [processes], or a role taken away from the host. Workers are stopped,
+-- disabled and deleted; for web ($WEB_FILE), both slots and their sockets,
+-- the live marker $LIVE and the Caddy site $SITE (Caddy reloads). Run as
+-- root, in the app directory, with the deploy's last round trip.
+local REMOVE_STALE = [[[ -d "v$PREVIOUS/.units" ] || exit 0
+keep=" $KEEP "
+gone=
+for f in "v$PREVIOUS"/.units/*; do
+  u=${f##*/}
+  case "$keep" in *" $u "*) continue;; esac
+  case "$u" in *.service) ;; *) continue;; esac
+  if [ "$u" = "$WEB_FILE" ]; then
+    units="$APP@blue.socket $APP@green.socket $APP@blue.service $APP@green.service"
+    rm -f "$LIVE"
+    if [ -e "$SITE" ]; then rm -f "$SITE"; systemctl is-active -q caddy && systemctl reload caddy; fi
+  else
+    units=$u
+  fi
+  set -f
+  for x in $units; do
+    if [ -e "$UNIT_DIR/$x" ]; then
+      systemctl disable -q --now "$x" 2>/dev/null; rm -rf "$UNIT_DIR/$x" "$UNIT_DIR/$x.d"; systemctl reset-failed "$x" 2>/dev/null
+      gone="$gone $x"
+    fi
+  done
+  set +f
+done
+if [ -n "$gone" ]; then systemctl daemon-reload; echo "stopped and removed, no longer run on this host:$gone"; fi
+true]]
+
+-- remove_stale: after a deploy's services step (which sets
+-- ctx.units_changed), deferred to its last round trip, after the record:
+-- the units the previous version ran on this host and this one does not
+-- are stopped and removed (see REMOVE_STALE). Not in a redeploy, which
+-- keeps the units, nor in a rollback.
+function M.remove_stale(ctx)
+  if not ctx.units_changed or not ctx.previous or ctx.previous == ctx.version then return end
+  local keep = {}
+  for _, u in ipairs(M.units(ctx)) do keep[#keep + 1] = u.name end
+  local env = { PREVIOUS = ctx.previous, KEEP = table.concat(keep, " "), WEB_FILE = web_file(ctx), APP = ctx.config.app,
+    UNIT_DIR = ctx.paths.unit_dir, LIVE = ctx.paths.live, SITE = ctx.paths.caddy_site }
+  ctx.host:defer(function()
+    ctx.host:run(REMOVE_STALE, { sudo = true, cwd = ctx.paths.app_dir, env = env })
+  end)
+end
+
 -- run, the services step of a deploy: the version's units stored with it,
 -- then cycle. All of it is one batch: one round trip.
 function M.run(ctx)
@@ -421,6 +478,7 @@ function M.run(ctx)
       ctx.units_fallback = ".units-current"
     else
       M.store(ctx, ctx.version)
+      ctx.units_changed = true
       -- The undo restores a previous version an older raijin deployed (no
       -- .units) with this deploy's units.
       ctx.units_fallback = "v" .. ctx.version .. "/.units"
