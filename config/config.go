@@ -434,6 +434,9 @@ func (c *Config) resolve() error {
 			return c.keyError(fmt.Sprintf("hosts.%d.user", i), "%q is also app_user: the app must run as a user of its own, not as the deploy user (who has sudo)", h.User)
 		}
 	}
+	if err := c.checkBalancers(); err != nil {
+		return err
+	}
 	if err := c.checkStatics(); err != nil {
 		return err
 	}
@@ -903,12 +906,26 @@ func (c *Config) resolveRoles(i int) error {
 		}
 		seen[r] = true
 	}
+	if h.HasRole(RoleLoadBalancer) {
+		if procs := c.HostProcesses(*h); len(procs) > 0 {
+			return c.keyErrorHint(fmt.Sprintf("hosts.%d.roles", i), "put the balancer on a host of its own (roles = [\"loadbalancer\"]), or take "+strings.Join(procs, ", ")+" out of its roles",
+				"%s has the role loadbalancer and runs %s: a load balancer runs no process of the app", h.Name, strings.Join(procs, ", "))
+		}
+		return nil
+	}
 	if len(c.HostProcesses(*h)) == 0 {
 		return c.keyErrorHint(fmt.Sprintf("hosts.%d.roles", i), "add the processes it runs to roles (the processes: "+strings.Join(c.ProcessNames(), ", ")+"), or remove the host",
 			"%s runs none of the processes: roles %s names no process of [processes]", h.Name, strings.Join(h.Roles, ", "))
 	}
 	return nil
 }
+
+// RoleLoadBalancer is the role of a host that runs no process of the app
+// but Caddy's load balancer in front of the web hosts.
+const RoleLoadBalancer = "loadbalancer"
+
+// IsBalancer reports whether h is a load balancer (see RoleLoadBalancer).
+func (h Host) IsBalancer() bool { return h.HasRole(RoleLoadBalancer) }
 
 // HasRole reports whether h has role r.
 func (h Host) HasRole(r string) bool { return slices.Contains(h.Roles, r) }
