@@ -26,6 +26,11 @@ const UnitDir = "/etc/systemd/system"
 // directories, owned by root, and no app name has a dot.
 func LiveMarker(c *config.Config) string { return "/var/lib/raijin/" + c.App + ".green" }
 
+// OutMarker is the file whose presence has a web host behind a load
+// balancer answer the balancer's health checks with 503: a rolling deploy
+// takes the host out of the balancer with it. Beside LiveMarker.
+func OutMarker(c *config.Config) string { return "/var/lib/raijin/" + c.App + ".out" }
+
 // Paths are the server paths a recipe works with.
 func Paths(c *config.Config, h config.Host, home, version string) map[string]string {
 	app := AppDir(c, h, home)
@@ -44,6 +49,7 @@ func Paths(c *config.Config, h config.Host, home, version string) map[string]str
 		"venv":        path.Join(app, ".venv"),
 		"unit_dir":    UnitDir,
 		"live":        LiveMarker(c),
+		"out":         OutMarker(c),
 		"caddy_site":  "/etc/caddy/conf.d/" + c.App + ".caddy",
 		"caddy_admin": server.CaddyAdminSocket,
 	}

@@ -80,6 +80,8 @@ type HostResult struct {
 	// Previous (RollbackErr when that failed).
 	RolledBack  bool
 	RollbackErr error
+	// Balancer: a load balancer, which ran BalancerFlow.
+	Balancer bool
 }
 
 // Report is the outcome of a run.
@@ -96,6 +98,8 @@ type runner struct {
 	early   map[string]*dialing
 	// onceRan: the once phases that ran in an earlier batch, and where.
 	onceRan map[string]string
+	// rolling: the app's hosts deploy in batches (ctx.rolling).
+	rolling bool
 }
 
 func newRunner(opts Options) *runner {
@@ -139,7 +143,7 @@ func (r *runner) plan(ctx context.Context) ([]recipe.PhaseInfo, error) {
 func (r *runner) load(ctx context.Context, t recipe.Target) (*recipe.State, error) {
 	return recipe.Load(ctx, recipe.Config{
 		Project: r.opts.Config, Sources: r.opts.Sources, Command: r.opts.Command,
-		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process,
+		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Rolling: r.rolling, Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process,
 		Events: r.opts.Events, Redactor: r.opts.Redactor, LoadEnv: r.loadEnv,
 	}, t)
 }
@@ -168,6 +172,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if _, err := r.plan(ctx); err != nil {
 		return nil, err
 	}
+	all := r.opts.Hosts
+	balancers := r.splitBalancers()
 	local, err := r.load(ctx, recipe.Target{Name: "local", Shared: map[string]any{}})
 	if err != nil {
 		return nil, err
@@ -193,12 +199,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if failed && r.opts.AllOrNothing {
 		r.rollBackSucceeded(ctx, report)
 	}
+	if !failed && len(balancers) > 0 {
+		failed = r.runBalancers(ctx, report, balancers, local.Shared())
+	}
 	report.Duration = time.Since(r.started)
 	if failed {
 		return report, summarize(report)
 	}
 	if len(after) > 0 {
-		local.SetHosts(r.opts.Hosts)
+		local.SetHosts(all)
 		if he := r.runLocal(ctx, local, after); he != nil {
 			return report, he
 		}
@@ -336,11 +345,16 @@ func hostPhases(o Options) ([]recipe.PhaseInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	return hostPhasesOf(infos), nil
+}
+
+// hostPhasesOf keeps the host phases of a flow.
+func hostPhasesOf(infos []recipe.PhaseInfo) []recipe.PhaseInfo {
 	var out []recipe.PhaseInfo
 	for _, p := range infos {
 		if !p.Local {
 			out = append(out, p)
 		}
 	}
-	return out, nil
+	return out
 }

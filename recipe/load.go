@@ -30,6 +30,7 @@ type Config struct {
 	Command  string // ctx.command: deploy, redeploy, rollback, ...
 	DryRun   bool
 	Redeploy bool
+	Rolling  bool // ctx.rolling: the app's hosts deploy in batches
 	Full     bool // ctx.full: down removes Caddy too
 	// ctx.delete_state: down deletes the app's state directory and user too
 	DeleteState bool
@@ -359,6 +360,7 @@ func (s *hostState) newCtx(L *lua.LState, t Target) *lua.LTable {
 	ctx.RawSetString("command", lua.LString(s.cfg.Command))
 	ctx.RawSetString("dry_run", lua.LBool(s.cfg.DryRun))
 	ctx.RawSetString("redeploy", lua.LBool(s.cfg.Redeploy))
+	ctx.RawSetString("rolling", lua.LBool(s.cfg.Rolling))
 	ctx.RawSetString("full", lua.LBool(s.cfg.Full))
 	ctx.RawSetString("delete_state", lua.LBool(s.cfg.DeleteState))
 	if s.cfg.Keep > 0 {

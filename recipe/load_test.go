@@ -19,7 +19,7 @@ func TestLoadErrors(t *testing.T) {
 		want  []string
 	}{
 		{"override of an unknown phase", map[string]string{"deploy.lua": "local raijin = require('raijin')\n\nraijin.override('relase', function(ctx, default) end)\n"},
-			[]string{`deploy.lua:3: raijin.override: no phase "relase"; the phases are: apps_dir, build, `, `, release, `}},
+			[]string{`deploy.lua:3: raijin.override: no phase "relase"; the phases are: apps_dir, balancer, build, `, `, release, `}},
 		{"after hook of an unknown phase", map[string]string{"deploy.lua": "require('raijin').after('deploy', function() end)\n"},
 			[]string{`deploy.lua:1: raijin.after: no phase "deploy"`}},
 		{"syntax error", map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.before('release', function(ctx)\n  local x = = 1\nend)\n"},
@@ -159,7 +159,7 @@ raijin.before("connect", function(ctx) end)
 	}
 	// connect and finish, raijin's own, come around the host phases and are
 	// hooked like any other.
-	if want := []string{"secrets", "build", "connect", "user", "transfer", "install", "release", "services", "proxy", "record", "prune", "finish", "done"}; !reflect.DeepEqual(names, want) {
+	if want := []string{"secrets", "build", "connect", "user", "transfer", "leave_balancer", "install", "release", "services", "proxy", "record", "prune", "join_balancer", "finish", "done"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("phases %q, want %q", names, want)
 	}
 	if c, f := byName["connect"], byName["finish"]; c.Source != "raijin (built in)" || c.Local || !reflect.DeepEqual(c.Before, []string{"deploy.lua:4"}) ||

@@ -67,6 +67,7 @@ var moduleFuncs = map[string]lua.LGFunction{
 	"unit_name":     raijinUnitName,
 	"socket_path":   raijinSocketPath,
 	"slot":          raijinSlot,
+	"balancer":      raijinBalancer,
 }
 
 // envFuncs are raijin.env's functions.
@@ -181,6 +182,18 @@ func raijinProcessNames(L *lua.LState) int {
 		names = s.cfg.Project.HostProcesses(s.hostCfg)
 	}
 	L.Push(luaValue(L, names))
+	return 1
+}
+
+// raijin.balancer(ctx) is what a load balancer of the app needs: its
+// upstreams (every web host's site, host:port) and the health check path.
+func raijinBalancer(L *lua.LState) int {
+	c := stateOf(L).cfg.Project
+	t := L.NewTable()
+	t.RawSetString("upstreams", luaValue(L, c.BalancerUpstreams()))
+	t.RawSetString("health_uri", lua.LString(c.Webserver.HealthCheck))
+	t.RawSetString("balanced", lua.LBool(c.Balanced()))
+	L.Push(t)
 	return 1
 }
 
@@ -377,7 +390,7 @@ var systemdArgEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`
 func renderTemplate(name string, vars map[string]any) (string, error) {
 	src, err := fs.ReadFile(recipes.FS, path.Join("templates", name))
 	if err != nil {
-		return "", fmt.Errorf("no template %q in raijin (templates: process.service, web.socket, sandbox.conf, site.caddy, appenv.sh, apprun.sh)", name)
+		return "", fmt.Errorf("no template %q in raijin (templates: process.service, web.socket, sandbox.conf, site.caddy, balancer.caddy, appenv.sh, apprun.sh)", name)
 	}
 	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=zero").Parse(string(src))
 	if err != nil {

@@ -6,11 +6,17 @@ local install = require("raijin.steps.install")
 local services = require("raijin.steps.services")
 local down = require("raijin.steps.down")
 local control = require("raijin.steps.control")
+local balancer = require("raijin.steps.balancer")
 
 local M = {}
 
 -- The phases of the deploy, in order.
-M.phases = { "secrets", "build", "user", "transfer", "install", "release", "services", "proxy", "record", "prune", "done" }
+M.phases = { "secrets", "build", "user", "transfer", "leave_balancer", "install", "release", "services", "proxy", "record", "prune",
+  "join_balancer", "done" }
+
+-- The steps a recipe may leave out: taking a web host out of the load
+-- balancer and back, around its restart in a rolling deploy.
+M.defaults = { leave_balancer = balancer.leave, join_balancer = balancer.join }
 
 -- declare declares the deploy flow with the recipe's steps, recipe[phase]
 -- for each of M.phases, and the flows besides it: rollback, prune, down, and
@@ -20,13 +26,15 @@ M.phases = { "secrets", "build", "user", "transfer", "install", "release", "serv
 -- install and a rollback switch back.
 function M.declare(recipe)
   local known = { link = true }
+  local given = recipe
+  recipe = setmetatable({}, { __index = function(_, k) return given[k] or M.defaults[k] end })
   for _, name in ipairs(M.phases) do
     known[name] = true
     if type(recipe[name]) ~= "function" then
       error("raijin.deploy.declare: no step for phase " .. name, 2)
     end
   end
-  for k in pairs(recipe) do
+  for k in pairs(given) do
     if not known[k] then
       error("raijin.deploy.declare: " .. tostring(k) .. " is no phase of the deploy (" .. table.concat(M.phases, ", ") .. ")", 2)
     end
@@ -42,6 +50,11 @@ function M.declare(recipe)
   raijin.phase("build", { where = "local" }, recipe.build)
   raijin.phase("user", recipe.user)
   raijin.phase("transfer", recipe.transfer)
+  -- With a load balancer and batches, a web host leaves the balancer before
+  -- it takes the new version, and joins it again once it serves it; the
+  -- undo puts it back after the undo of install.
+  raijin.phase("leave_balancer", recipe.leave_balancer)
+  raijin.undo("leave_balancer", balancer.undo)
   raijin.phase("install", recipe.install)
   -- If a step after install fails, the previous version is switched back,
   -- and restarted if the deploy had restarted it.
@@ -61,6 +74,7 @@ function M.declare(recipe)
   end
   raijin.phase("record", record)
   raijin.phase("prune", recipe.prune)
+  raijin.phase("join_balancer", recipe.join_balancer)
   raijin.phase("done", { where = "local" }, recipe.done)
   raijin.phases(M.phases)
 
@@ -81,6 +95,11 @@ function M.declare(recipe)
   raijin.phase("remove_state", down.remove_state)
   raijin.phase("remove_caddy", down.remove_caddy)
   raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_state", "remove_caddy" })
+
+  -- Balancer: what a deploy runs on a host with the role loadbalancer (and
+  -- nothing else): its Caddy site in front of the web hosts.
+  raijin.phase("balancer", balancer.run)
+  raijin.flow("balancer", { "balancer" })
 
   -- App control: `raijin app start|stop|restart [PROC]` acts on the units of
   -- every process, or of ctx.process, and checks them as a deploy does.

@@ -105,6 +105,8 @@ func hostSummary(u *ui.UI, rep *engine.Report) {
 			default:
 				detail += "; still on " + h.Previous
 			}
+		case h.Balancer && h.Err == nil:
+			status, detail = "balancer", "its Caddy site is in front of the web hosts"
 		case h.RolledBack:
 			status, detail = "rolled back", fmt.Sprintf("took %s, then switched back to %s (--all-or-nothing)", h.Version, h.Previous)
 		case h.RollbackErr != nil:

@@ -209,7 +209,7 @@ func TestRecipeUnknownPhaseExit2(t *testing.T) {
 	if code := Run([]string{"-c", cfg, "deploy", "--dry-run"}, strings.NewReader(""), &out, &errb); code != 2 {
 		t.Fatalf("exit %d, want 2:\n%s", code, errb.String())
 	}
-	for _, want := range []string{`deploy.lua:3: raijin.override: no phase "migrate"; the phases are: apps_dir, build, `, "hint: name one of the phases listed"} {
+	for _, want := range []string{`deploy.lua:3: raijin.override: no phase "migrate"; the phases are: apps_dir, balancer, build, `, "hint: name one of the phases listed"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
 		}

@@ -97,6 +97,11 @@ func (c *ConfigCmd) Run(app *App) error {
 			roles += "  (default: every process)"
 		}
 		add(k+"roles", roles)
+		if h.IsBalancer() {
+			// Not a key of the file: what the balancer's site sends to.
+			rows = append(rows, row{k + "balances", strings.Join(cfg.BalancerUpstreams(), ", ") + "  (health_uri " + cfg.Webserver.HealthCheck + ")", "the web hosts' sites"})
+			continue
+		}
 		if h.Envfile != "" {
 			add(k+"envfile", h.Envfile)
 		} else {
@@ -215,12 +220,16 @@ func (r *RecipeShowCmd) Run(app *App) error {
 	if len(phases) > 0 {
 		fmt.Fprintf(&b, "flow %s: phase list from %s\n", r.Flow, origin(phases[0].FlowSource))
 	}
+	width := 10
+	for _, p := range phases {
+		width = max(width, len(p.Name))
+	}
 	for i, p := range phases {
 		where := "host"
 		if p.Local {
 			where = "local"
 		}
-		fmt.Fprintf(&b, "%2d. %-10s %-5s  %s\n", i+1, p.Name, where, origin(p.Source))
+		fmt.Fprintf(&b, "%2d. %-*s %-5s  %s\n", i+1, width, p.Name, where, origin(p.Source))
 		for _, s := range p.Before {
 			fmt.Fprintf(&b, "      before    %s\n", origin(s))
 		}

@@ -23,6 +23,11 @@ function M.site(ctx)
     site = ctx.host.site_address, upstream = raijin.slot(ctx, "blue").upstream,
     statics = statics, try_duration = "30s",
   }
+  if raijin.balancer(ctx).balanced and ctx.paths.out then
+    -- The route that takes this host out of the load balancer.
+    vars.out, vars.health_uri = ctx.paths.out, c.webserver.health_check
+    vars.out_dir, vars.out_file = ctx.paths.out:match("^(.*)/([^/]+)$")
+  end
   if c.webserver.blue_green then
     -- The green slot's route, taken while the live marker exists.
     local live = ctx.paths.live
