@@ -6,12 +6,14 @@ import (
 	"github.com/raijin-deploy/raijin/config"
 )
 
-// BalancerFlow is the recipe flow a deploy runs on the hosts with the role
-// loadbalancer, once every other host has the new version: their Caddy
-// site in front of the web hosts. A load balancer runs no app: no user, no
-// units, no deploy lock (the web hosts' locks keep two deploys of the app
-// apart), no audit line.
-const BalancerFlow = "balancer"
+// BalancerFlows are the recipe flows run on the hosts with the role
+// loadbalancer instead of a flow of the app, once every other host has
+// succeeded: a deploy's (not a redeploy's) installs their Caddy site in
+// front of the web hosts, a down's removes it. A load balancer runs no
+// app: no user, no units, no deploy lock (the web hosts' locks keep two
+// deploys of the app apart), no audit line. The other flows of the app
+// leave it alone.
+var BalancerFlows = map[string]string{"deploy": "balancer", "down": "balancer_down"}
 
 // splitBalancers takes the load balancers out of the hosts a flow of the
 // app runs on, and returns them. The flows that change nothing of the app
@@ -23,7 +25,7 @@ func (r *runner) splitBalancers() []config.Host {
 	lbs := config.Balancers(r.opts.Hosts)
 	r.opts.Hosts = config.AppHosts(r.opts.Hosts)
 	r.rolling = r.opts.BatchSize > 0 && r.opts.BatchSize < len(r.opts.Hosts)
-	if r.opts.Flow != "deploy" || r.opts.Redeploy {
+	if BalancerFlows[r.opts.Flow] == "" || r.opts.Redeploy {
 		for _, h := range lbs {
 			r.opts.Events.Log(h.Name, r.opts.Flow, "a load balancer runs no app: nothing to do")
 		}
@@ -32,11 +34,11 @@ func (r *runner) splitBalancers() []config.Host {
 	return lbs
 }
 
-// runBalancers runs BalancerFlow on the load balancers lbs, in parallel,
+// runBalancers runs the flow of BalancerFlows on the load balancers lbs, in parallel,
 // and says whether one failed.
 func (r *runner) runBalancers(ctx context.Context, report *Report, lbs []config.Host, shared any) (failed bool) {
 	o := r.opts
-	o.Flow, o.Hosts, o.NoLock = BalancerFlow, lbs, true
+	o.Flow, o.Hosts, o.NoLock = BalancerFlows[r.opts.Flow], lbs, true
 	rr := newRunner(o)
 	rr.envs = r.envs
 	phases, err := hostPhases(o)

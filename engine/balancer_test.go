@@ -147,3 +147,12 @@ func TestPruneSkipsTheBalancer(t *testing.T) {
 		}
 	}
 }
+
+// A down removes the balancer's site, and nothing else there.
+func TestDownRemovesTheBalancersSite(t *testing.T) {
+	sent, _ := recordBalanced(t, func(o *engine.Options) { o.Flow, o.Command = "down", "down" })
+	lb := sent["lb"]
+	if !strings.Contains(lb, "/etc/caddy/conf.d/shop.caddy") || strings.Contains(lb, "rm -rf -- /opt/raijin/shop") {
+		t.Errorf("down on the balancer:\n%s", lb)
+	}
+}

@@ -80,7 +80,7 @@ type HostResult struct {
 	// Previous (RollbackErr when that failed).
 	RolledBack  bool
 	RollbackErr error
-	// Balancer: a load balancer, which ran BalancerFlow.
+	// Balancer: a load balancer, which ran a flow of BalancerFlows.
 	Balancer bool
 }
 
@@ -199,7 +199,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if failed && r.opts.AllOrNothing {
 		r.rollBackSucceeded(ctx, report)
 	}
-	if !failed && len(balancers) > 0 {
+	if !failed && len(balancers) > 0 && len(onHosts) > 0 {
 		failed = r.runBalancers(ctx, report, balancers, local.Shared())
 	}
 	report.Duration = time.Since(r.started)

@@ -97,9 +97,11 @@ function M.declare(recipe)
   raijin.flow("down", { "disable_units", "remove_site", "remove_app", "remove_state", "remove_caddy" })
 
   -- Balancer: what a deploy runs on a host with the role loadbalancer (and
-  -- nothing else): its Caddy site in front of the web hosts.
+  -- nothing else): its Caddy site in front of the web hosts; and a down:
+  -- the site goes.
   raijin.phase("balancer", balancer.run)
   raijin.flow("balancer", { "balancer" })
+  raijin.flow("balancer_down", { "remove_site" })
 
   -- App control: `raijin app start|stop|restart [PROC]` acts on the units of
   -- every process, or of ctx.process, and checks them as a deploy does.
