@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 
 	"github.com/raijin-deploy/raijin/config"
 )
@@ -24,7 +25,6 @@ func (r *runner) splitBalancers() []config.Host {
 	}
 	lbs := config.Balancers(r.opts.Hosts)
 	r.opts.Hosts = config.AppHosts(r.opts.Hosts)
-	r.rolling = r.opts.BatchSize > 0 && r.opts.BatchSize < len(r.opts.Hosts)
 	if BalancerFlows[r.opts.Flow] == "" || r.opts.Redeploy {
 		for _, h := range lbs {
 			r.opts.Events.Log(h.Name, r.opts.Flow, "a load balancer runs no app: nothing to do")
@@ -54,4 +54,26 @@ func (r *runner) runBalancers(ctx context.Context, report *Report, lbs []config.
 		report.Hosts = append(report.Hosts, res)
 	}
 	return failed
+}
+
+// markRolling records the hosts that leave the load balancer while they
+// deploy (ctx.rolling): with batches (of batch_size, whatever --dry-run
+// does), those of a batch that leaves a web host of the configuration
+// outside it, serving. A batch holding every web host deploys them at
+// once, each kept serving by blue/green.
+func (r *runner) markRolling(hosts []config.Host) {
+	n := r.opts.BatchSize
+	if n <= 0 || n >= len(hosts) {
+		return
+	}
+	webs := r.opts.Config.WebHosts()
+	for i := 0; i < len(hosts); i += n {
+		batch := hosts[i:min(i+n, len(hosts))]
+		outside := slices.ContainsFunc(webs, func(w config.Host) bool {
+			return !slices.ContainsFunc(batch, func(h config.Host) bool { return h.Name == w.Name })
+		})
+		for _, h := range batch {
+			r.rolling[h.Name] = outside
+		}
+	}
 }

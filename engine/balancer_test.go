@@ -156,3 +156,14 @@ func TestDownRemovesTheBalancersSite(t *testing.T) {
 		t.Errorf("down on the balancer:\n%s", lb)
 	}
 }
+
+// A batch that holds every web host does not take them out: nobody would
+// be left to serve; blue/green keeps each serving instead.
+func TestBatchOfEveryWebHostStaysIn(t *testing.T) {
+	sent, _ := recordBalanced(t, func(o *engine.Options) { o.BatchSize = 2 })
+	for _, web := range []string{"web1", "web2"} {
+		if strings.Contains(sent[web], "touch /var/lib/raijin/shop.out") {
+			t.Errorf("%s left the balancer in a batch with every web host:\n%s", web, sent[web])
+		}
+	}
+}

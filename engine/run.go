@@ -98,12 +98,13 @@ type runner struct {
 	early   map[string]*dialing
 	// onceRan: the once phases that ran in an earlier batch, and where.
 	onceRan map[string]string
-	// rolling: the app's hosts deploy in batches (ctx.rolling).
-	rolling bool
+	// rolling: the hosts that leave the load balancer while they deploy
+	// (ctx.rolling, see markRolling).
+	rolling map[string]bool
 }
 
 func newRunner(opts Options) *runner {
-	return &runner{opts: opts, envs: &envCache{}, started: time.Now(), onceRan: map[string]string{}}
+	return &runner{opts: opts, envs: &envCache{}, started: time.Now(), onceRan: map[string]string{}, rolling: map[string]bool{}}
 }
 
 // withDefaults fills in what the command line may leave out.
@@ -143,7 +144,7 @@ func (r *runner) plan(ctx context.Context) ([]recipe.PhaseInfo, error) {
 func (r *runner) load(ctx context.Context, t recipe.Target) (*recipe.State, error) {
 	return recipe.Load(ctx, recipe.Config{
 		Project: r.opts.Config, Sources: r.opts.Sources, Command: r.opts.Command,
-		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Rolling: r.rolling, Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process,
+		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Rolling: r.rolling[t.Name], Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process,
 		Events: r.opts.Events, Redactor: r.opts.Redactor, LoadEnv: r.loadEnv,
 	}, t)
 }
@@ -247,6 +248,7 @@ func (r *runner) runLocal(ctx context.Context, local *recipe.State, phases []rec
 // It says whether a host failed.
 func (r *runner) runBatches(ctx context.Context, report *Report, phases []recipe.PhaseInfo, shared any) (failed bool) {
 	hosts := orderForOnce(r.opts.Hosts, phases)
+	r.markRolling(hosts)
 	size := r.batchSize()
 	for i := 0; i < len(hosts); i += size {
 		batch := hosts[i:min(i+size, len(hosts))]
