@@ -115,11 +115,7 @@ func (c *Config) checkBalancers() error {
 			continue
 		}
 		if _, err := BalancerUpstream(h); err != nil {
-			key := fmt.Sprintf("hosts.%d.domain_name", i)
-			if h.DomainName == "" {
-				key = fmt.Sprintf("hosts.%d.address", i)
-			}
-			return c.keyErrorHint(key, fmt.Sprintf(`behind a load balancer, a web host serves plain HTTP: domain_name = ":8080" (any name) or "http://%s"; the balancer's own domain_name gets TLS`, h.Address),
+			return c.keyErrorHint(fmt.Sprintf("hosts.%d.domain_name", i), fmt.Sprintf(`behind a load balancer, a web host serves plain HTTP: domain_name = ":8080" (any name) or "http://%s"; the balancer's own domain_name gets TLS`, h.Address),
 				"web host %s behind the load balancer: %v", h.Name, err)
 		}
 	}
