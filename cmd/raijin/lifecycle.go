@@ -206,8 +206,15 @@ func (a *App) hostOpts(command string) (*config.Config, engine.Options, error) {
 		return nil, engine.Options{}, err
 	}
 	o, err := a.runOpts(cfg, command, "", "", false)
+	if err != nil {
+		return nil, o, err
+	}
+	// They read the app on each host: a load balancer has none.
+	if o.Hosts = config.AppHosts(o.Hosts); len(o.Hosts) == 0 {
+		return nil, o, errs.Usagef("select a host that runs the app (-H, -R)", "%s: the hosts selected are load balancers, which run no app", command)
+	}
 	// These commands print data (--json included): remote commands are
 	// shown with -v only.
 	o.Observer = echo(a)
-	return cfg, o, err
+	return cfg, o, nil
 }
