@@ -34,8 +34,8 @@ func (r *runner) splitBalancers() []config.Host {
 	return lbs
 }
 
-// runBalancers runs the flow of BalancerFlows on the load balancers lbs, in parallel,
-// and says whether one failed.
+// runBalancers runs the flow of BalancerFlows on the load balancers lbs,
+// in parallel, and says whether one failed.
 func (r *runner) runBalancers(ctx context.Context, report *Report, lbs []config.Host, shared any) (failed bool) {
 	o := r.opts
 	o.Flow, o.Hosts, o.NoLock = BalancerFlows[r.opts.Flow], lbs, true

@@ -200,7 +200,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if failed && r.opts.AllOrNothing {
 		r.rollBackSucceeded(ctx, report)
 	}
-	if !failed && len(balancers) > 0 && len(onHosts) > 0 {
+	switch {
+	case len(onHosts) == 0:
+	case failed:
+		// The balancers keep their site: it sends to the web hosts that
+		// pass its health check.
+		for _, h := range balancers {
+			report.Hosts = append(report.Hosts, HostResult{Host: h.Name, Skipped: true, Balancer: true})
+		}
+	case len(balancers) > 0:
 		failed = r.runBalancers(ctx, report, balancers, local.Shared())
 	}
 	report.Duration = time.Since(r.started)
