@@ -965,7 +965,7 @@ func (c *Config) SelectByRole(hosts []Host, roles []string) ([]Host, error) {
 	known := c.Roles()
 	for _, r := range roles {
 		if !slices.Contains(known, r) {
-			return nil, errs.Usagef("roles of the hosts in "+c.File+": "+strings.Join(known, ", "), "-R %s: no host has that role", r)
+			return nil, errs.Usagef("roles of the hosts in "+c.HostsFile()+": "+strings.Join(known, ", "), "-R %s: no host has that role", r)
 		}
 	}
 	var out []Host

@@ -395,9 +395,10 @@ func TestLifecycleRedeploy(t *testing.T) {
 
 // Down removes everything of the app (units, site, directory) and leaves
 // other apps alone; --full removes Caddy once no app uses it. It runs on a
-// server of its own, as it removes Caddy.
+// server of its own, booted again for it: it removes Caddy, and checks
+// that the apps directory is left empty (other tests leave their apps).
 func TestLifecycleDown(t *testing.T) {
-	h := host(t, 1)
+	h := rebootedHost(t, 1)
 	a := NewProject(t, ProjectSpec{App: "downa", Hosts: []*TestHost{h}})
 	b := NewProject(t, ProjectSpec{App: "downb", Hosts: []*TestHost{h}})
 	a.MustRaijin("deploy")

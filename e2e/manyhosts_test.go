@@ -9,9 +9,11 @@ import (
 // Four servers side by side: a failure on one host stops the batches that
 // follow, the summary says what happened on each host, and the hosts that
 // succeeded stay on the new version unless --all-or-nothing rolls them back.
+// release_on_all_hosts: the release fails on host 2 alone, in the third
+// batch (TestRolesAndReleaseOnce has the release run once).
 func TestManyHostsFailureStopsBatchesAndAllOrNothing(t *testing.T) {
 	hs := []*TestHost{freshHost(t, 0), freshHost(t, 1), freshHost(t, 2), freshHost(t, 3)}
-	p := NewProject(t, ProjectSpec{App: "many", Hosts: hs})
+	p := NewProject(t, ProjectSpec{App: "many", Hosts: hs, Extra: "release_on_all_hosts = true"})
 	r := p.MustRaijin("deploy")
 	for _, h := range hs {
 		if _, body := Get(t, p.SiteURL(h)); !strings.Contains(body, "goapp 1.0.0") {

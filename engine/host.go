@@ -47,16 +47,30 @@ type hostRun struct {
 // runHost runs the host phases on one host, with the deploy lock held.
 func (r *runner) runHost(ctx context.Context, h config.Host, phases []recipe.PhaseInfo, shared any, gates onceGates) HostResult {
 	hr := &hostRun{runner: r, h: h, phases: phases, start: time.Now(), res: HostResult{Host: h.Name}, gates: gates}
+	defer hr.leaveGates()
 	hr.run(ctx, shared)
-	for _, g := range gates {
-		failedIn := ""
-		if hr.res.Err != nil {
-			failedIn = hr.res.Phase
-		}
-		g.leave(h.Name, failedIn)
-	}
 	hr.res.Duration = time.Since(hr.start)
 	return hr.res
+}
+
+// leaveGates tells the batch's gates that this host goes no further (see
+// gate): when its run ends, whatever the outcome.
+func (hr *hostRun) leaveGates() {
+	failedIn := ""
+	if hr.res.Err != nil {
+		failedIn = hr.res.Phase
+	}
+	hr.leaveGatesFailed(failedIn)
+}
+
+// leaveGatesFailed is leaveGates as soon as the host fails in phase (""
+// when it did not fail): a host that failed before a once phase keeps it
+// from running, and the hosts waiting at the gate need not wait for its
+// undo.
+func (hr *hostRun) leaveGatesFailed(phase string) {
+	for _, g := range hr.gates {
+		g.leave(hr.h.Name, phase)
+	}
 }
 
 // run connects, loads the recipe and runs the phases, the built-in connect
@@ -296,6 +310,7 @@ func (hr *hostRun) versionDirs(version string) []string {
 // fail records that the host's run failed in phase (or at connect, or while
 // loading the recipe).
 func (hr *hostRun) fail(phase string, err error) {
+	hr.leaveGatesFailed(phase)
 	hr.res.Phase = phase
 	if _, ok := err.(*HostError); !ok {
 		err = hr.hostError(hr.h.Name, phase, err)
@@ -308,6 +323,7 @@ func (hr *hostRun) fail(phase string, err error) {
 // sent at once; then the undo handlers of the phases that started run, and
 // the failure is recorded with what the host is left with.
 func (hr *hostRun) undoAfter(phase string, err error) {
+	hr.leaveGatesFailed(phase)
 	var qe *remote.QueuedError
 	queued := errors.As(err, &qe)
 	if q := hr.st.TakeQueued(); !queued && q != nil {

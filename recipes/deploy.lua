@@ -61,7 +61,9 @@ function M.declare(recipe)
   raijin.undo("install", function(ctx) install.restore(ctx, link(ctx)) end)
   -- With several hosts, release_command runs once, on one host, while the
   -- others wait (unless release_on_all_hosts): see docs/recipes.md, once.
-  raijin.phase("release", { once = not raijin.config.release_on_all_hosts }, recipe.release)
+  -- Without one there is nothing to wait for.
+  local c = raijin.config
+  raijin.phase("release", { once = c.release_command ~= "" and not c.release_on_all_hosts }, recipe.release)
   raijin.phase("services", recipe.services)
   raijin.phase("proxy", recipe.proxy)
   -- After the record, the web slot that no longer serves stops (see

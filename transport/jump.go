@@ -168,12 +168,35 @@ func (j *Jumps) client(ctx context.Context, r *route, stats *remote.Stats) (*ssh
 	if !opened {
 		jc.client, jc.err = j.open(ctx, r, stats)
 		close(jc.ready)
+		switch {
+		case jc.err == nil:
+			// A connection that drops is forgotten, so that a host that
+			// reconnects (to undo a deploy, say) dials the jump host again.
+			go func(c *ssh.Client) {
+				c.Wait()
+				j.forget(key, jc)
+			}(jc.client)
+		case ctx.Err() != nil:
+			// Cancelled, not refused: a later caller (with another
+			// context) may try again.
+			j.forget(key, jc)
+		}
 	}
 	select {
 	case <-jc.ready:
 		return jc.client, jc.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// forget drops jc, the connection to the jump host of key, unless another
+// has replaced it.
+func (j *Jumps) forget(key string, jc *jumpConn) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.conns[key] == jc {
+		delete(j.conns, key)
 	}
 }
 
@@ -207,8 +230,9 @@ func (j *Jumps) Close() {
 	conns := j.order
 	j.order, j.conns = nil, nil
 	j.mu.Unlock()
-	for i := len(conns) - 1; i >= 0; i-- {
-		jc := conns[i]
+	// conns are in the order they were asked for: a jump host before the
+	// one it is reached through.
+	for _, jc := range conns {
 		select {
 		case <-jc.ready:
 			jc.close()

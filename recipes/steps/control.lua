@@ -35,6 +35,10 @@ function M.act(ctx, action)
   local done = {}
   if web and action == "restart" then
     ctx.host:batch(function()
+      -- A version an older raijin deployed has no unit files of its own
+      -- (v{version}/.units): it gets this project's.
+      services.write_units(ctx, ctx.paths.app_dir .. "/.units-current")
+      ctx.units_fallback = ".units-current"
       services.cycle_web(ctx, ctx.previous or ctx.version, function()
         if #workers > 0 then ctx.host:systemctl("restart", table.unpack(workers)) end
         return workers
