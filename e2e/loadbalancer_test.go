@@ -18,8 +18,8 @@ import (
 // deploy that fails on the first web server leaves the balancer sending to
 // the servers that serve, and that one comes back once restored.
 func TestLoadBalancer(t *testing.T) {
-	lb := host(t, 0)
-	webs := []*TestHost{host(t, 1), host(t, 2), host(t, 3)}
+	lb := freshHost(t, 0)
+	webs := []*TestHost{freshHost(t, 1), freshHost(t, 2), freshHost(t, 3)}
 	for _, w := range webs {
 		Route(t, lb, w)
 	}

@@ -55,7 +55,7 @@ echo "after_release $RAIJIN_APP $RAIJIN_VERSION on $RAIJIN_HOST, previous '$RAIJ
 	dir := p.AppDir(h)
 
 	show := p.MustRaijin("recipe", "show")
-	for _, want := range []string{"release    host   recipes/deploy.lua:", "before    .raijin/hooks/before_release.lua (hook file)", "override  deploy.lua:6", "after     .raijin/hooks/after_release (executable hook", "after     deploy.lua:13"} {
+	for _, want := range []string{"release        host   recipes/deploy.lua:", "before    .raijin/hooks/before_release.lua (hook file)", "override  deploy.lua:6", "after     .raijin/hooks/after_release (executable hook", "after     deploy.lua:13"} {
 		if !strings.Contains(show.Stdout, want) {
 			t.Errorf("recipe show lacks %q:\n%s", want, show.Stdout)
 		}

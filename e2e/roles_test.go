@@ -41,7 +41,7 @@ func unitState(t *testing.T, h *TestHost, units ...string) string {
 // at the next deploy, -R selects hosts; release_command runs once per
 // deploy, on the host tagged release, and when it fails no host switches.
 func TestRolesAndReleaseOnce(t *testing.T) {
-	h0, h1 := host(t, 0), host(t, 1)
+	h0, h1 := freshHost(t, 0), freshHost(t, 1)
 	p := NewProject(t, ProjectSpec{App: "roles", Hosts: []*TestHost{h0, h1}})
 	p.Write("raijin.toml", strings.Replace(readFile(t, p.Dir+"/raijin.toml"), "[processes]\n", "[processes]\nworker = \"sleep 100000\"\n", 1), 0o644)
 	p.setRoles(h0, `["web"]`)
