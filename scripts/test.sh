@@ -16,7 +16,7 @@ echo "== unit, CLI and end-to-end tests"
 # -p 1: the end-to-end package boots test servers; keep the machine's two cores
 # for one package at a time so timings stay honest.
 # The end-to-end tests fail, never skip, when their servers cannot boot.
-RAIJIN_E2E_REQUIRED=1 go test -p 1 -count=1 -timeout 25m ./...
+RAIJIN_E2E_REQUIRED=1 go test -p 1 -count=1 -timeout 45m ./...
 
 echo "== fuzzing (bounded)"
 fuzz_secs=${RAIJIN_FUZZ_SECONDS:-10}
