@@ -168,7 +168,6 @@ if [ -n "$SLOT_UNIT" ]; then
 fi
 set -f
 for u in $WORKERS; do put "$UNIT_DIR/$u" "$(cat "$src/$u")"; done
-set +f
 if [ -n "$changed" ]; then systemctl daemon-reload; fi
 for u in $WORKERS; do systemctl is-enabled -q "$u" 2>/dev/null || systemctl enable -q --no-reload "$u"; done]]
 
