@@ -196,3 +196,72 @@ func TestBinaryChangedOnServerWithOldMtimeIsSentAgain(t *testing.T) {
 		t.Errorf("after the redeploy the server's binary is %s, want the build's %s", got, build)
 	}
 }
+
+// A first deploy sends the binary compressed; a real upgrade (the code built
+// otherwise, so the machine code moves all through the file and the
+// difference gives up) goes as a zstd patch against the live version's
+// binary, rebuilt and checked on the server; a server without zstd gets
+// gzip and no patch. The server always ends up with the exact build.
+func TestBinaryUploadCompressedAndPatched(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "zpatch", Hosts: []*TestHost{h}})
+	url, dir := p.SiteURL(h), p.AppDir(h)
+	build := filepath.Join(p.Dir, "dist", "goapp")
+	// goamd64: the build's GOAMD64 level. Another level changes the
+	// instructions in every function, so that the code moves all through the
+	// file, as it does from one release of a program to the next.
+	deploy := func(version, goamd64 string) (Result, int64) {
+		t.Helper()
+		p.Env = []string{"GOAMD64=" + goamd64}
+		r := p.MustRaijin("deploy", "-v", "--set-version", version)
+		data := readFile(t, build)
+		if remote := h.Run(t, "sha256sum < "+dir+"/v"+version+"/goapp"); !strings.HasPrefix(remote, fmt.Sprintf("%x", sha256.Sum256([]byte(data)))) {
+			t.Fatalf("the server's v%s/goapp differs from the build:\n%s", version, r.Stderr)
+		}
+		if _, body := Get(t, url); !strings.Contains(body, "goapp "+version+":") {
+			t.Fatalf("GET / = %q, want %s", body, version)
+		}
+		return r, int64(len(data))
+	}
+	how := regexp.MustCompile(`upload \S+dist/goapp -> \S+ (.*)`)
+	shown := func(r Result) string {
+		m := how.FindStringSubmatch(r.Stderr)
+		if m == nil {
+			t.Fatalf("-v shows no upload of the binary:\n%s", r.Stderr)
+		}
+		return m[1]
+	}
+
+	r, size := deploy("1.0.0", "v1")
+	first := bytesSent(t, r)
+	if s := shown(r); !strings.HasPrefix(s, "(zstd, ") || first > 0.7*float64(size) {
+		t.Errorf("the first deploy: %s, %.0f bytes sent of a %d-byte binary; want it compressed with zstd", s, first, size)
+	}
+
+	r, size = deploy("2.0.0", "v2")
+	upgrade := bytesSent(t, r)
+	if s := shown(r); !strings.HasPrefix(s, "as a zstd patch against "+dir+"/v1.0.0/goapp") {
+		t.Errorf("the real upgrade went %s, want a zstd patch", s)
+	}
+	t.Logf("first deploy %.0f bytes sent, real upgrade %.0f (binary %d bytes)", first, upgrade, size)
+	if upgrade > 0.75*first {
+		t.Errorf("the patch sent %.0f bytes, the whole binary compressed %.0f: the patch should be much smaller", upgrade, first)
+	}
+
+	// A small change still goes by difference, in a few kB.
+	r, _ = deploy("2.0.1", "v2")
+	if s := shown(r); !strings.HasPrefix(s, "by difference against "+dir+"/v2.0.0/goapp") || bytesSent(t, r) > 100e3 {
+		t.Errorf("a small change went %s (%.0f bytes sent), want a difference of a few kB", s, bytesSent(t, r))
+	}
+
+	// A server without zstd: gzip, no patch.
+	h.Root(t, "mv /usr/bin/zstd /usr/bin/zstd.hidden")
+	t.Cleanup(func() { h.Root(t, "[ ! -e /usr/bin/zstd.hidden ] || mv /usr/bin/zstd.hidden /usr/bin/zstd") })
+	r, size = deploy("3.0.0", "v1")
+	if s := shown(r); !strings.HasPrefix(s, "(gzip, ") {
+		t.Errorf("to a server without zstd the upgrade went %s, want the whole binary with gzip", s)
+	}
+	if n := bytesSent(t, r); n > 0.7*float64(size) {
+		t.Errorf("with gzip %.0f bytes were sent of a %d-byte binary", n, size)
+	}
+}

@@ -83,14 +83,14 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 	// as dpkg leaves it; apt-get gets it from a repository on this machine,
 	// as the test server has no other network): changes, then nothing to
 	// change.
-	aptRepo(t, h, "caddy")
-	h.Root(t, "systemctl stop caddy && dpkg -r caddy >/dev/null 2>&1")
+	aptRepo(t, h, "caddy", "zstd")
+	h.Root(t, "systemctl stop caddy && dpkg -r caddy zstd >/dev/null 2>&1")
 	caddyfile := h.Root(t, "dpkg-query -W -f='${Status}\n' caddy; cat /etc/caddy/Caddyfile")
 	if strings.Contains(caddyfile, "conf.d/*.caddy") || !strings.HasPrefix(caddyfile, "deinstall ok config-files") {
 		t.Fatalf("the fresh server has Caddy, or its Caddyfile imports conf.d already:\n%s", caddyfile)
 	}
 	r = p.MustRaijin("server", "bootstrap")
-	for _, want := range []string{"changed: package caddy installed", "changed: /etc/caddy/Caddyfile: import conf.d/*.caddy added", "changed: /etc/caddy/Caddyfile: admin unix//run/caddy/admin.sock added", "caddy enabled and", "apps directory /opt/raijin", "changed: created the system user " + p.App} {
+	for _, want := range []string{"changed: package caddy installed", "changed: package zstd installed", "changed: /etc/caddy/Caddyfile: import conf.d/*.caddy added", "changed: /etc/caddy/Caddyfile: admin unix//run/caddy/admin.sock added", "caddy enabled and", "apps directory /opt/raijin", "changed: created the system user " + p.App} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("first bootstrap lacks %q:\n%s", want, r.Stderr)
 		}
@@ -101,13 +101,13 @@ func TestOperateInitBootstrapUp(t *testing.T) {
 		t.Errorf("after bootstrap: %s", after1)
 	}
 	t.Logf("first bootstrap (Caddy installed): %.2fs", r.Duration.Seconds())
-	if !strings.Contains(r.Stderr, "7 changed, 1 already in place") {
+	if !strings.Contains(r.Stderr, "8 changed, 1 already in place") {
 		t.Errorf("the first bootstrap's summary:\n%s", r.Stderr)
 	}
 	r = p.MustRaijin("server", "bootstrap")
 	t.Logf("second bootstrap (nothing to do): %.2fs", r.Duration.Seconds())
-	if strings.Contains(r.Stderr, "changed:") || strings.Count(r.Stderr, "in place:") != 8 || !strings.Contains(r.Stderr, ": 0 changed, 8 already in place") {
-		t.Errorf("a second bootstrap should change nothing and say so for each of its 8 checks:\n%s", r.Stderr)
+	if strings.Contains(r.Stderr, "changed:") || strings.Count(r.Stderr, "in place:") != 9 || !strings.Contains(r.Stderr, ": 0 changed, 9 already in place") {
+		t.Errorf("a second bootstrap should change nothing and say so for each of its 9 checks:\n%s", r.Stderr)
 	}
 	if after2 := h.Root(t, state); after2 != after1 {
 		t.Errorf("the second bootstrap changed the server:\n%s\n---\n%s", after1, after2)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -34,8 +35,18 @@ func TestPythonDeployTwice(t *testing.T) {
 	url := p.SiteURL(h)
 	dir := p.AppDir(h)
 
-	r := p.MustRaijin("deploy")
+	r := p.MustRaijin("deploy", "-v")
 	t.Logf("first deploy (requirements installed): %.2fs\n%s", r.Duration.Seconds(), r.Stderr)
+	// Wheels are zip files, compressed already: they go as they are.
+	wheels := regexp.MustCompile(`upload \S+\.whl -> \S+ \(([^)]*)\)`).FindAllStringSubmatch(r.Stderr, -1)
+	if len(wheels) < 2 {
+		t.Errorf("-v shows %d wheel uploads, want the app's and greet's:\n%s", len(wheels), r.Stderr)
+	}
+	for _, w := range wheels {
+		if !strings.HasSuffix(w[1], " bytes on stdin") || strings.Contains(w[1], "zstd") || strings.Contains(w[1], "gzip") {
+			t.Errorf("a wheel went compressed again: %s", w[0])
+		}
+	}
 	if !strings.Contains(r.Stderr, "installing requirements into .deps/") {
 		t.Errorf("the first deploy should install the requirements:\n%s", r.Stderr)
 	}

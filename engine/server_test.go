@@ -92,7 +92,7 @@ func TestBootstrapFlow(t *testing.T) {
 			t.Errorf("a bootstrap with everything in place ran %q:\n%s", bad, all)
 		}
 	}
-	if got := strings.Join(logs, "\n"); got != "in place: package caddy\nin place: directory /etc/caddy/conf.d\n"+
+	if got := strings.Join(logs, "\n"); got != "in place: package caddy\nin place: package zstd\nin place: directory /etc/caddy/conf.d\n"+
 		"in place: /etc/caddy/Caddyfile imports conf.d/*.caddy\n"+
 		"in place: caddy.service.d/raijin-admin.conf (/run/caddy for the admin socket)\n"+
 		"in place: /etc/caddy/Caddyfile: admin endpoint on a unix socket\nin place: caddy enabled and running\n"+
@@ -112,7 +112,7 @@ func TestBootstrapFlow(t *testing.T) {
 	}
 	all = strings.Join(cmds, "\n")
 	for _, want := range []string{
-		"apt-get install -y -q --no-install-recommends caddy python3-venv",
+		"apt-get install -y -q --no-install-recommends caddy zstd python3-venv",
 		"mkdir -p /etc/caddy/conf.d && echo made conf.d",
 		"import conf.d/*.caddy\\n' >> $main; echo imported",
 		"systemctl enable caddy && systemctl restart caddy",
@@ -122,8 +122,8 @@ func TestBootstrapFlow(t *testing.T) {
 			t.Errorf("the bootstrap of a bare server lacks %q:\n%s", want, all)
 		}
 	}
-	if n := strings.Count(strings.Join(logs, "\n"), "changed: "); n != 8 {
-		t.Errorf("want 8 changes reported (2 packages, conf.d, import, admin drop-in, admin socket, caddy, apps dir):\n%s", strings.Join(logs, "\n"))
+	if n := strings.Count(strings.Join(logs, "\n"), "changed: "); n != 9 {
+		t.Errorf("want 9 changes reported (3 packages, conf.d, import, admin drop-in, admin socket, caddy, apps dir):\n%s", strings.Join(logs, "\n"))
 	}
 
 	// Without passwordless sudo it stops first, and says how to fix it.

@@ -3,6 +3,7 @@ package remote_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -36,12 +37,17 @@ type recObserver struct {
 	mu       sync.Mutex
 	commands []string
 	skipped  []bool
+	onCmd    func(cmd string) // called as each command is shown, before it runs
 }
 
 func (o *recObserver) Command(host, cmd string) {
 	o.mu.Lock()
 	o.commands = append(o.commands, cmd)
+	hook := o.onCmd
 	o.mu.Unlock()
+	if hook != nil {
+		hook(cmd)
+	}
 }
 
 func (o *recObserver) Upload(host, local, remote string, sent, total int64, skipped bool) {
@@ -269,5 +275,97 @@ func TestSessionUploadFromAChangedBasisSendsWhole(t *testing.T) {
 	upgrade("3")
 	if byDifference() {
 		t.Error("a basis changed on the server with its mtime set back was used")
+	}
+}
+
+// words makes n bytes of text-like data: compressible, as a binary is.
+func words(seed int64, n int) []byte {
+	vocab := strings.Fields("deploy release caddy systemd unit socket server binary patch zstd gzip host user route health check version")
+	r := rand.New(rand.NewSource(seed))
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.WriteString(vocab[r.Intn(len(vocab))])
+		b.WriteByte(" \n"[r.Intn(2)])
+		fmt.Fprintf(&b, "%d ", r.Intn(1000))
+	}
+	return b.Bytes()[:n]
+}
+
+// A first upload goes compressed; a real upgrade (changes all through the
+// file, so the difference gives up) goes as a zstd patch against the
+// server's basis; a file compressed already goes as it is; a patch whose
+// basis changed on the server falls back to the whole file. Every time the
+// server ends up with the exact bytes.
+func TestSessionUploadCompressesAndPatches(t *testing.T) {
+	if upload.LocalZstd() == "" {
+		t.Fatal("this machine has no zstd with --patch-from; scripts/test.sh installs it")
+	}
+	h, obs := remoteHost(t)
+	h.Cache = &upload.Cache{Dir: t.TempDir(), Keep: 4}
+	dir := t.TempDir()
+	ctx := context.Background()
+	said := func(what string) bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		found := false
+		for _, c := range obs.commands {
+			found = found || strings.Contains(c, what)
+		}
+		obs.commands = nil
+		return found
+	}
+	put := func(name string, data []byte, dst, basis string) {
+		t.Helper()
+		if sent, err := h.UploadFrom(ctx, writeLocal(t, dir, name, data), dst, 0o755, basis); err != nil || !sent {
+			t.Fatalf("UploadFrom %s: sent %v, %v", name, sent, err)
+		}
+		if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+			t.Fatalf("the server's %s differs from %s (%d bytes of %d)", dst, name, len(got), len(data))
+		}
+	}
+	v1 := words(1, 3<<20)
+	basis := filepath.Join(dir, "server", "v1", "app")
+	put("app1", v1, basis, "")
+	if !said("(zstd, ") {
+		t.Error("the first upload did not go compressed with zstd")
+	}
+	// An upgrade: a few bytes changed every 20 kB, as moved code changes
+	// addresses all through a binary.
+	v2 := append([]byte{}, v1...)
+	for i := 1000; i < len(v2); i += 20_000 {
+		copy(v2[i:], fmt.Sprintf("<v2 %d>", i))
+	}
+	put("app2", v2, filepath.Join(dir, "server", "v2", "app"), basis)
+	if !said("as a zstd patch against " + basis) {
+		t.Error("the real upgrade did not go as a patch")
+	}
+	// A wheel is a zip: compressed already.
+	wheel := append([]byte("PK\x03\x04"), make([]byte, 200_000)...)
+	put("app.whl", wheel, filepath.Join(dir, "server", "v1", "app.whl"), "")
+	if !said("(200004 bytes on stdin)") {
+		t.Error("a zip was not sent as it is")
+	}
+	// The basis changes on the server after this machine made the patch.
+	v3 := append([]byte{}, v2...)
+	copy(v3[7000:], "v3 here")
+	for i := 3000; i < len(v3); i += 20_000 {
+		copy(v3[i:], fmt.Sprintf("<v3 %d>", i))
+	}
+	os.WriteFile(basis, v1[:len(v1)-10], 0o755)
+	put("app3", v3, filepath.Join(dir, "server", "v3", "app"), basis)
+	if said("as a zstd patch") {
+		t.Error("a patch was tried against a basis this machine does not have")
+	}
+	// The basis changes between the check and the patch's arrival: the
+	// rebuild fails and the whole file goes.
+	basis2 := filepath.Join(dir, "server", "v2", "app")
+	obs.onCmd = func(cmd string) {
+		if strings.Contains(cmd, "as a zstd patch") {
+			os.WriteFile(basis2, v1, 0o755)
+		}
+	}
+	put("app4", v3, filepath.Join(dir, "server", "v4", "app"), basis2)
+	if !said("rebuilding " + filepath.Join(dir, "server", "v4", "app") + " from the patch failed") {
+		t.Error("the failed rebuild was not said")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/raijin-deploy/raijin/shell"
 	"github.com/raijin-deploy/raijin/upload"
@@ -47,6 +48,7 @@ type fileUpload struct {
 	sum                  string
 	size                 int64
 	sent                 bool
+	offer                upload.Offer // what the server can take, from the check
 }
 
 // unbuilt stands for the SHA-256 of a file that --dry-run did not build.
@@ -98,16 +100,70 @@ func (u *fileUpload) answer(r Result) error {
 		}
 		return nil
 	}
-	next := u.sendWhole
-	if f := strings.Fields(strings.Join(lines[1:], " ")); len(f) > 0 && s.Cache != nil && u.basis != "" {
-		if ops := s.Cache.Delta(f[0], u.local, u.sum); ops != nil {
-			next = func(ctx context.Context) error { return u.sendDelta(ctx, ops) }
-		}
-	}
+	offer := upload.ParseOffer(lines[1:])
 	s.mu.Lock()
-	s.after = append(s.after, next)
+	s.after = append(s.after, func(ctx context.Context) error { return u.send(ctx, offer) })
 	s.mu.Unlock()
 	return nil
+}
+
+// send picks the fewest bytes that rebuild the file on the server: a
+// difference against the basis when the change is small, else a zstd patch
+// against it, else the whole file, compressed when the server can undo it
+// and the file shrinks. A small difference is taken at once: it is worked
+// out in a few milliseconds, a patch in a few tenths of a second.
+func (u *fileUpload) send(ctx context.Context, offer upload.Offer) error {
+	s := u.s
+	u.offer = offer
+	var ops []upload.Op
+	deltaWire := int64(-1)
+	if offer.Basis != "" && s.Cache != nil && u.basis != "" {
+		if ops = s.Cache.Delta(offer.Basis, u.local, u.sum); ops != nil {
+			deltaWire = int64(len(upload.DeltaStdin(ops)))
+			if deltaWire <= smallDelta {
+				return u.sendDelta(ctx, ops)
+			}
+		}
+	}
+	var patch []byte
+	var took time.Duration
+	if offer.Basis != "" && offer.ZstdPatch && s.Cache != nil && u.basis != "" {
+		patch, took = s.Cache.Patch(ctx, offer.Basis, u.local, u.sum)
+	}
+	if patch != nil && (deltaWire < 0 || int64(len(patch)) < deltaWire) {
+		comp, err := upload.Compress(u.local, u.sum, u.size, offer.Codec())
+		if err != nil {
+			return err
+		}
+		if whole := wireSize(comp, u.size); int64(len(patch))*100 <= whole*patchWorth {
+			return u.sendPatch(ctx, patch, took)
+		}
+		return u.sendWhole(ctx, comp)
+	}
+	if ops != nil {
+		return u.sendDelta(ctx, ops)
+	}
+	comp, err := upload.Compress(u.local, u.sum, u.size, offer.Codec())
+	if err != nil {
+		return err
+	}
+	return u.sendWhole(ctx, comp)
+}
+
+const (
+	// A difference whose new bytes are at most this many goes without
+	// trying a patch (a rebuild with another version string: a few kB).
+	smallDelta = 64 << 10
+	// A patch goes when it is at most this share (percent) of the whole
+	// file as it would go: else the server is spared the rebuild.
+	patchWorth = 90
+)
+
+func wireSize(c upload.Compressed, size int64) int64 {
+	if c.Codec == upload.Plain {
+		return size
+	}
+	return int64(len(c.Data))
 }
 
 func (u *fileUpload) markSent() {
@@ -148,25 +204,31 @@ func (u *fileUpload) sendOne(ctx context.Context, st Step) (Result, error) {
 	return results[0], nil
 }
 
-// sendWhole streams the whole file on the session's stdin.
-func (u *fileUpload) sendWhole(ctx context.Context) error {
+// sendWhole streams the whole file on the session's stdin, compressed as
+// comp says.
+func (u *fileUpload) sendWhole(ctx context.Context, comp upload.Compressed) error {
 	s := u.s
-	st := Step{Kind: "upload", Local: u.local, Path: u.remote, Mode: u.mode, Size: u.size,
-		Desc: fmt.Sprintf("upload %s -> %s (%d bytes on stdin)", u.local, u.remote, u.size),
-		Line: upload.ReceiveScript(u.remote, u.sum, u.size, u.mode)}
+	wire := wireSize(comp, u.size)
+	how := fmt.Sprintf("%d bytes on stdin", u.size)
+	if comp.Codec != upload.Plain {
+		how = fmt.Sprintf("%s, %d bytes of %d on stdin", comp.Codec, wire, u.size)
+	}
+	st := Step{Kind: "upload", Local: u.local, Path: u.remote, Mode: u.mode, Size: wire,
+		Desc: fmt.Sprintf("upload %s -> %s (%s)", u.local, u.remote, how),
+		Line: upload.ReceiveScript(u.remote, u.sum, u.size, wire, u.mode, comp.Codec)}
 	if !s.Plan {
-		f, err := os.Open(u.local)
-		if err != nil {
-			return err
+		var in io.Reader
+		if comp.Codec != upload.Plain {
+			in = bytes.NewReader(comp.Data)
+		} else {
+			f, err := os.Open(u.local)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			in = f
 		}
-		defer f.Close()
-		var in io.Reader = f
-		if s.Observer != nil {
-			in = &progressReader{ctx: ctx, r: f, total: u.size, fn: func(n, total int64) {
-				s.Observer.Upload(s.Name(), u.local, u.remote, n, total, false)
-			}}
-		}
-		st.Input = Sized(in, u.size)
+		st.Input = Sized(u.progress(ctx, in, wire), wire)
 	}
 	res, err := u.sendOne(ctx, st)
 	if err != nil {
@@ -179,11 +241,67 @@ func (u *fileUpload) sendWhole(ctx context.Context) error {
 	return nil
 }
 
-// sendDelta rebuilds the file from basis on the server; when that fails (a
-// server whose dd lacks byte offsets, say, or a basis changed since the
-// check, so the rebuild is not the file) the whole file is sent.
-func (u *fileUpload) sendDelta(ctx context.Context, ops []upload.Op) error {
+// progress reports the bytes of in as they go, to the observer.
+func (u *fileUpload) progress(ctx context.Context, in io.Reader, total int64) io.Reader {
 	s := u.s
+	if s.Observer == nil {
+		return in
+	}
+	return &progressReader{ctx: ctx, r: in, total: total, fn: func(n, total int64) {
+		s.Observer.Upload(s.Name(), u.local, u.remote, n, total, false)
+	}}
+}
+
+// sendPatch rebuilds the file on the server from the basis and a zstd
+// patch; when that fails (the basis changed since the check, a zstd that
+// cannot) the whole file goes.
+func (u *fileUpload) sendPatch(ctx context.Context, patch []byte, took time.Duration) error {
+	wire := int64(len(patch))
+	st := Step{Kind: "upload", Local: u.local, Path: u.remote, Mode: u.mode, Size: wire,
+		Desc: fmt.Sprintf("upload %s -> %s as a zstd patch against %s (%d bytes of %d on stdin, made in %.2f s)",
+			u.local, u.remote, u.basis, wire, u.size, took.Seconds()),
+		Line: upload.PatchScript(u.basis, u.remote, u.sum, u.size, wire, u.mode)}
+	st.Input = Sized(u.progress(ctx, bytes.NewReader(patch), wire), wire)
+	return u.rebuild(ctx, st, "from the patch")
+}
+
+// rebuild sends a step that rebuilds the file from the basis on the server.
+// When that fails (a basis changed since the check, so the rebuild is not
+// the file; a server whose dd lacks byte offsets or whose zstd cannot) the
+// whole file goes.
+func (u *fileUpload) rebuild(ctx context.Context, st Step, how string) error {
+	s := u.s
+	res, err := u.sendOne(ctx, st)
+	if err != nil {
+		return err
+	}
+	if res.Code != 0 {
+		s.echo(fmt.Sprintf("rebuilding %s %s failed (%s); sending all of it", u.remote, how, shell.LastLines(res.Stderr, 1)))
+		return u.sendWholeCompressed(ctx)
+	}
+	if s.Observer != nil {
+		s.Observer.Upload(s.Name(), u.local, u.remote, u.size, u.size, false)
+	}
+	u.markSent()
+	return nil
+}
+
+// sendWholeCompressed sends the whole file after a rebuild failed:
+// compressed with gzip if the server has it (its zstd may be what failed).
+func (u *fileUpload) sendWholeCompressed(ctx context.Context) error {
+	codec := upload.Plain
+	if u.offer.Gzip {
+		codec = upload.Gzip
+	}
+	comp, err := upload.Compress(u.local, u.sum, u.size, codec)
+	if err != nil {
+		return err
+	}
+	return u.sendWhole(ctx, comp)
+}
+
+// sendDelta rebuilds the file from basis on the server with dd and printf.
+func (u *fileUpload) sendDelta(ctx context.Context, ops []upload.Op) error {
 	stdin := upload.DeltaStdin(ops)
 	st := Step{Kind: "upload", Local: u.local, Path: u.remote, Mode: u.mode, Size: int64(len(stdin)),
 		Desc: fmt.Sprintf("upload %s -> %s by difference against %s (%d pieces, %d new bytes of %d)",
@@ -192,17 +310,5 @@ func (u *fileUpload) sendDelta(ctx context.Context, ops []upload.Op) error {
 	if len(stdin) > 0 {
 		st.Input = Sized(bytes.NewReader(stdin), int64(len(stdin)))
 	}
-	res, err := u.sendOne(ctx, st)
-	if err != nil {
-		return err
-	}
-	if res.Code != 0 {
-		s.echo(fmt.Sprintf("rebuilding %s failed (%s); sending all of it", u.remote, shell.LastLines(res.Stderr, 1)))
-		return u.sendWhole(ctx)
-	}
-	if s.Observer != nil {
-		s.Observer.Upload(s.Name(), u.local, u.remote, u.size, u.size, false)
-	}
-	u.markSent()
-	return nil
+	return u.rebuild(ctx, st, "by difference")
 }

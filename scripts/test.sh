@@ -6,6 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-go.sh
+# The upload tests make patches with the zstd command, as raijin does.
+if ! command -v zstd >/dev/null; then
+	echo "== installing zstd" >&2
+	apt-get install -y -q zstd >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q zstd >/dev/null; }
+fi
 
 echo "== gofmt, go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -19,10 +19,11 @@ type Cache struct {
 	Dir  string
 	Keep int // files kept (the newest)
 
-	mu     sync.Mutex
-	loaded map[string][]byte
-	deltas map[[2]string][]Op
-	put    map[string]bool
+	mu      sync.Mutex
+	loaded  map[string][]byte
+	deltas  map[[2]string][]Op
+	patches map[[2]string]*patchOnce
+	put     map[string]bool
 }
 
 var (

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 	"sync"
 
 	"github.com/raijin-deploy/raijin/shell"
@@ -26,24 +27,99 @@ func serverSum(f string) string {
 }
 
 // CheckScript makes the directory and says "same" (and sets the mode) when
-// remote already has sum, else "send", followed by the SHA-256 of basis
-// when basis is given and exists (the server's copy to rebuild from).
+// remote already has sum, else "send" and, a line each, what the server can
+// take: "zstd" (with its version when basis is given: a patch needs 1.4.5),
+// "gzip", and "basis SUM" with the SHA-256 of basis when basis is given and
+// exists (the server's copy to rebuild from).
 func CheckScript(remote, sum string, mode os.FileMode, basis string) string {
 	r, d := shell.Quote(remote), shell.Quote(path.Dir(remote))
-	b := ""
+	z, b := "echo zstd", ""
 	if basis != "" {
-		b = fmt.Sprintf(`; if [ -f %s ] && %s; then echo "${s%%%% *}"; fi`, shell.Quote(basis), serverSum(basis))
+		z = `echo "zstd $(zstd -V 2>/dev/null | head -n1)"`
+		b = fmt.Sprintf(`; if [ -f %s ] && %s; then echo "basis ${s%%%% *}"; fi`, shell.Quote(basis), serverSum(basis))
 	}
-	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && if [ -f %s ] && %s && [ "${s%%%% *}" = %s ]; then chmod %04o %s && echo same; else echo send%s; fi`,
-		d, d, r, serverSum(remote), shell.Quote(sum), mode, r, b)
+	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && if [ -f %s ] && %s && [ "${s%%%% *}" = %s ]; then chmod %04o %s && echo same; `+
+		`else echo send; if command -v zstd >/dev/null; then %s; fi; if command -v gzip >/dev/null; then echo gzip; fi%s; fi`,
+		d, d, r, serverSum(remote), shell.Quote(sum), mode, r, z, b)
+}
+
+// Offer is what the server said it can take, read from CheckScript's
+// answer after "send". Values read back are checked like user input.
+type Offer struct {
+	Zstd, ZstdPatch, Gzip bool
+	Basis                 string // SHA-256 of the basis, or ""
+}
+
+// ParseOffer reads the lines after "send".
+func ParseOffer(lines []string) Offer {
+	var o Offer
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "zstd":
+			o.Zstd = true
+			o.ZstdPatch = ZstdPatches(l)
+		case "gzip":
+			o.Gzip = true
+		case "basis":
+			if len(f) == 2 && isSHA256(f[1]) {
+				o.Basis = f[1]
+			}
+		}
+	}
+	return o
+}
+
+// Codec is the compression the server undoes best.
+func (o Offer) Codec() Codec {
+	switch {
+	case o.Zstd:
+		return Zstd
+	case o.Gzip:
+		return Gzip
+	}
+	return Plain
+}
+
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ReceiveScript reads exactly size bytes into a temporary file next to
-// remote, checks that they are the file whose SHA-256 is sum and renames it
-// into place.
-func ReceiveScript(remote, sum string, size int64, mode os.FileMode) string {
-	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; head -c %d > "$t"; %s`,
-		shell.Quote(remote), size, placeScript(remote, sum, size, mode))
+// remote, undoing codec, checks that they are the file whose SHA-256 is
+// sum and renames it into place.
+func ReceiveScript(remote, sum string, size, wire int64, mode os.FileMode, codec Codec) string {
+	r := shell.Quote(remote)
+	undo := ""
+	if codec != Plain {
+		undo = fmt.Sprintf(` | %s > "$t" || { printf '%%s could not undo the compression; %%s is left as it was\n' %s %s >&2; exit 1; }`,
+			codec.DecompressCommand(), shell.Quote(string(codec)), r)
+	} else {
+		undo = ` > "$t"`
+	}
+	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; head -c %d%s; %s`,
+		r, wire, undo, placeScript(remote, sum, size, mode))
+}
+
+// PatchScript rebuilds remote from basis (a path on the server) and a zstd
+// patch of wire bytes on stdin, then checks it and renames it into place
+// as ReceiveScript does. The basis is read, never written.
+func PatchScript(basis, remote, sum string, size, wire int64, mode os.FileMode) string {
+	r, b := shell.Quote(remote), shell.Quote(basis)
+	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; head -c %d | zstd -dcq --patch-from=%s > "$t" || `+
+		`{ printf 'zstd could not rebuild the file from the patch against %%s (changed on the server?); %%s is left as it was\n' %s %s >&2; exit 1; }; %s`,
+		r, wire, b, b, r, placeScript(remote, sum, size, mode))
 }
 
 // placeScript renames the temporary file $t into place once its SHA-256 is

@@ -2,6 +2,7 @@ package upload
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,18 +63,27 @@ func TestUploadCheckHashesTheServersFile(t *testing.T) {
 	if got := check(live, sum1, ""); got != "same\n" {
 		t.Errorf("the unchanged file: %q, want same", got)
 	}
-	if got := check(filepath.Join(dir, "v2", "app"), sum1, live); got != "send\n"+sum1+"\n" {
+	// send, then what the server takes: the basis's hash among it.
+	basisOf := func(got string) string {
+		t.Helper()
+		lines := strings.Split(strings.TrimSpace(got), "\n")
+		if lines[0] != "send" {
+			t.Fatalf("%q, want send first", got)
+		}
+		return ParseOffer(lines[1:]).Basis
+	}
+	if got := check(filepath.Join(dir, "v2", "app"), sum1, live); basisOf(got) != sum1 {
 		t.Errorf("a new version: %q, want send and the basis's hash", got)
 	}
-	if got := check(filepath.Join(dir, "v2", "app"), sum1, filepath.Join(dir, "v0", "app")); got != "send\n" {
-		t.Errorf("a missing basis: %q, want send alone", got)
+	if got := check(filepath.Join(dir, "v2", "app"), sum1, filepath.Join(dir, "v0", "app")); basisOf(got) != "" {
+		t.Errorf("a missing basis: %q, want no basis", got)
 	}
 
 	replaceKeepingMtime(t, live, forged)
-	if got := check(live, sum1, ""); got != "send\n" {
+	if got := check(live, sum1, ""); !strings.HasPrefix(got, "send\n") {
 		t.Errorf("a file changed with its mtime set back: %q, want it sent again", got)
 	}
-	if got := check(filepath.Join(dir, "v2", "app"), sum1, live); got != "send\n"+sumForged+"\n" {
+	if got := check(filepath.Join(dir, "v2", "app"), sum1, live); basisOf(got) != sumForged {
 		t.Errorf("a basis changed with its mtime set back: %q, want its real hash %s", got, sumForged)
 	}
 }
@@ -93,6 +103,11 @@ func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
 	if ops == nil {
 		t.Fatal("no delta for a small change")
 	}
+	n := int64(len(want))
+	zWant, _ := zstdCompress(want)
+	zOther, _ := zstdCompress([]byte("build 3\n"))
+	gWant, _ := gzipCompress(want)
+	patch := zstdPatch(t, basis, target)
 
 	cases := map[string]struct {
 		script func(remote, basisPath string) string
@@ -100,11 +115,21 @@ func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
 		basis  []byte
 		want   []byte // the file in place afterwards; nil: the old one
 	}{
-		"whole": {func(r, _ string) string { return ReceiveScript(r, sum, int64(len(want)), 0o750) }, want, nil, want},
-		"damaged": {func(r, _ string) string { return ReceiveScript(r, sum, int64(len(want)), 0o750) },
+		"whole": {func(r, _ string) string { return ReceiveScript(r, sum, n, n, 0o750, Plain) }, want, nil, want},
+		"damaged": {func(r, _ string) string { return ReceiveScript(r, sum, n, n, 0o750, Plain) },
 			[]byte("build 3\n"), nil, nil},
-		"cut short": {func(r, _ string) string { return ReceiveScript(r, sum, int64(len(want)), 0o750) },
+		"cut short": {func(r, _ string) string { return ReceiveScript(r, sum, n, n, 0o750, Plain) },
 			[]byte("build"), nil, nil},
+		"zstd": {func(r, _ string) string { return ReceiveScript(r, sum, n, int64(len(zWant)), 0o750, Zstd) }, zWant, nil, want},
+		"gzip": {func(r, _ string) string { return ReceiveScript(r, sum, n, int64(len(gWant)), 0o750, Gzip) }, gWant, nil, want},
+		"zstd of another file": {func(r, _ string) string { return ReceiveScript(r, sum, n, int64(len(zOther)), 0o750, Zstd) },
+			zOther, nil, nil},
+		"patched": {func(r, b string) string {
+			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), int64(len(patch)), 0o750)
+		}, patch, basis, target},
+		"patched from a changed basis": {func(r, b string) string {
+			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), int64(len(patch)), 0o750)
+		}, patch, changedBasis, nil},
 		"rebuilt": {func(r, b string) string {
 			return DeltaScript(b, r, SHA256Hex(target), ops, int64(len(target)), 0o750)
 		}, DeltaStdin(ops), basis, target},
@@ -134,7 +159,7 @@ func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
 				if string(got) != "the old file\n" {
 					t.Errorf("the file in place became %q", got)
 				}
-				if !strings.Contains(stderr, "SHA-256") || !strings.Contains(stderr, remote+" is left as it was") {
+				if !strings.Contains(stderr, remote+" is left as it was") {
 					t.Errorf("the error says %q", stderr)
 				}
 			}
@@ -143,4 +168,23 @@ func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// zstdPatch makes target's patch against basis as raijin does, with the
+// zstd command, and checks it.
+func zstdPatch(t *testing.T, basis, target []byte) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	b, tg := filepath.Join(dir, "basis"), filepath.Join(dir, "target")
+	os.WriteFile(b, basis, 0o644)
+	os.WriteFile(tg, target, 0o644)
+	zstdCmd := LocalZstd()
+	if zstdCmd == "" {
+		t.Fatal("this machine has no zstd with --patch-from (1.4.5 or later); scripts/test.sh installs it")
+	}
+	patch := makePatch(context.Background(), zstdCmd, b, basis, tg, SHA256Hex(target))
+	if patch == nil {
+		t.Fatal("no patch made")
+	}
+	return patch
 }

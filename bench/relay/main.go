@@ -1,10 +1,13 @@
 // relay is a TCP relay that adds latency, for raijin's benchmarks: every
 // chunk of bytes is held for -delay in each direction, so a round trip
 // through it costs twice -delay more (-delay 25ms: 50 ms RTT), while the
-// bandwidth stays that of the link below. It also counts connections and
-// bytes, so a benchmark can report what any client (raijin, ssh, scp) sent.
+// bandwidth stays that of the link below unless -rate limits it (in bits
+// per second, each direction: -rate 50M is a 50 Mbit/s link; bytes queue
+// behind each other as on a real link, up to a second's worth, then the
+// sender waits). It also counts connections and bytes, so a benchmark can
+// report what any client (raijin, ssh, scp) sent.
 //
-//	relay -delay 25ms -stats FILE LISTEN=TARGET [LISTEN=TARGET...]
+//	relay -delay 25ms -rate 50M -stats FILE LISTEN=TARGET [LISTEN=TARGET...]
 //
 // On every connection's end it appends "conn LISTEN up=N down=M" to FILE.
 package main
@@ -15,6 +18,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,8 +30,10 @@ type chunk struct {
 }
 
 // pipe copies src to dst, each chunk delayed by d from the moment it was
-// read, in order. It returns the bytes copied.
-func pipe(dst, src net.Conn, d time.Duration) int64 {
+// read (and, at a limited rate in bytes per second, from the moment the
+// chunks before it have gone through the link), in order. It returns the
+// bytes copied.
+func pipe(dst, src net.Conn, d time.Duration, rate float64) int64 {
 	ch := make(chan chunk, 4096)
 	var n int64
 	done := make(chan struct{})
@@ -44,12 +50,27 @@ func pipe(dst, src net.Conn, d time.Duration) int64 {
 			}
 		}
 	}()
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 16<<10)
+	var linkFree time.Time // when the link has sent what is queued
 	for {
 		k, err := src.Read(buf)
 		if k > 0 {
 			n += int64(k)
-			ch <- chunk{data: append([]byte(nil), buf[:k]...), due: time.Now().Add(d)}
+			now := time.Now()
+			due := now.Add(d)
+			if rate > 0 {
+				if q := linkFree.Sub(now); q > time.Second {
+					time.Sleep(q - time.Second) // the queue is full: the sender waits
+					now = time.Now()
+				}
+				start := linkFree
+				if start.Before(now) {
+					start = now
+				}
+				linkFree = start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+				due = linkFree.Add(d)
+			}
+			ch <- chunk{data: append([]byte(nil), buf[:k]...), due: due}
 		}
 		if err != nil {
 			break
@@ -66,7 +87,12 @@ func pipe(dst, src net.Conn, d time.Duration) int64 {
 func main() {
 	delay := flag.Duration("delay", 0, "added one-way delay (half the added RTT)")
 	stats := flag.String("stats", "", "append a line per finished connection to this file")
+	rateFlag := flag.String("rate", "", "bandwidth in bits per second, each direction (50M, 10M, 1G; empty: unlimited)")
 	flag.Parse()
+	rate, err := parseRate(*rateFlag)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if flag.NArg() == 0 {
 		fmt.Fprintln(os.Stderr, "usage: relay [-delay 25ms] [-stats FILE] LISTEN=TARGET ...")
 		os.Exit(2)
@@ -117,8 +143,8 @@ func main() {
 					var up, down int64
 					var w sync.WaitGroup
 					w.Add(2)
-					go func() { defer w.Done(); up = pipe(t, c, *delay) }()
-					go func() { defer w.Done(); down = pipe(c, t, *delay) }()
+					go func() { defer w.Done(); up = pipe(t, c, *delay, rate) }()
+					go func() { defer w.Done(); down = pipe(c, t, *delay, rate) }()
 					w.Wait()
 					record(fmt.Sprintf("conn %s up=%d down=%d", listen, up, down))
 				}(c)
@@ -127,4 +153,26 @@ func main() {
 	}
 	fmt.Println("relay ready")
 	wg.Wait()
+}
+
+// parseRate reads "50M" (bits per second, with k, M or G) as bytes per
+// second; "" is unlimited (0).
+func parseRate(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	mult := 1.0
+	switch s[len(s)-1] {
+	case 'k', 'K':
+		mult, s = 1e3, s[:len(s)-1]
+	case 'm', 'M':
+		mult, s = 1e6, s[:len(s)-1]
+	case 'g', 'G':
+		mult, s = 1e9, s[:len(s)-1]
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("-rate %q: want bits per second, such as 50M or 10M", s)
+	}
+	return v * mult / 8, nil
 }

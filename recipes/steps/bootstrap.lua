@@ -22,10 +22,11 @@ local function report(ctx, done, what_changed, what_in_place)
   if done then changed(what_changed) else in_place(ctx, what_in_place) end
 end
 
--- The Debian packages the server needs: Caddy always, python3-venv for a
--- Python app.
+-- The Debian packages the server needs: Caddy always, zstd (uploads go
+-- compressed with it, and a new build as a patch against the live one),
+-- python3-venv for a Python app.
 function M.wanted_packages(ctx)
-  local want = { "caddy" }
+  local want = { "caddy", "zstd" }
   if ctx.config.installation_mode == "python-package" then
     want[#want + 1] = "python3-venv"
   end

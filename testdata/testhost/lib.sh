@@ -5,7 +5,7 @@
 # rootfs whose stamp differs is rebuilt.
 RT_VERSION=1
 RT_SUITE=bookworm
-RT_PACKAGES=systemd,systemd-sysv,dbus,openssh-server,sudo,caddy,python3,python3-venv,ca-certificates,iproute2,curl,procps
+RT_PACKAGES=systemd,systemd-sysv,dbus,openssh-server,sudo,caddy,python3,python3-venv,zstd,ca-certificates,iproute2,curl,procps
 
 RT_CACHE=${RAIJIN_TESTHOST_CACHE:-/var/cache/raijin-testhost}
 RT_ROOTFS=$RT_CACHE/rootfs

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# bench/upgrade.sh: what an upload costs over real links (see BENCHMARKS.md,
+# "Uploads over real links"). As root, on Linux, like the end-to-end tests:
+# boots one test server (testdata/testhost) at 10.213.INDEX.2, reaches it
+# through bench/relay on four links, and deploys Caddy, a real open-source
+# Go web server of tens of MB, built from the module proxy at two
+# consecutive releases, as the app (`caddy respond`, no health check).
+#
+#   sudo bench/upgrade.sh     # RAIJIN_TESTHOST_INDEX (default 75)
+#   BENCH_RAIJIN_BEFORE=/tmp/raijin-old sudo bench/upgrade.sh   # and a raijin to compare with
+#
+# Links: 0 ms added; 50 ms RTT; 50 Mbit/s and 50 ms RTT; 10 Mbit/s and 50 ms.
+# Cases, each on a new app per link and raijin:
+#   first    the first deploy: the server has no earlier build
+#   same     the same build again
+#   small    a rebuild of the live release with another version string
+#            (-X caddy.CustomVersion): what every deploy of a small change is
+#   upgrade  the next Caddy release over the one live (CADDY_OLD -> CADDY_NEW)
+# Prints a Markdown table: bytes on the wire, wall time, and how the build went.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+. scripts/ensure-go.sh
+INDEX=${RAIJIN_TESTHOST_INDEX:-75}
+CADDY_OLD=${CADDY_OLD:-v2.11.8}
+CADDY_NEW=${CADDY_NEW:-v2.11.9}
+CACHE=${BENCH_CACHE:-/var/cache/raijin-bench}
+W=$(mktemp -d /tmp/raijin-upgrade.XXXXXX)
+RELAY_PIDS=()
+cleanup() {
+	for p in "${RELAY_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	[ -n "${BENCH_KEEP_HOSTS:-}" ] || testdata/testhost/down.sh "raijin-upgrade-$INDEX" >/dev/null 2>&1 || true
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+# caddy VERSION [CUSTOM]: a caddy binary built as `go install` builds a
+# release from the module proxy (trimmed paths), cached across runs.
+caddy_bin() {
+	local v=$1 custom=${2:-} out
+	out=$CACHE/caddy-$v${custom:+-$custom}
+	if [ ! -x "$out" ]; then
+		echo "== building caddy $v${custom:+ ($custom)}" >&2
+		mkdir -p "$CACHE/gobin"
+		local ld=()
+		[ -z "$custom" ] || ld=(-ldflags "-X github.com/caddyserver/caddy/v2.CustomVersion=$custom")
+		GOBIN=$CACHE/gobin GOFLAGS=-trimpath go install "${ld[@]}" "github.com/caddyserver/caddy/v2/cmd/caddy@$v"
+		mv "$CACHE/gobin/caddy" "$out"
+	fi
+	echo "$out"
+}
+OLD=$(caddy_bin "$CADDY_OLD")
+NEW=$(caddy_bin "$CADDY_NEW")
+SMALL=$(caddy_bin "$CADDY_NEW" "$CADDY_NEW-bench")
+
+echo "== building raijin and the relay" >&2
+go build -o "$W/raijin" ./cmd/raijin
+go build -o "$W/relay" ./bench/relay
+RAIJINS=(after)
+[ -z "${BENCH_RAIJIN_BEFORE:-}" ] || { cp "$BENCH_RAIJIN_BEFORE" "$W/raijin-before"; RAIJINS=(before after); }
+cp "$W/raijin" "$W/raijin-after"
+
+echo "== reference: the zstd command on this machine" >&2
+REF=$W/reference
+{
+	echo "- $(basename "$OLD") $(stat -c %s "$OLD") bytes, $(basename "$NEW") $(stat -c %s "$NEW") bytes"
+	t0=$(date +%s.%N); zstd -q -3 -c "$NEW" > "$W/whole.zst"; t1=$(date +%s.%N)
+	echo "- zstd -3 of $(basename "$NEW"): $(stat -c %s "$W/whole.zst") bytes in $(echo "$t1 - $t0" | bc) s"
+	t0=$(date +%s.%N); zstd -q -3 -c --patch-from="$OLD" "$NEW" > "$W/patch.zst"; t1=$(date +%s.%N)
+	echo "- zstd -3 --patch-from: $(stat -c %s "$W/patch.zst") bytes in $(echo "$t1 - $t0" | bc) s; at 50 Mbit/s and 50 ms that is $(echo "scale=2; $(stat -c %s "$W/patch.zst") * 8 / 50000000 + 0.05" | bc) s to send"
+	t0=$(date +%s.%N); zstd -q -d -c --patch-from="$OLD" "$W/patch.zst" | cmp - "$NEW"; t1=$(date +%s.%N)
+	echo "- applying it: $(echo "$t1 - $t0" | bc) s"
+} | tee "$REF" >&2
+
+echo "== booting the test server" >&2
+state=$(testdata/testhost/up.sh "raijin-upgrade-$INDEX" "$INDEX" | tail -n1)
+# shellcheck disable=SC1091
+. "$state/env"
+ADDR=$RAIJIN_TESTHOST_ADDR
+export HOME=$W/home
+mkdir -p "$HOME/.ssh"
+cp "$RAIJIN_TESTHOST_KEY" "$HOME/.ssh/id_ed25519"
+chmod 600 "$HOME/.ssh/id_ed25519"
+: > "$HOME/.ssh/known_hosts"
+LINKS=(0ms 50ms 50mbit 10mbit)
+declare -A PORT=([0ms]=24000 [50ms]=24001 [50mbit]=24002 [10mbit]=24003)
+declare -A RELAYARGS=([0ms]="" [50ms]="-delay 25ms" [50mbit]="-delay 25ms -rate 50M" [10mbit]="-delay 25ms -rate 10M")
+for l in "${LINKS[@]}"; do
+	# shellcheck disable=SC2086
+	"$W/relay" ${RELAYARGS[$l]} -stats "$W/stats-$l" "127.0.0.1:${PORT[$l]}=$ADDR:22" > "$W/relay-$l.log" 2>&1 &
+	RELAY_PIDS+=($!)
+	printf '[127.0.0.1]:%d %s\n' "${PORT[$l]}" "$RAIJIN_TESTHOST_HOSTKEY_LINE" >> "$HOME/.ssh/known_hosts"
+done
+sleep 0.5
+export SSH_AUTH_SOCK=
+
+# write_toml APP LINK BIN
+write_toml() {
+	local app=$1 link=$2 bin=$3
+	mkdir -p "$W/$app"
+	cat > "$W/$app/raijin.toml" <<EOT
+app = "$app"
+version = "1"
+build_command = "mkdir -p dist && cp $bin dist/$app"
+distfile = "dist/$app"
+[webserver]
+upstream = "localhost:8700"
+[processes]
+web = "$app respond --listen 127.0.0.1:\$PORT --body ok"
+[[hosts]]
+name = "h"
+address = "127.0.0.1"
+port = ${PORT[$link]}
+user = "deploy"
+domain_name = ":9700"
+env = "PORT=8700"
+EOT
+}
+
+RESULTS=$W/results
+: > "$RESULTS"
+# one RAIJIN LINK APP CASE BIN VERSION: deploy, append "CASE LINK RAIJIN bytes wall how".
+one() {
+	local r=$1 link=$2 app=$3 kase=$4 bin=$5 ver=$6 t0 t1 out how bytes
+	write_toml "$app" "$link" "$bin"
+	rm -f "$W/stats-$link"
+	t0=$(date +%s.%N)
+	out=$(cd "$W/$app" && "$W/raijin-$r" deploy -v --set-version "$ver" 2>&1) || { echo "$out" >&2; exit 1; }
+	t1=$(date +%s.%N)
+	sleep 0.3
+	bytes=$(awk '{split($3,a,"="); s+=a[2]} END {print s+0}' "$W/stats-$link")
+	how=$(printf '%s\n' "$out" | grep -o "upload [^ ]*dist/$app -> [^ ]* [^)]*)" | head -n1 | sed 's/^upload [^ ]* -> [^ ]* //; s/ /_/g')
+	[ -n "$how" ] || how=$(printf '%s\n' "$out" | grep -q "dist/$app" && echo "same_file:_not_sent" || echo "?")
+	echo "$kase $link $r $bytes $(echo "$t1 - $t0" | bc) $how" >> "$RESULTS"
+	echo "   $kase $link $r: $bytes bytes, $(echo "$t1 - $t0" | bc) s" >&2
+}
+
+for l in "${LINKS[@]}"; do
+	for r in "${RAIJINS[@]}"; do
+		app=u${r:0:1}$l
+		echo "== $r, link $l (app $app)" >&2
+		one "$r" "$l" "$app" first "$NEW" 1
+		one "$r" "$l" "$app" same "$NEW" 1
+		one "$r" "$l" "$app" small "$SMALL" 2
+		one "$r" "$l" "$app" back "$OLD" 3
+		one "$r" "$l" "$app" upgrade "$NEW" 4
+	done
+done
+
+echo "== results" >&2
+cat "$REF"
+echo
+python3 - "$RESULTS" <<'PY'
+import sys
+rows = {}
+raijins = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) < 5: continue
+    kase, link, r, b, w = f[:5]
+    how = f[5].replace("_", " ") if len(f) > 5 else ""
+    rows[(kase, link, r)] = (int(b), float(w), how)
+    if r not in raijins: raijins.append(r)
+links = ["0ms", "50ms", "50mbit", "10mbit"]
+names = {"0ms": "local", "50ms": "50 ms RTT", "50mbit": "50 Mbit/s, 50 ms", "10mbit": "10 Mbit/s, 50 ms"}
+hdr = "| case | link | " + " | ".join(f"{r}: bytes | {r}: wall (s)" for r in raijins) + " | how (" + raijins[-1] + ") |"
+print(hdr)
+print("|" + "---|" * (3 + 2 * len(raijins)))
+for kase in ["first", "same", "small", "back", "upgrade"]:
+    for l in links:
+        cells = []
+        for r in raijins:
+            b, w, how = rows.get((kase, l, r), (0, float("nan"), ""))
+            cells += [f"{b/1e6:.2f} MB" if b >= 1e5 else f"{b/1e3:.1f} kB", f"{w:.2f}"]
+        how = rows.get((kase, l, raijins[-1]), (0, 0, ""))[2]
+        print(f"| {kase} | {names[l]} | " + " | ".join(cells) + f" | {how} |")
+PY
