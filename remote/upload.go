@@ -108,16 +108,18 @@ func (u *fileUpload) answer(r Result) error {
 }
 
 // send picks the fewest bytes that rebuild the file on the server: a
-// difference against the basis when the change is small, else a zstd patch
-// against it, else the whole file, compressed when the server can undo it
-// and the file shrinks. A small difference is taken at once: it is worked
-// out in a few milliseconds, a patch in a few tenths of a second.
+// difference against the basis when the change is small, else the smallest
+// of that difference, a zstd patch against the basis and the whole file
+// (compressed when the server can undo it and the file shrinks). A small
+// difference is taken at once: it is worked out in milliseconds, a patch in
+// tenths of a second.
 func (u *fileUpload) send(ctx context.Context, offer upload.Offer) error {
 	s := u.s
 	u.offer = offer
+	rebuildable := offer.Basis != "" && s.Cache != nil && u.basis != ""
 	var ops []upload.Op
-	deltaWire := int64(-1)
-	if offer.Basis != "" && s.Cache != nil && u.basis != "" {
+	var deltaWire int64
+	if rebuildable {
 		if ops = s.Cache.Delta(offer.Basis, u.local, u.sum); ops != nil {
 			deltaWire = int64(len(upload.DeltaStdin(ops)))
 			if deltaWire <= smallDelta {
@@ -125,27 +127,19 @@ func (u *fileUpload) send(ctx context.Context, offer upload.Offer) error {
 			}
 		}
 	}
-	var patch []byte
-	var took time.Duration
-	if offer.Basis != "" && offer.ZstdPatch && s.Cache != nil && u.basis != "" {
-		patch, took = s.Cache.Patch(ctx, offer.Basis, u.local, u.sum)
-	}
-	if patch != nil && (deltaWire < 0 || int64(len(patch)) < deltaWire) {
-		comp, err := upload.Compress(u.local, u.sum, u.size, offer.Codec())
-		if err != nil {
-			return err
-		}
-		if whole := wireSize(comp, u.size); int64(len(patch))*100 <= whole*patchWorth {
-			return u.sendPatch(ctx, patch, took)
-		}
-		return u.sendWhole(ctx, comp)
-	}
-	if ops != nil {
-		return u.sendDelta(ctx, ops)
-	}
 	comp, err := upload.Compress(u.local, u.sum, u.size, offer.Codec())
 	if err != nil {
 		return err
+	}
+	whole := wireSize(comp, u.size)
+	if rebuildable && offer.ZstdPatch {
+		patch, took := s.Cache.Patch(ctx, offer.Basis, u.local, u.sum)
+		if n := int64(len(patch)); patch != nil && n*100 <= whole*patchWorth && (ops == nil || n < deltaWire) {
+			return u.sendPatch(ctx, patch, took)
+		}
+	}
+	if ops != nil && deltaWire < whole {
+		return u.sendDelta(ctx, ops)
 	}
 	return u.sendWhole(ctx, comp)
 }
