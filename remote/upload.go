@@ -256,14 +256,19 @@ func (u *fileUpload) sendPatch(ctx context.Context, patch []byte, took time.Dura
 			u.local, u.remote, u.basis, wire, u.size, took.Seconds()),
 		Line: upload.PatchScript(u.basis, u.remote, u.sum, u.size, wire, u.mode)}
 	st.Input = Sized(u.progress(ctx, bytes.NewReader(patch), wire), wire)
-	return u.rebuild(ctx, st, "from the patch")
+	// The server's zstd may be what failed: gzip for the whole file.
+	codec := upload.Plain
+	if u.offer.Gzip {
+		codec = upload.Gzip
+	}
+	return u.rebuild(ctx, st, "from the patch", codec)
 }
 
 // rebuild sends a step that rebuilds the file from the basis on the server.
 // When that fails (a basis changed since the check, so the rebuild is not
 // the file; a server whose dd lacks byte offsets or whose zstd cannot) the
 // whole file goes.
-func (u *fileUpload) rebuild(ctx context.Context, st Step, how string) error {
+func (u *fileUpload) rebuild(ctx context.Context, st Step, how string, codec upload.Codec) error {
 	s := u.s
 	res, err := u.sendOne(ctx, st)
 	if err != nil {
@@ -271,7 +276,7 @@ func (u *fileUpload) rebuild(ctx context.Context, st Step, how string) error {
 	}
 	if res.Code != 0 {
 		s.echo(fmt.Sprintf("rebuilding %s %s failed (%s); sending all of it", u.remote, how, shell.LastLines(res.Stderr, 1)))
-		return u.sendWholeCompressed(ctx)
+		return u.sendWholeAfter(ctx, codec)
 	}
 	if s.Observer != nil {
 		s.Observer.Upload(s.Name(), u.local, u.remote, u.size, u.size, false)
@@ -280,13 +285,9 @@ func (u *fileUpload) rebuild(ctx context.Context, st Step, how string) error {
 	return nil
 }
 
-// sendWholeCompressed sends the whole file after a rebuild failed:
-// compressed with gzip if the server has it (its zstd may be what failed).
-func (u *fileUpload) sendWholeCompressed(ctx context.Context) error {
-	codec := upload.Plain
-	if u.offer.Gzip {
-		codec = upload.Gzip
-	}
+// sendWholeAfter sends the whole file after a rebuild failed, compressed
+// with codec if that pays.
+func (u *fileUpload) sendWholeAfter(ctx context.Context, codec upload.Codec) error {
 	comp, err := upload.Compress(u.local, u.sum, u.size, codec)
 	if err != nil {
 		return err
@@ -304,5 +305,5 @@ func (u *fileUpload) sendDelta(ctx context.Context, ops []upload.Op) error {
 	if len(stdin) > 0 {
 		st.Input = Sized(bytes.NewReader(stdin), int64(len(stdin)))
 	}
-	return u.rebuild(ctx, st, "by difference")
+	return u.rebuild(ctx, st, "by difference", u.offer.Codec())
 }

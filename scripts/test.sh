@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # The upload tests make patches with the zstd command, as raijin does.
 if ! command -v zstd >/dev/null; then
 	echo "== installing zstd" >&2
-	apt-get install -y -q zstd >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q zstd >/dev/null; }
+	apt-get install -y -q zstd >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q zstd >/dev/null; } ||
+		{ echo "test.sh: could not install zstd (as root: apt-get install zstd); the upload tests need it" >&2; exit 1; }
 fi
 
 echo "== gofmt, go vet"

@@ -142,7 +142,9 @@ func (c *Cache) Put(local, sum string) {
 	}
 	sums := c.Sums()
 	for _, old := range sums[min(len(sums), c.Keep):] {
-		os.Remove(c.path(old))
+		if c.loaded[old] == nil { // a basis this run uses stays (a patch reads its file)
+			os.Remove(c.path(old))
+		}
 	}
 }
 

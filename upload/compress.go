@@ -35,6 +35,8 @@ const (
 	// A compressed file goes when it is at most this share of the file
 	// (in percent); else the file goes as it is.
 	compressWorth = 90
+	// Files over this size go as they are: they are compressed in memory.
+	MaxCompressSize = 1 << 30
 )
 
 // DecompressCommand is the server's command that reads a file sent with c
@@ -90,7 +92,7 @@ type compressOnce struct {
 // codec, or Codec Plain when it should go as it is: too small, compressed
 // already, or not shrinking enough. Worked out once per run.
 func Compress(local, sum string, size int64, codec Codec) (Compressed, error) {
-	if codec == Plain || size < MinCompressSize {
+	if codec == Plain || size < MinCompressSize || size > MaxCompressSize {
 		return Compressed{}, nil
 	}
 	compressedFiles.Lock()
@@ -109,15 +111,15 @@ func Compress(local, sum string, size int64, codec Codec) (Compressed, error) {
 }
 
 func compressFile(local, sum string, codec Codec) (Compressed, error) {
+	if head, err := readHead(local, 8); err != nil || CompressedAlready(head) {
+		return Compressed{}, err
+	}
 	data, err := os.ReadFile(local)
 	if err != nil {
 		return Compressed{}, err
 	}
 	if SHA256Hex(data) != sum {
 		return Compressed{}, fmt.Errorf("%s changed while it was being sent; build it again", local)
-	}
-	if CompressedAlready(data[:min(len(data), 8)]) {
-		return Compressed{}, nil
 	}
 	var out []byte
 	switch codec {
@@ -135,6 +137,20 @@ func compressFile(local, sum string, codec Codec) (Compressed, error) {
 		return Compressed{}, nil
 	}
 	return Compressed{Codec: codec, Data: out}, nil
+}
+
+func readHead(local string, n int) ([]byte, error) {
+	f, err := os.Open(local)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	k, err := io.ReadFull(f, b)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	return b[:k], err
 }
 
 // zstdCompress compresses at the library's fastest level, on every core.

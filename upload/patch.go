@@ -83,7 +83,8 @@ const PatchLevel = 3
 // Patch is the local file (whose SHA-256 is sum) as a zstd patch against
 // the cached file basisSum, checked to rebuild the file exactly; nil when
 // there is no zstd command here, the cache lacks the basis, or the patch
-// fails its check. Made once per run for each pair.
+// fails its check. Made once per run for each pair (hosts wait for the
+// first to make it); an attempt cut short by its context is not kept.
 func (c *Cache) Patch(ctx context.Context, basisSum, local, sum string) (patch []byte, took time.Duration) {
 	zstdCmd := LocalZstd()
 	if zstdCmd == "" {
@@ -104,16 +105,20 @@ func (c *Cache) Patch(ctx context.Context, basisSum, local, sum string) (patch [
 	if !ok {
 		return nil, 0
 	}
-	o.once.Do(func() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.done {
 		t0 := time.Now()
 		o.patch = makePatch(ctx, zstdCmd, c.path(basisSum), basis, local, sum)
 		o.took = time.Since(t0)
-	})
+		o.done = ctx.Err() == nil
+	}
 	return o.patch, o.took
 }
 
 type patchOnce struct {
-	once  sync.Once
+	mu    sync.Mutex
+	done  bool
 	patch []byte
 	took  time.Duration
 }

@@ -114,10 +114,13 @@ func ReceiveScript(remote, sum string, size, wire int64, mode os.FileMode, codec
 
 // PatchScript rebuilds remote from basis (a path on the server) and a zstd
 // patch of wire bytes on stdin, then checks it and renames it into place
-// as ReceiveScript does. The basis is read, never written.
+// as ReceiveScript does. The basis is read, never written. --long=31 lets
+// zstd take the patch's window whatever the file's size: without it, zstd
+// raises its limit only to the basis's size, and a build grown past both
+// 128 MiB and its basis would be refused.
 func PatchScript(basis, remote, sum string, size, wire int64, mode os.FileMode) string {
 	r, b := shell.Quote(remote), shell.Quote(basis)
-	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; head -c %d | zstd -dcq --patch-from=%s > "$t" || `+
+	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; head -c %d | zstd -dcq --long=31 --patch-from=%s > "$t" || `+
 		`{ printf 'zstd could not rebuild the file from the patch against %%s (changed on the server?); %%s is left as it was\n' %s %s >&2; exit 1; }; %s`,
 		r, wire, b, b, r, placeScript(remote, sum, size, mode))
 }

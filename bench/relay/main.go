@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -94,7 +95,7 @@ func main() {
 		log.Fatal(err)
 	}
 	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: relay [-delay 25ms] [-stats FILE] LISTEN=TARGET ...")
+		fmt.Fprintln(os.Stderr, "usage: relay [-delay 25ms] [-rate 50M] [-stats FILE] LISTEN=TARGET ...")
 		os.Exit(2)
 	}
 	var mu sync.Mutex
@@ -171,7 +172,7 @@ func parseRate(s string) (float64, error) {
 		mult, s = 1e9, s[:len(s)-1]
 	}
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v <= 0 {
+	if err != nil || !(v > 0) || math.IsInf(v, 0) {
 		return 0, fmt.Errorf("-rate %q: want bits per second, such as 50M or 10M", s)
 	}
 	return v * mult / 8, nil
