@@ -94,9 +94,10 @@ done
 sleep 0.5
 export SSH_AUTH_SOCK=
 
-# write_toml APP LINK BIN
+# write_toml APP LINK BIN N: app N listens on 8700+2N (and the next port,
+# for blue/green) behind Caddy on 9700+N.
 write_toml() {
-	local app=$1 link=$2 bin=$3
+	local app=$1 link=$2 bin=$3 n=$4
 	mkdir -p "$W/$app"
 	cat > "$W/$app/raijin.toml" <<EOT
 app = "$app"
@@ -104,7 +105,7 @@ version = "1"
 build_command = "mkdir -p dist && cp $bin dist/$app"
 distfile = "dist/$app"
 [webserver]
-upstream = "localhost:8700"
+upstream = "localhost:$((8700 + 2 * n))"
 [processes]
 web = "$app respond --listen 127.0.0.1:\$PORT --body ok"
 [[hosts]]
@@ -112,31 +113,35 @@ name = "h"
 address = "127.0.0.1"
 port = ${PORT[$link]}
 user = "deploy"
-domain_name = ":9700"
-env = "PORT=8700"
+domain_name = ":$((9700 + n))"
+env = "PORT=$((8700 + 2 * n))"
 EOT
 }
 
 RESULTS=$W/results
 : > "$RESULTS"
-# one RAIJIN LINK APP CASE BIN VERSION: deploy, append "CASE LINK RAIJIN bytes wall how".
+# one RAIJIN LINK APP CASE BIN VERSION: deploy app number $appn, append
+# "CASE LINK RAIJIN bytes wall transfer how" (transfer: the phase's seconds).
 one() {
-	local r=$1 link=$2 app=$3 kase=$4 bin=$5 ver=$6 t0 t1 out how bytes
-	write_toml "$app" "$link" "$bin"
+	local r=$1 link=$2 app=$3 kase=$4 bin=$5 ver=$6 t0 t1 out how bytes xfer
+	write_toml "$app" "$link" "$bin" "$appn"
 	rm -f "$W/stats-$link"
 	t0=$(date +%s.%N)
 	out=$(cd "$W/$app" && "$W/raijin-$r" deploy -v --set-version "$ver" 2>&1) || { echo "$out" >&2; exit 1; }
 	t1=$(date +%s.%N)
 	sleep 0.3
 	bytes=$(awk '{split($3,a,"="); s+=a[2]} END {print s+0}' "$W/stats-$link")
-	how=$(printf '%s\n' "$out" | grep -o "upload [^ ]*dist/$app -> [^ ]* [^)]*)" | head -n1 | sed 's/^upload [^ ]* -> [^ ]* //; s/ /_/g')
-	[ -n "$how" ] || how=$(printf '%s\n' "$out" | grep -q "dist/$app" && echo "same_file:_not_sent" || echo "?")
-	echo "$kase $link $r $bytes $(echo "$t1 - $t0" | bc) $how" >> "$RESULTS"
+	how=$(printf '%s\n' "$out" | grep -o "upload [^ ]*dist/$app -> [^ ]* [^)]*)" | head -n1 | sed 's/^upload [^ ]* -> [^ ]* //; s/ /_/g' || true)
+	[ -n "$how" ] || how=not_sent:_the_server_has_it
+	xfer=$(printf '%s\n' "$out" | sed -n 's/.* transfer *\([0-9.]*\)s$/\1/p' | tail -n1 || true)
+	echo "$kase $link $r $bytes $(echo "$t1 - $t0" | bc) ${xfer:-0} $how" >> "$RESULTS"
 	echo "   $kase $link $r: $bytes bytes, $(echo "$t1 - $t0" | bc) s" >&2
 }
 
+appn=0
 for l in "${LINKS[@]}"; do
 	for r in "${RAIJINS[@]}"; do
+		appn=$((appn + 1))
 		app=u${r:0:1}$l
 		echo "== $r, link $l (app $app)" >&2
 		one "$r" "$l" "$app" first "$NEW" 1
@@ -157,21 +162,21 @@ raijins = []
 for line in open(sys.argv[1]):
     f = line.split()
     if len(f) < 5: continue
-    kase, link, r, b, w = f[:5]
-    how = f[5].replace("_", " ") if len(f) > 5 else ""
-    rows[(kase, link, r)] = (int(b), float(w), how)
+    kase, link, r, b, w, x = f[:6]
+    how = f[6].replace("_", " ") if len(f) > 6 else ""
+    rows[(kase, link, r)] = (int(b), float(w), float(x), how)
     if r not in raijins: raijins.append(r)
 links = ["0ms", "50ms", "50mbit", "10mbit"]
 names = {"0ms": "local", "50ms": "50 ms RTT", "50mbit": "50 Mbit/s, 50 ms", "10mbit": "10 Mbit/s, 50 ms"}
-hdr = "| case | link | " + " | ".join(f"{r}: bytes | {r}: wall (s)" for r in raijins) + " | how (" + raijins[-1] + ") |"
+hdr = "| case | link | " + " | ".join(f"{r}: bytes | {r}: wall (s) | {r}: transfer (s)" for r in raijins) + " | how (" + raijins[-1] + ") |"
 print(hdr)
-print("|" + "---|" * (3 + 2 * len(raijins)))
+print("|" + "---|" * (3 + 3 * len(raijins)))
 for kase in ["first", "same", "small", "back", "upgrade"]:
     for l in links:
         cells = []
         for r in raijins:
-            b, w, how = rows.get((kase, l, r), (0, float("nan"), ""))
-            cells += [f"{b/1e6:.2f} MB" if b >= 1e5 else f"{b/1e3:.1f} kB", f"{w:.2f}"]
-        how = rows.get((kase, l, raijins[-1]), (0, 0, ""))[2]
+            b, w, x, how = rows.get((kase, l, r), (0, float("nan"), float("nan"), ""))
+            cells += [f"{b/1e6:.2f} MB" if b >= 1e5 else f"{b/1e3:.1f} kB", f"{w:.2f}", f"{x:.2f}"]
+        how = rows.get((kase, l, raijins[-1]), (0, 0, 0, ""))[3]
         print(f"| {kase} | {names[l]} | " + " | ".join(cells) + f" | {how} |")
 PY

@@ -127,16 +127,28 @@ func (u *fileUpload) send(ctx context.Context, offer upload.Offer) error {
 			}
 		}
 	}
+	// The patch (the zstd command, one core) and the whole file compressed
+	// (the library, every core) are made at once: the patch is sent only
+	// when it is well under the whole file.
+	var patch []byte
+	var took time.Duration
+	patched := make(chan struct{})
+	if rebuildable && offer.ZstdPatch {
+		go func() {
+			defer close(patched)
+			patch, took = s.Cache.Patch(ctx, offer.Basis, u.local, u.sum)
+		}()
+	} else {
+		close(patched)
+	}
 	comp, err := upload.Compress(u.local, u.sum, u.size, offer.Codec())
+	<-patched
 	if err != nil {
 		return err
 	}
 	whole := wireSize(comp, u.size)
-	if rebuildable && offer.ZstdPatch {
-		patch, took := s.Cache.Patch(ctx, offer.Basis, u.local, u.sum)
-		if n := int64(len(patch)); patch != nil && n*100 <= whole*patchWorth && (ops == nil || n < deltaWire) {
-			return u.sendPatch(ctx, patch, took)
-		}
+	if n := int64(len(patch)); patch != nil && n*100 <= whole*patchWorth && (ops == nil || n < deltaWire) {
+		return u.sendPatch(ctx, patch, took)
 	}
 	if ops != nil && deltaWire < whole {
 		return u.sendDelta(ctx, ops)
