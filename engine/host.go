@@ -279,6 +279,17 @@ func (hr *hostRun) chooseVersion() (string, error) {
 		}
 		hr.audit.To = target
 		return target, nil
+	case "env_push":
+		cur := hr.facts.current()
+		if cur == "" {
+			return "", errs.Failedf("deploy first: `raijin deploy`", "no version recorded on this host: there is no code to give a new env")
+		}
+		target, err := server.EnvVersion(cur, append(hr.facts.versions, hr.facts.dirs...))
+		if err != nil {
+			return "", err
+		}
+		hr.audit.To = target
+		return target, nil
 	}
 	if cur := hr.facts.current(); cur != "" {
 		return cur, nil
@@ -299,9 +310,9 @@ func (hr *hostRun) loadRecipe(ctx context.Context, shared any) error {
 }
 
 // versionDirs are the version directories the run leaves: the deploy's
-// transfer makes its version's.
+// transfer makes its version's, env push's new_env its own.
 func (hr *hostRun) versionDirs(version string) []string {
-	if hr.opts.Flow != "deploy" {
+	if hr.opts.Flow != "deploy" && hr.opts.Flow != "env_push" {
 		return hr.facts.dirs
 	}
 	return append(hr.facts.dirs, version)

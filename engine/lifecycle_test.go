@@ -57,6 +57,22 @@ domain_name = ":8080"
 	return cmds
 }
 
+// factsHost is a recording host (not a dry run) whose connect step finds
+// the lock free, .versions holding versions and the version directories
+// dirs (one a line each).
+func factsHost(versions, dirs string) (*remote.Recorder, func(*engine.Options)) {
+	rec := &remote.Recorder{HostName: "prod", Respond: func(_ context.Context, st remote.Step) (remote.Result, error) {
+		if strings.Contains(st.Desc, "@@versions") {
+			return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n" + versions + "@@dirs\n" + dirs}, nil
+		}
+		return remote.DefaultAnswer(st), nil
+	}}
+	return rec, func(o *engine.Options) {
+		o.DryRun = false
+		o.Connect = func(context.Context, config.Host) (remote.Conn, func(), error) { return rec, func() {}, nil }
+	}
+}
+
 // Down stops and removes the units (both web slots, the web unit of an older
 // raijin, the worker; the socket units first) and the live marker, the
 // Caddy site and the app directory, in that order; Caddy stays without --full.
@@ -94,18 +110,10 @@ func TestDownFlow(t *testing.T) {
 // versions read when the lock was taken, deleted in the round trip that
 // writes the audit line and releases the lock; no switch, no restart.
 func TestPruneFlow(t *testing.T) {
-	var rec *remote.Recorder
+	rec, withFacts := factsHost("1.3\n1.2\n1.1\n", "v1.1\nv1.2\nv1.3\nvstray\n")
 	recordFlow(t, "prune", func(o *engine.Options) {
-		o.Keep, o.DryRun = 2, false
-		o.Connect = func(context.Context, config.Host) (remote.Conn, func(), error) {
-			rec = &remote.Recorder{HostName: "prod", Respond: func(_ context.Context, st remote.Step) (remote.Result, error) {
-				if strings.Contains(st.Desc, "@@versions") {
-					return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n1.3\n1.2\n1.1\n@@dirs\nv1.1\nv1.2\nv1.3\nvstray\n"}, nil
-				}
-				return remote.DefaultAnswer(st), nil
-			}}
-			return rec, func() {}, nil
-		}
+		o.Keep = 2
+		withFacts(o)
 	})
 	var cmds []string
 	for _, st := range rec.Steps {
@@ -136,5 +144,37 @@ func TestAppControlFlows(t *testing.T) {
 	web := strings.Join(recordFlow(t, "start", func(o *engine.Options) { o.Process = "web" }), "\n")
 	if !strings.Contains(web, "systemctl start shop@blue.service") || !strings.Contains(web, "http://localhost:8000/") || strings.Contains(web, "shop-worker") {
 		t.Errorf("app start web ran:\n%s", web)
+	}
+}
+
+// `raijin env push`: no build and no upload; a new version named after the
+// current one (the next +envN of that code) made from its files with the
+// new .env, switched to, restarted, recorded; the env carries the secret
+// only as file content, never in a command line.
+func TestEnvPushFlow(t *testing.T) {
+	rec, withFacts := factsHost("1.3+env2\n1.3\n", "v1.3\nv1.3+env2\nv1.3+env4\n")
+	recordFlow(t, "env_push", withFacts)
+	var lines []string
+	for _, st := range rec.Steps {
+		switch st.Kind {
+		case "upload":
+			t.Errorf("env push uploaded %s", st.Local)
+		case "write":
+			if strings.Contains(st.Path, "/etc/caddy") {
+				t.Errorf("env push wrote the Caddy site %s", st.Path)
+			}
+			lines = append(lines, "write "+st.Path)
+		default:
+			lines = append(lines, st.Line)
+		}
+	}
+	all := strings.Join(lines, "\n")
+	for _, want := range []string{"FROM=1.3+env2", "TO=1.3+env5", "write /opt/raijin/shop/.v1.3+env5.raijin-tmp/.env", "VERSION=1.3+env5", `"to":"1.3+env5"`, `"command":"env_push"`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("env push lacks %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "go build") {
+		t.Errorf("env push built:\n%s", all)
 	}
 }

@@ -26,6 +26,9 @@ func (l lockFlags) flowOpts(app *App, cfg *config.Config, command string) (engin
 	if err != nil {
 		return o, err
 	}
+	// A lock left by a dead run is offered for takeover on a terminal, as
+	// deploy offers it; without one the error names --force-unlock.
+	o.TakeOverStale = app.askStale
 	return o, l.apply(&o)
 }
 

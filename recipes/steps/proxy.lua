@@ -28,6 +28,15 @@ function M.site(ctx)
     vars.out, vars.health_uri = ctx.paths.out, c.webserver.health_check
     vars.out_dir, vars.out_file = ctx.paths.out:match("^(.*)/([^/]+)$")
   end
+  if ctx.paths.maintenance then
+    -- The maintenance page's route (raijin.steps.maintenance), taken while
+    -- the page exists; not for the health check, which the deploy and a
+    -- load balancer ask.
+    vars.maintenance = ctx.paths.maintenance
+    vars.maintenance_dir, vars.maintenance_file = ctx.paths.maintenance:match("^(.*)/([^/]+)$")
+    vars.maintenance_health = c.webserver.health_check ~= "" and c.webserver.health_check or nil
+    vars.retry_after = 300
+  end
   if c.webserver.blue_green then
     -- The green slot's route, taken while the live marker exists.
     local live = ctx.paths.live
