@@ -499,13 +499,32 @@ var httpClient = &http.Client{Timeout: 10 * time.Second}
 // Get fetches url and returns the status and body.
 func Get(t *testing.T, url string) (int, string) {
 	t.Helper()
+	code, body, _ := GetFull(t, url)
+	return code, body
+}
+
+// GetFull is Get with the answer's headers.
+func GetFull(t *testing.T, url string) (int, string, http.Header) {
+	t.Helper()
 	resp, err := httpClient.Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return resp.StatusCode, string(body), resp.Header
+}
+
+// OnTerminal runs raijin ARGS on a terminal (script(1)) with stdin as what
+// is typed, and returns what the terminal showed.
+func (p *Project) OnTerminal(args, stdin string) (string, error) {
+	term := exec.Command("script", "-qec", raijinBin+" "+args, "/dev/null")
+	term.Dir = p.Dir
+	term.Env = append(os.Environ(), "HOME="+p.Home, "SSH_AUTH_SOCK=", "NO_COLOR=1")
+	term.Env = append(term.Env, goEnv...)
+	term.Stdin = strings.NewReader(stdin)
+	out, err := term.CombinedOutput()
+	return string(out), err
 }
 
 // SiteURL is the app's URL through Caddy on h (the domain_name ":PORT").
