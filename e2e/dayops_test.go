@@ -328,3 +328,71 @@ func TestDayOpsStaleLockTakeOver(t *testing.T) {
 		t.Errorf("down left the app directory")
 	}
 }
+
+// Behind a load balancer, maintenance applies on each web host: the
+// balancer passes the page on and keeps the hosts in (their health check
+// is not under maintenance), so one web host can be in maintenance while
+// the other serves, and `app live` brings all back at once. The balancer
+// itself has nothing to do.
+func TestDayOpsMaintenanceBehindBalancer(t *testing.T) {
+	lb := freshHost(t, 0)
+	webs := []*TestHost{freshHost(t, 1), freshHost(t, 2)}
+	for _, w := range webs {
+		Route(t, lb, w)
+	}
+	p := NewProject(t, ProjectSpec{App: "lbmaint", Hosts: append(append([]*TestHost{}, webs...), lb)})
+	p.setRoles(lb, `["loadbalancer"]`)
+	for _, w := range webs {
+		p.setRoles(w, `["web"]`)
+	}
+	url := p.SiteURL(lb)
+	p.MustRaijin("deploy")
+
+	// count sends n GETs through the balancer: the page's 503s by host is
+	// unknown (the page does not name one), so count pages and the hosts
+	// that answered 200.
+	count := func(n int) (pages int, served map[string]bool) {
+		served = map[string]bool{}
+		for i := 0; i < n; i++ {
+			code, body := Get(t, url)
+			switch {
+			case code == 503 && strings.Contains(body, "One host resting"):
+				pages++
+			case code == 200:
+				if m := answerRe.FindStringSubmatch(body); m != nil {
+					served[m[2]] = true
+				}
+			default:
+				t.Fatalf("GET %s = %d %q: neither the app nor the maintenance page", url, code, body)
+			}
+		}
+		return pages, served
+	}
+
+	r := p.MustRaijin("-H", webs[0].Name, "app", "maintenance", "--message", "One host resting")
+	t.Logf("maintenance of one web host: %.2fs", r.Duration.Seconds())
+	// Past the balancer's health checks: the host in maintenance is still
+	// in (it answers the page), the other serves.
+	time.Sleep(3 * time.Second)
+	pages, served := count(30)
+	if pages == 0 || !served[webs[1].Name] || served[webs[0].Name] {
+		t.Errorf("one web host in maintenance: %d pages, served by %v; want pages from %s and answers from %s only", pages, served, webs[0].Name, webs[1].Name)
+	}
+
+	r = p.MustRaijin("app", "maintenance", "--message", "One host resting")
+	if !strings.Contains(r.Stderr, lb.Name) || !strings.Contains(r.Stderr, "nothing to do") {
+		t.Errorf("the balancer should be reported with nothing to do:\n%s", r.Stderr)
+	}
+	time.Sleep(3 * time.Second)
+	if pages, served := count(20); pages != 20 || len(served) != 0 {
+		t.Errorf("every web host in maintenance: %d of 20 pages, served by %v", pages, served)
+	}
+	if code, _, hdr := GetFull(t, url); code != 503 || strings.Join(hdr["Retry-After"], "") != "300" {
+		t.Errorf("through the balancer: %d, Retry-After %q", code, hdr["Retry-After"])
+	}
+
+	p.MustRaijin("app", "live")
+	if pages, served := count(30); pages != 0 || len(served) != 2 {
+		t.Errorf("after app live: %d pages, served by %v; want both web hosts at once", pages, served)
+	}
+}
