@@ -172,19 +172,26 @@ func (c *AppCatCmd) Run(app *App) error {
 			app.UI().Printf("%s is a load balancer: no app there", r.h.Name)
 			return nil
 		}
+		var cmd string
 		switch c.What {
+		case "env":
+			return catEnv(app, cfg, r, c.Reveal)
 		case "unit":
 			us, _ := statusUnits(cfg, r.h)
 			// Each unit that is installed, with its drop-ins; systemctl cat
 			// prints its path first.
-			cmd := "for u in " + shell.QuoteAll(us...) + `; do systemctl cat --no-pager -- "$u" 2>/dev/null && echo; done; true`
-			return r.run(app, cmd, nil)
+			cmd = "for u in " + shell.QuoteAll(us...) + `; do systemctl cat --no-pager -- "$u" 2>/dev/null && echo; done; true`
 		case "site":
 			site := "/etc/caddy/conf.d/" + cfg.App + ".caddy"
-			cmd := "cat -- " + shell.Quote(site) + " 2>/dev/null || sudo -n cat -- " + shell.Quote(site)
-			return r.run(app, cmd, nil)
+			cmd = "cat -- " + shell.Quote(site) + " 2>/dev/null || sudo -n cat -- " + shell.Quote(site)
 		}
-		return catEnv(app, cfg, r, c.Reveal)
+		res, err := remote.Must(app.ctx, r.host(app), cmd, remote.RunOpts{})
+		if err != nil {
+			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "is the app deployed there? `raijin releases`")
+		}
+		// Data shows what the server sent, not obeys it (control characters).
+		app.UI().Data(res.Stdout)
+		return nil
 	})
 }
 
