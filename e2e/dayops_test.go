@@ -134,7 +134,7 @@ func envPush(t *testing.T, p *Project, h *TestHost, app string) {
 	url := p.SiteURL(h)
 	dir := p.AppDir(h)
 	p.editTOML("GREETING=hello from", "API_TOKEN=$DAYOPS_TOKEN\nGREETING=hello from")
-	p.MustRaijin("deploy")
+	first := p.MustRaijin("deploy")
 	if code, body := Get(t, url); code != 200 || !strings.Contains(body, "hello from") {
 		t.Fatalf("GET %s = %d %q", url, code, body)
 	}
@@ -180,7 +180,7 @@ func envPush(t *testing.T, p *Project, h *TestHost, app string) {
 	// A second push numbers on (+env2, not +env1 again); prune keeps it
 	// alone, and it still serves after a restart: it needs nothing of the
 	// versions pruned.
-	p.MustRaijin("env", "push")
+	again := p.MustRaijin("env", "push")
 	if code, body := Get(t, url); code != 200 || !strings.Contains(body, "pushed env for") {
 		t.Errorf("after the second push GET = %d %q", code, body)
 	}
@@ -191,7 +191,9 @@ func envPush(t *testing.T, p *Project, h *TestHost, app string) {
 	if got := h.Run(t, "cd "+dir+" && ls -d v*"); got != "v1.0.0+env2\n" {
 		t.Errorf("after prune --keep 1 the version dirs are:\n%s", got)
 	}
-	p.MustRaijin("app", "restart")
+	restart := p.MustRaijin("app", "restart")
+	t.Logf("%s: first deploy %.2fs; env push %.2fs under load, %.2fs without; app restart %.2fs", app,
+		first.Duration.Seconds(), r.Duration.Seconds(), again.Duration.Seconds(), restart.Duration.Seconds())
 	if code, body := Get(t, url); code != 200 || !strings.Contains(body, "pushed env for") {
 		t.Errorf("after prune and restart GET = %d %q", code, body)
 	}
