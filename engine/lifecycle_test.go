@@ -178,3 +178,35 @@ func TestEnvPushFlow(t *testing.T) {
 		t.Errorf("env push built:\n%s", all)
 	}
 }
+
+// `raijin app maintenance`: the page is written as root (0644) with the
+// message HTML-escaped, as a file, never in a command line; `app live`
+// deletes it. Neither restarts anything.
+func TestMaintenanceFlows(t *testing.T) {
+	msg := `<script>alert(1)</script> & 'x' $(reboot)`
+	rec := &remote.Recorder{HostName: "prod"}
+	recordFlow(t, "maintenance", func(o *engine.Options) {
+		o.Message = msg
+		o.Connect = func(context.Context, config.Host) (remote.Conn, func(), error) { return rec, func() {}, nil }
+	})
+	var page string
+	for _, st := range rec.Steps {
+		if st.Kind == "write" && st.Path == "/var/lib/raijin/shop.maintenance.html" {
+			page = string(st.Content)
+			if st.Mode != 0o644 || st.Root == "" {
+				t.Errorf("the page is written with mode %04o, as root %q", st.Mode, st.Root)
+			}
+			continue
+		}
+		if strings.Contains(st.Line, "reboot") || strings.Contains(st.Line, "restart shop") {
+			t.Errorf("maintenance ran %q", st.Line)
+		}
+	}
+	if !strings.Contains(page, "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#39;x&#39; $(reboot)") || strings.Contains(page, "<script>") {
+		t.Errorf("the page does not hold the message escaped:\n%s", page)
+	}
+	live := strings.Join(recordFlow(t, "live", nil), "\n")
+	if !strings.Contains(live, "PAGE=/var/lib/raijin/shop.maintenance.html") || !strings.Contains(live, `rm -f "$PAGE"`) {
+		t.Errorf("app live ran:\n%s", live)
+	}
+}
