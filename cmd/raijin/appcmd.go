@@ -325,14 +325,10 @@ func unitAction(app *App, action, proc string, l lockFlags) error {
 	}
 	// The recipe's flow of the same name (raijin.steps.control), so that a
 	// project's overrides and hooks apply, with the deploy lock held.
-	o, err := app.runOpts(cfg, "app "+action, action, "", false)
+	o, err := l.opts(app, cfg, "app "+action, action)
 	if err != nil {
 		return err
 	}
-	if err := l.apply(&o); err != nil {
-		return err
-	}
-	o.TakeOverStale = app.askStale
 	o.Process = proc
 	rep, err := engine.Run(app.ctx, o)
 	if err != nil {

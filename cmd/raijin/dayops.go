@@ -34,12 +34,8 @@ func (e *EnvPushCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	o, err := app.runOpts(cfg, "env push", "env_push", "", false)
+	o, err := e.opts(app, cfg, "env push", "env_push")
 	if err != nil {
-		return err
-	}
-	o.TakeOverStale = app.askStale
-	if err := e.apply(&o); err != nil {
 		return err
 	}
 	rep, err := engine.Run(app.ctx, o)
@@ -117,12 +113,8 @@ func maintenanceFlow(app *App, command, flow, message string, l lockFlags) error
 	if err != nil {
 		return err
 	}
-	o, err := app.runOpts(cfg, command, flow, "", false)
+	o, err := l.opts(app, cfg, command, flow)
 	if err != nil {
-		return err
-	}
-	o.TakeOverStale = app.askStale
-	if err := l.apply(&o); err != nil {
 		return err
 	}
 	o.Message = message
