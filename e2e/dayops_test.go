@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -17,8 +18,15 @@ func TestDayOpsMaintenance(t *testing.T) {
 	h := host(t, 0)
 	p := NewProject(t, ProjectSpec{App: "maint", Hosts: []*TestHost{h}})
 	url := p.SiteURL(h)
+	// A static directory: maintenance covers it too.
+	h.Root(t, "mkdir -p /var/www/maint-static && echo static-file > /var/www/maint-static/s.txt && chmod -R a+rX /var/www/maint-static")
+	t.Cleanup(func() { _, _ = h.ssh("root", "rm -rf /var/www/maint-static") })
+	p.setTOML(t, `health_check = "/up"`, `health_check = "/up"`+"\nstatics = { \"/static/*\" = \"/var/www/maint-static/\" }")
 	p.MustRaijin("deploy")
 	p.serving(h, "1.0.0", "after the first deploy")
+	if code, body := Get(t, url+"static/s.txt"); code != 200 || !strings.Contains(body, "static-file") {
+		t.Fatalf("the static file = %d %q, want 200", code, body)
+	}
 
 	// A bad message is refused before anything is touched.
 	if r := p.Raijin("app", "maintenance", "--message", " "); r.Code != 2 || !strings.Contains(r.Stderr, "--message") {
@@ -52,6 +60,18 @@ func TestDayOpsMaintenance(t *testing.T) {
 	if _, ok := h.Try("test -e /tmp/pwned"); ok {
 		t.Errorf("the message ran as a command")
 	}
+	// A POST gets 503 too (not file_server's 405), with Retry-After.
+	resp, err := httpClient.Post(url+"any/form", "text/plain", strings.NewReader("x"))
+	must(t, err)
+	postBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "300" || !strings.Contains(string(postBody), "maintenance") {
+		t.Errorf("in maintenance POST = %d (Retry-After %q) %q, want 503 with Retry-After 300", resp.StatusCode, resp.Header.Get("Retry-After"), postBody)
+	}
+	// The static paths too.
+	if code, body := Get(t, url+"static/s.txt"); code != 503 || strings.Contains(body, "static-file") {
+		t.Errorf("in maintenance the static file = %d %q, want 503 with the page", code, body)
+	}
 	// The app still runs: its unit is active and the health check answers
 	// through Caddy.
 	if code, body := Get(t, url+"up"); code != 200 {
@@ -76,6 +96,9 @@ func TestDayOpsMaintenance(t *testing.T) {
 
 	p.MustRaijin("app", "live")
 	p.serving(h, "1.1.0", "after app live")
+	if code, body := Get(t, url+"static/s.txt"); code != 200 || !strings.Contains(body, "static-file") {
+		t.Errorf("after app live the static file = %d %q, want 200", code, body)
+	}
 	if r := p.Raijin("app", "status"); strings.Contains(r.Stdout, "maintenance") {
 		t.Errorf("app status after live still says maintenance: %s", r)
 	}

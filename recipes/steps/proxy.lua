@@ -18,7 +18,16 @@ function M.site(ctx)
   for path, dir in c.webserver.statics() do
     statics[#statics + 1] = { path = path, dir = dir }
   end
-  table.sort(statics, function(a, b) return a.path < b.path end)
+  -- The longest path first, as Caddy sorts path matchers.
+  table.sort(statics, function(a, b)
+    if #a.path ~= #b.path then return #a.path > #b.path end
+    return a.path < b.path
+  end)
+  for i, s in ipairs(statics) do
+    -- What handle_path would strip: /static/* strips /static.
+    s.name = c.app .. "_static" .. i
+    s.prefix = s.path:gsub("/?%*$", "")
+  end
   local vars = {
     site = ctx.host.site_address, upstream = raijin.slot(ctx, "blue").upstream,
     statics = statics, try_duration = "30s",
