@@ -10,7 +10,8 @@ local M = {}
 -- Makes .v$TO.raijin-tmp from v$FROM, files hard-linked (copied where the
 -- file system refuses links). Text files that name v$FROM's own path (the
 -- Python environment's scripts and pyvenv.cfg, unit files) are rewritten
--- to name v$TO, so that pruning v$FROM later breaks nothing.
+-- to name v$TO; binary files are not (grep -I): Python's .pyc keep
+-- v$FROM's path, which Python replaces with the real one as it loads them.
 local PREPARE = [[set -e
 test -d "v$FROM" || { echo "version $FROM is not on this host" >&2; exit 1; }
 test ! -e "v$TO" || { echo "v$TO exists already" >&2; exit 1; }
