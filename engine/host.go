@@ -207,6 +207,15 @@ func (hr *hostRun) finishStep(ctx context.Context) error {
 	if err != nil {
 		return hr.stepFailed(err)
 	}
+	if hr.st != nil {
+		if pruned, ok := hr.st.Audit()["pruned"].([]any); ok {
+			for _, v := range pruned {
+				if s, ok := v.(string); ok {
+					hr.res.Pruned = append(hr.res.Pruned, s)
+				}
+			}
+		}
+	}
 	return nil
 }
 

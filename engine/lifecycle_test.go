@@ -299,3 +299,26 @@ func TestMaintenanceOwnSite(t *testing.T) {
 		})
 	}
 }
+
+// The report names the versions a run's prune deleted: env push with
+// versions_to_keep = 1 prunes the version it replaced, which `raijin env
+// push` then offers no rollback to.
+func TestEnvPushReportsPruned(t *testing.T) {
+	_, withFacts := factsHost("1.3\n1.2\n", "v1.2\nv1.3\n")
+	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte("app = \"shop\"\nversion = \"1.0.0\"\ndistfile = \"dist/shop\"\nversions_to_keep = 1\n"+
+		"[webserver]\nupstream = \"localhost:8000\"\n[processes]\nweb = \"shop serve\"\n"+
+		"[[hosts]]\nname = \"prod\"\naddress = \"192.0.2.1\"\nuser = \"deploy\"\ndomain_name = \":8080\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "env_push", Flow: "env_push", Hosts: cfg.Hosts, Events: &quietEvents{}}
+	withFacts(&o)
+	rep, err := engine.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rep.Hosts[0]
+	if h.Version != "1.3+env1" || h.Previous != "1.3" || strings.Join(h.Pruned, ",") != "1.2,1.3" {
+		t.Errorf("report: version %q previous %q pruned %q, want 1.3+env1 after 1.3, pruned 1.2,1.3", h.Version, h.Previous, h.Pruned)
+	}
+}

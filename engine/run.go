@@ -83,6 +83,8 @@ type HostResult struct {
 	RollbackErr error
 	// Balancer: a load balancer, which ran a flow of BalancerFlows.
 	Balancer bool
+	// Pruned: the version directories the run's prune deleted.
+	Pruned []string
 }
 
 // Report is the outcome of a run.

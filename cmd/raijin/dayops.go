@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -44,11 +45,21 @@ func (e *EnvPushCmd) Run(app *App) error {
 	}
 	for _, h := range rep.Hosts {
 		if h.Version != "" && !h.Balancer {
-			app.UI().Printf("%s: %s serves the new env (%s keeps the previous one: `raijin rollback` brings it back)", h.Host, h.Version, h.Previous)
+			app.UI().Printf("%s", envPushLine(h))
 		}
 	}
 	app.UI().Printf("env push of %s done in %.1fs (%s)", cfg.App, rep.Duration.Seconds(), app.statsLine())
 	return nil
+}
+
+// envPushLine is what env push says of a host it took to h.Version: how
+// to get the previous env back, while its version is still there (the
+// run's prune may have deleted it, with versions_to_keep = 1).
+func envPushLine(h engine.HostResult) string {
+	if h.Previous == "" || slices.Contains(h.Pruned, h.Previous) {
+		return fmt.Sprintf("%s: %s serves the new env (the previous version was pruned: no rollback to it)", h.Host, h.Version)
+	}
+	return fmt.Sprintf("%s: %s serves the new env (%s keeps the previous one: `raijin rollback` brings it back)", h.Host, h.Version, h.Previous)
 }
 
 // AppMaintenanceCmd is `raijin app maintenance [--message TEXT]`.

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raijin-deploy/raijin/engine"
 	"github.com/raijin-deploy/raijin/errs"
 )
 
@@ -61,5 +62,18 @@ func TestMaintenanceMessage(t *testing.T) {
 		if err := checkMessage(bad, true); err == nil || errs.Code(err) != errs.CodeUsage || !strings.Contains(err.Error(), "--message") {
 			t.Errorf("%q: want a usage error naming --message, got %v", bad, err)
 		}
+	}
+}
+
+// env push offers `raijin rollback` only while the previous version is
+// still there: versions_to_keep = 1 prunes it in the same run.
+func TestEnvPushLine(t *testing.T) {
+	kept := envPushLine(engine.HostResult{Host: "prod", Version: "1.3+env1", Previous: "1.3"})
+	if !strings.Contains(kept, "`raijin rollback` brings it back") {
+		t.Errorf("previous version kept: %q", kept)
+	}
+	gone := envPushLine(engine.HostResult{Host: "prod", Version: "1.3+env1", Previous: "1.3", Pruned: []string{"1.2", "1.3"}})
+	if strings.Contains(gone, "rollback` brings") || !strings.Contains(gone, "pruned") {
+		t.Errorf("previous version pruned: %q", gone)
 	}
 }
