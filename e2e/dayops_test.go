@@ -37,13 +37,22 @@ func TestDayOpsMaintenance(t *testing.T) {
 	}
 
 	msg := `Back at 14:00 <script>alert("x")</script> & 'soon' $(touch /tmp/pwned)`
-	// The first time, the site an older deploy made... is this one's:
-	// turning maintenance on and off later reloads nothing.
-	p.MustRaijin("app", "maintenance", "--message", msg)
 	reloads := func() string {
 		return h.Root(t, "journalctl -u caddy --no-pager -o cat | grep -c 'load complete' || true")
 	}
-	before := reloads()
+	// Maintenance pushes no site: a local change not deployed yet (another
+	// static path) stays off the server, and Caddy does not reload.
+	site := "/etc/caddy/conf.d/" + p.App + ".caddy"
+	siteBefore, before := h.Root(t, "md5sum "+site), reloads()
+	p.setTOML(t, `"/static/*"`, `"/assets/*"`)
+	p.MustRaijin("app", "maintenance", "--message", msg)
+	if after := h.Root(t, "md5sum "+site); after != siteBefore {
+		t.Errorf("app maintenance changed the deployed site")
+	}
+	if after := reloads(); after != before {
+		t.Errorf("app maintenance reloaded Caddy (%s -> %s load complete lines)", strings.TrimSpace(before), strings.TrimSpace(after))
+	}
+	p.setTOML(t, `"/assets/*"`, `"/static/*"`)
 	code, body, hdr := GetFull(t, url+"any/path")
 	if code != 503 {
 		t.Fatalf("in maintenance GET = %d %q, want 503", code, body)
