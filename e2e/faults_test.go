@@ -330,13 +330,8 @@ func TestFaultRaijinKilledMidDeploy(t *testing.T) {
 	}
 
 	// On a terminal, raijin asks whether to take the stale lock over.
-	term := exec.Command("script", "-qec", raijinBin+" deploy --set-version 2.0.0", "/dev/null")
-	term.Dir = p.Dir
-	term.Env = append(os.Environ(), "HOME="+p.Home, "SSH_AUTH_SOCK=", "NO_COLOR=1")
-	term.Env = append(term.Env, goEnv...)
-	term.Stdin = strings.NewReader("y\n")
-	termOut, err := term.CombinedOutput()
-	if err != nil || !strings.Contains(string(termOut), "so the lock is stale. Take it over? [y/N]") || !strings.Contains(string(termOut), "taking over the stale lock") {
+	termOut, err := p.OnTerminal("deploy --set-version 2.0.0", "y\n")
+	if err != nil || !strings.Contains(termOut, "so the lock is stale. Take it over? [y/N]") || !strings.Contains(termOut, "taking over the stale lock") {
 		t.Fatalf("on a terminal, answering y should take the stale lock over: %v\n%s", err, termOut)
 	}
 	p.serving(h, "2.0.0", "after taking the stale lock over")

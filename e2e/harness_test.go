@@ -365,7 +365,7 @@ func (p *Project) writeTOML(spec ProjectSpec) {
 // tests do not pile up running apps.
 func (p *Project) cleanupServer(hs []*TestHost) {
 	for _, h := range hs {
-		script := fmt.Sprintf(`systemctl disable --now %[1]s.service %[1]s.socket >/dev/null 2>&1; for u in /etc/systemd/system/%[1]s*.service /etc/systemd/system/%[1]s*.socket; do [ -e "$u" ] && systemctl disable --now "$(basename "$u")" >/dev/null 2>&1; rm -rf "$u" "$u.d"; done; rm -f /etc/caddy/conf.d/%[1]s.caddy /var/lib/raijin/%[1]s.green; systemctl daemon-reload; systemctl reload caddy; true`, p.App)
+		script := fmt.Sprintf(`systemctl disable --now %[1]s.service %[1]s.socket >/dev/null 2>&1; for u in /etc/systemd/system/%[1]s*.service /etc/systemd/system/%[1]s*.socket; do [ -e "$u" ] && systemctl disable --now "$(basename "$u")" >/dev/null 2>&1; rm -rf "$u" "$u.d"; done; rm -f /etc/caddy/conf.d/%[1]s.caddy /var/lib/raijin/%[1]s.green /var/lib/raijin/%[1]s.maintenance.html; systemctl daemon-reload; systemctl reload caddy; true`, p.App)
 		h.Root(p.t, script)
 	}
 }
@@ -499,13 +499,32 @@ var httpClient = &http.Client{Timeout: 10 * time.Second}
 // Get fetches url and returns the status and body.
 func Get(t *testing.T, url string) (int, string) {
 	t.Helper()
+	code, body, _ := GetFull(t, url)
+	return code, body
+}
+
+// GetFull is Get with the answer's headers.
+func GetFull(t *testing.T, url string) (int, string, http.Header) {
+	t.Helper()
 	resp, err := httpClient.Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return resp.StatusCode, string(body), resp.Header
+}
+
+// OnTerminal runs raijin ARGS on a terminal (script(1)) with stdin as what
+// is typed, and returns what the terminal showed.
+func (p *Project) OnTerminal(args, stdin string) (string, error) {
+	term := exec.Command("script", "-qec", raijinBin+" "+args, "/dev/null")
+	term.Dir = p.Dir
+	term.Env = append(os.Environ(), "HOME="+p.Home, "SSH_AUTH_SOCK=", "NO_COLOR=1")
+	term.Env = append(term.Env, goEnv...)
+	term.Stdin = strings.NewReader(stdin)
+	out, err := term.CombinedOutput()
+	return string(out), err
 }
 
 // SiteURL is the app's URL through Caddy on h (the domain_name ":PORT").

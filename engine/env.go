@@ -23,20 +23,9 @@ func (r *runner) loadEnv(ctx context.Context, h config.Host) (*secrets.Env, erro
 	if e, ok := r.envs.envs[h.Name]; ok {
 		return e, nil
 	}
-	var env *secrets.Env
-	var err error
-	switch {
-	case h.Envfile != "":
-		data, rerr := os.ReadFile(r.opts.Config.Path(h.Envfile))
-		if rerr != nil {
-			return nil, rerr
-		}
-		env, err = secrets.ParseEnv(h.Envfile, string(data))
-	default:
-		env, err = secrets.ParseEnv(r.opts.Config.HostsFile()+" [hosts "+h.Name+"] env", h.Env)
-	}
+	env, err := ReadEnv(r.opts.Config, h)
 	if err != nil {
-		return nil, errs.WithCode(errs.CodeUsage, err, "")
+		return nil, err
 	}
 	adapter := r.opts.Secrets
 	if adapter == nil {
@@ -61,4 +50,25 @@ func (r *runner) loadEnv(ctx context.Context, h config.Host) (*secrets.Env, erro
 func LoadEnv(ctx context.Context, c *config.Config, h config.Host, reveal bool, adapter secrets.SecretAdapter) (*secrets.Env, error) {
 	r := newRunner(Options{Config: c, Redactor: &secrets.Redactor{}, Secrets: adapter})
 	return r.loadEnv(ctx, h)
+}
+
+// ReadEnv reads host h's env (its envfile, or its env in the configuration)
+// without resolving its secrets: their values stay empty.
+func ReadEnv(c *config.Config, h config.Host) (*secrets.Env, error) {
+	var env *secrets.Env
+	var err error
+	switch {
+	case h.Envfile != "":
+		data, rerr := os.ReadFile(c.Path(h.Envfile))
+		if rerr != nil {
+			return nil, rerr
+		}
+		env, err = secrets.ParseEnv(h.Envfile, string(data))
+	default:
+		env, err = secrets.ParseEnv(c.HostsFile()+" [hosts "+h.Name+"] env", h.Env)
+	}
+	if err != nil {
+		return nil, errs.WithCode(errs.CodeUsage, err, "")
+	}
+	return env, nil
 }

@@ -207,6 +207,15 @@ func (hr *hostRun) finishStep(ctx context.Context) error {
 	if err != nil {
 		return hr.stepFailed(err)
 	}
+	if hr.st != nil {
+		if pruned, ok := hr.st.Audit()["pruned"].([]any); ok {
+			for _, v := range pruned {
+				if s, ok := v.(string); ok {
+					hr.res.Pruned = append(hr.res.Pruned, s)
+				}
+			}
+		}
+	}
 	return nil
 }
 
@@ -279,6 +288,17 @@ func (hr *hostRun) chooseVersion() (string, error) {
 		}
 		hr.audit.To = target
 		return target, nil
+	case "env_push":
+		cur := hr.facts.current()
+		if cur == "" {
+			return "", errs.Failedf("deploy first: `raijin deploy`", "no version recorded on this host: there is no code to give a new env")
+		}
+		target, err := server.EnvVersion(cur, append(hr.facts.versions, hr.facts.dirs...))
+		if err != nil {
+			return "", err
+		}
+		hr.audit.To = target
+		return target, nil
 	}
 	if cur := hr.facts.current(); cur != "" {
 		return cur, nil
@@ -299,9 +319,9 @@ func (hr *hostRun) loadRecipe(ctx context.Context, shared any) error {
 }
 
 // versionDirs are the version directories the run leaves: the deploy's
-// transfer makes its version's.
+// transfer makes its version's, env push's new_env its own.
 func (hr *hostRun) versionDirs(version string) []string {
-	if hr.opts.Flow != "deploy" {
+	if hr.opts.Flow != "deploy" && hr.opts.Flow != "env_push" {
 		return hr.facts.dirs
 	}
 	return append(hr.facts.dirs, version)

@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,22 @@ domain_name = ":8080"
 	return cmds
 }
 
+// factsHost is a recording host (not a dry run) whose connect step finds
+// the lock free, .versions holding versions and the version directories
+// dirs (one a line each).
+func factsHost(versions, dirs string) (*remote.Recorder, func(*engine.Options)) {
+	rec := &remote.Recorder{HostName: "prod", Respond: func(_ context.Context, st remote.Step) (remote.Result, error) {
+		if strings.Contains(st.Desc, "@@versions") {
+			return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n" + versions + "@@dirs\n" + dirs}, nil
+		}
+		return remote.DefaultAnswer(st), nil
+	}}
+	return rec, func(o *engine.Options) {
+		o.DryRun = false
+		o.Connect = func(context.Context, config.Host) (remote.Conn, func(), error) { return rec, func() {}, nil }
+	}
+}
+
 // Down stops and removes the units (both web slots, the web unit of an older
 // raijin, the worker; the socket units first) and the live marker, the
 // Caddy site and the app directory, in that order; Caddy stays without --full.
@@ -94,18 +112,10 @@ func TestDownFlow(t *testing.T) {
 // versions read when the lock was taken, deleted in the round trip that
 // writes the audit line and releases the lock; no switch, no restart.
 func TestPruneFlow(t *testing.T) {
-	var rec *remote.Recorder
+	rec, withFacts := factsHost("1.3\n1.2\n1.1\n", "v1.1\nv1.2\nv1.3\nvstray\n")
 	recordFlow(t, "prune", func(o *engine.Options) {
-		o.Keep, o.DryRun = 2, false
-		o.Connect = func(context.Context, config.Host) (remote.Conn, func(), error) {
-			rec = &remote.Recorder{HostName: "prod", Respond: func(_ context.Context, st remote.Step) (remote.Result, error) {
-				if strings.Contains(st.Desc, "@@versions") {
-					return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n1.3\n1.2\n1.1\n@@dirs\nv1.1\nv1.2\nv1.3\nvstray\n"}, nil
-				}
-				return remote.DefaultAnswer(st), nil
-			}}
-			return rec, func() {}, nil
-		}
+		o.Keep = 2
+		withFacts(o)
 	})
 	var cmds []string
 	for _, st := range rec.Steps {
@@ -136,5 +146,179 @@ func TestAppControlFlows(t *testing.T) {
 	web := strings.Join(recordFlow(t, "start", func(o *engine.Options) { o.Process = "web" }), "\n")
 	if !strings.Contains(web, "systemctl start shop@blue.service") || !strings.Contains(web, "http://localhost:8000/") || strings.Contains(web, "shop-worker") {
 		t.Errorf("app start web ran:\n%s", web)
+	}
+}
+
+// `raijin env push`: no build and no upload; a new version named after the
+// current one (the next +envN of that code) made from its files with the
+// new .env, switched to, restarted, recorded; the env carries the secret
+// only as file content, never in a command line.
+func TestEnvPushFlow(t *testing.T) {
+	rec, withFacts := factsHost("1.3+env2\n1.3\n", "v1.3\nv1.3+env2\nv1.3+env4\n")
+	recordFlow(t, "env_push", withFacts)
+	var lines []string
+	for _, st := range rec.Steps {
+		switch st.Kind {
+		case "upload":
+			t.Errorf("env push uploaded %s", st.Local)
+		case "write":
+			if strings.Contains(st.Path, "/etc/caddy") {
+				t.Errorf("env push wrote the Caddy site %s", st.Path)
+			}
+			lines = append(lines, "write "+st.Path)
+		default:
+			lines = append(lines, st.Line)
+		}
+	}
+	all := strings.Join(lines, "\n")
+	for _, want := range []string{"FROM=1.3+env2", "TO=1.3+env5", "write /opt/raijin/shop/.v1.3+env5.raijin-tmp/.env", "VERSION=1.3+env5", `"to":"1.3+env5"`, `"command":"env_push"`} {
+		if !strings.Contains(all, want) {
+			t.Errorf("env push lacks %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "go build") {
+		t.Errorf("env push built:\n%s", all)
+	}
+}
+
+// `raijin app maintenance`: the page is written as root (0644) with the
+// message HTML-escaped, as a file, never in a command line; `app live`
+// deletes it. Neither restarts anything.
+func TestMaintenanceFlows(t *testing.T) {
+	msg := `<script>alert(1)</script> & 'x' $(reboot)`
+	rec := &remote.Recorder{HostName: "prod"}
+	recordFlow(t, "maintenance", func(o *engine.Options) {
+		o.Message = msg
+		o.Connect = func(context.Context, config.Host) (remote.Conn, func(), error) { return rec, func() {}, nil }
+	})
+	var page string
+	for _, st := range rec.Steps {
+		if st.Kind == "write" && st.Path == "/var/lib/raijin/shop.maintenance.html" {
+			page = string(st.Content)
+			if st.Mode != 0o644 || st.Root == "" {
+				t.Errorf("the page is written with mode %04o, as root %q", st.Mode, st.Root)
+			}
+			continue
+		}
+		if strings.Contains(st.Line, "reboot") || strings.Contains(st.Line, "restart shop") {
+			t.Errorf("maintenance ran %q", st.Line)
+		}
+	}
+	if !strings.Contains(page, "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#39;x&#39; $(reboot)") || strings.Contains(page, "<script>") {
+		t.Errorf("the page does not hold the message escaped:\n%s", page)
+	}
+	live := strings.Join(recordFlow(t, "live", nil), "\n")
+	if !strings.Contains(live, "PAGE=/var/lib/raijin/shop.maintenance.html") || !strings.Contains(live, `rm -f "$PAGE"`) {
+		t.Errorf("app live ran:\n%s", live)
+	}
+}
+
+// `raijin app maintenance` with a project's own Caddy site: the server's
+// site is checked (a real shell runs the check against it), never pushed
+// nor reloaded. An own site holding the route `app export-config` shows
+// (`root /var/lib/raijin` and `try_files /shop.maintenance.html` apart) is
+// ready; one without it, or a site an older raijin made, stops with a hint.
+func TestMaintenanceOwnSite(t *testing.T) {
+	route := `:8080 {
+	@shop_maintenance {
+		file {
+			root /var/lib/raijin
+			try_files /shop.maintenance.html
+		}
+		not path /up
+	}
+	handle @shop_maintenance {
+		root * /var/lib/raijin
+		rewrite * /shop.maintenance.html
+		file_server {
+			status 503
+		}
+	}
+	handle {
+		reverse_proxy localhost:8000
+	}
+}
+`
+	for _, tc := range []struct{ name, site, wantErr string }{
+		{"own site with the route", route, ""},
+		{"own site without it", ":8080 {\n\treverse_proxy localhost:8000\n}\n", "has no maintenance route: add the one of `raijin app export-config --dry-run`"},
+		{"older raijin's site", "# Generated by raijin for shop.\n:8080 {\n\treverse_proxy localhost:8000\n}\n", "deploy first"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			served := dir + "/served.caddy"
+			if err := os.WriteFile(served, []byte(tc.site), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(dir+"/.raijin", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dir+"/.raijin/shop.caddy", []byte(route), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse(dir+"/raijin.toml", []byte("app = \"shop\"\nversion = \"1.0.0\"\ndistfile = \"dist/shop\"\n"+
+				"[webserver]\nupstream = \"localhost:8000\"\nhealth_check = \"/up\"\n[processes]\nweb = \"shop serve\"\n"+
+				"[[hosts]]\nname = \"prod\"\naddress = \"192.0.2.1\"\nuser = \"deploy\"\ndomain_name = \":8080\"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &remote.Recorder{HostName: "prod", Respond: func(ctx context.Context, st remote.Step) (remote.Result, error) {
+				if strings.Contains(st.Desc, "@@versions") {
+					return remote.Result{Stdout: "/home/deploy\ndeploy\nlocked\n@@versions\n1.0.0\n@@dirs\nv1.0.0\n"}, nil
+				}
+				if strings.Contains(st.Line, "/etc/caddy/conf.d/shop.caddy") && strings.Contains(st.Line, "grep -qF") && st.Root != "" {
+					out, err := exec.CommandContext(ctx, "sh", "-c", strings.ReplaceAll(st.Root, "/etc/caddy/conf.d/shop.caddy", served)).Output()
+					if err != nil {
+						t.Fatalf("the site check failed: %v", err)
+					}
+					return remote.Result{Stdout: string(out)}, nil
+				}
+				return remote.DefaultAnswer(st), nil
+			}}
+			o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "maintenance", Flow: "maintenance", Hosts: cfg.Hosts,
+				Events: &quietEvents{}, Connect: func(context.Context, config.Host) (remote.Conn, func(), error) { return rec, func() {}, nil }}
+			_, err = engine.Run(context.Background(), o)
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("maintenance failed: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("maintenance: err %v, want %q", err, tc.wantErr)
+			}
+			wrote := false
+			for _, st := range rec.Steps {
+				if strings.Contains(st.Line, "caddy validate") || strings.Contains(st.Path, "/etc/caddy") || strings.Contains(st.Line, "reload caddy") {
+					t.Errorf("maintenance touched the Caddy site: %s", st.Line)
+				}
+				if st.Kind == "write" && st.Path == "/var/lib/raijin/shop.maintenance.html" {
+					wrote = true
+				}
+			}
+			if wrote != (tc.wantErr == "") {
+				t.Errorf("page written: %v", wrote)
+			}
+		})
+	}
+}
+
+// The report names the versions a run's prune deleted: env push with
+// versions_to_keep = 1 prunes the version it replaced, which `raijin env
+// push` then offers no rollback to.
+func TestEnvPushReportsPruned(t *testing.T) {
+	_, withFacts := factsHost("1.3\n1.2\n", "v1.2\nv1.3\n")
+	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte("app = \"shop\"\nversion = \"1.0.0\"\ndistfile = \"dist/shop\"\nversions_to_keep = 1\n"+
+		"[webserver]\nupstream = \"localhost:8000\"\n[processes]\nweb = \"shop serve\"\n"+
+		"[[hosts]]\nname = \"prod\"\naddress = \"192.0.2.1\"\nuser = \"deploy\"\ndomain_name = \":8080\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := engine.Options{Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "env_push", Flow: "env_push", Hosts: cfg.Hosts, Events: &quietEvents{}}
+	withFacts(&o)
+	rep, err := engine.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rep.Hosts[0]
+	if h.Version != "1.3+env1" || h.Previous != "1.3" || strings.Join(h.Pruned, ",") != "1.2,1.3" {
+		t.Errorf("report: version %q previous %q pruned %q, want 1.3+env1 after 1.3, pruned 1.2,1.3", h.Version, h.Previous, h.Pruned)
 	}
 }

@@ -31,6 +31,13 @@ func LiveMarker(c *config.Config) string { return "/var/lib/raijin/" + c.App + "
 // takes the host out of the balancer with it. Beside LiveMarker.
 func OutMarker(c *config.Config) string { return "/var/lib/raijin/" + c.App + ".out" }
 
+// MaintenanceMarker is the page the app's site answers every request with
+// (503) while it exists: `raijin app maintenance` writes it, `raijin app
+// live` deletes it, no reload. Beside LiveMarker.
+func MaintenanceMarker(c *config.Config) string {
+	return "/var/lib/raijin/" + c.App + ".maintenance.html"
+}
+
 // Paths are the server paths a recipe works with.
 func Paths(c *config.Config, h config.Host, home, version string) map[string]string {
 	app := AppDir(c, h, home)
@@ -50,6 +57,7 @@ func Paths(c *config.Config, h config.Host, home, version string) map[string]str
 		"unit_dir":    UnitDir,
 		"live":        LiveMarker(c),
 		"out":         OutMarker(c),
+		"maintenance": MaintenanceMarker(c),
 		"caddy_site":  "/etc/caddy/conf.d/" + c.App + ".caddy",
 		"caddy_admin": server.CaddyAdminSocket,
 	}

@@ -44,6 +44,7 @@ type Options struct {
 	Full          bool   // down: remove Caddy too when no other app uses it
 	DeleteState   bool   // down: delete the app's state directory and user too
 	Process       string // app start|stop|restart: the one process ("" = all)
+	Message       string // app maintenance: the text of the maintenance page
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
 	// TakeOverStale, when set, is asked whether to take over a stale lock
@@ -82,6 +83,8 @@ type HostResult struct {
 	RollbackErr error
 	// Balancer: a load balancer, which ran a flow of BalancerFlows.
 	Balancer bool
+	// Pruned: the version directories the run's prune deleted.
+	Pruned []string
 }
 
 // Report is the outcome of a run.
@@ -144,7 +147,7 @@ func (r *runner) plan(ctx context.Context) ([]recipe.PhaseInfo, error) {
 func (r *runner) load(ctx context.Context, t recipe.Target) (*recipe.State, error) {
 	return recipe.Load(ctx, recipe.Config{
 		Project: r.opts.Config, Sources: r.opts.Sources, Command: r.opts.Command,
-		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Rolling: r.rolling[t.Name], Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process,
+		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Rolling: r.rolling[t.Name], Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process, Message: r.opts.Message,
 		Events: r.opts.Events, Redactor: r.opts.Redactor, LoadEnv: r.loadEnv,
 	}, t)
 }

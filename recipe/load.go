@@ -36,6 +36,7 @@ type Config struct {
 	DeleteState bool
 	Keep        int    // ctx.keep: versions prune keeps (0 = not set)
 	Process     string // ctx.process: the process app start|stop|restart acts on ("" = all)
+	Message     string // ctx.message: the text of `app maintenance --message`
 	Events      Events
 	Redactor    *secrets.Redactor
 	// LoadEnv reads a host's env and resolves its secrets (raijin.env.load).
@@ -368,6 +369,9 @@ func (s *hostState) newCtx(L *lua.LState, t Target) *lua.LTable {
 	}
 	if s.cfg.Process != "" {
 		ctx.RawSetString("process", lua.LString(s.cfg.Process))
+	}
+	if s.cfg.Message != "" {
+		ctx.RawSetString("message", lua.LString(s.cfg.Message))
 	}
 	// Phases may add details to the command's audit line (ctx.audit.pruned).
 	ctx.RawSetString("audit", L.NewTable())

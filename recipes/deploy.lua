@@ -7,6 +7,8 @@ local services = require("raijin.steps.services")
 local down = require("raijin.steps.down")
 local control = require("raijin.steps.control")
 local balancer = require("raijin.steps.balancer")
+local envpush = require("raijin.steps.envpush")
+local maintenance = require("raijin.steps.maintenance")
 
 local M = {}
 
@@ -86,6 +88,21 @@ function M.declare(recipe)
   raijin.undo("switch", function(ctx) install.restore(ctx, link(ctx)) end)
   raijin.phase("restart", services.restart)
   raijin.flow("rollback", { "switch", "restart", "record" })
+
+  -- Env push: `raijin env push` gives the serving code the env file as it
+  -- reads now: a new version (v{version}+env{n}) with the current one's
+  -- files and the new .env, then the switch, restart and record of a
+  -- rollback; `raijin rollback` brings the previous env back.
+  raijin.phase("new_env", envpush.prepare)
+  raijin.undo("new_env", envpush.discard)
+  raijin.flow("env_push", { "secrets", "new_env", "switch", "restart", "record", "prune" })
+
+  -- Maintenance: `raijin app maintenance` and `raijin app live` (see
+  -- raijin.steps.maintenance: the site answers 503 with a page meanwhile).
+  raijin.phase("enter_maintenance", maintenance.on)
+  raijin.phase("leave_maintenance", maintenance.off)
+  raijin.flow("maintenance", { "enter_maintenance" })
+  raijin.flow("live", { "leave_maintenance" })
 
   -- Prune: `raijin prune [--keep N]` is the prune step on its own.
   raijin.flow("prune", { "prune" })

@@ -240,3 +240,35 @@ func (e *Env) Redacted() string {
 func (e *Env) String() string {
 	return fmt.Sprintf("env(%s: %s)", e.Source, strings.Join(e.Keys(), ", "))
 }
+
+// RedactedAgainst renders an env read back from a server for display: a
+// value is shown only where it is the plain (not secret) value that local,
+// the env file on this machine, gives the same key; every other value is
+// hidden, whatever its form: a secret of the local env, a value that differs
+// (an older secret, one changed by hand), a key the local env lacks.
+func (e *Env) RedactedAgainst(local *Env) string {
+	plain := map[string]string{}
+	secret := map[string]string{}
+	for _, v := range local.Vars {
+		if v.Secret != "" {
+			secret[v.Key] = v.Secret
+		} else {
+			plain[v.Key] = v.Value
+		}
+	}
+	var b strings.Builder
+	for _, v := range e.Vars {
+		want, isPlain := plain[v.Key]
+		switch {
+		case isPlain && v.Secret == "" && v.Value == want:
+			fmt.Fprintf(&b, "%s=%s\n", v.Key, v.Value)
+		case secret[v.Key] != "":
+			fmt.Fprintf(&b, "%s=****** (secret %s)\n", v.Key, secret[v.Key])
+		case isPlain:
+			fmt.Fprintf(&b, "%s=****** (not the value of %s)\n", v.Key, local.Source)
+		default:
+			fmt.Fprintf(&b, "%s=****** (not in %s)\n", v.Key, local.Source)
+		}
+	}
+	return b.String()
+}

@@ -68,3 +68,26 @@ func TestParseEnvRefusesControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// A server's env is shown with only the local file's own plain values:
+// secrets (in any quoting), changed values and unknown keys are hidden.
+func TestRedactedAgainst(t *testing.T) {
+	local, err := ParseEnv(".env.prod", "MODE=prod\nDB_PASSWORD=$db\nOLD=x\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ParseEnv(".env", "MODE=\"prod\"\nDB_PASSWORD=\"s3cr\\$et\"\nOLD=\"changed-secret\"\nEXTRA='leaked'\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := server.RedactedAgainst(local)
+	want := "MODE=prod\nDB_PASSWORD=****** (secret db)\nOLD=****** (not the value of .env.prod)\nEXTRA=****** (not in .env.prod)\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	for _, s := range []string{"s3cr", "changed-secret", "leaked"} {
+		if strings.Contains(got, s) {
+			t.Errorf("%q shown", s)
+		}
+	}
+}

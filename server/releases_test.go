@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -159,5 +160,66 @@ func TestBreakLock(t *testing.T) {
 	}
 	if held, _, _, _ := LockStatus(context.Background(), h, app); held {
 		t.Errorf("LockStatus says held after the release")
+	}
+}
+
+func TestEnvVersion(t *testing.T) {
+	cases := []struct {
+		current string
+		known   []string
+		want    string
+	}{
+		{"1.4.0", []string{"1.4.0", "1.3.9"}, "1.4.0+env1"},
+		{"1.4.0+env1", []string{"1.4.0+env1", "1.4.0"}, "1.4.0+env2"},
+		// A rollback to 1.4.0 after +env2: the next is +env3, not +env1 again.
+		{"1.4.0", []string{"1.4.0", "1.4.0+env2", "1.4.0+env1"}, "1.4.0+env3"},
+		{"1.4.0", []string{"1.4.0", "1.4.01+env7", "2+env9"}, "1.4.0+env1"},
+	}
+	for _, c := range cases {
+		got, err := EnvVersion(c.current, c.known)
+		if err != nil || got != c.want {
+			t.Errorf("EnvVersion(%q, %q) = %q, %v; want %q", c.current, c.known, got, err, c.want)
+		}
+	}
+}
+
+// The audit log keeps its last AuditKeep lines: past AuditTrimAt it is cut
+// back, the newest line kept, the file still the deploy user's alone.
+func TestFinishScriptTrimsTheAuditLog(t *testing.T) {
+	app := t.TempDir() + "/shop"
+	if err := os.MkdirAll(app, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var old strings.Builder
+	for i := 0; i < AuditTrimAt; i++ {
+		fmt.Fprintf(&old, "{\"command\":\"old %d\"}\n", i)
+	}
+	if err := os.WriteFile(app+"/.audit.jsonl", []byte(old.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func() {
+		t.Helper()
+		if out, err := exec.Command("sh", "-c", FinishScript(app, LockInfo{Token: "mine"}, AuditEntry{Command: "deploy"})).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	run()
+	data, err := os.ReadFile(app + "/.audit.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := ParseAudit(string(data))
+	if len(lines) != AuditKeep || lines[len(lines)-1].Command != "deploy" || lines[0].Command != fmt.Sprintf("old %d", AuditTrimAt+1-AuditKeep) {
+		t.Fatalf("after the trim: %d lines, first %q, last %q", len(lines), lines[0].Command, lines[len(lines)-1].Command)
+	}
+	run()
+	if data, _ := os.ReadFile(app + "/.audit.jsonl"); len(ParseAudit(string(data))) != AuditKeep+1 {
+		t.Errorf("a log under the limit was trimmed")
+	}
+	if st, err := os.Stat(app + "/.audit.jsonl"); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("mode after the trim: %v, %v", st.Mode(), err)
+	}
+	if _, err := os.Stat(app + "/.audit.jsonl.raijin-tmp"); err == nil {
+		t.Errorf("the temporary file was left")
 	}
 }

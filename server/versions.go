@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/raijin-deploy/raijin/config"
@@ -121,4 +123,32 @@ func Prune(ctx context.Context, h remote.Host, appDir string, keep int, protect 
 // printf (no process started); nothing when it is missing.
 func CatScript(p string) string {
 	return fmt.Sprintf(`{ [ -f %s ] && while IFS= read -r l || [ -n "$l" ]; do printf '%%s\n' "$l"; done < %s; true; }`, shell.Quote(p), shell.Quote(p))
+}
+
+// envSuffix is what `raijin env push` appends to the version whose code it
+// keeps: 1.4.0 -> 1.4.0+env1 -> 1.4.0+env2.
+var envSuffix = regexp.MustCompile(`\+env([0-9]+)$`)
+
+// EnvVersion is the version `raijin env push` records on a host whose
+// current version is current: the same code with a new .env, numbered after
+// every env version of that code already known (known: the recorded
+// versions and the version directories), so that a number is never reused
+// while a directory of it may remain.
+func EnvVersion(current string, known []string) (string, error) {
+	base := envSuffix.ReplaceAllString(current, "")
+	n := 0
+	for _, v := range known {
+		m := envSuffix.FindStringSubmatch(v)
+		if m == nil || strings.TrimSuffix(v, m[0]) != base {
+			continue
+		}
+		if i, err := strconv.Atoi(m[1]); err == nil && i > n {
+			n = i
+		}
+	}
+	v := fmt.Sprintf("%s+env%d", base, n+1)
+	if err := config.ValidVersion(v); err != nil {
+		return "", err
+	}
+	return v, nil
 }

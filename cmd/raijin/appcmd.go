@@ -21,6 +21,9 @@ type AppCmd struct {
 	Start        AppStartCmd        `cmd:"" help:"Start the app's processes (all, or PROC) and wait until they are healthy."`
 	Stop         AppStopCmd         `cmd:"" help:"Stop the app's processes (all, or PROC)."`
 	Restart      AppRestartCmd      `cmd:"" help:"Restart the app's processes (all, or PROC) and wait until they are healthy."`
+	Maintenance  AppMaintenanceCmd  `cmd:"" help:"Have the app's site answer 503 with a maintenance page (and Retry-After) while the app keeps running, until app live."`
+	Live         AppLiveCmd         `cmd:"" help:"End maintenance: the app's site serves the app again."`
+	Cat          AppCatCmd          `cmd:"" help:"Print what is on the server: the systemd units (unit), the Caddy site (site) or the .env (env, values redacted)."`
 	ExportConfig AppExportConfigCmd `cmd:"" name:"export-config" help:"Write the generated systemd units and Caddy site into local_config_dir, to edit and own."`
 }
 
@@ -59,11 +62,13 @@ type UnitStatus struct {
 
 // HostStatus is `raijin app status` for one host.
 type HostStatus struct {
-	Host     string       `json:"host"`
-	Version  string       `json:"version"`
-	Previous string       `json:"previous,omitempty"`
-	URL      string       `json:"url"`
-	Units    []UnitStatus `json:"units"`
+	Host     string `json:"host"`
+	Version  string `json:"version"`
+	Previous string `json:"previous,omitempty"`
+	URL      string `json:"url"`
+	// Maintenance: the site answers 503 with the maintenance page.
+	Maintenance bool         `json:"maintenance"`
+	Units       []UnitStatus `json:"units"`
 }
 
 // slotsRunning drops the web slot units that do not run from units, unless
@@ -109,14 +114,15 @@ func (s *AppStatusCmd) Run(app *App) error {
 	down := 0
 	err = eachHost(app, cfg, func(r *openHost) error {
 		us, slotUnits := statusUnits(cfg, r.h)
-		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp %s",
-			shell.Quote(r.appRel+"/.versions"), shell.QuoteAll(us...))
+		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; [ -e %s ] && echo maintenance; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp %s",
+			shell.Quote(r.appRel+"/.versions"), shell.Quote(engine.MaintenanceMarker(cfg)), shell.QuoteAll(us...))
 		res, err := remote.Must(app.ctx, r.host(app), cmd, remote.RunOpts{})
 		if err != nil {
 			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
 		}
 		vers, show, _ := strings.Cut(res.Stdout, "@@")
-		st := HostStatus{Host: r.h.Name, URL: r.h.URL()}
+		maint, show, _ := strings.Cut(show, "@@")
+		st := HostStatus{Host: r.h.Name, URL: r.h.URL(), Maintenance: strings.TrimSpace(maint) == "maintenance"}
 		if v := server.ParseVersions(vers); len(v) > 0 {
 			st.Version = v[0]
 			if len(v) > 1 {
@@ -156,6 +162,9 @@ func (s *AppStatusCmd) Run(app *App) error {
 				fmt.Fprintf(&b, " (previous %s)", st.Previous)
 			}
 			fmt.Fprintf(&b, "  %s\n", st.URL)
+			if st.Maintenance {
+				b.WriteString("  in maintenance: the site answers 503 with the maintenance page (`raijin app live` ends it)\n")
+			}
 			for _, u := range st.Units {
 				fmt.Fprintf(&b, "  %-32s %s (%s)", u.Unit, u.State, u.Sub)
 				if u.State == "active" && u.Since != "" {
@@ -204,9 +213,12 @@ func statusUnits(cfg *config.Config, h config.Host) (us []string, slotUnits map[
 
 // AppLogsCmd is `raijin app logs [PROC] [-f]`.
 type AppLogsCmd struct {
-	Proc   string `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
-	Follow bool   `short:"f" help:"Keep printing new lines until Ctrl-C (on a terminal; one host only)."`
-	Lines  int    `short:"n" default:"100" placeholder:"N" help:"Print the last N lines."`
+	Proc   string    `arg:"" optional:"" name:"proc" predictor:"procs" help:"Only this process (a name of [processes])."`
+	Follow bool      `short:"f" help:"Keep printing new lines until Ctrl-C (on a terminal; one host only)."`
+	Lines  int       `short:"n" default:"100" placeholder:"N" help:"Print the last N lines."`
+	Since  string    `placeholder:"WHEN" help:"Only lines since WHEN: a duration back from now (30m, 2h), a date (2026-12-06), a date and time (\"2026-12-06 14:00\"), today or yesterday."`
+	Grep   givenText `placeholder:"PATTERN" help:"Only lines whose message matches PATTERN (a regular expression; case-insensitive when all lower case)."`
+	Level  string    `placeholder:"LEVEL" help:"Only lines of LEVEL or more severe (emerg, alert, crit, err, warning, notice, info, debug), or a range such as err..warning."`
 }
 
 func (l *AppLogsCmd) Run(app *App) error {
@@ -218,7 +230,14 @@ func (l *AppLogsCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"--no-pager", "-o", "short-iso", "-n", fmt.Sprint(l.Lines)}
+	if l.Lines < 1 {
+		return errs.Usagef("print at least one line: -n 100", "--lines %d: must be 1 or more", l.Lines)
+	}
+	filters, err := l.filters()
+	if err != nil {
+		return err
+	}
+	args := append([]string{"--no-pager", "-o", "short-iso", "-n", fmt.Sprint(l.Lines)}, filters...)
 	for _, u := range us {
 		args = append(args, "-u", u)
 	}
@@ -306,11 +325,8 @@ func unitAction(app *App, action, proc string, l lockFlags) error {
 	}
 	// The recipe's flow of the same name (raijin.steps.control), so that a
 	// project's overrides and hooks apply, with the deploy lock held.
-	o, err := app.runOpts(cfg, "app "+action, action, "", false)
+	o, err := l.opts(app, cfg, "app "+action, action)
 	if err != nil {
-		return err
-	}
-	if err := l.apply(&o); err != nil {
 		return err
 	}
 	o.Process = proc

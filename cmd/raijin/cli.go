@@ -20,6 +20,7 @@ type CLI struct {
 	Releases ReleasesCmd `cmd:"" help:"List the versions on each host, the current one marked, with who deployed them and when."`
 	Lock     LockCmd     `cmd:"" help:"Show or release the deploy lock."`
 	Config   ConfigCmd   `cmd:"" name:"config" help:"Print the resolved configuration and where each value came from."`
+	Env      EnvCmd      `cmd:"" help:"Change the app's env on the servers without a deploy."`
 	Printenv PrintenvCmd `cmd:"" help:"Print the env that would be uploaded to each host, secrets redacted."`
 	Recipe   RecipeCmd   `cmd:"" help:"Inspect the deploy recipe."`
 	Init     InitCmd     `cmd:"" help:"Write a commented raijin.toml, an example .env.prod and .raijin/ examples for a new project."`

@@ -144,6 +144,7 @@ func answer(parser *kong.Kong, line string) ([]string, error) {
 		}),
 		"roles":      fromConfig((*config.Config).Roles),
 		"completion": complete.PredictSet("generate", "complete"),
+		"cat":        complete.PredictSet(catWhat...),
 	}))
 	if err != nil {
 		return nil, err

@@ -22,10 +22,18 @@ type lockFlags struct {
 // flowOpts are the run options for a lock-taking command that runs the
 // recipe's flow of the same name.
 func (l lockFlags) flowOpts(app *App, cfg *config.Config, command string) (engine.Options, error) {
-	o, err := app.runOpts(cfg, command, command, "", false)
+	return l.opts(app, cfg, command, command)
+}
+
+// opts are the run options for the lock-taking command that runs flow.
+func (l lockFlags) opts(app *App, cfg *config.Config, command, flow string) (engine.Options, error) {
+	o, err := app.runOpts(cfg, command, flow, "", false)
 	if err != nil {
 		return o, err
 	}
+	// A lock left by a dead run is offered for takeover on a terminal, as
+	// deploy offers it; without one the error names --force-unlock.
+	o.TakeOverStale = app.askStale
 	return o, l.apply(&o)
 }
 

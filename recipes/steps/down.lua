@@ -12,7 +12,7 @@ local M = {}
 
 -- Stops, disables and deletes each of $UNITS that has a file in $UNIT_DIR
 -- (with its drop-ins), then a daemon-reload if there was one; and deletes
--- the live marker $LIVE.
+-- the live marker $LIVE and the maintenance page $MAINTENANCE.
 local DISABLE_UNITS = [[set -e
 found=
 set -f
@@ -20,13 +20,14 @@ for u in $UNITS; do
   if [ -e "$UNIT_DIR/$u" ]; then systemctl disable --now "$u"; rm -rf "$UNIT_DIR/$u" "$UNIT_DIR/$u.d"; systemctl reset-failed "$u" 2>/dev/null || true; found=1; fi
 done
 if [ -n "$found" ]; then systemctl daemon-reload; fi
-rm -f "$LIVE"]]
+rm -f "$LIVE" "$MAINTENANCE"]]
 
 -- disable_units: stop and disable the units (the socket first), delete their
 -- files, daemon-reload.
 function M.disable_units(ctx)
   ctx.host:run(DISABLE_UNITS, { sudo = true, env = {
     UNIT_DIR = ctx.paths.unit_dir, UNITS = table.concat(services.all_unit_names(ctx), " "), LIVE = ctx.paths.live,
+    MAINTENANCE = ctx.paths.maintenance,
   } })
 end
 

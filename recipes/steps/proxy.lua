@@ -18,7 +18,16 @@ function M.site(ctx)
   for path, dir in c.webserver.statics() do
     statics[#statics + 1] = { path = path, dir = dir }
   end
-  table.sort(statics, function(a, b) return a.path < b.path end)
+  -- The longest path first, as Caddy sorts path matchers.
+  table.sort(statics, function(a, b)
+    if #a.path ~= #b.path then return #a.path > #b.path end
+    return a.path < b.path
+  end)
+  for i, s in ipairs(statics) do
+    -- What handle_path would strip: /static/* strips /static.
+    s.name = c.app .. "_static" .. i
+    s.prefix = s.path:gsub("/?%*$", "")
+  end
   local vars = {
     site = ctx.host.site_address, upstream = raijin.slot(ctx, "blue").upstream,
     statics = statics, try_duration = "30s",
@@ -27,6 +36,15 @@ function M.site(ctx)
     -- The route that takes this host out of the load balancer.
     vars.out, vars.health_uri = ctx.paths.out, c.webserver.health_check
     vars.out_dir, vars.out_file = ctx.paths.out:match("^(.*)/([^/]+)$")
+  end
+  if ctx.paths.maintenance then
+    -- The maintenance page's route (raijin.steps.maintenance), taken while
+    -- the page exists; not for the health check, which the deploy and a
+    -- load balancer ask.
+    vars.maintenance = ctx.paths.maintenance
+    vars.maintenance_dir, vars.maintenance_file = ctx.paths.maintenance:match("^(.*)/([^/]+)$")
+    vars.maintenance_health = c.webserver.health_check ~= "" and c.webserver.health_check or nil
+    vars.retry_after = 300
   end
   if c.webserver.blue_green then
     -- The green slot's route, taken while the live marker exists.

@@ -434,7 +434,8 @@ if [ "$PREVIOUS" != "$VERSION" ] && [ -d "v$PREVIOUS/.units" ]; then rm -rf "v$V
 -- ($KEEP: the names of its unit files): a process taken out of
 -- [processes], or a role taken away from the host. Workers are stopped,
 -- disabled and deleted; for web ($WEB_FILE), both slots and their sockets,
--- the live marker $LIVE and the Caddy site $SITE (Caddy reloads). Run as
+-- the live marker $LIVE, the maintenance page $MAINTENANCE and the Caddy
+-- site $SITE (Caddy reloads). Run as
 -- root, in the app directory, with the deploy's last round trip.
 local REMOVE_STALE = OURS .. [[[ -d "v$PREVIOUS/.units" ] || exit 0
 keep=" $KEEP "
@@ -445,7 +446,7 @@ for f in "v$PREVIOUS"/.units/*; do
   case "$u" in "$APP".service|"$APP"-*.service) ;; *) continue;; esac
   if [ "$u" = "$WEB_FILE" ]; then
     units="$APP@blue.socket $APP@green.socket $APP@blue.service $APP@green.service"
-    rm -f "$LIVE"
+    rm -f "$LIVE" "$MAINTENANCE"
     if [ -e "$SITE" ]; then rm -f "$SITE"; systemctl is-active -q caddy && systemctl reload caddy; fi
   else
     units=$u
@@ -474,7 +475,7 @@ function M.remove_stale(ctx)
   local keep = {}
   for _, u in ipairs(M.units(ctx)) do keep[#keep + 1] = u.name end
   local env = { PREVIOUS = ctx.previous, KEEP = table.concat(keep, " "), WEB_FILE = web_file(ctx), APP = ctx.config.app,
-    UNIT_DIR = ctx.paths.unit_dir, LIVE = ctx.paths.live, SITE = ctx.paths.caddy_site }
+    UNIT_DIR = ctx.paths.unit_dir, LIVE = ctx.paths.live, MAINTENANCE = ctx.paths.maintenance, SITE = ctx.paths.caddy_site }
   ctx.host:defer(function()
     ctx.host:run(REMOVE_STALE, { sudo = true, cwd = ctx.paths.app_dir, env = env })
   end)
