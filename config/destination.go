@@ -177,6 +177,13 @@ func (c *Config) at(key string) string {
 	if w := c.written(key); w != "" {
 		return w
 	}
+	// A key of a process's table (processes.NAME.replicas) written
+	// inline or dotted: the line that names the process.
+	if parts := strings.Split(key, "."); parts[0] == "processes" && len(parts) == 3 {
+		if w := c.written("processes." + parts[1]); w != "" {
+			return w
+		}
+	}
 	if parts := strings.Split(key, "."); parts[0] == "hosts" && len(parts) == 3 {
 		l := c.layers[c.hostsFrom]
 		var idx int
