@@ -35,7 +35,8 @@ type Config struct {
 	// ctx.delete_state: down deletes the app's state directory and user too
 	DeleteState bool
 	Keep        int    // ctx.keep: versions prune keeps (0 = not set)
-	Process     string // ctx.process: the process app start|stop|restart acts on ("" = all)
+	Process     string // ctx.process: the process app start|stop|restart|scale acts on ("" = all)
+	Replicas    int    // ctx.replicas: app scale's count (0 = not set)
 	Events      Events
 	Redactor    *secrets.Redactor
 	// LoadEnv reads a host's env and resolves its secrets (raijin.env.load).
@@ -368,6 +369,9 @@ func (s *hostState) newCtx(L *lua.LState, t Target) *lua.LTable {
 	}
 	if s.cfg.Process != "" {
 		ctx.RawSetString("process", lua.LString(s.cfg.Process))
+	}
+	if s.cfg.Replicas > 0 {
+		ctx.RawSetString("replicas", lua.LNumber(s.cfg.Replicas))
 	}
 	// Phases may add details to the command's audit line (ctx.audit.pruned).
 	ctx.RawSetString("audit", L.NewTable())

@@ -12,11 +12,16 @@ local M = {}
 
 -- Stops, disables and deletes each of $UNITS that has a file in $UNIT_DIR
 -- (with its drop-ins), then a daemon-reload if there was one; and deletes
--- the live marker $LIVE.
-local DISABLE_UNITS = [[set -e
+-- the live marker $LIVE. A template's instances (replicas) stop first.
+local DISABLE_UNITS = services.INSTANCES .. [[set -e
 found=
 set -f
 for u in $UNITS; do
+  case "$u" in *@.service)
+    for x in $(instances "$u"); do systemctl disable -q --now "$x" 2>/dev/null || true; systemctl reset-failed "$x" 2>/dev/null || true; done
+    if [ -e "$UNIT_DIR/$u" ]; then rm -f "$UNIT_DIR/$u"; found=1; fi
+    continue;;
+  esac
   if [ -e "$UNIT_DIR/$u" ]; then systemctl disable --now "$u"; rm -rf "$UNIT_DIR/$u" "$UNIT_DIR/$u.d"; systemctl reset-failed "$u" 2>/dev/null || true; found=1; fi
 done
 if [ -n "$found" ]; then systemctl daemon-reload; fi

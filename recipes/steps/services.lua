@@ -36,30 +36,78 @@ local function web_file(ctx)
   return ctx.config.app .. ".service"
 end
 
+-- spec: a process as raijin.toml gives it: command, schedule ("" runs
+-- always) and replicas (0: one unit of its own, not a template).
+function M.spec(ctx, proc)
+  local p = ctx.config.process_specs[proc]
+  return { command = p.command, schedule = p.schedule, replicas = p.replicas }
+end
+
 -- The unit files of this app's processes: a list of {name, content, own,
--- proc}. web's is {app}.service, which runs in both slots; the others are
--- {app}-{process}.service. A file of the same name in local_config_dir is
--- used as it is (own); otherwise it is generated from
--- templates/process.service.
+-- proc}. web's is {app}.service, which runs in both slots; a process with
+-- replicas has the template {app}-{process}@.service, a scheduled one
+-- {app}-{process}.service (a one-shot run) and {app}-{process}.timer;
+-- the others {app}-{process}.service. A file of the same name in
+-- local_config_dir is used as it is (own); otherwise it is generated from
+-- templates/process.service (and process.timer).
 function M.units(ctx)
   local c = ctx.config
   local units = {}
   local confined = sandbox.lines(ctx)
-  for _, proc in ipairs(raijin.process_names(ctx)) do
-    local name = proc == "web" and web_file(ctx) or raijin.unit_name(ctx, proc)
+  local function add(proc, name, template, vars)
     local own = raijin.path(ctx, c.local_config_dir .. "/" .. name)
     local u = { name = name, proc = proc }
     if ctx["local"]:exists(own) then
       u.content, u.own = ctx["local"]:read(own), true
     else
-      u.content = templates.render(ctx, "process.service", {
-        process = proc, own = name, command = c.processes[proc],
-        slotted = proc == "web", sandbox = confined,
-      })
+      vars.process, vars.own, vars.sandbox = proc, name, confined
+      u.content = templates.render(ctx, template, vars)
     end
     units[#units + 1] = u
   end
+  for _, proc in ipairs(raijin.process_names(ctx)) do
+    local p = M.spec(ctx, proc)
+    local base = c.app .. "-" .. proc
+    if proc == "web" then
+      add(proc, web_file(ctx), "process.service", { command = p.command, slotted = true })
+    elseif p.schedule ~= "" then
+      add(proc, base .. ".service", "process.service", { command = p.command, oneshot = true })
+      add(proc, base .. ".timer", "process.timer", { service = base .. ".service", schedule = p.schedule })
+    elseif p.replicas > 0 then
+      add(proc, base .. "@.service", "process.service", { command = p.command, replica = true })
+    else
+      add(proc, base .. ".service", "process.service", { command = p.command })
+    end
+  end
   return units
+end
+
+-- workers: the unit files of the processes but web (files), and what
+-- runs them: services (restarted by a deploy all at once, checked
+-- alongside the web process), timers (a scheduled process: the deploy
+-- (re)starts the timer, never the run) and replicated, a list of
+-- {proc, base, count}: the instances base@1.service .. base@{count}.service,
+-- restarted one at a time.
+function M.workers(ctx)
+  local w = { files = {}, services = {}, timers = {}, replicated = {} }
+  for _, proc in ipairs(raijin.process_names(ctx)) do
+    if proc ~= "web" then
+      local p = M.spec(ctx, proc)
+      local base = ctx.config.app .. "-" .. proc
+      if p.schedule ~= "" then
+        table.insert(w.files, base .. ".service")
+        table.insert(w.files, base .. ".timer")
+        table.insert(w.timers, base .. ".timer")
+      elseif p.replicas > 0 then
+        table.insert(w.files, base .. "@.service")
+        table.insert(w.replicated, { proc = proc, base = base, count = p.replicas })
+      else
+        table.insert(w.files, base .. ".service")
+        table.insert(w.services, base .. ".service")
+      end
+    end
+  end
+  return w
 end
 
 -- The socket unit of a slot (with a unix-socket upstream).
@@ -88,13 +136,10 @@ function M.slot_env(ctx, slot)
   return "PORT=" .. string.format("%d", s.port)
 end
 
--- The worker units (every process but web).
+-- The worker units that run all the time, one each (every process but
+-- web, the scheduled ones and those with replicas: see M.workers).
 function M.worker_names(ctx)
-  local names = {}
-  for _, proc in ipairs(raijin.process_names(ctx)) do
-    if proc ~= "web" then names[#names + 1] = raijin.unit_name(ctx, proc) end
-  end
-  return names
+  return M.workers(ctx).services
 end
 
 -- Whether this host runs the web process (the app has one, and the host
@@ -106,27 +151,36 @@ function M.has_web(ctx)
   return false
 end
 
--- The service units of the processes, web first: the live slot's.
+-- The units of the processes, web first (the live slot's), then the
+-- workers, the instances of raijin.toml's replicas and the timers.
 function M.unit_names(ctx)
   local names = {}
   if M.has_web(ctx) then names[1] = raijin.slot(ctx, ctx.live or "blue").unit end
-  for _, u in ipairs(M.worker_names(ctx)) do names[#names + 1] = u end
+  local w = M.workers(ctx)
+  for _, u in ipairs(w.services) do names[#names + 1] = u end
+  for _, r in ipairs(w.replicated) do
+    for i = 1, r.count do names[#names + 1] = r.base .. "@" .. i .. ".service" end
+  end
+  for _, u in ipairs(w.timers) do names[#names + 1] = u end
   return names
 end
 
 -- Every unit raijin may have installed for this app: both slots (socket
 -- units first, so that stopping them in order cannot start a service
 -- again), the web unit of an older raijin ({app}.socket, {app}.service),
--- the workers of every process (this host's roles or not).
+-- the workers of every process (this host's roles or not): timers before
+-- their services, the templates of replicas (their instances go with them).
 function M.all_unit_names(ctx)
   local app = ctx.config.app
   local names = { app .. "@blue.socket", app .. "@green.socket", app .. ".socket",
     app .. "@blue.service", app .. "@green.service", app .. ".service" }
-  local workers = {}
   for _, proc in ipairs(raijin.process_names(ctx, true)) do
-    if proc ~= "web" then workers[#workers + 1] = raijin.unit_name(ctx, proc) end
+    if proc ~= "web" then
+      local p, base = M.spec(ctx, proc), app .. "-" .. proc
+      if p.schedule ~= "" then names[#names + 1] = base .. ".timer" end
+      names[#names + 1] = base .. (p.replicas > 0 and "@.service" or ".service")
+    end
   end
-  for _, u in ipairs(workers) do names[#names + 1] = u end
   return names
 end
 
@@ -146,10 +200,13 @@ function M.write_units(ctx, dir)
 end
 
 -- Installs the unit files of v$VERSION/.units (written by store; a version
--- an older raijin deployed has none: then those of $FALLBACK) in $UNIT_DIR: $WEB_FILE as $SLOT_UNIT, the others ($WORKERS) under their
--- names; and the slot's drop-in and socket unit from $SLOT_CONF and
--- $SOCKET_CONF. Only files that change are written, and only then comes a
--- daemon-reload. Run as root, in the app directory.
+-- an older raijin deployed has none: then those of $FALLBACK) in
+-- $UNIT_DIR: $WEB_FILE as $SLOT_UNIT, the workers' files ($FILES: services,
+-- timers, templates) under their names, and enables $ENABLE (the workers
+-- that run all the time, the timers); and the slot's drop-in and socket
+-- unit from $SLOT_CONF and $SOCKET_CONF. Only files that change are
+-- written, and only then comes a daemon-reload. Run as root, in the app
+-- directory.
 local INSTALL = [[set -e
 src=v$VERSION/.units
 [ -d "$src" ] || src=$FALLBACK
@@ -167,21 +224,118 @@ if [ -n "$SLOT_UNIT" ]; then
   [ -z "$SOCKET_UNIT" ] || put "$UNIT_DIR/$SOCKET_UNIT" "$SOCKET_CONF"
 fi
 set -f
-for u in $WORKERS; do put "$UNIT_DIR/$u" "$(cat "$src/$u")"; done
+# A version deployed with other processes lacks some files: what is
+# installed of those stays.
+for u in $FILES; do [ ! -e "$src/$u" ] || put "$UNIT_DIR/$u" "$(cat "$src/$u")"; done
 if [ -n "$changed" ]; then systemctl daemon-reload; fi
-for u in $WORKERS; do systemctl is-enabled -q "$u" 2>/dev/null || systemctl enable -q --no-reload "$u"; done]]
+for u in $ENABLE; do [ ! -e "$UNIT_DIR/$u" ] || systemctl is-enabled -q "$u" 2>/dev/null || systemctl enable -q --no-reload "$u"; done]]
 
 -- install: the units of `version` for slot (nil: workers only) and, when
--- workers, the worker units.
+-- workers, the workers' unit files.
 local function install(ctx, version, slot, workers)
   local env = { UNIT_DIR = ctx.paths.unit_dir, VERSION = version, WEB_FILE = web_file(ctx), FALLBACK = ctx.units_fallback or "",
-    WORKERS = workers and table.concat(M.worker_names(ctx), " ") or "" }
+    FILES = "", ENABLE = "" }
+  if workers then
+    local w = M.workers(ctx)
+    local enable = { table.unpack(w.services) }
+    for _, t in ipairs(w.timers) do enable[#enable + 1] = t end
+    env.FILES, env.ENABLE = table.concat(w.files, " "), table.concat(enable, " ")
+  end
   if slot then
     local s = raijin.slot(ctx, slot)
     env.SLOT_UNIT, env.SLOT_CONF, env.SLOT_ENV = s.unit, M.slot_conf(ctx, slot), M.slot_env(ctx, slot)
     if s.socket_unit then env.SOCKET_UNIT, env.SOCKET_CONF = s.socket_unit, M.socket_unit(ctx, slot) end
   end
   ctx.host:run(INSTALL, { sudo = true, cwd = ctx.paths.app_dir, env = env })
+end
+
+-- INSTANCES defines `instances T`: the instances of the template T
+-- (base@.service) that systemd knows on this host (running, failed, or
+-- enabled to start at boot), one name a line. Prepended to the scripts
+-- that scale or remove them.
+M.INSTANCES = [[instances() {
+  b=${1%@.service}
+  { systemctl list-units --all --plain --no-legend "$b@*.service" 2>/dev/null | awk '{print $1}'
+    ls "$UNIT_DIR"/*.wants/ 2>/dev/null; } | grep -x -e "$b@[0-9][0-9]*\.service" | sort -u
+}
+]]
+
+-- Runs $COUNT instances of the template $BASE@.service ($UNIT_DIR/$BASE@.service
+-- must be installed): $BASE@1.service .. @$COUNT.service, one at a time:
+-- each one (re)started (with $RESTART: every one; without: only one not
+-- running) must stay active for $SETTLE_MS milliseconds before the next
+-- one's turn, so that some keep running while the others restart. Each is
+-- enabled (it starts at boot). Then, with $TRIM, instances beyond $COUNT
+-- stop and are disabled; without, $COUNT grows to the highest instance
+-- running (app start/restart after app scale). Run as root.
+local REPLICAS = M.INSTANCES .. [[set -f
+[ -e "$UNIT_DIR/$BASE@.service" ] || { echo "$BASE@.service is not installed: deploy a version whose process $PROC has replicas first" >&2; exit 1; }
+if [ -z "$TRIM" ]; then
+  for u in $(instances "$BASE@.service"); do
+    n=${u#"$BASE@"}; n=${n%.service}
+    if [ "$n" -gt "$COUNT" ] && systemctl is-active -q "$u"; then COUNT=$n; fi
+  done
+fi
+i=1
+while [ "$i" -le "$COUNT" ]; do
+  u=$BASE@$i.service
+  systemctl is-enabled -q "$u" 2>/dev/null || systemctl enable -q --no-reload "$u"
+  if [ -n "$RESTART" ] || ! systemctl is-active -q "$u"; then
+    systemctl reset-failed "$u" 2>/dev/null
+    systemctl restart "$u"
+    end=$(( $(date +%s%3N) + SETTLE_MS ))
+    while :; do
+      sleep 0.1
+      s=$(systemctl is-active "$u" 2>/dev/null)
+      if [ "$s" != active ]; then
+        echo "replica $u is $s within $SETTLE_MS ms of its start: the replicas after it were left as they were" >&2
+        echo "--- journalctl -u $u (last lines)" >&2; journalctl -u "$u" -n 12 --no-pager -o cat 2>&1 | tail -n 12 >&2
+        exit 4
+      fi
+      [ "$(date +%s%3N)" -lt "$end" ] || break
+    done
+    echo "started $u"
+  fi
+  i=$((i + 1))
+done
+[ -n "$TRIM" ] || exit 0
+for u in $(instances "$BASE@.service"); do
+  n=${u#"$BASE@"}; n=${n%.service}
+  if [ "$n" -gt "$COUNT" ]; then
+    systemctl disable -q --no-reload --now "$u" 2>/dev/null; systemctl reset-failed "$u" 2>/dev/null; echo "stopped $u"
+  fi
+done
+true]]
+
+-- replicas: r.count instances of the replicated process r (see
+-- M.workers) running, one at a time (see REPLICAS). opts.restart: every
+-- one restarts, else only those that do not run start; opts.trim: those
+-- beyond r.count stop.
+function M.replicas(ctx, r, opts)
+  return ctx.host:run(REPLICAS, { sudo = true, env = {
+    UNIT_DIR = ctx.paths.unit_dir, BASE = r.base, PROC = r.proc, COUNT = string.format("%d", r.count),
+    RESTART = opts.restart and "1" or "", TRIM = opts.trim and "1" or "", SETTLE_MS = "1000",
+  } })
+end
+
+-- Checks a schedule with the server's systemd ($SCHEDULE, of process
+-- $PROC), which the config's own check (config.CheckCalendar) already
+-- passed: a systemd older than the syntax, say.
+local CHECK_SCHEDULE = [[command -v systemd-analyze >/dev/null || exit 0
+out=$(systemd-analyze calendar -- "$SCHEDULE" 2>&1) && exit 0
+echo "processes.$PROC.schedule: the server's systemd does not take \"$SCHEDULE\" (systemd-analyze calendar):" >&2
+printf '%s\n' "$out" | tail -n 3 >&2
+exit 1]]
+
+-- check_schedules: each scheduled process's schedule, checked by the
+-- server's systemd before any unit changes.
+function M.check_schedules(ctx)
+  for _, proc in ipairs(raijin.process_names(ctx)) do
+    local p = M.spec(ctx, proc)
+    if p.schedule ~= "" then
+      ctx.host:run(CHECK_SCHEDULE, { env = { SCHEDULE = p.schedule, PROC = proc } })
+    end
+  end
 end
 
 -- Points the slot's link, .slot-$SLOT in the app directory, at v$VERSION:
@@ -345,17 +499,26 @@ for u in $LEGACY; do
 done
 systemctl daemon-reload]]
 
--- restart_workers: the worker units of `version` installed and
--- restarted (not waited for: see wait_ready). ctx.workers_restarted tells
--- the undo to restart them with the previous version's units. Returns
--- their names.
+-- restart_workers: the worker units of `version` installed, the workers
+-- restarted (not waited for: see wait_ready), the timers of scheduled
+-- processes started when they do not run (which starts no run: the next
+-- run, at its time, runs the new version), and the replicas restarted one at a time, each
+-- waited for (see M.replicas), instances beyond raijin.toml's count
+-- stopped. ctx.workers_restarted tells the undo to restart them with the
+-- previous version's units. Returns the workers to wait for.
 function M.restart_workers(ctx, version)
-  local workers = M.worker_names(ctx)
-  if #workers == 0 then return workers end
+  local w = M.workers(ctx)
+  if #w.files == 0 then return w.services end
   install(ctx, version, nil, true)
   ctx.workers_restarted = true
-  ctx.host:systemctl("restart", table.unpack(workers))
-  return workers
+  if #w.services > 0 then ctx.host:systemctl("restart", table.unpack(w.services)) end
+  -- Started, never restarted: systemd computes a restarted timer's next
+  -- event from its previous start, so a restart would run at once an
+  -- event missed since then. A changed schedule reaches a running timer
+  -- with the daemon-reload.
+  if #w.timers > 0 then ctx.host:systemctl("start", table.unpack(w.timers)) end
+  for _, r in ipairs(w.replicated) do M.replicas(ctx, r, { restart = true, trim = true }) end
+  return w.services
 end
 
 -- install_site: right after the switch, the deploy's Caddy site (left
@@ -432,17 +595,25 @@ if [ "$PREVIOUS" != "$VERSION" ] && [ -d "v$PREVIOUS/.units" ]; then rm -rf "v$V
 -- Removes from the host the units the previous version $PREVIOUS ran
 -- (the files in v$PREVIOUS/.units) that this deploy's version does not
 -- ($KEEP: the names of its unit files): a process taken out of
--- [processes], or a role taken away from the host. Workers are stopped,
+-- [processes], or a role taken away from the host, or a worker that moved
+-- to or from replicas (its unit's name changed). Workers (timers,
+-- templates with their instances) are stopped,
 -- disabled and deleted; for web ($WEB_FILE), both slots and their sockets,
 -- the live marker $LIVE and the Caddy site $SITE (Caddy reloads). Run as
 -- root, in the app directory, with the deploy's last round trip.
-local REMOVE_STALE = OURS .. [[[ -d "v$PREVIOUS/.units" ] || exit 0
+local REMOVE_STALE = OURS .. M.INSTANCES .. [[[ -d "v$PREVIOUS/.units" ] || exit 0
 keep=" $KEEP "
 gone=
 for f in "v$PREVIOUS"/.units/*; do
   u=${f##*/}
   case "$keep" in *" $u "*) continue;; esac
-  case "$u" in "$APP".service|"$APP"-*.service) ;; *) continue;; esac
+  case "$u" in "$APP".service|"$APP"-*.service|"$APP"-*.timer) ;; *) continue;; esac
+  case "$u" in *@.service)
+    # A template's instances (replicas) go with it.
+    if [ -e "$UNIT_DIR/$u" ] && { ours "$u" || cmp -s "$UNIT_DIR/$u" "$f"; }; then
+      for x in $(instances "$u"); do systemctl disable -q --now "$x" 2>/dev/null; systemctl reset-failed "$x" 2>/dev/null; gone="$gone $x"; done
+    fi;;
+  esac
   if [ "$u" = "$WEB_FILE" ]; then
     units="$APP@blue.socket $APP@green.socket $APP@blue.service $APP@green.service"
     rm -f "$LIVE"
@@ -484,6 +655,7 @@ end
 -- then cycle. All of it is one batch: one round trip.
 function M.run(ctx)
   ctx.host:batch(function()
+    M.check_schedules(ctx)
     if ctx.redeploy and ctx.previous then
       -- Code only: the new version gets the serving version's unit files
       -- (this project's, when an older raijin deployed it).
