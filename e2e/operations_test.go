@@ -92,6 +92,7 @@ func TestScheduledProcess(t *testing.T) {
 	start := time.Now()
 	h.Root(t, "systemctl start "+service)
 	t.Logf("a scheduled run (systemctl start %s, a one-shot that writes a line, waited for): %s", service, time.Since(start).Round(time.Millisecond))
+	t.Logf("the run itself (systemd's ExecMainStartTimestamp to ExecMainExitTimestamp, µs): %s", h.Root(t, "systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic "+service))
 	if got := p.runs(h); got != "migrated to 1.0.0\nmigrated to 2.0.0\n" {
 		t.Errorf("a run after the deploy of 2.0.0: %q", got)
 	}
@@ -109,12 +110,14 @@ func TestScheduledProcess(t *testing.T) {
 	// One that only the server's systemd refuses (an unknown time zone):
 	// the deploy stops before the switch, and 2.0.0 still serves.
 	p.Write("raijin.toml", regexpReplace(good, `schedule = ".*"`, `schedule = "*-*-* 03:00 Mars/Olympus"`), 0o644)
-	if r := p.Raijin("deploy", "--set-version", "2.2.0"); r.Code == 0 || !strings.Contains(r.Stderr, `processes.report.schedule: the server's systemd does not take "*-*-* 03:00 Mars/Olympus"`) {
+	r = p.Raijin("deploy", "--set-version", "2.2.0")
+	if r.Code == 0 || !strings.Contains(r.Stderr, `processes.report.schedule: the server's systemd does not take "*-*-* 03:00 Mars/Olympus"`) {
 		t.Errorf("deploy with a schedule systemd refuses: %s", r)
 	}
 	if code, body := Get(t, p.SiteURL(h)); code != 200 || !strings.Contains(body, "goapp 2.0.0") {
 		t.Errorf("after the refused schedule: %d %q", code, body)
 	}
+	t.Logf("a schedule the server refuses:\n%s", r.Stderr)
 
 	// Out of [processes]: the timer and its service go.
 	p.Write("raijin.toml", good, 0o644)
@@ -202,6 +205,7 @@ func TestReplicas(t *testing.T) {
 	if got, want := activeReplicas(t, h, base), all3+fmt.Sprintf(" %[1]s@4.service %[1]s@5.service", base); got != want {
 		t.Errorf("after app scale mail 5: %q, want %q", got, want)
 	}
+	t.Logf("app scale mail 5:\n%s", r.Stderr)
 	if !strings.Contains(r.Stderr, "says replicas = 3 for mail: the next deploy runs 3 again") {
 		t.Errorf("app scale should say that raijin.toml keeps 3:\n%s", r.Stderr)
 	}
@@ -217,6 +221,26 @@ func TestReplicas(t *testing.T) {
 	if got, want := activeReplicas(t, h, base), fmt.Sprintf("%[1]s@1.service %[1]s@2.service", base); got != want {
 		t.Errorf("after app scale mail 2: %q, want %q", got, want)
 	}
+	// app stop stops every replica; app start starts raijin.toml's count;
+	// app restart restarts them one at a time.
+	p.MustRaijin("app", "stop", "mail")
+	if got := activeReplicas(t, h, base); got != "" {
+		t.Errorf("after app stop mail: %q", got)
+	}
+	p.MustRaijin("app", "start", "mail")
+	if got := activeReplicas(t, h, base); got != all3 {
+		t.Errorf("after app start mail: %q, want %q", got, all3)
+	}
+	before, _ = replicaStarts(t, h, base, 3)
+	p.MustRaijin("app", "restart", "mail")
+	after, _ = replicaStarts(t, h, base, 3)
+	for i := range after {
+		if after[i] <= before[i] || (i > 0 && after[i]-after[i-1] < 900_000) {
+			t.Errorf("app restart mail: replica %d not restarted one at a time (%v, before %v)", i+1, after, before)
+		}
+	}
+	p.MustRaijin("app", "scale", "mail", "2")
+
 	// The next deploy runs raijin.toml's count.
 	p.MustRaijin("deploy", "--set-version", "3.0.0")
 	if got := activeReplicas(t, h, base); got != all3 {

@@ -24,20 +24,13 @@ func (q *quietEvents) DryRun(string, string, string, string)         {}
 // host and returns the commands it ran.
 func recordFlow(t *testing.T, flow string, tweak func(*engine.Options)) []string {
 	t.Helper()
-	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte(`app = "shop"
-version = "1.0.0"
-distfile = "dist/shop"
-[webserver]
-upstream = "localhost:8000"
-[processes]
-web = "shop serve"
-worker = "shop work"
-[[hosts]]
-name = "prod"
-address = "192.0.2.1"
-user = "deploy"
-domain_name = ":8080"
-`))
+	return recordFlowOf(t, shopTOML, flow, tweak)
+}
+
+// recordFlowOf is recordFlow for the project of raijin.toml text toml.
+func recordFlowOf(t *testing.T, toml, flow string, tweak func(*engine.Options)) []string {
+	t.Helper()
+	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte(toml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +49,21 @@ domain_name = ":8080"
 	}
 	return cmds
 }
+
+const shopTOML = `app = "shop"
+version = "1.0.0"
+distfile = "dist/shop"
+[webserver]
+upstream = "localhost:8000"
+[processes]
+web = "shop serve"
+worker = "shop work"
+[[hosts]]
+name = "prod"
+address = "192.0.2.1"
+user = "deploy"
+domain_name = ":8080"
+`
 
 // Down stops and removes the units (both web slots, the web unit of an older
 // raijin, the worker; the socket units first) and the live marker, the

@@ -328,7 +328,7 @@ printf '%s\n' "$out" | tail -n 3 >&2
 exit 1]]
 
 -- check_schedules: each scheduled process's schedule, checked by the
--- server's systemd before any unit changes.
+-- server's systemd; the install step calls it before the switch.
 function M.check_schedules(ctx)
   for _, proc in ipairs(raijin.process_names(ctx)) do
     local p = M.spec(ctx, proc)
@@ -655,7 +655,6 @@ end
 -- then cycle. All of it is one batch: one round trip.
 function M.run(ctx)
   ctx.host:batch(function()
-    M.check_schedules(ctx)
     if ctx.redeploy and ctx.previous then
       -- Code only: the new version gets the serving version's unit files
       -- (this project's, when an older raijin deployed it).
