@@ -114,3 +114,22 @@ func TestCheckCalendar(t *testing.T) {
 		}
 	}
 }
+
+// A destination's file may set a process's table keys over raijin.toml's:
+// staging runs one replica, production three.
+func TestProcessTableInDestination(t *testing.T) {
+	p := project(t, withProcs("[processes]\nweb = \"a\"\n\n[processes.mail]\ncommand = \"shop mail\"\nreplicas = 3\n"),
+		"raijin.staging.toml", "[processes.mail]\nreplicas = 1\n")
+	c, err := LoadDestination(p, "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := c.Process("mail"); m.Replicas != 1 || m.Command != "shop mail" {
+		t.Errorf("mail in staging: %+v", m)
+	}
+	bad := project(t, withProcs("[processes]\nweb = \"a\"\n\n[processes.mail]\ncommand = \"shop mail\"\nreplicas = 3\n"),
+		"raijin.staging.toml", "\n[processes.mail]\nreplicas = 0\n")
+	if _, err := LoadDestination(bad, "staging"); err == nil || !strings.Contains(err.Error(), "raijin.staging.toml:3: processes.mail.replicas: 0: a process runs 1 instance or more") {
+		t.Errorf("replicas = 0 in the destination's file: %v", err)
+	}
+}
