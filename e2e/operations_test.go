@@ -97,6 +97,36 @@ func TestScheduledProcess(t *testing.T) {
 		t.Errorf("a run after the deploy of 2.0.0: %q", got)
 	}
 
+	// app restart (every process) starts the timer but runs nothing; app
+	// stop report stops the timer, app start report starts it again.
+	p.MustRaijin("app", "restart")
+	if got := p.runs(h); got != "migrated to 1.0.0\nmigrated to 2.0.0\n" {
+		t.Errorf("app restart ran the job: %q", got)
+	}
+	p.MustRaijin("app", "stop", "report")
+	if got := unitState(t, h, timer); got != timer+": inactive file\n" {
+		t.Errorf("after app stop report: %s", got)
+	}
+	p.MustRaijin("app", "start", "report")
+	if got := unitState(t, h, timer); got != timer+": active file\n" {
+		t.Errorf("after app start report: %s", got)
+	}
+	if got := p.runs(h); got != "migrated to 1.0.0\nmigrated to 2.0.0\n" {
+		t.Errorf("app stop/start report ran the job: %q", got)
+	}
+
+	// A changed schedule reaches the running timer at the next deploy,
+	// and runs nothing then.
+	next := time.Now().UTC().Add(time.Hour).Truncate(time.Second)
+	p.Write("raijin.toml", regexpReplace(readFile(t, p.Dir+"/raijin.toml"), `schedule = ".*"`, fmt.Sprintf("schedule = %q", next.Format("2006-01-02 15:04:05")+" UTC")), 0o644)
+	p.MustRaijin("deploy", "--set-version", "2.0.1")
+	if got := p.runs(h); got != "migrated to 1.0.0\nmigrated to 2.0.0\n" {
+		t.Errorf("the deploy of a new schedule ran the job: %q", got)
+	}
+	if r := p.MustRaijin("app", "status"); !strings.Contains(r.Stdout, "next "+next.Format("Mon 2006-01-02 15:04:05")+" UTC") {
+		t.Errorf("app status should show the new schedule's next run, %s:\n%s", next, r.Stdout)
+	}
+
 	// app scale refuses a scheduled process, naming it.
 	if r := p.Raijin("app", "scale", "report", "2"); r.Code != 2 || !strings.Contains(r.Stderr, "app scale report: report runs on a schedule") {
 		t.Errorf("app scale report 2: %s", r)
@@ -114,7 +144,7 @@ func TestScheduledProcess(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, `processes.report.schedule: the server's systemd does not take "*-*-* 03:00 Mars/Olympus"`) {
 		t.Errorf("deploy with a schedule systemd refuses: %s", r)
 	}
-	if code, body := Get(t, p.SiteURL(h)); code != 200 || !strings.Contains(body, "goapp 2.0.0") {
+	if code, body := Get(t, p.SiteURL(h)); code != 200 || !strings.Contains(body, "goapp 2.0.1") {
 		t.Errorf("after the refused schedule: %d %q", code, body)
 	}
 	t.Logf("a schedule the server refuses:\n%s", r.Stderr)

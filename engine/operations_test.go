@@ -49,7 +49,7 @@ func TestDeployScheduledAndReplicas(t *testing.T) {
 	if install >= 0 && !strings.Contains(cmds[install], "export ENABLE=shop-report.timer") {
 		t.Errorf("install: %s", cmds[install])
 	}
-	if !strings.Contains(all, "systemctl start shop-report.timer") || strings.Contains(all, "restart shop-report.timer") ||
+	if !strings.Contains(all, "export TIMERS=shop-report.timer") || strings.Contains(all, "restart shop-report.timer") ||
 		strings.Contains(all, "start shop-report.service") {
 		t.Errorf("the timer must be started, not restarted, and the job not run:\n%s", all)
 	}
@@ -75,6 +75,10 @@ func TestScaleStopDownReplicas(t *testing.T) {
 	report := strings.Join(recordFlowOf(t, opsTOML, "stop", func(o *engine.Options) { o.Process = "report" }), "\n")
 	if !strings.Contains(report, "systemctl stop shop-report.timer") {
 		t.Errorf("app stop report:\n%s", report)
+	}
+	restart := strings.Join(recordFlowOf(t, opsTOML, "restart", nil), "\n")
+	if !strings.Contains(restart, "export TIMERS=shop-report.timer") || strings.Contains(restart, "restart shop-report.timer") {
+		t.Errorf("app restart must start the timer, never restart it:\n%s", restart)
 	}
 	down := strings.Join(recordFlowOf(t, opsTOML, "down", nil), "\n")
 	if !strings.Contains(down, "shop-mail@.service shop-report.timer shop-report.service") || !strings.Contains(down, `for x in $(instances "$u")`) {

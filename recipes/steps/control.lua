@@ -28,16 +28,18 @@ function M.act(ctx, action)
     procs = { ctx.process }
   end
   -- workers: the units of the processes that run all the time; timers:
-  -- a scheduled process's (stopping it stops the runs to come, not one
-  -- going); replicated: those with replicas, whose instances start and
-  -- restart one at a time (services.replicas).
-  local web, workers, replicated = false, {}, {}
+  -- a scheduled process's (stopping one stops the runs to come, not one
+  -- going; a start or restart starts it without a run, as a deploy does:
+  -- see services.start_timers); replicated: those
+  -- with replicas, whose instances start and restart one at a time
+  -- (services.replicas).
+  local web, workers, timers, replicated = false, {}, {}, {}
   for _, p in ipairs(procs) do
     local spec, base = services.spec(ctx, p), ctx.config.app .. "-" .. p
     if p == "web" then
       web = true
     elseif spec.schedule ~= "" then
-      workers[#workers + 1] = base .. ".timer"
+      timers[#timers + 1] = base .. ".timer"
     elseif spec.replicas > 0 then
       replicated[#replicated + 1] = { proc = p, base = base, count = spec.replicas }
     else
@@ -64,7 +66,7 @@ function M.act(ctx, action)
     services.retire(ctx)
     done = { raijin.slot(ctx, ctx.live).unit, table.unpack(workers) }
   elseif #workers == 0 and not web then
-    -- replicas only: below
+    -- replicas and timers only: below
   else
     local units = {}
     if web then
@@ -85,6 +87,14 @@ function M.act(ctx, action)
   for _, r in ipairs(replicated) do
     services.replicas(ctx, r, { restart = action == "restart" })
     done[#done + 1] = r.base .. "@*.service"
+  end
+  if #timers > 0 then
+    if action == "stop" then
+      ctx.host:systemctl("stop", table.unpack(timers))
+    else
+      services.start_timers(ctx, timers)
+    end
+    for _, u in ipairs(timers) do done[#done + 1] = u end
   end
   raijin.log(past[action] .. " " .. table.concat(done, " "))
 end

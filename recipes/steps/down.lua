@@ -23,6 +23,7 @@ for u in $UNITS; do
     continue;;
   esac
   if [ -e "$UNIT_DIR/$u" ]; then systemctl disable --now "$u"; rm -rf "$UNIT_DIR/$u" "$UNIT_DIR/$u.d"; systemctl reset-failed "$u" 2>/dev/null || true; found=1; fi
+  case "$u" in *.timer) rm -f "/var/lib/systemd/timers/stamp-$u";; esac
 done
 if [ -n "$found" ]; then systemctl daemon-reload; fi
 rm -f "$LIVE"]]

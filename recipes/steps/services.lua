@@ -205,8 +205,9 @@ end
 -- timers, templates) under their names, and enables $ENABLE (the workers
 -- that run all the time, the timers); and the slot's drop-in and socket
 -- unit from $SLOT_CONF and $SOCKET_CONF. Only files that change are
--- written, and only then comes a daemon-reload. Run as root, in the app
--- directory.
+-- written, and only then comes a daemon-reload; a running timer whose file
+-- changed restarts from a stamp made now (see START_TIMERS). Run as root,
+-- in the app directory.
 local INSTALL = [[set -e
 src=v$VERSION/.units
 [ -d "$src" ] || src=$FALLBACK
@@ -225,16 +226,28 @@ if [ -n "$SLOT_UNIT" ]; then
 fi
 set -f
 # A version deployed with other processes lacks some files: what is
-# installed of those stays.
-for u in $FILES; do [ ! -e "$src/$u" ] || put "$UNIT_DIR/$u" "$(cat "$src/$u")"; done
+# installed of those stays. A running timer whose file changed (a new
+# schedule) is re-armed: an elapsed one would not look at it again.
+rearm=
+for u in $FILES; do
+  [ -e "$src/$u" ] || continue
+  was=$changed; changed=
+  put "$UNIT_DIR/$u" "$(cat "$src/$u")"
+  case "$u" in *.timer) [ -z "$changed" ] || rearm="$rearm $u";; esac
+  changed=${changed:-$was}
+done
 if [ -n "$changed" ]; then systemctl daemon-reload; fi
+for t in $rearm; do
+  systemctl is-active -q "$t" || continue
+  mkdir -p "$STAMPS" && touch "$STAMPS/stamp-$t" && systemctl restart "$t"
+done
 for u in $ENABLE; do [ ! -e "$UNIT_DIR/$u" ] || systemctl is-enabled -q "$u" 2>/dev/null || systemctl enable -q --no-reload "$u"; done]]
 
 -- install: the units of `version` for slot (nil: workers only) and, when
 -- workers, the workers' unit files.
 local function install(ctx, version, slot, workers)
   local env = { UNIT_DIR = ctx.paths.unit_dir, VERSION = version, WEB_FILE = web_file(ctx), FALLBACK = ctx.units_fallback or "",
-    FILES = "", ENABLE = "" }
+    FILES = "", ENABLE = "", STAMPS = M.STAMPS }
   if workers then
     local w = M.workers(ctx)
     local enable = { table.unpack(w.services) }
@@ -326,6 +339,29 @@ out=$(systemd-analyze calendar -- "$SCHEDULE" 2>&1) && exit 0
 echo "processes.$PROC.schedule: the server's systemd does not take \"$SCHEDULE\" (systemd-analyze calendar):" >&2
 printf '%s\n' "$out" | tail -n 3 >&2
 exit 1]]
+
+-- Where systemd keeps the last run of a timer with Persistent=.
+M.STAMPS = "/var/lib/systemd/timers"
+
+-- Starts each timer of $TIMERS that does not run, without a run: systemd
+-- counts a (re)started timer's next event from its last run (the stamp
+-- file of Persistent=, in $STAMPS) or else from its previous start, and
+-- would run at once an event missed since then; the stamp, made now,
+-- makes the next event the first one to come. A timer that runs is left
+-- alone (INSTALL re-arms one whose schedule changed). Run as root.
+local START_TIMERS = [[set -f
+for t in $TIMERS; do
+  systemctl is-active -q "$t" && continue
+  mkdir -p "$STAMPS" && touch "$STAMPS/stamp-$t" || exit
+  systemctl reset-failed "$t" 2>/dev/null
+  systemctl start "$t" || exit
+done]]
+
+-- start_timers: the timers (names) running, none of them firing now.
+function M.start_timers(ctx, timers)
+  if #timers == 0 then return end
+  ctx.host:run(START_TIMERS, { sudo = true, env = { TIMERS = table.concat(timers, " "), STAMPS = M.STAMPS } })
+end
 
 -- check_schedules: each scheduled process's schedule, checked by the
 -- server's systemd; the install step calls it before the switch.
@@ -512,11 +548,7 @@ function M.restart_workers(ctx, version)
   install(ctx, version, nil, true)
   ctx.workers_restarted = true
   if #w.services > 0 then ctx.host:systemctl("restart", table.unpack(w.services)) end
-  -- Started, never restarted: systemd computes a restarted timer's next
-  -- event from its previous start, so a restart would run at once an
-  -- event missed since then. A changed schedule reaches a running timer
-  -- with the daemon-reload.
-  if #w.timers > 0 then ctx.host:systemctl("start", table.unpack(w.timers)) end
+  M.start_timers(ctx, w.timers)
   for _, r in ipairs(w.replicated) do M.replicas(ctx, r, { restart = true, trim = true }) end
   return w.services
 end
@@ -627,6 +659,7 @@ for f in "v$PREVIOUS"/.units/*; do
     # version's own copy.
     if [ -e "$UNIT_DIR/$x" ] && { ours "$x" || cmp -s "$UNIT_DIR/$x" "$f"; }; then
       systemctl disable -q --now "$x" 2>/dev/null; rm -rf "$UNIT_DIR/$x" "$UNIT_DIR/$x.d"; systemctl reset-failed "$x" 2>/dev/null
+      case "$x" in *.timer) rm -f "/var/lib/systemd/timers/stamp-$x";; esac
       gone="$gone $x"
     fi
   done
