@@ -312,3 +312,33 @@ func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(
 func regexpReplace(s, re, with string) string {
 	return regexp.MustCompile(re).ReplaceAllLiteralString(s, with)
 }
+
+// raijin down stops and removes a scheduled process's timer and service
+// (and the timer's stamp) and every replica with its template.
+func TestDownRemovesTimersAndReplicas(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "opsdown", Hosts: []*TestHost{h}, Head: noRelease()})
+	p.setProcs(fmt.Sprintf("web = %q\nmail = { command = \"sleep 100000\", replicas = 2 }\nreport = { command = \"%s migrate\", schedule = \"hourly\" }\n", p.App, p.App))
+	p.MustRaijin("deploy")
+	base, timer := p.App+"-mail", p.App+"-report.timer"
+	if got := activeReplicas(t, h, base); got != base+"@1.service "+base+"@2.service" {
+		t.Fatalf("after the deploy: %q", got)
+	}
+	if got := unitState(t, h, timer); got != timer+": active file\n" {
+		t.Fatalf("after the deploy: %s", got)
+	}
+	h.Root(t, "test -e /var/lib/systemd/timers/stamp-"+timer)
+	p.MustRaijin("down", "-y")
+	if got := activeReplicas(t, h, base); got != "" {
+		t.Errorf("replicas still running after down: %q", got)
+	}
+	if got := unitState(t, h, timer, p.App+"-report.service", base+"@.service"); strings.Count(got, "nofile") != 3 || strings.Contains(got, ": active") {
+		t.Errorf("after down:\n%s", got)
+	}
+	if _, ok := h.Try("test -e /var/lib/systemd/timers/stamp-" + timer); ok {
+		t.Errorf("the timer's stamp is still there after down")
+	}
+	if out := h.Root(t, "ls /etc/systemd/system/multi-user.target.wants/ /etc/systemd/system/timers.target.wants/"); strings.Contains(out, p.App+"-") {
+		t.Errorf("links left after down:\n%s", out)
+	}
+}
