@@ -342,3 +342,38 @@ func TestDownRemovesTimersAndReplicas(t *testing.T) {
 		t.Errorf("links left after down:\n%s", out)
 	}
 }
+
+// A process that changes shape keeps no unit of its old shape: plain (a
+// service that runs all the time) to scheduled stops and disables the
+// service before the one-shot takes its file, and back to plain removes
+// the timer and runs the service again.
+func TestProcessChangesShape(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "shape", Hosts: []*TestHost{h}, Head: noRelease()})
+	timer, service := p.App+"-job.timer", p.App+"-job.service"
+	enabled := func() string {
+		out, _ := h.Try("systemctl is-enabled " + service + " 2>/dev/null; ls /etc/systemd/system/multi-user.target.wants/ | grep -c " + service)
+		return strings.ReplaceAll(strings.TrimSpace(out), "\n", " ")
+	}
+	p.setProcs(fmt.Sprintf("web = %q\njob = \"sleep 100000\"\n", p.App))
+	p.MustRaijin("deploy")
+	if got := unitState(t, h, service, timer); got != service+": active file\n"+timer+": inactive nofile\n" {
+		t.Fatalf("plain:\n%s", got)
+	}
+	p.setProcs(fmt.Sprintf("web = %q\n\n[processes.job]\ncommand = \"sleep 100000\"\nschedule = \"2099-01-01 00:00:00 UTC\"\n", p.App))
+	p.MustRaijin("deploy", "--set-version", "2.0.0")
+	if got := unitState(t, h, service, timer); got != service+": inactive file\n"+timer+": active file\n" {
+		t.Errorf("plain to scheduled: the old service still runs:\n%s", got)
+	}
+	if got := enabled(); got != "static 0" && got != "disabled 0" {
+		t.Errorf("plain to scheduled: the one-shot service is still enabled (is-enabled, wants links): %s", got)
+	}
+	p.setProcs(fmt.Sprintf("web = %q\njob = \"sleep 100000\"\n", p.App))
+	p.MustRaijin("deploy", "--set-version", "3.0.0")
+	if got := unitState(t, h, service, timer); got != service+": active file\n"+timer+": inactive nofile\n" {
+		t.Errorf("scheduled to plain:\n%s", got)
+	}
+	if got := enabled(); got != "enabled 1" {
+		t.Errorf("scheduled to plain: the service is not enabled: %s", got)
+	}
+}

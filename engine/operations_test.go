@@ -85,3 +85,18 @@ func TestScaleStopDownReplicas(t *testing.T) {
 		t.Errorf("down:\n%s", down)
 	}
 }
+
+// A deploy tells the install the shape raijin.toml gives each worker
+// (BASES), so that the units of a process's old shape stop first; the
+// restart skips a worker the installed version runs in another shape.
+func TestInstallKnowsShapes(t *testing.T) {
+	cmds := recordFlowOf(t, opsTOML, "deploy", nil)
+	i := index(cmds, "export BASES=")
+	if i < 0 || !strings.Contains(cmds[i], "shop-report:timer shop-mail:replicas") ||
+		!strings.Contains(cmds[i], `systemctl disable -q --now "$b.service"`) {
+		t.Errorf("install:\n%s", strings.Join(cmds, "\n"))
+	}
+	if j := index(cmds, "export TIMERS=shop-report.timer"); j < 0 || !strings.Contains(cmds[j], "export UNIT_DIR=") {
+		t.Errorf("start timers must skip a timer not installed:\n%s", strings.Join(cmds, "\n"))
+	}
+}
