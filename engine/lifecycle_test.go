@@ -75,8 +75,9 @@ func TestDownFlow(t *testing.T) {
 	}
 	all := strings.Join(cmds, "\n")
 	order := []string{
-		"for u in shop@blue.socket shop@green.socket shop.socket shop@blue.service shop@green.service shop.service shop-worker.service; do",
-		"systemctl disable --now $u; rm -rf /etc/systemd/system/$u /etc/systemd/system/$u.d;", "systemctl daemon-reload",
+		"for u in shop@blue.socket shop@green.socket shop.socket shop@blue.service shop@green.service shop.service shop-worker.timer shop-worker@.service shop-worker.service $kept; do",
+		"[ -e /etc/systemd/system/$u ] && mine $u || continue",
+		"systemctl disable -q --now $u 2>/dev/null || true\n  rm -rf /etc/systemd/system/$u /etc/systemd/system/$u.d;", "systemctl daemon-reload",
 		"rm -f /var/lib/raijin/shop.green",
 		"rm -f /etc/caddy/conf.d/shop.caddy", "systemctl reload caddy",
 		"rm -rf -- /opt/raijin/shop",

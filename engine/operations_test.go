@@ -81,7 +81,11 @@ func TestScaleStopDownReplicas(t *testing.T) {
 		t.Errorf("app restart must start the timer, never restart it:\n%s", restart)
 	}
 	down := strings.Join(recordFlowOf(t, opsTOML, "down", nil), "\n")
-	if !strings.Contains(down, "shop-mail@.service shop-report.timer shop-report.service") || !strings.Contains(down, `for x in $(instances "$u")`) {
+	// Down removes every shape of each process (the deployed one may not be
+	// raijin.toml's), and the units the versions kept, only raijin's own.
+	if !strings.Contains(down, "shop-mail.timer shop-mail@.service shop-mail.service shop-report.timer shop-report@.service shop-report.service") ||
+		!strings.Contains(down, `for x in $(instances "$u")`) || !strings.Contains(down, `/v*/.units/*`) ||
+		!strings.Contains(down, `&& mine "$u" || continue`) {
 		t.Errorf("down:\n%s", down)
 	}
 }
