@@ -57,6 +57,10 @@ func TestScheduledProcess(t *testing.T) {
 		t.Errorf("systemctl list-timers does not list %s:\n%s", timer, out)
 	}
 	checkHardened(t, h, service)
+	// The deploy started the timer, which ran nothing: no last run.
+	if r := p.MustRaijin("app", "status"); !strings.Contains(r.Stdout, "last run never; next ") {
+		t.Errorf("app status before the first run should say it never ran:\n%s", r.Stdout)
+	}
 
 	// The timer fires at its time.
 	deadline := at.Add(20 * time.Second)

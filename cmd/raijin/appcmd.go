@@ -68,7 +68,8 @@ type UnitStatus struct {
 	LastResult string `json:"last_result,omitempty"`
 	NextRun    string `json:"next_run,omitempty"`
 	result     string // the service's Result=
-	trigger    string // the timer's LastTriggerUSec=
+	started    string // the service's ExecMainStartTimestamp=
+	startedMon string // the service's ExecMainStartTimestampMonotonic= ("0": it never ran)
 }
 
 // HostStatus is `raijin app status` for one host.
@@ -133,7 +134,7 @@ func (s *AppStatusCmd) Run(app *App) error {
 			}
 			instances = fmt.Sprintf(" $({ %s; } | grep -E -x %s | sort -u)", strings.Join(list, "; "), shell.Quote(replicaPattern(templates)))
 		}
-		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp -p Result -p LastTriggerUSec -p NextElapseUSecRealtime %s%s",
+		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp -p Result -p ExecMainStartTimestamp -p ExecMainStartTimestampMonotonic -p NextElapseUSecRealtime %s%s",
 			shell.Quote(r.appRel+"/.versions"), shell.QuoteAll(us...), instances)
 		res, err := remote.Must(app.ctx, r.host(app), cmd, remote.RunOpts{})
 		if err != nil {
@@ -203,7 +204,8 @@ func parseShow(show string) []UnitStatus {
 	for _, block := range strings.Split(strings.TrimSpace(show), "\n\n") {
 		u := UnitStatus{}
 		fields := map[string]*string{"Id": &u.Unit, "ActiveState": &u.State, "SubState": &u.Sub, "ActiveEnterTimestamp": &u.Since,
-			"Result": &u.result, "LastTriggerUSec": &u.trigger, "NextElapseUSecRealtime": &u.NextRun}
+			"Result": &u.result, "ExecMainStartTimestamp": &u.started, "ExecMainStartTimestampMonotonic": &u.startedMon,
+			"NextElapseUSecRealtime": &u.NextRun}
 		for _, l := range strings.Split(block, "\n") {
 			k, v, _ := strings.Cut(l, "=")
 			if f, ok := fields[k]; ok {
@@ -271,8 +273,10 @@ func knownUnit(u string, asked, templates []string) bool {
 }
 
 // timerRuns folds each scheduled process's service into its timer's line:
-// the last run (the timer's last trigger) and how it ended; the service,
-// inactive between runs, gets no line of its own.
+// the last run (when the service last started: not the timer's last
+// trigger, which a deploy sets to its own time, see START_TIMERS in
+// recipes/steps/services.lua) and how it ended, none when it never ran;
+// the service, inactive between runs, gets no line of its own.
 func timerRuns(units []UnitStatus) []UnitStatus {
 	services := map[string]UnitStatus{}
 	for _, u := range units {
@@ -287,7 +291,7 @@ func timerRuns(units []UnitStatus) []UnitStatus {
 		}
 		if strings.HasSuffix(u.Unit, ".timer") {
 			svc := services[strings.TrimSuffix(u.Unit, ".timer")+".service"]
-			if t := u.trigger; t != "" && t != "n/a" && t != "0" {
+			if t := svc.started; t != "" && t != "n/a" && svc.startedMon != "" && svc.startedMon != "0" {
 				u.LastRun = t
 				u.LastResult = svc.result
 				if svc.State == "activating" || svc.State == "active" {
