@@ -396,3 +396,28 @@ func TestProcessChangesShape(t *testing.T) {
 		t.Errorf("scheduled to plain: the service is not enabled: %s", got)
 	}
 }
+
+// A deploy that fails after its workers started leaves none of the units
+// it added: the undo stops and removes a new timer and new replicas.
+func TestUndoRemovesNewTimersAndReplicas(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "undonew", Hosts: []*TestHost{h}, Head: noRelease()})
+	p.setProcs(fmt.Sprintf("web = %q\n", p.App))
+	p.MustRaijin("deploy")
+	base, timer := p.App+"-mail", p.App+"-report.timer"
+	// The new version's web process exits at once: the deploy fails at
+	// its check, after the workers started.
+	p.setProcs("web = \"false\"\nmail = { command = \"sleep 100000\", replicas = 2 }\nreport = { command = \"sleep 1\", schedule = \"hourly\" }\n")
+	if r := p.Raijin("deploy", "--set-version", "2.0.0"); r.Code == 0 {
+		t.Fatalf("the deploy with a failing web process succeeded:\n%s", r.Stderr)
+	}
+	if got := activeReplicas(t, h, base); got != "" {
+		t.Errorf("the undo left the new replicas running: %q", got)
+	}
+	if got := unitState(t, h, timer, p.App+"-report.service", base+"@.service"); strings.Count(got, "nofile") != 3 || strings.Contains(got, ": active") {
+		t.Errorf("the undo left the new units:\n%s", got)
+	}
+	if out := h.Root(t, "ls /etc/systemd/system/multi-user.target.wants/ /etc/systemd/system/timers.target.wants/"); strings.Contains(out, p.App+"-") {
+		t.Errorf("links left after the undo:\n%s", out)
+	}
+}

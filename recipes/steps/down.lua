@@ -11,38 +11,8 @@ local services = require("raijin.steps.services")
 local M = {}
 
 -- Stops, disables and deletes each of $UNITS, and each unit file kept by
--- a version in $APP_DIR (v*/.units: what was deployed, whatever
--- raijin.toml says now), that has a file in $UNIT_DIR (with its
--- drop-ins), then a daemon-reload if there was one; and deletes the live
--- marker $LIVE. A template's instances (replicas) stop first. Only a file
--- raijin generated for $APP (ours), or a version's own copy of it: not
--- another app's of the same name (app shop's process x-y and app shop-x's
--- process y are both shop-x-y@.service).
-local DISABLE_UNITS = services.OURS .. services.INSTANCES .. [[set -e
-found=
-mine() {
-  ours "$1" && return 0
-  c=$1; case "$1" in "$APP"@blue.service|"$APP"@green.service) c=$APP.service;; esac
-  for f in "$APP_DIR"/v*/.units/"$c"; do [ -e "$f" ] && cmp -s "$f" "$UNIT_DIR/$1" && return 0; done
-  return 1
-}
-kept=
-for f in "$APP_DIR"/v*/.units/*; do
-  u=${f##*/}
-  case "$u" in "$APP".service|"$APP"-*.service|"$APP"-*.timer) ;; *) continue;; esac
-  case " $UNITS $kept " in *" $u "*) ;; *) kept="$kept $u";; esac
-done
-set -f
-for u in $UNITS $kept; do
-  [ -e "$UNIT_DIR/$u" ] && mine "$u" || continue
-  case "$u" in *@.service)
-    for x in $(instances "$u"); do systemctl disable -q --now "$x" 2>/dev/null || true; systemctl reset-failed "$x" 2>/dev/null || true; done;;
-  esac
-  systemctl disable -q --now "$u" 2>/dev/null || true
-  rm -rf "$UNIT_DIR/$u" "$UNIT_DIR/$u.d"; systemctl reset-failed "$u" 2>/dev/null || true; found=1
-  case "$u" in *.timer) rm -f "/var/lib/systemd/timers/stamp-$u";; esac
-done
-if [ -n "$found" ]; then systemctl daemon-reload; fi
+-- a version (see services.REMOVE_UNITS); and deletes the live marker $LIVE.
+local DISABLE_UNITS = services.REMOVE_UNITS .. [[
 rm -f "$LIVE"]]
 
 -- disable_units: stop and disable the units (the socket first), delete their
@@ -50,7 +20,7 @@ rm -f "$LIVE"]]
 function M.disable_units(ctx)
   ctx.host:run(DISABLE_UNITS, { sudo = true, env = {
     UNIT_DIR = ctx.paths.unit_dir, UNITS = table.concat(services.all_unit_names(ctx), " "), LIVE = ctx.paths.live,
-    APP = ctx.config.app, APP_DIR = ctx.paths.app_dir,
+    APP = ctx.config.app, APP_DIR = ctx.paths.app_dir, VERSIONS = "1",
   } })
 end
 

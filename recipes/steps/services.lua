@@ -225,6 +225,43 @@ M.INSTANCES = [[instances() {
 }
 ]]
 
+-- Stops, disables and deletes each of $UNITS (and with $VERSIONS, each
+-- unit file kept by a version in $APP_DIR, v*/.units: what was deployed,
+-- whatever raijin.toml says now) that has a file in $UNIT_DIR (with its
+-- drop-ins), then a daemon-reload if there was one. A template's instances
+-- (replicas) stop first. Only a file raijin generated for $APP (ours), or
+-- a version's own copy of it: not another app's of the same name (app
+-- shop's process x-y and app shop-x's process y are both
+-- shop-x-y@.service). Run as root.
+M.REMOVE_UNITS = M.OURS .. M.INSTANCES .. [[set -e
+found=
+mine() {
+  ours "$1" && return 0
+  c=$1; case "$1" in "$APP"@blue.service|"$APP"@green.service) c=$APP.service;; esac
+  for f in "$APP_DIR"/v*/.units/"$c"; do [ -e "$f" ] && cmp -s "$f" "$UNIT_DIR/$1" && return 0; done
+  return 1
+}
+kept=
+if [ -n "$VERSIONS" ]; then
+  for f in "$APP_DIR"/v*/.units/*; do
+    u=${f##*/}
+    case "$u" in "$APP".service|"$APP"-*.service|"$APP"-*.timer) ;; *) continue;; esac
+    case " $UNITS $kept " in *" $u "*) ;; *) kept="$kept $u";; esac
+  done
+fi
+set -f
+for u in $UNITS $kept; do
+  [ -e "$UNIT_DIR/$u" ] && mine "$u" || continue
+  case "$u" in *@.service)
+    for x in $(instances "$u"); do systemctl disable -q --now "$x" 2>/dev/null || true; systemctl reset-failed "$x" 2>/dev/null || true; done;;
+  esac
+  systemctl disable -q --now "$u" 2>/dev/null || true
+  rm -rf "$UNIT_DIR/$u" "$UNIT_DIR/$u.d"; systemctl reset-failed "$u" 2>/dev/null || true; found=1
+  case "$u" in *.timer) rm -f "/var/lib/systemd/timers/stamp-$u";; esac
+done
+if [ -n "$found" ]; then systemctl daemon-reload; fi
+]]
+
 -- Installs the unit files of v$VERSION/.units (written by store; a version
 -- an older raijin deployed has none: then those of $FALLBACK) in
 -- $UNIT_DIR: $WEB_FILE as $SLOT_UNIT, the workers' files ($FILES: services,
@@ -795,8 +832,37 @@ function M.undo(ctx, previous)
     M.wait_ready(ctx, M.start(ctx, "blue", previous), {})
   end
   if ctx.workers_restarted then
-    M.wait_ready(ctx, nil, M.restart_workers(ctx, previous))
+    -- The units this deploy added (a new process, timer or replicas) stop
+    -- and go: those of its version the previous one has not (raijin's
+    -- own only). The workers restart as the previous version has them.
+    local prev = M.unit_files(ctx, previous)
+    if prev and ctx.units_changed then
+      local new = {}
+      for _, u in ipairs(M.units(ctx)) do
+        if u.name ~= web_file(ctx) and not prev[u.name] then new[#new + 1] = u.name end
+      end
+      if #new > 0 then
+        ctx.host:run(M.REMOVE_UNITS, { sudo = true, env = { UNITS = table.concat(new, " "), UNIT_DIR = ctx.paths.unit_dir,
+          APP = c.app, APP_DIR = ctx.paths.app_dir, VERSIONS = "" } })
+      end
+    end
+    local workers = {}
+    for _, u in ipairs(M.restart_workers(ctx, previous)) do
+      if not prev or prev[u] then workers[#workers + 1] = u end
+    end
+    M.wait_ready(ctx, nil, workers)
   end
+end
+
+-- unit_files: the names of the unit files version kept (v{version}/.units),
+-- a set; nil when it has none (an older raijin deployed it).
+function M.unit_files(ctx, version)
+  local res = ctx.host:run([[[ -d "$D" ] && ls -1 "$D" || echo @none]], { env = { D = ctx.paths.app_dir .. "/v" .. version .. "/.units" } })
+  local out = res and res.stdout or ""
+  if out:match("@none") then return nil end
+  local set = {}
+  for name in out:gmatch("[^\n]+") do set[name] = true end
+  return set
 end
 
 return M
