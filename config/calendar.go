@@ -3,14 +3,16 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
 
 // CheckCalendar checks a systemd calendar event (a timer's OnCalendar=,
-// systemd.time(7)) without systemd: a shorthand (daily, hourly, ...) or
-// "[WEEKDAYS] [DATE] [TIME] [TIMEZONE]", where WEEKDAYS is a list of day
-// names and ranges (Mon..Fri,Sun), DATE is [YEAR-]MONTH-DAY (or
+// systemd.time(7)) without systemd: a shorthand (daily, hourly, ..., in
+// any case) or "[WEEKDAYS] [DATE] [TIME] [TIMEZONE]", in this order, where
+// WEEKDAYS is a list of day names and ranges (Mon..Fri,Sun; Mon-Fri; not
+// backwards), TIMEZONE a name like UTC, Europe/Berlin or Etc/GMT-5, DATE is [YEAR-]MONTH-DAY (or
 // MONTH~DAY, counted from the month's end), TIME is HOUR:MINUTE[:SECOND],
 // and each number may be *, a list (1,15), a range (9..17) or a
 // repetition (0/15, 9..17/2). The deploy asks the server's
@@ -23,22 +25,24 @@ func CheckCalendar(s string) error {
 		return fmt.Errorf("%q cannot appear in a calendar event", s[bad:bad+1])
 	}
 	words := strings.Fields(s)
-	if len(words) == 1 && calendarShorthands[words[0]] {
+	if len(words) == 1 && calendarShorthands[strings.ToLower(words[0])] {
 		return nil
 	}
-	seen := map[string]bool{}
+	// The parts come in this order, each at most once.
+	order := []string{"day of the week", "date", "time", "time zone"}
+	last := -1
 	for i, w := range words {
 		kind := ""
 		var err error
 		switch {
+		case i == len(words)-1 && i > 0 && timezoneRe.MatchString(w):
+			kind = "time zone"
 		case strings.Contains(w, ":"):
 			kind, err = "time", checkCalendarTime(w)
 		case strings.ContainsAny(w, "-~") && strings.ContainsAny(w, "0123456789*"):
 			kind, err = "date", checkCalendarDate(w)
-		case weekdayRe.MatchString(w) && (checkWeekdays(w) == nil || strings.ContainsAny(w, ",.")):
+		case weekdayRe.MatchString(w) && (checkWeekdays(w) == nil || strings.ContainsAny(w, ",.-")):
 			kind, err = "day of the week", checkWeekdays(w)
-		case i == len(words)-1 && i > 0 && timezoneRe.MatchString(w):
-			kind = "time zone"
 		default:
 			if calendarShorthands[strings.ToLower(w)] {
 				return fmt.Errorf("%q: a shorthand stands alone (schedule = %q)", w, strings.ToLower(w))
@@ -48,10 +52,14 @@ func CheckCalendar(s string) error {
 		if err != nil {
 			return fmt.Errorf("%q: %v", w, err)
 		}
-		if seen[kind] {
+		k := slices.Index(order, kind)
+		if k == last {
 			return fmt.Errorf("%q: a second %s", w, kind)
 		}
-		seen[kind] = true
+		if k < last {
+			return fmt.Errorf("%q: a %s comes before the %s (the order is: days of the week, date, time, time zone)", w, kind, order[last])
+		}
+		last = k
 	}
 	return nil
 }
@@ -60,7 +68,7 @@ var (
 	calendarShorthands = map[string]bool{"minutely": true, "hourly": true, "daily": true, "weekly": true, "monthly": true,
 		"yearly": true, "annually": true, "quarterly": true, "semiannually": true}
 	shorthandList = "minutely, hourly, daily, weekly, monthly, quarterly, semiannually, yearly"
-	weekdayRe     = regexp.MustCompile(`^[A-Za-z]+((,|\.\.)[A-Za-z]+)*$`)
+	weekdayRe     = regexp.MustCompile(`^[A-Za-z]+((,|\.\.|-)[A-Za-z]+)*$`)
 	timezoneRe    = regexp.MustCompile(`^(UTC|GMT|[A-Z][A-Za-z_+-]*(/[A-Za-z0-9_+-]+)+)$`)
 	weekdays      = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 )
@@ -69,13 +77,21 @@ func calendarRune(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(" *,.:~/_+-", r)
 }
 
-// checkWeekdays checks Mon..Fri,Sun: short or long English names.
+// checkWeekdays checks Mon..Fri,Sun (or Mon-Fri): short or long English
+// names; a range does not run backwards.
 func checkWeekdays(w string) error {
 	for _, item := range strings.Split(w, ",") {
-		for _, d := range strings.Split(item, "..") {
+		days := strings.Split(strings.ReplaceAll(item, "..", "-"), "-")
+		if len(days) > 2 {
+			return fmt.Errorf("%q: a range of days is FROM..TO", item)
+		}
+		for _, d := range days {
 			if weekday(d) < 0 {
 				return fmt.Errorf("%q is not a day of the week (Mon, Tue, ... or Monday, ...)", d)
 			}
+		}
+		if len(days) == 2 && weekday(days[1]) < weekday(days[0]) {
+			return fmt.Errorf("the range %s runs backwards (Mon..Sun)", item)
 		}
 	}
 	return nil
