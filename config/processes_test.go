@@ -127,6 +127,14 @@ func TestProcessTableInDestination(t *testing.T) {
 	if m, _ := c.Process("mail"); m.Replicas != 1 || m.Command != "shop mail" {
 		t.Errorf("mail in staging: %+v", m)
 	}
+	// A process given as a command in raijin.toml takes the table's keys
+	// of the destination's file.
+	str := project(t, withProcs("[processes]\nweb = \"a\"\nmail = \"shop mail\"\n"), "raijin.staging.toml", "[processes.mail]\nreplicas = 2\n")
+	if c, err := LoadDestination(str, "staging"); err != nil {
+		t.Errorf("replicas over a command: %v", err)
+	} else if m, _ := c.Process("mail"); m.Replicas != 2 || m.Command != "shop mail" {
+		t.Errorf("mail in staging, over a command: %+v", m)
+	}
 	bad := project(t, withProcs("[processes]\nweb = \"a\"\n\n[processes.mail]\ncommand = \"shop mail\"\nreplicas = 3\n"),
 		"raijin.staging.toml", "\n[processes.mail]\nreplicas = 0\n")
 	if _, err := LoadDestination(bad, "staging"); err == nil || !strings.Contains(err.Error(), "raijin.staging.toml:3: processes.mail.replicas: 0: a process runs 1 instance or more") {
