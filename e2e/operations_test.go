@@ -255,11 +255,18 @@ func TestReplicas(t *testing.T) {
 	if got, want := activeReplicas(t, h, base), fmt.Sprintf("%[1]s@1.service %[1]s@2.service", base); got != want {
 		t.Errorf("after app scale mail 2: %q, want %q", got, want)
 	}
-	// app stop stops every replica; app start starts raijin.toml's count;
-	// app restart restarts them one at a time.
+	// app stop stops every replica, and disables those app scale added
+	// beyond raijin.toml's count (a boot starts what app start would); app
+	// start starts raijin.toml's count; app restart restarts them one at a
+	// time.
+	p.MustRaijin("app", "scale", "mail", "4")
 	p.MustRaijin("app", "stop", "mail")
 	if got := activeReplicas(t, h, base); got != "" {
 		t.Errorf("after app stop mail: %q", got)
+	}
+	out, _ := h.Try("systemctl is-enabled " + base + "@3.service " + base + "@4.service")
+	if f := strings.Fields(out); len(f) != 2 || f[0] != "enabled" || f[1] == "enabled" {
+		t.Errorf("after app stop mail, is-enabled @3 @4: %q, want enabled, not enabled", out)
 	}
 	p.MustRaijin("app", "start", "mail")
 	if got := activeReplicas(t, h, base); got != all3 {

@@ -69,7 +69,7 @@ func TestScaleStopDownReplicas(t *testing.T) {
 		t.Errorf("app scale mail 5:\n%s", strings.Join(scale, "\n"))
 	}
 	stop := strings.Join(recordFlowOf(t, opsTOML, "stop", func(o *engine.Options) { o.Process = "mail" }), "\n")
-	if !strings.Contains(stop, `systemctl stop '\''shop-mail@*.service'\''`) {
+	if !strings.Contains(stop, `systemctl stop '\''shop-mail@*.service'\''`) || !strings.Contains(stop, `systemctl disable -q --no-reload --now "$u"`) {
 		t.Errorf("app stop mail:\n%s", stop)
 	}
 	report := strings.Join(recordFlowOf(t, opsTOML, "stop", func(o *engine.Options) { o.Process = "report" }), "\n")

@@ -47,7 +47,12 @@ function M.act(ctx, action)
     end
   end
   if action == "stop" then
-    for _, r in ipairs(replicated) do workers[#workers + 1] = r.base .. "@*.service" end
+    -- Every instance stops; those beyond raijin.toml's count (app scale's)
+    -- are disabled too, so that a boot starts what app start would.
+    for _, r in ipairs(replicated) do
+      workers[#workers + 1] = r.base .. "@*.service"
+      ctx.host:defer(function() services.disable_extra(ctx, r) end)
+    end
     replicated = {}
   end
   local live = raijin.slot(ctx, ctx.live or "blue")

@@ -426,6 +426,23 @@ function M.replicas(ctx, r, opts)
   } })
 end
 
+-- Disables the instances of $BASE@.service beyond $COUNT (those app scale
+-- added), stopping them: after app stop, neither app start nor a boot
+-- brings them back. Run as root.
+local DISABLE_EXTRA = M.INSTANCES .. [[set -f
+for u in $(instances "$BASE@.service"); do
+  n=${u#"$BASE@"}; n=${n%.service}
+  [ "$n" -gt "$COUNT" ] || continue
+  systemctl disable -q --no-reload --now "$u" 2>/dev/null; systemctl reset-failed "$u" 2>/dev/null
+done
+true]]
+
+-- disable_extra: the instances of the replicated process r beyond r.count
+-- disabled (see DISABLE_EXTRA).
+function M.disable_extra(ctx, r)
+  ctx.host:run(DISABLE_EXTRA, { sudo = true, env = { UNIT_DIR = ctx.paths.unit_dir, BASE = r.base, COUNT = string.format("%d", r.count) } })
+end
+
 -- Checks a schedule with the server's systemd ($SCHEDULE, of process
 -- $PROC), which the config's own check (config.CheckCalendar) already
 -- passed: a systemd older than the syntax, say.
