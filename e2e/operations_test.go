@@ -402,6 +402,15 @@ func TestProcessChangesShape(t *testing.T) {
 	if got := enabled(); got != "enabled 1" {
 		t.Errorf("scheduled to plain: the service is not enabled: %s", got)
 	}
+	// A rollback goes by the shapes of the version it restores, not
+	// raijin.toml's: 2.0.0 ran job on its schedule.
+	p.MustRaijin("rollback", "-y", "2.0.0")
+	if got := unitState(t, h, service, timer); got != service+": inactive file\n"+timer+": active file\n" {
+		t.Errorf("rollback to the scheduled version:\n%s", got)
+	}
+	if got := enabled(); got != "static 0" && got != "disabled 0" {
+		t.Errorf("rollback to the scheduled version: the one-shot service is enabled: %s", got)
+	}
 }
 
 // A deploy that fails after its workers started leaves none of the units

@@ -301,7 +301,10 @@ for bs in $BASES; do
   b=${bs%:*}
   if [ -e "$src/$b.timer" ]; then want=timer; elif [ -e "$src/$b@.service" ]; then want=replicas
   elif [ -e "$src/$b.service" ]; then want=service; else continue; fi
-  [ "${bs#*:}" = "$want" ] || ahead="$ahead $b:$want"
+  if [ "${bs#*:}" != "$want" ]; then
+    ahead="$ahead $b:$want"
+    case $want in timer) FILES="$FILES $b.service $b.timer";; replicas) FILES="$FILES $b@.service";; *) FILES="$FILES $b.service";; esac
+  fi
   if [ "$want" != timer ] && [ -e "$UNIT_DIR/$b.timer" ] && ours "$b.timer"; then
     systemctl disable -q --now "$b.timer" 2>/dev/null || true; systemctl stop "$b.service" 2>/dev/null || true
     rm -f "$UNIT_DIR/$b.timer" "$STAMPS/stamp-$b.timer"; systemctl reset-failed "$b.timer" 2>/dev/null || true; changed=1
@@ -646,6 +649,19 @@ for u in $UNITS; do
 done
 [ -z "$units" ] || systemctl restart $units]]
 
+-- running_in: of services (raijin.toml's workers that run all the time),
+-- those that run all the time in a version whose unit files are units (a
+-- set, see unit_files; nil: all of them): a rollback or an undo waits for
+-- those only.
+function M.running_in(units, services)
+  if not units then return services end
+  local out = {}
+  for _, u in ipairs(services) do
+    if units[u] and not units[(u:gsub("%.service$", ".timer"))] then out[#out + 1] = u end
+  end
+  return out
+end
+
 -- restart_workers: the worker units of `version` installed, the workers
 -- restarted (not waited for: see wait_ready), the timers of scheduled
 -- processes started when they do not run (which starts no run: the next
@@ -663,7 +679,7 @@ function M.restart_workers(ctx, version)
   end
   M.start_timers(ctx, w.timers)
   for _, r in ipairs(w.replicated) do M.replicas(ctx, r, { restart = true, trim = true, skip_absent = true }) end
-  return w.services
+  return M.running_in(ctx.target_units, w.services)
 end
 
 -- install_site: right after the switch, the deploy's Caddy site (left
@@ -822,6 +838,8 @@ end
 -- own unit files. A version an older raijin deployed has none: it gets
 -- this project's, written to .units-current/ in the app directory.
 function M.restart(ctx)
+  -- The version's own shapes (see INSTALL): the workers to wait for.
+  if #M.workers(ctx).services > 0 and not ctx.dry_run then ctx.target_units = M.unit_files(ctx, ctx.version) end
   ctx.host:batch(function()
     M.write_units(ctx, ctx.paths.app_dir .. "/.units-current")
     ctx.units_fallback = ".units-current"
@@ -853,6 +871,7 @@ function M.undo(ctx, previous)
     -- and go: those of its version the previous one has not (raijin's
     -- own only). The workers restart as the previous version has them.
     local prev = M.unit_files(ctx, previous)
+    ctx.target_units = prev
     if prev and ctx.units_changed then
       local new = {}
       for _, u in ipairs(M.units(ctx)) do
@@ -863,11 +882,7 @@ function M.undo(ctx, previous)
           APP = c.app, APP_DIR = ctx.paths.app_dir, VERSIONS = "" } })
       end
     end
-    local workers = {}
-    for _, u in ipairs(M.restart_workers(ctx, previous)) do
-      if not prev or prev[u] then workers[#workers + 1] = u end
-    end
-    M.wait_ready(ctx, nil, workers)
+    M.wait_ready(ctx, nil, M.restart_workers(ctx, previous))
   end
 end
 
