@@ -26,26 +26,31 @@ import (
 
 // Config is the resolved raijin.toml. Recipes see it read-only as ctx.config.
 type Config struct {
-	App              string            `toml:"app" luar:"app" json:"app"`
-	Version          string            `toml:"version" luar:"version" json:"version"`
-	InstallationMode string            `toml:"installation_mode" luar:"installation_mode" json:"installation_mode"`
-	BuildCommand     string            `toml:"build_command" luar:"build_command" json:"build_command"`
-	Distfile         string            `toml:"distfile" luar:"distfile" json:"distfile"`
-	Requirements     string            `toml:"requirements" luar:"requirements" json:"requirements"`
-	PythonVersion    string            `toml:"python_version" luar:"python_version" json:"python_version"`
-	ReleaseCommand   string            `toml:"release_command" luar:"release_command" json:"release_command"`
-	AppUser          string            `toml:"app_user" luar:"app_user" json:"app_user"`
-	VersionsToKeep   int               `toml:"versions_to_keep" luar:"versions_to_keep" json:"versions_to_keep"`
-	Recipe           string            `toml:"recipe" luar:"recipe" json:"recipe"`
-	LocalConfigDir   string            `toml:"local_config_dir" luar:"local_config_dir" json:"local_config_dir"`
-	BatchSize        int               `toml:"batch_size" luar:"batch_size" json:"batch_size"`
-	PhaseTimeout     string            `toml:"phase_timeout" luar:"phase_timeout" json:"phase_timeout"`
-	Webserver        Webserver         `toml:"webserver" luar:"webserver" json:"webserver"`
-	Processes        map[string]string `toml:"processes" luar:"processes" json:"processes"`
-	Hosts            []Host            `toml:"hosts" luar:"hosts" json:"hosts"`
-	Secrets          Secrets           `toml:"secrets" luar:"secrets" json:"secrets"`
-	Hooks            Hooks             `toml:"hooks" luar:"hooks" json:"hooks"`
-	Aliases          map[string]string `toml:"aliases" luar:"aliases" json:"aliases"`
+	App              string    `toml:"app" luar:"app" json:"app"`
+	Version          string    `toml:"version" luar:"version" json:"version"`
+	InstallationMode string    `toml:"installation_mode" luar:"installation_mode" json:"installation_mode"`
+	BuildCommand     string    `toml:"build_command" luar:"build_command" json:"build_command"`
+	Distfile         string    `toml:"distfile" luar:"distfile" json:"distfile"`
+	Requirements     string    `toml:"requirements" luar:"requirements" json:"requirements"`
+	PythonVersion    string    `toml:"python_version" luar:"python_version" json:"python_version"`
+	ReleaseCommand   string    `toml:"release_command" luar:"release_command" json:"release_command"`
+	AppUser          string    `toml:"app_user" luar:"app_user" json:"app_user"`
+	VersionsToKeep   int       `toml:"versions_to_keep" luar:"versions_to_keep" json:"versions_to_keep"`
+	Recipe           string    `toml:"recipe" luar:"recipe" json:"recipe"`
+	LocalConfigDir   string    `toml:"local_config_dir" luar:"local_config_dir" json:"local_config_dir"`
+	BatchSize        int       `toml:"batch_size" luar:"batch_size" json:"batch_size"`
+	PhaseTimeout     string    `toml:"phase_timeout" luar:"phase_timeout" json:"phase_timeout"`
+	Webserver        Webserver `toml:"webserver" luar:"webserver" json:"webserver"`
+	// Processes is each process's command (name -> command), whichever
+	// form [processes] gives it in; ProcessSpecs holds the rest of a
+	// table form (schedule, replicas): see Process.
+	Processes    map[string]string  `toml:"-" luar:"processes" json:"processes"`
+	ProcessSpecs map[string]Process `toml:"-" luar:"process_specs" json:"process_specs"`
+	RawProcesses map[string]any     `toml:"processes" luar:"-" json:"-"`
+	Hosts        []Host             `toml:"hosts" luar:"hosts" json:"hosts"`
+	Secrets      Secrets            `toml:"secrets" luar:"secrets" json:"secrets"`
+	Hooks        Hooks              `toml:"hooks" luar:"hooks" json:"hooks"`
+	Aliases      map[string]string  `toml:"aliases" luar:"aliases" json:"aliases"`
 
 	// ReleaseOnAllHosts runs release_command on every host of a deploy; by
 	// default it runs once, on one host (see ReleaseHost), before any host
@@ -222,7 +227,7 @@ func decodeError(path string, err error) error {
 	return errs.Usagef("", "%s: %v", path, err)
 }
 
-var typeErrRe = regexp.MustCompile(`^toml: cannot (?:decode|store) TOML (\w+) into (?:struct field \S+ of type |a Go value of type )(\S+)$`)
+var typeErrRe = regexp.MustCompile(`^toml: cannot (?:decode|store) TOML (\w+) into (?:struct field \S+ of type |a Go value of type )(.+)$`)
 
 // plainDecodeError words go-toml's type errors for the user, without Go's
 // struct and type names: "expected a string, got an integer".
@@ -272,7 +277,10 @@ func findKeyLine(data []byte, key string) int {
 	if len(parts) > 1 {
 		table = parts[0]
 		if len(parts) > 2 {
-			fmt.Sscanf(parts[1], "%d", &wantIdx)
+			if _, err := fmt.Sscanf(parts[1], "%d", &wantIdx); err != nil {
+				// a table's table: [processes.worker] replicas
+				table = strings.Join(parts[:len(parts)-1], ".")
+			}
 		}
 	}
 	cur, idx := "", -1
@@ -391,16 +399,8 @@ func (c *Config) resolve() error {
 	if err := c.resolveWebserver(); err != nil {
 		return err
 	}
-	if len(c.Processes) == 0 {
-		return errs.Usagef("add a [processes] table with at least web = \"COMMAND\"", "%s: missing [processes]: nothing to run", c.File)
-	}
-	for name, cmd := range c.Processes {
-		if !procRe.MatchString(name) {
-			return c.keyError("processes."+name, "process name %q: use [a-z][a-z0-9-]{0,30}", name)
-		}
-		if strings.TrimSpace(cmd) == "" || strings.ContainsAny(cmd, "\n\r") {
-			return c.keyError("processes."+name, "the command must be one non-empty line")
-		}
+	if err := c.resolveProcesses(); err != nil {
+		return err
 	}
 	if web, ok := c.Processes["web"]; ok && c.IsBlueGreen() && !c.SocketActivated() {
 		// With blue/green, green listens on the next port: a web command
@@ -790,12 +790,17 @@ func (c *Config) ProcessNames() []string {
 	return names
 }
 
-// UnitName is the systemd unit of a process: {app}-{name}.service, and for
-// web the pattern of its slots' units, {app}@*.service (see SlotUnit), which
-// journalctl -u takes.
+// UnitName is the systemd unit of a process: {app}-{name}.service (a
+// scheduled process's service, started by its timer), and for web and a
+// process with replicas the pattern of its units, {app}@*.service (see
+// SlotUnit) or {app}-{name}@*.service (see ReplicaUnit), which journalctl
+// -u takes.
 func (c *Config) UnitName(proc string) string {
 	if proc == "web" {
 		return c.App + "@*.service"
+	}
+	if p, ok := c.Process(proc); ok && p.Replicated() {
+		return c.App + "-" + proc + "@*.service"
 	}
 	return c.App + "-" + proc + ".service"
 }

@@ -118,6 +118,7 @@ func decodeLayers(layers []layer) (c *Config, tree map[string]any, hostsFrom int
 		return c, tree, hostsFrom, nil
 	}
 	for _, t := range trees[1:] {
+		liftProcesses(tree, t)
 		mergeTables(tree, t)
 	}
 	merged, err := toml.Marshal(tree)
@@ -129,6 +130,20 @@ func decodeLayers(layers []layer) (c *Config, tree map[string]any, hostsFrom int
 		return nil, nil, 0, errs.Usagef("", "%s over %s: %v", layers[len(layers)-1].file, layers[0].file, err)
 	}
 	return c, tree, hostsFrom, nil
+}
+
+// liftProcesses turns a process given as a command in base into its table
+// form ({command = ...}) where over sets a table for it, so that over's
+// keys (replicas, schedule) add to the command instead of replacing it.
+func liftProcesses(base, over map[string]any) {
+	bp, _ := base["processes"].(map[string]any)
+	op, _ := over["processes"].(map[string]any)
+	for name, v := range op {
+		cmd, isCmd := bp[name].(string)
+		if _, isTable := v.(map[string]any); isTable && isCmd {
+			bp[name] = map[string]any{"command": cmd}
+		}
+	}
 }
 
 // mergeTables sets over's keys in base: a table merges key by key, anything
@@ -176,6 +191,13 @@ func (c *Config) written(key string) string {
 func (c *Config) at(key string) string {
 	if w := c.written(key); w != "" {
 		return w
+	}
+	// A key of a process's table (processes.NAME.replicas) written
+	// inline or dotted: the line that names the process.
+	if parts := strings.Split(key, "."); parts[0] == "processes" && len(parts) == 3 {
+		if w := c.written("processes." + parts[1]); w != "" {
+			return w
+		}
 	}
 	if parts := strings.Split(key, "."); parts[0] == "hosts" && len(parts) == 3 {
 		l := c.layers[c.hostsFrom]

@@ -365,7 +365,7 @@ func (p *Project) writeTOML(spec ProjectSpec) {
 // tests do not pile up running apps.
 func (p *Project) cleanupServer(hs []*TestHost) {
 	for _, h := range hs {
-		script := fmt.Sprintf(`systemctl disable --now %[1]s.service %[1]s.socket >/dev/null 2>&1; for u in /etc/systemd/system/%[1]s*.service /etc/systemd/system/%[1]s*.socket; do [ -e "$u" ] && systemctl disable --now "$(basename "$u")" >/dev/null 2>&1; rm -rf "$u" "$u.d"; done; rm -f /etc/caddy/conf.d/%[1]s.caddy /var/lib/raijin/%[1]s.green /var/lib/raijin/%[1]s.maintenance.html; systemctl daemon-reload; systemctl reload caddy; true`, p.App)
+		script := fmt.Sprintf(`systemctl disable --now %[1]s.service %[1]s.socket >/dev/null 2>&1; systemctl disable --now '%[1]s-*@*.service' >/dev/null 2>&1; systemctl stop '%[1]s-*@*.service' >/dev/null 2>&1; for u in /etc/systemd/system/%[1]s*.timer /etc/systemd/system/%[1]s*.service /etc/systemd/system/%[1]s*.socket; do [ -e "$u" ] && systemctl disable --now "$(basename "$u")" >/dev/null 2>&1; rm -rf "$u" "$u.d"; done; rm -f /etc/caddy/conf.d/%[1]s.caddy /var/lib/raijin/%[1]s.green /var/lib/raijin/%[1]s.maintenance.html; systemctl daemon-reload; systemctl reload caddy; true`, p.App)
 		h.Root(p.t, script)
 	}
 }

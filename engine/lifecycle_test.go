@@ -26,20 +26,13 @@ func (q *quietEvents) DryRun(string, string, string, string)         {}
 // host and returns the commands it ran.
 func recordFlow(t *testing.T, flow string, tweak func(*engine.Options)) []string {
 	t.Helper()
-	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte(`app = "shop"
-version = "1.0.0"
-distfile = "dist/shop"
-[webserver]
-upstream = "localhost:8000"
-[processes]
-web = "shop serve"
-worker = "shop work"
-[[hosts]]
-name = "prod"
-address = "192.0.2.1"
-user = "deploy"
-domain_name = ":8080"
-`))
+	return recordFlowOf(t, shopTOML, flow, tweak)
+}
+
+// recordFlowOf is recordFlow for the project of raijin.toml text toml.
+func recordFlowOf(t *testing.T, toml, flow string, tweak func(*engine.Options)) []string {
+	t.Helper()
+	cfg, err := config.Parse(t.TempDir()+"/raijin.toml", []byte(toml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +68,21 @@ func factsHost(versions, dirs string) (*remote.Recorder, func(*engine.Options)) 
 	}
 }
 
+const shopTOML = `app = "shop"
+version = "1.0.0"
+distfile = "dist/shop"
+[webserver]
+upstream = "localhost:8000"
+[processes]
+web = "shop serve"
+worker = "shop work"
+[[hosts]]
+name = "prod"
+address = "192.0.2.1"
+user = "deploy"
+domain_name = ":8080"
+`
+
 // Down stops and removes the units (both web slots, the web unit of an older
 // raijin, the worker; the socket units first) and the live marker, the
 // Caddy site and the app directory, in that order; Caddy stays without --full.
@@ -85,8 +93,9 @@ func TestDownFlow(t *testing.T) {
 	}
 	all := strings.Join(cmds, "\n")
 	order := []string{
-		"for u in shop@blue.socket shop@green.socket shop.socket shop@blue.service shop@green.service shop.service shop-worker.service; do",
-		"systemctl disable --now $u; rm -rf /etc/systemd/system/$u /etc/systemd/system/$u.d;", "systemctl daemon-reload",
+		"for u in shop@blue.socket shop@green.socket shop.socket shop@blue.service shop@green.service shop.service shop-worker.timer shop-worker@.service shop-worker.service $kept; do",
+		"[ -e /etc/systemd/system/$u ] && mine $u || continue",
+		"systemctl disable -q --now $u 2>/dev/null || true\n  rm -rf /etc/systemd/system/$u /etc/systemd/system/$u.d;", "systemctl daemon-reload",
 		"rm -f /var/lib/raijin/shop.green",
 		"rm -f /etc/caddy/conf.d/shop.caddy", "systemctl reload caddy",
 		"rm -rf -- /opt/raijin/shop",

@@ -43,7 +43,8 @@ type Options struct {
 	Keep          int    // prune: versions to keep (0 = versions_to_keep)
 	Full          bool   // down: remove Caddy too when no other app uses it
 	DeleteState   bool   // down: delete the app's state directory and user too
-	Process       string // app start|stop|restart: the one process ("" = all)
+	Process       string // app start|stop|restart|scale: the one process ("" = all)
+	Replicas      int    // app scale: the count
 	Message       string // app maintenance: the text of the maintenance page
 	BatchSize     int    // hosts at a time; 0 = all
 	ForceUnlock   bool
@@ -147,7 +148,7 @@ func (r *runner) plan(ctx context.Context) ([]recipe.PhaseInfo, error) {
 func (r *runner) load(ctx context.Context, t recipe.Target) (*recipe.State, error) {
 	return recipe.Load(ctx, recipe.Config{
 		Project: r.opts.Config, Sources: r.opts.Sources, Command: r.opts.Command,
-		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Rolling: r.rolling[t.Name], Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process, Message: r.opts.Message,
+		DryRun: r.opts.DryRun, Redeploy: r.opts.Redeploy, Rolling: r.rolling[t.Name], Full: r.opts.Full, DeleteState: r.opts.DeleteState, Keep: r.opts.Keep, Process: r.opts.Process, Replicas: r.opts.Replicas, Message: r.opts.Message,
 		Events: r.opts.Events, Redactor: r.opts.Redactor, LoadEnv: r.loadEnv,
 	}, t)
 }

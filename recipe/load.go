@@ -35,7 +35,8 @@ type Config struct {
 	// ctx.delete_state: down deletes the app's state directory and user too
 	DeleteState bool
 	Keep        int    // ctx.keep: versions prune keeps (0 = not set)
-	Process     string // ctx.process: the process app start|stop|restart acts on ("" = all)
+	Process     string // ctx.process: the process app start|stop|restart|scale acts on ("" = all)
+	Replicas    int    // ctx.replicas: app scale's count (0 = not set)
 	Message     string // ctx.message: the text of `app maintenance --message`
 	Events      Events
 	Redactor    *secrets.Redactor
@@ -369,6 +370,9 @@ func (s *hostState) newCtx(L *lua.LState, t Target) *lua.LTable {
 	}
 	if s.cfg.Process != "" {
 		ctx.RawSetString("process", lua.LString(s.cfg.Process))
+	}
+	if s.cfg.Replicas > 0 {
+		ctx.RawSetString("replicas", lua.LNumber(s.cfg.Replicas))
 	}
 	if s.cfg.Message != "" {
 		ctx.RawSetString("message", lua.LString(s.cfg.Message))

@@ -390,7 +390,7 @@ var systemdArgEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, `$`
 func renderTemplate(name string, vars map[string]any) (string, error) {
 	src, err := fs.ReadFile(recipes.FS, path.Join("templates", name))
 	if err != nil {
-		return "", fmt.Errorf("no template %q in raijin (templates: process.service, web.socket, sandbox.conf, site.caddy, balancer.caddy, appenv.sh, apprun.sh)", name)
+		return "", fmt.Errorf("no template %q in raijin (templates: process.service, process.timer, web.socket, sandbox.conf, site.caddy, balancer.caddy, appenv.sh, apprun.sh)", name)
 	}
 	t, err := template.New(name).Funcs(templateFuncs).Option("missingkey=zero").Parse(string(src))
 	if err != nil {

@@ -36,14 +36,20 @@ deploy.declare {
   -- 4. Transfer the binary (mode 0755) and the .env to {app_dir}/v{version}/.
   transfer = transfer.run,
 
-  -- 5. Install: write .appenv, then switch .env and the {app} symlink to the
-  --    new version, atomically. If a later step fails, the previous version
+  -- 5. Install: write .appenv, check the schedules of scheduled processes
+  --    with the server's systemd, then switch .env and the {app} symlink to
+  --    the new version, atomically. If a later step fails, the previous version
   --    is switched back (and restarted if it had been stopped). The switch
   --    is deferred, as are the writes: they ride with the next round trip
   --    (release's), as its first steps.
   install = function(ctx)
     install.appenv(ctx)
-    ctx.host:defer(function() install.switch(ctx, ctx.version, link(ctx)) end)
+    ctx.host:defer(function()
+      -- The server's systemd takes each schedule (processes.NAME.schedule)
+      -- before anything switches.
+      services.check_schedules(ctx)
+      install.switch(ctx, ctx.version, link(ctx))
+    end)
   end,
 
   -- 6. Release: release_command, as the app's user in its sandbox, in the

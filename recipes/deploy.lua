@@ -130,6 +130,11 @@ function M.declare(recipe)
   raijin.flow("start", { "start_units" })
   raijin.flow("stop", { "stop_units" })
   raijin.flow("restart", { "restart_units" })
+
+  -- Scale: `raijin app scale PROC N` runs N instances of a process with
+  -- replicas (ctx.process, ctx.replicas), without a new version.
+  raijin.phase("scale_units", control.scale)
+  raijin.flow("scale", { "scale_units" })
 end
 
 return M

@@ -53,6 +53,9 @@ deploy.declare {
   --    the previous version serving; if a later step fails, it is switched
   --    back.
   install = function(ctx)
+    -- The server's systemd takes each schedule (processes.NAME.schedule)
+    -- before anything is installed.
+    services.check_schedules(ctx)
     local py = venv.interpreter(ctx)
     local deps = venv.dependencies(ctx, py)
     venv.version_venv(ctx, py, deps)

@@ -15,10 +15,11 @@ func TestRemoveStaleWebTakesTheMaintenancePage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours := regexp.MustCompile(`(?s)\nlocal OURS = \[\[(.*?)\]\]\n`).FindSubmatch(src)
-	stale := regexp.MustCompile(`(?s)\nlocal REMOVE_STALE = OURS \.\. \[\[(.*?)\]\]\n`).FindSubmatch(src)
-	if ours == nil || stale == nil {
-		t.Fatal("no OURS or REMOVE_STALE in steps/services.lua")
+	ours := regexp.MustCompile(`(?s)\nM\.OURS = \[\[(.*?)\]\]\n`).FindSubmatch(src)
+	instances := regexp.MustCompile(`(?s)\nM\.INSTANCES = \[\[(.*?)\]\]\n`).FindSubmatch(src)
+	stale := regexp.MustCompile(`(?s)\nlocal REMOVE_STALE = M\.OURS \.\. M\.INSTANCES \.\. \[\[(.*?)\]\]\n`).FindSubmatch(src)
+	if ours == nil || instances == nil || stale == nil {
+		t.Fatal("no OURS, INSTANCES or REMOVE_STALE in steps/services.lua")
 	}
 	root := t.TempDir()
 	app, units, lib, bin := filepath.Join(root, "app"), filepath.Join(root, "units"), filepath.Join(root, "lib"), filepath.Join(root, "bin")
@@ -35,7 +36,7 @@ func TestRemoveStaleWebTakesTheMaintenancePage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := run(t, app, string(ours[1])+string(stale[1]), "PATH="+bin+":"+os.Getenv("PATH"),
+	out, err := run(t, app, string(ours[1])+string(instances[1])+string(stale[1]), "PATH="+bin+":"+os.Getenv("PATH"),
 		"PREVIOUS=1", "KEEP=shop-worker.service", "WEB_FILE=shop.service", "APP=shop", "UNIT_DIR="+units,
 		"LIVE="+filepath.Join(lib, "shop.green"), "MAINTENANCE="+filepath.Join(lib, "shop.maintenance.html"), "SITE="+filepath.Join(root, "shop.caddy"))
 	if err != nil {

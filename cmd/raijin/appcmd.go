@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/raijin-deploy/raijin/config"
@@ -21,6 +23,7 @@ type AppCmd struct {
 	Start        AppStartCmd        `cmd:"" help:"Start the app's processes (all, or PROC) and wait until they are healthy."`
 	Stop         AppStopCmd         `cmd:"" help:"Stop the app's processes (all, or PROC)."`
 	Restart      AppRestartCmd      `cmd:"" help:"Restart the app's processes (all, or PROC) and wait until they are healthy."`
+	Scale        AppScaleCmd        `cmd:"" help:"Run COUNT instances of a process with replicas, without a new version (raijin.toml is not changed)."`
 	Maintenance  AppMaintenanceCmd  `cmd:"" help:"Have the app's site answer 503 with a maintenance page (and Retry-After) while the app keeps running, until app live."`
 	Live         AppLiveCmd         `cmd:"" help:"End maintenance: the app's site serves the app again."`
 	Cat          AppCatCmd          `cmd:"" help:"Print what is on the server: the systemd units (unit), the Caddy site (site) or the .env (env, values redacted)."`
@@ -48,6 +51,9 @@ func units(cfg *config.Config, proc string) ([]string, error) {
 			continue
 		}
 		out = append(out, cfg.UnitName(p))
+		if spec, _ := cfg.Process(p); spec.Scheduled() {
+			out = append(out, cfg.TimerUnit(p))
+		}
 	}
 	return out, nil
 }
@@ -58,6 +64,15 @@ type UnitStatus struct {
 	State string `json:"state"`
 	Sub   string `json:"sub_state"`
 	Since string `json:"since,omitempty"`
+	// A timer's (a scheduled process): its service's last run, how it
+	// ended (systemd's Result: success, exit-code, ...; "running" while
+	// one runs; "" before the first), and the next run.
+	LastRun    string `json:"last_run,omitempty"`
+	LastResult string `json:"last_result,omitempty"`
+	NextRun    string `json:"next_run,omitempty"`
+	result     string // the service's Result=
+	started    string // the service's ExecMainStartTimestamp=
+	startedMon string // the service's ExecMainStartTimestampMonotonic= ("0": it never ran)
 }
 
 // HostStatus is `raijin app status` for one host.
@@ -113,9 +128,19 @@ func (s *AppStatusCmd) Run(app *App) error {
 	var all []HostStatus
 	down := 0
 	err = eachHost(app, cfg, func(r *openHost) error {
-		us, slotUnits := statusUnits(cfg, r.h)
-		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; [ -e %s ] && echo maintenance; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp %s",
-			shell.Quote(r.appRel+"/.versions"), shell.Quote(engine.MaintenanceMarker(cfg)), shell.QuoteAll(us...))
+		us, slotUnits, templates := statusUnits(cfg, r.h)
+		// The instances of each process with replicas that systemd knows
+		// (app scale may have changed their count), listed on the server.
+		instances := ""
+		if len(templates) > 0 {
+			var list []string
+			for _, t := range templates {
+				list = append(list, fmt.Sprintf("systemctl list-units --all --plain --no-legend %s 2>/dev/null | awk '{print $1}'", shell.Quote(strings.TrimSuffix(t, "@.service")+"@*.service")))
+			}
+			instances = fmt.Sprintf(" $({ %s; } | grep -E -x %s | sort -u)", strings.Join(list, "; "), shell.Quote(replicaPattern(templates)))
+		}
+		cmd := fmt.Sprintf("head -2 %s 2>/dev/null; echo @@; [ -e %s ] && echo maintenance; echo @@; systemctl show --no-pager -p Id -p ActiveState -p SubState -p ActiveEnterTimestamp -p Result -p ExecMainStartTimestamp -p ExecMainStartTimestampMonotonic -p NextElapseUSecRealtime %s%s",
+			shell.Quote(r.appRel+"/.versions"), shell.Quote(engine.MaintenanceMarker(cfg)), shell.QuoteAll(us...), instances)
 		res, err := remote.Must(app.ctx, r.host(app), cmd, remote.RunOpts{})
 		if err != nil {
 			return errs.WithCode(errs.CodeFailed, fmt.Errorf("host %s: %w", r.h.Name, err), "")
@@ -129,26 +154,12 @@ func (s *AppStatusCmd) Run(app *App) error {
 				st.Previous = v[1]
 			}
 		}
-		for _, block := range strings.Split(strings.TrimSpace(show), "\n\n") {
-			u := UnitStatus{}
-			for _, l := range strings.Split(block, "\n") {
-				k, v, _ := strings.Cut(l, "=")
-				switch k {
-				case "Id":
-					u.Unit = v
-				case "ActiveState":
-					u.State = v
-				case "SubState":
-					u.Sub = v
-				case "ActiveEnterTimestamp":
-					u.Since = v
-				}
+		for _, u := range parseShow(show) {
+			if knownUnit(u.Unit, us, templates) {
+				st.Units = append(st.Units, u)
 			}
-			if u.Unit == "" {
-				continue
-			}
-			st.Units = append(st.Units, u)
 		}
+		st.Units = timerRuns(st.Units)
 		st.Units, down = slotsRunning(st.Units, slotUnits, down)
 		all = append(all, st)
 		if !app.JSON {
@@ -167,7 +178,14 @@ func (s *AppStatusCmd) Run(app *App) error {
 			}
 			for _, u := range st.Units {
 				fmt.Fprintf(&b, "  %-32s %s (%s)", u.Unit, u.State, u.Sub)
-				if u.State == "active" && u.Since != "" {
+				switch {
+				case strings.HasSuffix(u.Unit, ".timer"):
+					fmt.Fprintf(&b, "  last run %s", orText(u.LastRun, "never"))
+					if u.LastResult != "" {
+						fmt.Fprintf(&b, ": %s", u.LastResult)
+					}
+					fmt.Fprintf(&b, "; next %s", orText(u.NextRun, "none"))
+				case u.State == "active" && u.Since != "":
 					fmt.Fprintf(&b, " since %s", u.Since)
 				}
 				b.WriteString("\n")
@@ -188,27 +206,121 @@ func (s *AppStatusCmd) Run(app *App) error {
 	return nil
 }
 
+// parseShow reads systemctl show's answer: a block of KEY=value lines
+// per unit.
+func parseShow(show string) []UnitStatus {
+	var out []UnitStatus
+	for _, block := range strings.Split(strings.TrimSpace(show), "\n\n") {
+		u := UnitStatus{}
+		fields := map[string]*string{"Id": &u.Unit, "ActiveState": &u.State, "SubState": &u.Sub, "ActiveEnterTimestamp": &u.Since,
+			"Result": &u.result, "ExecMainStartTimestamp": &u.started, "ExecMainStartTimestampMonotonic": &u.startedMon,
+			"NextElapseUSecRealtime": &u.NextRun}
+		for _, l := range strings.Split(block, "\n") {
+			k, v, _ := strings.Cut(l, "=")
+			if f, ok := fields[k]; ok {
+				*f = v
+			}
+		}
+		if u.Unit != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // statusUnits are the units `app status` asks h about: those of the
 // processes it runs (its roles). web runs in one slot at a time (two for a
 // moment during a deploy): both are asked for, and the one that does not
-// run is left out (slotUnits).
-func statusUnits(cfg *config.Config, h config.Host) (us []string, slotUnits map[string]bool) {
+// run is left out (slotUnits). A scheduled process is its timer and its
+// service (whose last run the timer's line shows); a process with
+// replicas, its template (templates), whose instances the server lists.
+func statusUnits(cfg *config.Config, h config.Host) (us []string, slotUnits map[string]bool, templates []string) {
 	slotUnits = map[string]bool{}
 	for _, p := range cfg.HostProcesses(h) {
-		if p != "web" {
-			us = append(us, cfg.UnitName(p))
-			continue
-		}
-		for _, slot := range config.Slots {
-			us = append(us, cfg.SlotUnit(slot))
-			slotUnits[cfg.SlotUnit(slot)] = true
-			if cfg.SocketActivated() {
-				us = append(us, cfg.SlotSocketUnit(slot))
-				slotUnits[cfg.SlotSocketUnit(slot)] = true
+		spec, _ := cfg.Process(p)
+		switch {
+		case p == "web":
+			for _, slot := range config.Slots {
+				us = append(us, cfg.SlotUnit(slot))
+				slotUnits[cfg.SlotUnit(slot)] = true
+				if cfg.SocketActivated() {
+					us = append(us, cfg.SlotSocketUnit(slot))
+					slotUnits[cfg.SlotSocketUnit(slot)] = true
+				}
 			}
+		case spec.Scheduled():
+			us = append(us, cfg.TimerUnit(p), cfg.UnitName(p))
+		case spec.Replicated():
+			templates = append(templates, cfg.ProcessUnit(p))
+		default:
+			us = append(us, cfg.UnitName(p))
 		}
 	}
-	return us, slotUnits
+	return us, slotUnits, templates
+}
+
+// replicaPattern matches the instances of templates (a regular expression
+// for grep -E -x); one that matches nothing without templates.
+func replicaPattern(templates []string) string {
+	if len(templates) == 0 {
+		return "^$"
+	}
+	var alts []string
+	for _, t := range templates {
+		alts = append(alts, regexp.QuoteMeta(strings.TrimSuffix(t, "@.service"))+"@[0-9]+\\.service")
+	}
+	return "(" + strings.Join(alts, "|") + ")"
+}
+
+// knownUnit: a unit the server named is one asked for, or an instance of
+// one of templates (the server's answer is not trusted further).
+func knownUnit(u string, asked, templates []string) bool {
+	if slices.Contains(asked, u) {
+		return true
+	}
+	return len(templates) > 0 && regexp.MustCompile("^"+replicaPattern(templates)+"$").MatchString(u)
+}
+
+// timerRuns folds each scheduled process's service into its timer's line:
+// the last run (when the service last started: not the timer's last
+// trigger, which a deploy sets to its own time, see START_TIMERS in
+// recipes/steps/services.lua) and how it ended, none when it never ran;
+// the service, inactive between runs, gets no line of its own.
+func timerRuns(units []UnitStatus) []UnitStatus {
+	services := map[string]UnitStatus{}
+	for _, u := range units {
+		services[u.Unit] = u
+	}
+	var out []UnitStatus
+	for _, u := range units {
+		if strings.HasSuffix(u.Unit, ".service") {
+			if _, timer := services[strings.TrimSuffix(u.Unit, ".service")+".timer"]; timer {
+				continue
+			}
+		}
+		if strings.HasSuffix(u.Unit, ".timer") {
+			svc := services[strings.TrimSuffix(u.Unit, ".timer")+".service"]
+			if t := svc.started; t != "" && t != "n/a" && svc.startedMon != "" && svc.startedMon != "0" {
+				u.LastRun = t
+				u.LastResult = svc.result
+				if svc.State == "activating" || svc.State == "active" {
+					u.LastResult = "running"
+				}
+			}
+			if u.NextRun == "n/a" {
+				u.NextRun = ""
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+func orText(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
 }
 
 // AppLogsCmd is `raijin app logs [PROC] [-f]`.
@@ -364,6 +476,63 @@ func (e *AppExportConfigCmd) Run(app *App) error {
 	}
 	if !e.DryRun {
 		app.UI().Printf("edit the files in %s/: the next deploy uses them as they are", cfg.LocalConfigDir)
+	}
+	return nil
+}
+
+// AppScaleCmd is `raijin app scale PROC COUNT`.
+type AppScaleCmd struct {
+	Proc  string `arg:"" name:"proc" predictor:"procs" help:"The process: a name of [processes] with replicas."`
+	Count int    `arg:"" name:"count" help:"How many instances to run (1 or more)."`
+	lockFlags
+}
+
+func (c *AppScaleCmd) Run(app *App) error {
+	cfg, err := app.load()
+	if err != nil {
+		return err
+	}
+	if err := checkScale(cfg, c.Proc, c.Count); err != nil {
+		return err
+	}
+	o, err := app.runOpts(cfg, "app scale", "scale", "", false)
+	if err != nil {
+		return err
+	}
+	if err := c.lockFlags.apply(&o); err != nil {
+		return err
+	}
+	o.Process, o.Replicas = c.Proc, c.Count
+	rep, err := engine.Run(app.ctx, o)
+	if err != nil {
+		return err
+	}
+	app.UI().Printf("app scale of %s done in %.1fs (%s)", cfg.App, rep.Duration.Seconds(), app.statsLine())
+	if spec, _ := cfg.Process(c.Proc); spec.Replicas != c.Count {
+		app.UI().Printf("%s says replicas = %d for %s: the next deploy runs %d again; set replicas = %d in [processes.%s] to keep %d",
+			cfg.File, spec.Replicas, c.Proc, spec.Replicas, c.Count, c.Proc, c.Count)
+	}
+	return nil
+}
+
+// checkScale refuses what app scale cannot do, naming the argument.
+func checkScale(cfg *config.Config, proc string, n int) error {
+	spec, ok := cfg.Process(proc)
+	switch {
+	case !ok:
+		return errs.Usagef("the processes are: "+strings.Join(cfg.ProcessNames(), ", "), "app scale %s: %s has no process %q", proc, cfg.File, proc)
+	case proc == "web":
+		return errs.Usagef("run more workers inside the web process (gunicorn --workers), or more hosts with the role web behind a load balancer",
+			"app scale web: web runs in one blue/green slot at a time: it has no replicas")
+	case spec.Scheduled():
+		return errs.Usagef("a scheduled process runs once per event of its schedule; scale a process that runs all the time",
+			"app scale %s: %s runs on a schedule (processes.%s.schedule = %q): it has no replicas", proc, proc, proc, spec.Schedule)
+	case !spec.Replicated():
+		return errs.Usagef(fmt.Sprintf("write [processes.%s] with command and replicas = 1 in %s and deploy: its instances then run from a template unit that app scale can add to", proc, cfg.File),
+			"app scale %s: %s has no replicas in %s (it runs as one unit, %s)", proc, proc, cfg.File, cfg.UnitName(proc))
+	}
+	if err := config.CheckReplicas(n); err != nil {
+		return errs.Usagef("to stop the process, run `raijin app stop "+proc+"`", "app scale %s %d: COUNT %v", proc, n, err)
 	}
 	return nil
 }

@@ -180,7 +180,8 @@ func (c *AppCatCmd) Run(app *App) error {
 		case "env":
 			return catEnv(app, cfg, r, c.Reveal)
 		case "unit":
-			us, _ := statusUnits(cfg, r.h)
+			us, _, templates := statusUnits(cfg, r.h)
+			us = append(us, templates...)
 			// Each unit that is installed, with its drop-ins; systemctl cat
 			// prints its path first.
 			cmd = "for u in " + shell.QuoteAll(us...) + `; do systemctl cat --no-pager -- "$u" 2>/dev/null && echo; done; true`

@@ -74,8 +74,14 @@ func (c *ConfigCmd) Run(app *App) error {
 	}
 	for _, p := range cfg.ProcessNames() {
 		unit := "unit " + cfg.UnitName(p)
-		if p == "web" {
+		spec, _ := cfg.Process(p)
+		switch {
+		case p == "web":
 			unit = "units " + cfg.SlotUnit("blue") + ", " + cfg.SlotUnit("green")
+		case spec.Scheduled():
+			unit = fmt.Sprintf("schedule %q: %s, from %s", spec.Schedule, unit, cfg.TimerUnit(p))
+		case spec.Replicated():
+			unit = fmt.Sprintf("%d replicas: %s .. %s", spec.Replicas, cfg.ReplicaUnit(p, 1), cfg.ReplicaUnit(p, spec.Replicas))
 		}
 		add("processes."+p, cfg.Processes[p]+"  ("+unit+")")
 	}

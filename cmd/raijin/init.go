@@ -77,6 +77,8 @@ web = "{{.App}}"                   # your wheel's console script ([project.scrip
 web = "gunicorn --bind 127.0.0.1:$PORT {{.Pkg}}.wsgi"
 # worker = "django-admin qcluster"
 {{- end}}
+# mail = { command = "...", replicas = 2 }          # instances side by side: {{.App}}-mail@1.service, @2
+# report = { command = "...", schedule = "daily" }  # a systemd timer (OnCalendar=) runs it, not a deploy
 
 # Staging beside production: raijin.staging.toml holds what differs (its own [[hosts]],
 # and another app name if it shares a server with this one); ` + "`raijin -d staging deploy`" + `.

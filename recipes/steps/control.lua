@@ -27,9 +27,33 @@ function M.act(ctx, action)
     end
     procs = { ctx.process }
   end
-  local web, workers = false, {}
+  -- workers: the units of the processes that run all the time; timers:
+  -- a scheduled process's (stopping one stops the runs to come, not one
+  -- going; a start or restart starts it without a run, as a deploy does:
+  -- see services.start_timers); replicated: those
+  -- with replicas, whose instances start and restart one at a time
+  -- (services.replicas).
+  local web, workers, timers, replicated = false, {}, {}, {}
   for _, p in ipairs(procs) do
-    if p == "web" then web = true else workers[#workers + 1] = raijin.unit_name(ctx, p) end
+    local spec, base = services.spec(ctx, p), ctx.config.app .. "-" .. p
+    if p == "web" then
+      web = true
+    elseif spec.schedule ~= "" then
+      timers[#timers + 1] = base .. ".timer"
+    elseif spec.replicas > 0 then
+      replicated[#replicated + 1] = { proc = p, base = base, count = spec.replicas }
+    else
+      workers[#workers + 1] = base .. ".service"
+    end
+  end
+  if action == "stop" then
+    -- Every instance stops; those beyond raijin.toml's count (app scale's)
+    -- are disabled too, so that a boot starts what app start would.
+    for _, r in ipairs(replicated) do
+      workers[#workers + 1] = r.base .. "@*.service"
+      ctx.host:defer(function() services.disable_extra(ctx, r) end)
+    end
+    replicated = {}
   end
   local live = raijin.slot(ctx, ctx.live or "blue")
   local done = {}
@@ -46,6 +70,8 @@ function M.act(ctx, action)
     end)
     services.retire(ctx)
     done = { raijin.slot(ctx, ctx.live).unit, table.unpack(workers) }
+  elseif #workers == 0 and not web then
+    -- replicas and timers only: below
   else
     local units = {}
     if web then
@@ -63,7 +89,38 @@ function M.act(ctx, action)
     end
     done = units
   end
+  for _, r in ipairs(replicated) do
+    services.replicas(ctx, r, { restart = action == "restart" })
+    done[#done + 1] = r.base .. "@*.service"
+  end
+  if #timers > 0 then
+    if action == "stop" then
+      ctx.host:systemctl("stop", table.unpack(timers))
+    else
+      services.start_timers(ctx, timers)
+    end
+    for _, u in ipairs(timers) do done[#done + 1] = u end
+  end
   raijin.log(past[action] .. " " .. table.concat(done, " "))
+end
+
+-- scale, `raijin app scale PROC N`: ctx.replicas instances of ctx.process
+-- run on this host, from the template unit the deployed version
+-- installed: the missing ones start one at a time (each must stay up),
+-- those beyond N stop. raijin.toml is not changed: the next deploy runs
+-- its count again.
+function M.scale(ctx)
+  local p = ctx.process
+  local runs = false
+  for _, x in ipairs(raijin.process_names(ctx)) do runs = runs or x == p end
+  if not runs then
+    raijin.log(p .. " does not run on this host (its roles: " .. table.concat(ctx.host.roles, ", ") .. ")")
+    return
+  end
+  local r = { proc = p, base = ctx.config.app .. "-" .. p, count = ctx.replicas }
+  local res = services.replicas(ctx, r, { trim = true })
+  for line in (res and res.stdout or ""):gmatch("[^\n]+") do raijin.log(line) end
+  raijin.log(string.format("%s runs %d replica(s): %s@1.service .. @%d.service", p, r.count, r.base, r.count))
 end
 
 function M.start(ctx) M.act(ctx, "start") end

@@ -10,16 +10,10 @@ local services = require("raijin.steps.services")
 
 local M = {}
 
--- Stops, disables and deletes each of $UNITS that has a file in $UNIT_DIR
--- (with its drop-ins), then a daemon-reload if there was one; and deletes
--- the live marker $LIVE and the maintenance page $MAINTENANCE.
-local DISABLE_UNITS = [[set -e
-found=
-set -f
-for u in $UNITS; do
-  if [ -e "$UNIT_DIR/$u" ]; then systemctl disable --now "$u"; rm -rf "$UNIT_DIR/$u" "$UNIT_DIR/$u.d"; systemctl reset-failed "$u" 2>/dev/null || true; found=1; fi
-done
-if [ -n "$found" ]; then systemctl daemon-reload; fi
+-- Stops, disables and deletes each of $UNITS, and each unit file kept by
+-- a version (see services.REMOVE_UNITS); and deletes the live marker $LIVE
+-- and the maintenance page $MAINTENANCE.
+local DISABLE_UNITS = services.REMOVE_UNITS .. [[
 rm -f "$LIVE" "$MAINTENANCE"]]
 
 -- disable_units: stop and disable the units (the socket first), delete their
@@ -27,7 +21,7 @@ rm -f "$LIVE" "$MAINTENANCE"]]
 function M.disable_units(ctx)
   ctx.host:run(DISABLE_UNITS, { sudo = true, env = {
     UNIT_DIR = ctx.paths.unit_dir, UNITS = table.concat(services.all_unit_names(ctx), " "), LIVE = ctx.paths.live,
-    MAINTENANCE = ctx.paths.maintenance,
+    APP = ctx.config.app, APP_DIR = ctx.paths.app_dir, VERSIONS = "1", MAINTENANCE = ctx.paths.maintenance,
   } })
 end
 
