@@ -184,6 +184,22 @@ func replicaStarts(t *testing.T, h *TestHost, base string, n int) (starts []int6
 }
 
 // activeReplicas lists the active instances of base@.service, sorted.
+// replicasUp checks that the n replicas of base are active (want) and run
+// as the app's user, and returns when each started.
+func replicasUp(t *testing.T, h *TestHost, p *Project, base string, n int, want string) []int64 {
+	t.Helper()
+	if got := activeReplicas(t, h, base); got != want {
+		t.Fatalf("the replicas after the deploy: %q, want %q", got, want)
+	}
+	starts, users := replicaStarts(t, h, base, n)
+	for i, u := range users {
+		if u != p.App {
+			t.Errorf("replica %d runs as %q, not as the app's user %s", i+1, u, p.App)
+		}
+	}
+	return starts
+}
+
 func activeReplicas(t *testing.T, h *TestHost, base string) string {
 	t.Helper()
 	out := h.Root(t, "systemctl list-units --state=active --plain --no-legend '"+base+"@*.service' | awk '{print $1}'")
@@ -203,15 +219,7 @@ func TestReplicas(t *testing.T) {
 	p.setProcs(fmt.Sprintf("web = %q\nmail = { command = \"sleep 100000\", replicas = 3 }\n", p.App))
 	p.MustRaijin("deploy")
 	all3 := fmt.Sprintf("%[1]s@1.service %[1]s@2.service %[1]s@3.service", base)
-	if got := activeReplicas(t, h, base); got != all3 {
-		t.Fatalf("after the deploy: %q, want %q", got, all3)
-	}
-	before, users := replicaStarts(t, h, base, 3)
-	for i, u := range users {
-		if u != p.App {
-			t.Errorf("replica %d runs as %q, not as the app's user %s", i+1, u, p.App)
-		}
-	}
+	before := replicasUp(t, h, p, base, 3, all3)
 	checkHardened(t, h, base+"@1.service")
 	if r := p.MustRaijin("app", "status"); !strings.Contains(r.Stdout, base+"@3.service") {
 		t.Errorf("app status should list the replicas:\n%s", r.Stdout)
@@ -435,5 +443,54 @@ func TestUndoRemovesNewTimersAndReplicas(t *testing.T) {
 	}
 	if out := h.Root(t, "ls /etc/systemd/system/multi-user.target.wants/ /etc/systemd/system/timers.target.wants/"); strings.Contains(out, p.App+"-") {
 		t.Errorf("links left after the undo:\n%s", out)
+	}
+}
+
+// The same for the Python app: a scheduled job runs its console script from
+// the version's environment, as the app's user, with the app's env, and not
+// at deploy time; replicas of a Python process run as the app's user and a
+// deploy restarts them one at a time.
+func TestScheduledProcessAndReplicasPython(t *testing.T) {
+	h := host(t, 0)
+	p := NewPyProject(t, ProjectSpec{App: "pysched", Hosts: []*TestHost{h}})
+	// No release_command: the job's runs are the only lines in migrations.log.
+	toml := readFile(t, p.Dir+"/raijin.toml")
+	p.Write("raijin.toml", strings.Replace(toml, "release_command = \"pyapp migrate\"\n", "", 1), 0o644)
+	timer, service, base := p.App+"-report.timer", p.App+"-report.service", p.App+"-mail"
+	p.setProcs("web = \"pyapp serve\"\n" +
+		"report = { command = \"pyapp migrate\", schedule = \"*-*-* 03:17:00\" }\n" +
+		"mail = { command = \"python3 -c 'import time; time.sleep(100000)'\", replicas = 2 }\n")
+	p.MustRaijin("deploy")
+	if got := unitState(t, h, timer, service); got != timer+": active file\n"+service+": inactive file\n" {
+		t.Errorf("after the deploy:\n%s", got)
+	}
+	if got := p.runs(h); got != "" {
+		t.Errorf("the deploy ran the scheduled job: %q", got)
+	}
+	checkHardened(t, h, service)
+	// A run (the timer's service, started as the timer would) uses the
+	// version's environment and writes as the app's user.
+	h.Root(t, "systemctl start "+service)
+	if got := p.runs(h); got != "migrated to 1.0.0\n" {
+		t.Fatalf("the Python job's run: %q", got)
+	}
+	if owner := h.Root(t, "stat -c %U "+p.StateDir(h)+"/migrations.log"); strings.TrimSpace(owner) != p.App {
+		t.Errorf("the run wrote as %q, not as the app's user %s", owner, p.App)
+	}
+	if r := p.MustRaijin("app", "status"); !regexpMatch(`last run .+: success; next `, r.Stdout) {
+		t.Errorf("app status should show the Python job's last run:\n%s", r.Stdout)
+	}
+	before := replicasUp(t, h, p, base, 2, fmt.Sprintf("%[1]s@1.service %[1]s@2.service", base))
+	p.MustRaijin("deploy", "--set-version", "1.1.0")
+	after, _ := replicaStarts(t, h, base, 2)
+	if after[0] <= before[0] || after[1] <= before[1] || after[1]-after[0] < 900_000 {
+		t.Errorf("the deploy should restart the Python replicas one at a time: before %v, after %v", before, after)
+	}
+	if got := p.runs(h); got != "migrated to 1.0.0\n" {
+		t.Errorf("the deploy of 1.1.0 ran the job: %q", got)
+	}
+	h.Root(t, "systemctl start "+service)
+	if got := p.runs(h); got != "migrated to 1.0.0\nmigrated to 1.1.0\n" {
+		t.Errorf("a run after the deploy of 1.1.0 should run 1.1.0: %q", got)
 	}
 }
