@@ -430,3 +430,33 @@ func TestDayOpsMaintenanceBehindBalancer(t *testing.T) {
 		t.Errorf("after app live: %d pages, served by %v; want both web hosts at once", pages, served)
 	}
 }
+
+// The audit log keeps its last 1,000 lines: a log of 1,100 lines (as a
+// busy app's would be after many deploys) is trimmed by the command that
+// appends the 1,101st, whose line is the last one kept, with the file's
+// mode unchanged.
+func TestDayOpsAuditTrim(t *testing.T) {
+	h := host(t, 0)
+	p := NewProject(t, ProjectSpec{App: "audit", Hosts: []*TestHost{h}})
+	p.MustRaijin("deploy")
+	log := p.AppDir(h) + "/.audit.jsonl"
+	// 1,099 older lines after the deploy's: 1,100 in all.
+	h.Run(t, fmt.Sprintf(`for i in $(seq 1 1099); do printf '{"time":"2026-01-01T00:00:00Z","app":"audit","command":"deploy","to":"0.%%d","result":"ok"}\n' $i; done >> %s`, log))
+	if got := strings.TrimSpace(h.Run(t, "wc -l < "+log)); got != "1100" {
+		t.Fatalf("the audit log holds %s lines before the command, want 1100", got)
+	}
+	p.MustRaijin("prune", "--keep", "3")
+	if got := strings.TrimSpace(h.Run(t, "wc -l < "+log)); got != "1000" {
+		t.Errorf("after the 1,101st line the audit log holds %s lines, want the last 1000", got)
+	}
+	last := h.Run(t, "tail -n1 "+log)
+	if !strings.Contains(last, `"command":"prune"`) {
+		t.Errorf("the last line kept is not the prune's: %s", last)
+	}
+	if first := h.Run(t, "head -n1 "+log); !strings.Contains(first, `"to":"0.101"`) {
+		t.Errorf("the oldest 101 lines should be gone (the deploy's and 0.1 to 0.100): the first is %s", first)
+	}
+	if mode := strings.TrimSpace(h.Run(t, "stat -c %a "+log)); mode != "600" {
+		t.Errorf("the trimmed log's mode is %s, want 600", mode)
+	}
+}
