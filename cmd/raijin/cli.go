@@ -19,7 +19,7 @@ type CLI struct {
 	Down     DownCmd     `cmd:"" help:"Stop the app and remove it from the hosts: units, Caddy site, app directory."`
 	Releases ReleasesCmd `cmd:"" help:"List the versions on each host, the current one marked, with who deployed them and when."`
 	Lock     LockCmd     `cmd:"" help:"Show or release the deploy lock."`
-	Config   ConfigCmd   `cmd:"" name:"config" help:"Print the resolved configuration and where each value came from."`
+	Config   ConfigCmd   `cmd:"" name:"config" help:"Print the resolved configuration and where each value came from, or (config schema) the JSON Schema of raijin.toml."`
 	Env      EnvCmd      `cmd:"" help:"Change the app's env on the servers without a deploy."`
 	Printenv PrintenvCmd `cmd:"" help:"Print the env that would be uploaded to each host, secrets redacted."`
 	Recipe   RecipeCmd   `cmd:"" help:"Inspect the deploy recipe."`
@@ -32,7 +32,7 @@ type CLI struct {
 type kongVersion bool
 
 func (kongVersion) BeforeApply(app *kong.Kong, vars kong.Vars) error {
-	fmt.Fprintln(app.Stdout, "raijin "+vars["version"])
+	fmt.Fprintln(app.Stdout, vars["version"])
 	app.Exit(0)
 	return nil
 }

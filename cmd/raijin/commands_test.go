@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/raijin-deploy/raijin/config"
 )
 
 func run(t *testing.T, args ...string) (int, string, string) {
@@ -279,6 +281,32 @@ func TestOperateUsageErrors(t *testing.T) {
 		code, out, errOut := run(t, c.args...)
 		if code != 2 || !strings.Contains(errOut, c.want) || strings.Contains(errOut, "cannot reach") {
 			t.Errorf("raijin %s: want exit 2 with %q: %d\n%s%s", strings.Join(c.args, " "), c.want, code, out, errOut)
+		}
+	}
+}
+
+// TestInitSchemaLine: raijin init's #:schema line names main's schema for
+// a build that is not a release, and the release's own copy, at its tag,
+// for a release.
+func TestInitSchemaLine(t *testing.T) {
+	old := version
+	t.Cleanup(func() { version = old })
+	for stamped, want := range map[string]string{
+		"":                                   config.SchemaURL,
+		"v0.0.0-20261206065000-7d57ab604c5b": config.SchemaURL,
+		"v1.2.3":                             "https://raw.githubusercontent.com/raijin-deploy/raijin/v1.2.3/docs/raijin.schema.json",
+	} {
+		version = stamped
+		path := filepath.Join(t.TempDir(), "raijin.toml")
+		if code, _, errOut := run(t, "init", "-c", path); code != 0 {
+			t.Fatalf("init (version %q): %s", stamped, errOut)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first, _, _ := strings.Cut(string(data), "\n"); first != "#:schema "+want {
+			t.Errorf("version %q: first line %q, want #:schema %s", stamped, first, want)
 		}
 	}
 }

@@ -22,10 +22,25 @@ func parseDuration(s, flag string) (time.Duration, error) {
 	return d, nil
 }
 
-// ConfigCmd is `raijin config`.
-type ConfigCmd struct{}
+// ConfigCmd is `raijin config`: the resolved configuration by default, or
+// the schema of raijin.toml.
+type ConfigCmd struct {
+	Show   ConfigShowCmd   `cmd:"" default:"1" help:"Print the resolved configuration and where each value came from (what raijin config alone does)."`
+	Schema ConfigSchemaCmd `cmd:"" help:"Print the JSON Schema (draft-07) of raijin.toml, for editors: every key with its type, default and meaning."`
+}
 
-func (c *ConfigCmd) Run(app *App) error {
+// ConfigSchemaCmd is `raijin config schema`. It reads no raijin.toml.
+type ConfigSchemaCmd struct{}
+
+func (c *ConfigSchemaCmd) Run(app *App) error {
+	_, err := app.Stdout.Write(config.SchemaJSON())
+	return err
+}
+
+// ConfigShowCmd is `raijin config` and `raijin config show`.
+type ConfigShowCmd struct{}
+
+func (c *ConfigShowCmd) Run(app *App) error {
 	cfg, err := app.load()
 	if err != nil {
 		return err

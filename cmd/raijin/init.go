@@ -2,12 +2,13 @@ package main
 
 import (
 	"bytes"
-
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"text/template"
 
+	"github.com/raijin-deploy/raijin/config"
 	"github.com/raijin-deploy/raijin/errs"
 )
 
@@ -17,14 +18,27 @@ type InitCmd struct {
 	App     string `placeholder:"NAME" help:"The app's name (default: the directory's name, made valid)."`
 }
 
+// initSchemaURL is the schema of this raijin's version: a release's own
+// copy at its tag, else main's (see config.SchemaURLFor).
+func initSchemaURL() string {
+	info, _ := debug.ReadBuildInfo()
+	return config.SchemaURLFor(moduleVersion(version, info))
+}
+
 type initVars struct {
 	App     string // the app name
 	Pkg     string // the Python package name (app with _ for -)
 	Profile string
+	Schema  string // the #:schema URL: this release's copy, else main's
 }
 
-const initTOMLHead = `# raijin.toml: how raijin deploys {{.App}}. Every key is in README.md
-# ("raijin.toml reference"). Fill in [[hosts]] below, then run ` + "`raijin up`" + `
+// initTOMLHead starts with Taplo's #:schema line: editors with a TOML
+// language server check the file against raijin's JSON Schema as it is
+// typed.
+const initTOMLHead = `#:schema {{.Schema}}
+# raijin.toml: how raijin deploys {{.App}}. Every key is in README.md
+# ("raijin.toml reference"); an editor with Taplo checks it against the
+# schema above. Fill in [[hosts]] below, then run ` + "`raijin up`" + `
 # (bootstrap the server, then deploy) or ` + "`raijin deploy`" + `.
 
 app = "{{.App}}"                   # [a-z][a-z0-9-]{0,62}: names the units, the Caddy site, the app directory
@@ -162,7 +176,7 @@ func (c *InitCmd) Run(app *App) error {
 	} else if appName(name) != name {
 		return errs.Usagef("use lower-case letters, digits and -, starting with a letter", "--app %q is not a valid app name", name)
 	}
-	v := initVars{App: name, Pkg: strings.ReplaceAll(name, "-", "_"), Profile: c.Profile}
+	v := initVars{App: name, Pkg: strings.ReplaceAll(name, "-", "_"), Profile: c.Profile, Schema: initSchemaURL()}
 	body := initTOMLBinary
 	switch c.Profile {
 	case "python":

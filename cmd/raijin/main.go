@@ -18,9 +18,6 @@ import (
 	"github.com/raijin-deploy/raijin/errs"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func main() {
 	os.Exit(Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
@@ -47,7 +44,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(c int) { panic(kongExit(c)) }),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, Summary: true}),
-		kong.Vars{"version": version},
+		kong.Vars{"version": buildVersion()},
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "raijin: %v\n", err)
