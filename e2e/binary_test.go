@@ -112,12 +112,15 @@ func readFile(t *testing.T, p string) string {
 	return string(data)
 }
 
-// A new build of the app is sent as its difference from the live one (a
-// Go binary rebuilt with another version string differs in a few dozen
-// bytes), and the server ends up with exactly the new file. A live binary
-// changed on the server is not trusted as a basis: the whole file goes.
+// To a server without zstd (no patches), a new build of the app is sent as
+// its difference from the live one (a Go binary rebuilt with another
+// version string differs in a few dozen bytes), and the server ends up with
+// exactly the new file. A live binary changed on the server is not trusted
+// as a basis: the whole file goes.
 func TestBinaryUploadByDifference(t *testing.T) {
 	h := host(t, 0)
+	h.Root(t, "mv /usr/bin/zstd /usr/bin/zstd.hidden")
+	t.Cleanup(func() { h.Root(t, "[ ! -e /usr/bin/zstd.hidden ] || mv /usr/bin/zstd.hidden /usr/bin/zstd") })
 	p := NewProject(t, ProjectSpec{App: "delta", Hosts: []*TestHost{h}})
 	url := p.SiteURL(h)
 	dir := p.AppDir(h)
@@ -224,12 +227,14 @@ func TestBinaryUploadCompressedAndPatched(t *testing.T) {
 		return r, int64(len(data))
 	}
 	how := regexp.MustCompile(`upload \S+dist/goapp -> \S+ (.*)`)
+	// shown is how the binary went: the last upload shown (a patch sent
+	// before the check and cut is followed by the one that went).
 	shown := func(r Result) string {
-		m := how.FindStringSubmatch(r.Stderr)
+		m := how.FindAllStringSubmatch(r.Stderr, -1)
 		if m == nil {
 			t.Fatalf("-v shows no upload of the binary:\n%s", r.Stderr)
 		}
-		return m[1]
+		return m[len(m)-1][1]
 	}
 
 	r, size := deploy("1.0.0", "v1")
@@ -248,10 +253,16 @@ func TestBinaryUploadCompressedAndPatched(t *testing.T) {
 		t.Errorf("the patch sent %.0f bytes, the whole binary compressed %.0f: the patch should be much smaller", upgrade, first)
 	}
 
-	// A small change still goes by difference, in a few kB.
+	// A small change goes as a patch too, of a few kB (a difference would
+	// be about 16 kB).
 	r, _ = deploy("2.0.1", "v2")
-	if s := shown(r); !strings.HasPrefix(s, "by difference against "+dir+"/v2.0.0/goapp") || bytesSent(t, r) > 100e3 {
-		t.Errorf("a small change went %s (%.0f bytes sent), want a difference of a few kB", s, bytesSent(t, r))
+	if s := shown(r); !strings.HasPrefix(s, "as a zstd patch against "+dir+"/v2.0.0/goapp") || bytesSent(t, r) > 100e3 {
+		t.Errorf("a small change went %s (%.0f bytes sent), want a patch of a few kB", s, bytesSent(t, r))
+	}
+	if m := regexp.MustCompile(`sent \S+ as a zstd patch against \S+ \(([0-9]+) bytes of`).FindStringSubmatch(r.Stderr); m == nil {
+		t.Errorf("-v does not say what the patch cost:\n%s", r.Stderr)
+	} else if n, _ := strconv.Atoi(m[1]); n > 20e3 {
+		t.Errorf("the patch of a new version string is %d bytes, want a few kB", n)
 	}
 
 	// A server without zstd: gzip, no patch.
@@ -260,6 +271,18 @@ func TestBinaryUploadCompressedAndPatched(t *testing.T) {
 	r, size = deploy("3.0.0", "v1")
 	if s := shown(r); !strings.HasPrefix(s, "(gzip, ") {
 		t.Errorf("to a server without zstd the upgrade went %s, want the whole binary with gzip", s)
+	}
+	if !strings.Contains(r.Stderr, "the patch sent before the check was cut") {
+		t.Errorf("the patch guessed before the check was not cut:\n%s", r.Stderr)
+	}
+	// raijin remembers that this server takes no patch: nothing goes
+	// before the check any more.
+	r, _ = deploy("3.0.1", "v2")
+	if strings.Contains(r.Stderr, "before the check") {
+		t.Errorf("a patch went before the check to a server known to have no zstd:\n%s", r.Stderr)
+	}
+	if s := shown(r); !strings.HasPrefix(s, "by difference") && !strings.HasPrefix(s, "(gzip, ") {
+		t.Errorf("to a server without zstd the upgrade went %s, want the difference or gzip", s)
 	}
 	if n := bytesSent(t, r); n > 0.7*float64(size) {
 		t.Errorf("with gzip %.0f bytes were sent of a %d-byte binary", n, size)

@@ -14,6 +14,7 @@ import (
 	"github.com/raijin-deploy/raijin/recipe"
 	"github.com/raijin-deploy/raijin/remote"
 	"github.com/raijin-deploy/raijin/secrets"
+	"github.com/raijin-deploy/raijin/upload"
 )
 
 // Events is told what a run does, for the terminal, -v and --json.
@@ -200,6 +201,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		return report, he
 	}
+	if !r.opts.DryRun && len(onHosts) > 0 && r.opts.Config != nil && hasPhase(before, "build") {
+		// The distfile is hashed, and its patch against the last one sent
+		// started, while the hosts' first phases run.
+		upload.Prepare(ctx, upload.SharedCache(), r.opts.Config.DistfilePath())
+	}
 	failed := r.runBatches(ctx, report, onHosts, local.Shared())
 	if failed && r.opts.AllOrNothing {
 		r.rollBackSucceeded(ctx, report)
@@ -227,6 +233,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	report.Duration = time.Since(r.started)
 	return report, nil
+}
+
+func hasPhase(phases []recipe.PhaseInfo, name string) bool {
+	for _, p := range phases {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // splitFlow parts a flow into the local phases before the first host phase

@@ -43,6 +43,7 @@ type Session struct {
 	flags map[string]bool
 	label string                            // what queued steps are attributed to (the phase)
 	after []func(ctx context.Context) error // sends that wait for a flush
+	early []*earlyPatch                     // patches sent before their check's answer
 	sent  map[string]bool                   // remote path: whether its last upload sent bytes
 }
 
@@ -116,6 +117,7 @@ func (s *Session) Discard() {
 	s.mu.Lock()
 	s.items, s.after, s.depth = nil, nil, 0
 	s.mu.Unlock()
+	s.cutEarly(s.takeEarly(), true)
 }
 
 // Mark is the queue's position now, for DiscardFrom.
@@ -133,6 +135,9 @@ func (s *Session) DiscardFrom(mark int) {
 		s.items = s.items[:mark]
 	}
 	s.mu.Unlock()
+	// A patch sent before its check's answer goes with the dropped steps;
+	// one whose check stays is sent again after its answer.
+	s.cutEarly(s.takeEarly(), true)
 }
 
 // Pending is the number of queued steps.
@@ -253,6 +258,8 @@ func (s *Session) runAfter(ctx context.Context) error {
 
 func (s *Session) flush(ctx context.Context) ([]Result, error) {
 	results, err := s.send(ctx)
+	early := s.takeEarly()
+	s.cutEarly(early, err != nil)
 	if err != nil {
 		// Sends waiting for this flush are dropped with it.
 		s.mu.Lock()
@@ -260,7 +267,9 @@ func (s *Session) flush(ctx context.Context) ([]Result, error) {
 		s.mu.Unlock()
 		return results, err
 	}
-	return results, s.runAfter(ctx)
+	err = s.runAfter(ctx)
+	s.cutEarly(early, true) // those whose send did not run (a send before them failed)
+	return results, err
 }
 
 // takeQueue empties the queue: its steps and the flags set so far.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/raijin-deploy/raijin/internal/testkit"
 	"github.com/raijin-deploy/raijin/internal/testsession"
@@ -239,12 +240,14 @@ func TestSessionUploadFromAChangedBasisSendsWhole(t *testing.T) {
 	if _, err := h.Upload(ctx, writeLocal(t, dir, "app1", v1), basis, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Rebuilt from the basis: by difference or as a zstd patch (when both
+	// ends have zstd).
 	byDifference := func() bool {
 		obs.mu.Lock()
 		defer obs.mu.Unlock()
 		found := false
 		for _, c := range obs.commands {
-			found = found || strings.Contains(c, "by difference")
+			found = found || strings.Contains(c, "by difference") || strings.Contains(c, "as a zstd patch")
 		}
 		obs.commands = nil
 		return found
@@ -265,7 +268,7 @@ func TestSessionUploadFromAChangedBasisSendsWhole(t *testing.T) {
 
 	upgrade("2")
 	if !byDifference() {
-		t.Fatal("the upgrade from an intact basis was not sent by difference")
+		t.Fatal("the upgrade from an intact basis was not rebuilt from it")
 	}
 	forged := append([]byte{}, v1...)
 	copy(forged[500_000:], "changed on the server")
@@ -368,4 +371,272 @@ func TestSessionUploadCompressesAndPatches(t *testing.T) {
 	if !said("rebuilding " + filepath.Join(dir, "server", "v4", "app") + " from the patch failed") {
 		t.Error("the failed rebuild was not said")
 	}
+}
+
+// A patch is started, and its first bytes sent, against the file last
+// sent from the same local path before the server names its basis (the
+// live version's file, almost always). When the server names another, the
+// early patch is cut and the right one goes; when it names the guessed one,
+// the early patch goes on; when the server has the build already, it is
+// cut. Nothing is left behind on the server.
+func TestSessionUploadGuessesTheBasis(t *testing.T) {
+	if upload.LocalZstd() == "" {
+		t.Fatal("this machine has no zstd with --patch-from; scripts/test.sh installs it")
+	}
+	h, obs := remoteHost(t)
+	h.Cache = &upload.Cache{Dir: t.TempDir(), Keep: 4}
+	dir := t.TempDir()
+	ctx := context.Background()
+	v1 := words(1, 3<<20)
+	v2 := append([]byte{}, v1...)
+	for i := 1000; i < len(v2); i += 20_000 {
+		copy(v2[i:], fmt.Sprintf("<v2 %d>", i))
+	}
+	v3 := append([]byte{}, v2...)
+	for i := 3000; i < len(v3); i += 20_000 {
+		copy(v3[i:], fmt.Sprintf("<v3 %d>", i))
+	}
+	sum := func(b []byte) string { return upload.SHA256Hex(b) }
+	basis := filepath.Join(dir, "server", "v1", "app")
+	local := filepath.Join(dir, "dist", "app")
+	os.MkdirAll(filepath.Dir(local), 0o755)
+	// v1 goes to the server from another path; v2 is the last sent from dist/app.
+	if _, err := h.Upload(ctx, writeLocal(t, dir, "v1", v1), basis, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(local, v2, 0o644)
+	if _, err := h.Upload(ctx, local, filepath.Join(dir, "server", "v2", "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// build writes data to dist/app and uploads it to version v's file
+	// from basis; the server must end up with data.
+	build := func(v string, data []byte, basis string, wantSent bool) string {
+		t.Helper()
+		os.WriteFile(local, data, 0o644)
+		dst := filepath.Join(dir, "server", v, "app")
+		if sent, err := h.UploadFrom(ctx, local, dst, 0o755, basis); err != nil || sent != wantSent {
+			t.Fatalf("UploadFrom %s: sent %v, %v", v, sent, err)
+		}
+		if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+			t.Fatalf("the server's %s differs from the build", v)
+		}
+		return dst
+	}
+	dst := build("v3", v3, basis, true)
+	if !h.Cache.Making(sum(v1), sum(v3)) {
+		t.Error("no patch against the basis the server named")
+	}
+	if !h.Cache.Making(sum(v2), sum(v3)) {
+		t.Fatal("no patch was started against the last file sent from dist/app")
+	}
+	said := func(what string) bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		found := false
+		for _, c := range obs.commands {
+			found = found || strings.Contains(c, what)
+		}
+		return found
+	}
+	if !said("the patch sent before the check was cut") {
+		t.Error("the patch against the wrong guess was not cut")
+	}
+	noLeftovers := func() {
+		t.Helper()
+		if m, _ := filepath.Glob(filepath.Join(dir, "server", "*", "*.raijin-*")); len(m) > 0 {
+			t.Errorf("temporary files left on the server: %q", m)
+		}
+	}
+	noLeftovers()
+
+	// The guess is right: the patch sent before the check goes on.
+	obs.mu.Lock()
+	obs.commands = nil
+	obs.mu.Unlock()
+	v4 := append([]byte{}, v3...)
+	for i := 5000; i < len(v4); i += 20_000 {
+		copy(v4[i:], fmt.Sprintf("<v4 %d>", i))
+	}
+	dst4 := build("v4", v4, dst, true)
+	if !said("before the check)") || !said("sent "+dst4+" as a zstd patch against "+dst) || said("was cut") {
+		t.Errorf("v4 did not go as the patch sent before the check:\n%s", strings.Join(obs.commands, "\n"))
+	}
+	noLeftovers()
+
+	// The server has the build already (sent from another path): the
+	// patch sent before the check is cut, the file stays.
+	v5 := append([]byte{}, v4...)
+	copy(v5[9000:], "v5 here")
+	dst5 := filepath.Join(dir, "server", "v5", "app")
+	if _, err := h.Upload(ctx, writeLocal(t, dir, "v5", v5), dst5, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	build("v5", v5, dst4, false)
+	noLeftovers()
+}
+
+// earlyFixture is a session with an upload cache and a local distfile
+// path, for the patches sent before the check's answer.
+type earlyFixture struct {
+	t     *testing.T
+	h     *remote.Session
+	obs   *recObserver
+	dir   string
+	local string
+}
+
+func newEarlyFixture(t *testing.T) *earlyFixture {
+	if upload.LocalZstd() == "" {
+		t.Fatal("this machine has no zstd with --patch-from; scripts/test.sh installs it")
+	}
+	h, obs := remoteHost(t)
+	h.Cache = &upload.Cache{Dir: t.TempDir(), Keep: 6}
+	dir := t.TempDir()
+	f := &earlyFixture{t: t, h: h, obs: obs, dir: dir, local: filepath.Join(dir, "dist", "app")}
+	os.MkdirAll(filepath.Dir(f.local), 0o755)
+	return f
+}
+
+// version is data with a megabyte of new random bytes at off: its patch
+// is far larger than what goes before the check's answer.
+func bigChange(data []byte, seed int64, off int) []byte {
+	out := append([]byte{}, data...)
+	rand.New(rand.NewSource(seed)).Read(out[off : off+1<<20])
+	return out
+}
+
+// smallChange sends a first build to v1 from the local path, and leaves
+// there a build with another version string, which it returns.
+func (f *earlyFixture) smallChange(seed int64) []byte {
+	f.t.Helper()
+	v1 := words(seed, 3<<20)
+	os.WriteFile(f.local, v1, 0o644)
+	if _, err := f.h.Upload(context.Background(), f.local, f.dst("v1"), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	v2 := append([]byte{}, v1...)
+	copy(v2[4000:], "version 2")
+	os.WriteFile(f.local, v2, 0o644)
+	return v2
+}
+
+func (f *earlyFixture) dst(v string) string { return filepath.Join(f.dir, "server", v, "app") }
+
+func (f *earlyFixture) said(what string) bool {
+	f.obs.mu.Lock()
+	defer f.obs.mu.Unlock()
+	for _, c := range f.obs.commands {
+		if strings.Contains(c, what) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *earlyFixture) forget() {
+	f.obs.mu.Lock()
+	f.obs.commands = nil
+	f.obs.mu.Unlock()
+}
+
+func (f *earlyFixture) has(v string, data []byte) bool {
+	got, err := os.ReadFile(f.dst(v))
+	return err == nil && bytes.Equal(got, data)
+}
+
+// noLeftovers waits up to 5 s for the server's temporary files to go (a
+// cut session ends on its own time).
+func (f *earlyFixture) noLeftovers() {
+	f.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		m, _ := filepath.Glob(filepath.Join(f.dir, "server", "*", "*.raijin-*"))
+		if len(m) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Errorf("temporary files left on the server: %q", m)
+			return
+		}
+	}
+}
+
+// A patch larger than what goes before the answer: the rest goes once
+// the answer names the guessed basis; when it names another, the stream is
+// cut where it stood and the right patch goes.
+func TestSessionEarlyPatchLargerThanItsHead(t *testing.T) {
+	f := newEarlyFixture(t)
+	ctx := context.Background()
+	v1 := words(1, 4<<20)
+	v2 := bigChange(v1, 2, 1<<20)
+	v3 := bigChange(v2, 3, 2<<20)
+	os.WriteFile(f.local, v1, 0o644)
+	if _, err := f.h.Upload(ctx, f.local, f.dst("v1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(f.local, v2, 0o644)
+	if sent, err := f.h.UploadFrom(ctx, f.local, f.dst("v2"), 0o755, f.dst("v1")); err != nil || !sent || !f.has("v2", v2) {
+		t.Fatalf("v2: sent %v, %v", sent, err)
+	}
+	if !f.said("before the check)") || !f.said("sent "+f.dst("v2")+" as a zstd patch") || f.said("was cut") {
+		t.Errorf("v2 did not go as the early patch:\n%s", strings.Join(f.obs.commands, "\n"))
+	}
+	f.forget()
+	// The server names v1; this machine last sent v2.
+	os.WriteFile(f.local, v3, 0o644)
+	if sent, err := f.h.UploadFrom(ctx, f.local, f.dst("v3"), 0o755, f.dst("v1")); err != nil || !sent || !f.has("v3", v3) {
+		t.Fatalf("v3: sent %v, %v", sent, err)
+	}
+	if !f.said("the patch sent before the check was cut: the server's " + f.dst("v1") + " has SHA-256") {
+		t.Errorf("the wrong guess was not cut, or not said why:\n%s", strings.Join(f.obs.commands, "\n"))
+	}
+	f.noLeftovers()
+}
+
+// The early patch of a small change is whole before the check even runs
+// (here the check waits in a queue): the server still gets only a patch
+// cut short until the answer, so the check answers "send", and the file is
+// reported sent.
+func TestSessionEarlyPatchWaitsForItsCheck(t *testing.T) {
+	f := newEarlyFixture(t)
+	ctx := context.Background()
+	v2 := f.smallChange(5)
+	f.h.Begin()
+	if _, err := f.h.UploadFrom(ctx, f.local, f.dst("v2"), 0o755, f.dst("v1")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if f.has("v2", v2) {
+		t.Fatal("the early patch put the file in place before the check's answer")
+	}
+	f.h.End()
+	if err := f.h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !f.h.Sent(f.dst("v2")) || !f.has("v2", v2) {
+		t.Errorf("after the answer: sent %v, file in place %v", f.h.Sent(f.dst("v2")), f.has("v2", v2))
+	}
+	f.noLeftovers()
+}
+
+// A step queued before the check fails: the check is never answered, the
+// early patch is cut, and nothing is put in place.
+func TestSessionEarlyPatchCutWhenABatchFails(t *testing.T) {
+	f := newEarlyFixture(t)
+	ctx := context.Background()
+	v2 := f.smallChange(7)
+	f.h.Begin()
+	f.h.Run(ctx, "exit 3", remote.RunOpts{})
+	if _, err := f.h.UploadFrom(ctx, f.local, f.dst("v2"), 0o755, f.dst("v1")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	f.h.End()
+	if err := f.h.Flush(ctx); err == nil {
+		t.Fatal("the batch with a failing step succeeded")
+	}
+	f.noLeftovers() // the cut session has ended
+	if f.has("v2", v2) {
+		t.Error("the file of a failed batch was put in place by the early patch")
+	}
+	f.noLeftovers()
 }

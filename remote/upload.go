@@ -3,11 +3,13 @@ package remote
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/raijin-deploy/raijin/shell"
@@ -31,6 +33,7 @@ func (s *Session) UploadFrom(ctx context.Context, local, remote string, mode os.
 	if err != nil {
 		return false, err
 	}
+	u.guess(ctx)
 	s.enqueue(u.checkStep())
 	if s.Queuing() {
 		return false, nil
@@ -49,6 +52,7 @@ type fileUpload struct {
 	size                 int64
 	sent                 bool
 	offer                upload.Offer // what the server can take, from the check
+	early                *earlyPatch  // a patch sent before the check's answer
 }
 
 // unbuilt stands for the SHA-256 of a file that --dry-run did not build.
@@ -89,9 +93,17 @@ func (u *fileUpload) answer(r Result) error {
 	}
 	s.mu.Lock()
 	s.sent[u.remote] = false
+	if u.early != nil {
+		u.early.answered = true
+	}
 	s.mu.Unlock()
 	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if lines[0] == "same" {
+		if e := u.early; e != nil {
+			s.mu.Lock()
+			s.after = append(s.after, func(context.Context) error { e.stop(); return nil })
+			s.mu.Unlock()
+		}
 		if s.Observer != nil {
 			s.Observer.Upload(s.Name(), u.local, u.remote, 0, u.size, true)
 		}
@@ -107,62 +119,207 @@ func (u *fileUpload) answer(r Result) error {
 	return nil
 }
 
-// send picks the fewest bytes that rebuild the file on the server: a
-// difference against the basis when the change is small, else the smallest
-// of that difference, a zstd patch against the basis and the whole file
-// (compressed when the server can undo it and the file shrinks). A small
-// difference is taken at once: it is worked out in milliseconds, a patch in
-// tenths of a second.
+// send picks the fewest bytes that rebuild the file on the server. When
+// both ends have a zstd that makes and applies patches, that is a zstd
+// patch against the basis, streamed while zstd makes it: measured, it is
+// never larger than the difference of delta.go (a Go binary rebuilt with
+// another version string: about 1 kB against 16 kB) and at most about the
+// file compressed alone (zstd at the same level, with the basis as its
+// dictionary). Else it is the difference against the basis when it is small
+// or smaller than the whole file, else the whole file (compressed when the
+// server can undo it and the file shrinks).
 func (u *fileUpload) send(ctx context.Context, offer upload.Offer) error {
 	s := u.s
 	u.offer = offer
-	rebuildable := offer.Basis != "" && s.Cache != nil && u.basis != ""
+	if s.Cache != nil && u.basis != "" {
+		s.Cache.NotePatches(s.Addr(), offer.ZstdPatch)
+	}
+	if e := u.early; e != nil {
+		if offer.ZstdPatch && offer.Basis == e.basisSum && e.release() {
+			<-e.done
+			if e.err != nil && ctx.Err() == nil {
+				if _, perr := e.patch.Wait(ctx); perr == nil || !errors.Is(e.err, perr) {
+					// Not the patch's own end: the session did not open, say.
+					s.echo(fmt.Sprintf("the patch sent before the check did not go (%v); sending it again", e.err))
+					return u.sendPatch(ctx, e.patch)
+				}
+			}
+			return u.patched(ctx, e.patch, e.res, e.err)
+		}
+		if offer.ZstdPatch && offer.Basis != "" && s.Cache != nil {
+			s.Cache.Patch(ctx, offer.Basis, u.local, u.sum) // while the early one ends
+		}
+		e.stop()
+		s.echo("the patch sent before the check was cut: " + u.whyNotEarly(offer, e))
+	}
+	if offer.Basis == "" || s.Cache == nil || u.basis == "" {
+		return u.sendDeltaOrWhole(ctx, "")
+	}
+	if offer.ZstdPatch {
+		if p := s.Cache.Patch(ctx, offer.Basis, u.local, u.sum); p != nil {
+			return u.sendPatch(ctx, p)
+		}
+	}
+	return u.sendDeltaOrWhole(ctx, offer.Basis)
+}
+
+// whyNotEarly says why an early patch was cut.
+func (u *fileUpload) whyNotEarly(offer upload.Offer, e *earlyPatch) string {
+	switch {
+	case !offer.ZstdPatch:
+		return "the server has no zstd that applies patches (1.4.5 or later)"
+	case offer.Basis == "":
+		return "the server has no " + u.basis
+	case offer.Basis != e.basisSum:
+		return fmt.Sprintf("the server's %s has SHA-256 %.12s…, not %.12s…, the file last sent from here", u.basis, offer.Basis, e.basisSum)
+	}
+	return "it was stopped before the check's answer came (its batch was dropped, or it waited too long); the patch goes now"
+}
+
+// sendDeltaOrWhole sends the difference against the cached file basisSum
+// when there is one and it is small or smaller than the whole file as it
+// would go, else the whole file.
+func (u *fileUpload) sendDeltaOrWhole(ctx context.Context, basisSum string) error {
 	var ops []upload.Op
 	var deltaWire int64
-	if rebuildable {
-		if ops = s.Cache.Delta(offer.Basis, u.local, u.sum); ops != nil {
+	if basisSum != "" {
+		if ops = u.s.Cache.Delta(basisSum, u.local, u.sum); ops != nil {
 			deltaWire = int64(len(upload.DeltaStdin(ops)))
 			if deltaWire <= smallDelta {
 				return u.sendDelta(ctx, ops)
 			}
 		}
 	}
-	// The patch (the zstd command, one core) and the whole file compressed
-	// (the library, every core) are made at once: the patch is sent only
-	// when it is well under the whole file.
-	var patch []byte
-	var took time.Duration
-	patched := make(chan struct{})
-	if rebuildable && offer.ZstdPatch {
-		go func() {
-			defer close(patched)
-			patch, took = s.Cache.Patch(ctx, offer.Basis, u.local, u.sum)
-		}()
-	} else {
-		close(patched)
-	}
-	comp, err := upload.Compress(u.local, u.sum, u.size, offer.Codec())
-	<-patched
+	comp, err := upload.Compress(u.local, u.sum, u.size, u.offer.Codec())
 	if err != nil {
 		return err
 	}
-	whole := wireSize(comp, u.size)
-	if n := int64(len(patch)); patch != nil && n*100 <= whole*patchWorth && (ops == nil || n < deltaWire) {
-		return u.sendPatch(ctx, patch, took)
-	}
-	if ops != nil && deltaWire < whole {
+	if ops != nil && deltaWire < wireSize(comp, u.size) {
 		return u.sendDelta(ctx, ops)
 	}
 	return u.sendWhole(ctx, comp)
 }
 
+// guess starts making a patch against the file this machine last sent
+// from the same local path, before the server names its basis: that is
+// the live version's file on every server deployed from here. The patch is
+// made, and its first bytes sent, while the check goes out and comes back
+// (see earlyPatch). Not for a server known to have no zstd.
+func (u *fileUpload) guess(ctx context.Context) {
+	s := u.s
+	if s.Plan || s.Cache == nil || u.basis == "" || upload.LocalZstd() == "" || !s.Cache.Patches(s.Addr()) {
+		return
+	}
+	last := s.Cache.Last(u.local)
+	if last == "" || last == u.sum {
+		return
+	}
+	if p := s.Cache.Patch(ctx, last, u.local, u.sum); p != nil && os.Getenv("RAIJIN_EARLY_PATCH") != "0" {
+		u.early = u.sendEarly(ctx, p, last)
+	}
+}
+
+// earlyPatch is a patch on its way to the server before the check's
+// answer: the server opens the session, starts zstd and loads the basis
+// while the check goes out and back, and takes up to earlyBytes, never the
+// patch's last byte. Only when the answer names the guessed basis is the
+// rest released; otherwise the stream is cut, so that a wrong guess (a
+// server rolled back, deployed from elsewhere) costs at most earlyBytes,
+// and the server's zstd fails on the patch cut short and removes its
+// temporary file. Either the release or the cut happens, never both.
+type earlyPatch struct {
+	basisSum string
+	patch    *upload.Patching
+	gate     chan struct{} // closed by release: the rest may go
+	cut      chan struct{} // closed by stop or settle: the stream ends here
+	mu       sync.Mutex
+	released bool
+	wasCut   bool
+	done     chan struct{} // closed when the step has ended
+	answered bool          // the check's answer came (under the session's mu)
+	res      Result
+	err      error
+}
+
+// earlyBytes go before the check's answer: a few round trips' worth on a
+// fast link, little on a slow one.
+const earlyBytes = 256 << 10
+
+// earlyWait bounds how long an early patch waits for the check's answer.
+const earlyWait = 2 * time.Minute
+
+func (u *fileUpload) sendEarly(ctx context.Context, p *upload.Patching, basisSum string) *earlyPatch {
+	s := u.s
+	e := &earlyPatch{basisSum: basisSum, patch: p, gate: make(chan struct{}), cut: make(chan struct{}), done: make(chan struct{})}
+	st := u.patchStep(fmt.Sprintf("upload %s -> %s as a zstd patch against %s (on stdin while zstd makes it, before the check)",
+		u.local, u.remote, u.basis))
+	st.Input = u.progressStream(ctx, p.Stream, p.GatedReader(ctx, earlyBytes, e.gate, e.cut))
+	s.mu.Lock()
+	s.early = append(s.early, e)
+	s.mu.Unlock()
+	timer := time.AfterFunc(earlyWait, e.cutOff)
+	go func() {
+		defer close(e.done)
+		defer timer.Stop()
+		e.res, e.err = u.sendOne(ctx, st)
+	}()
+	return e
+}
+
+// release lets the rest of the patch go, unless it was cut.
+func (e *earlyPatch) release() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.wasCut && !e.released {
+		e.released = true
+		close(e.gate)
+	}
+	return e.released
+}
+
+// cutOff ends the stream where it is, unless it was released.
+func (e *earlyPatch) cutOff() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.wasCut && !e.released {
+		e.wasCut = true
+		close(e.cut)
+	}
+}
+
+// stop cuts the stream and waits for the server's step to end.
+func (e *earlyPatch) stop() {
+	e.cutOff()
+	<-e.done
+}
+
+// takeEarly empties the session's list of early patches.
+func (s *Session) takeEarly() []*earlyPatch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	early := s.early
+	s.early = nil
+	return early
+}
+
+// cutEarly cuts the early patches that will never be released: those whose
+// check was not answered (it failed, a step before it did, the queue was
+// dropped), or every one when all is true.
+func (s *Session) cutEarly(early []*earlyPatch, all bool) {
+	for _, e := range early {
+		s.mu.Lock()
+		answered := e.answered
+		s.mu.Unlock()
+		if all || !answered {
+			e.cutOff()
+		}
+	}
+}
+
 const (
 	// A difference whose new bytes are at most this many goes without
-	// trying a patch (a rebuild with another version string: a few kB).
+	// compressing the whole file to compare.
 	smallDelta = 64 << 10
-	// A patch goes when it is at most this share (percent) of the whole
-	// file as it would go: else the server is spared the rebuild.
-	patchWorth = 90
 )
 
 func wireSize(c upload.Compressed, size int64) int64 {
@@ -259,21 +416,70 @@ func (u *fileUpload) progress(ctx context.Context, in io.Reader, total int64) io
 }
 
 // sendPatch rebuilds the file on the server from the basis and a zstd
-// patch; when that fails (the basis changed since the check, a zstd that
-// cannot) the whole file goes.
-func (u *fileUpload) sendPatch(ctx context.Context, patch []byte, took time.Duration) error {
-	wire := int64(len(patch))
-	st := Step{Kind: "upload", Local: u.local, Path: u.remote, Mode: u.mode, Size: wire,
-		Desc: fmt.Sprintf("upload %s -> %s as a zstd patch against %s (%d bytes of %d on stdin, made in %.2f s)",
-			u.local, u.remote, u.basis, wire, u.size, took.Seconds()),
-		Line: upload.PatchScript(u.basis, u.remote, u.sum, u.size, wire, u.mode)}
-	st.Input = Sized(u.progress(ctx, bytes.NewReader(patch), wire), wire)
-	// The server's zstd may be what failed: gzip for the whole file.
-	codec := upload.Plain
-	if u.offer.Gzip {
-		codec = upload.Gzip
+// patch, streamed as it is made: the server reads it to its end, so no
+// size goes before it. When the patch fails (the basis changed since the
+// check, a zstd that cannot, a patch that does not rebuild the file on this
+// machine) the difference or the whole file goes.
+func (u *fileUpload) sendPatch(ctx context.Context, p *upload.Patching) error {
+	st := u.patchStep(fmt.Sprintf("upload %s -> %s as a zstd patch against %s (on stdin while zstd makes it)", u.local, u.remote, u.basis))
+	st.Input = u.progressStream(ctx, p.Stream, p.Reader(ctx))
+	res, err := u.sendOne(ctx, st)
+	return u.patched(ctx, p, res, err)
+}
+
+// patchStep is the step that rebuilds the file from the patch on stdin.
+// Its input is not Sized: the length is known only at the end.
+func (u *fileUpload) patchStep(desc string) Step {
+	return Step{Kind: "upload", Local: u.local, Path: u.remote, Mode: u.mode, Desc: desc,
+		Line: upload.PatchScript(u.basis, u.remote, u.sum, u.size, u.mode)}
+}
+
+// patched reads the end of a patch's step: the file is in place, or it
+// goes another way.
+func (u *fileUpload) patched(ctx context.Context, p *upload.Patching, res Result, err error) error {
+	s := u.s
+	_, perr := p.Wait(ctx)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	return u.rebuild(ctx, st, "from the patch", codec)
+	if err != nil && perr != nil && errors.Is(err, perr) {
+		// The stream ended with its maker's error after all its bytes, and
+		// the server's step exited 0: its SHA-256 check passed.
+		err, perr = nil, nil
+	}
+	if err != nil && perr == nil {
+		return err // the connection dropped
+	}
+	if perr != nil || res.Code != 0 {
+		why := shell.LastLines(res.Stderr, 1)
+		if perr != nil {
+			why = perr.Error()
+		} else {
+			u.offer.Zstd = false // the server's zstd may be what failed: gzip for the whole file
+		}
+		s.echo(fmt.Sprintf("rebuilding %s from the patch failed (%s); sending it another way", u.remote, why))
+		return u.sendDeltaOrWhole(ctx, u.offer.Basis)
+	}
+	s.echo(fmt.Sprintf("sent %s as a zstd patch against %s (%d bytes of %d, made in %.2f s)", u.remote, u.basis, p.Len(), u.size, p.Took().Seconds()))
+	if s.Observer != nil {
+		s.Observer.Upload(s.Name(), u.local, u.remote, u.size, u.size, false)
+	}
+	u.markSent()
+	return nil
+}
+
+// progressStream reports the bytes read from r, a reader of st, as they
+// go, against what was made so far.
+func (u *fileUpload) progressStream(ctx context.Context, st *upload.Stream, r io.Reader) io.Reader {
+	s := u.s
+	if s.Observer == nil {
+		return r
+	}
+	return &progressReader{ctx: ctx, r: r, fn: func(n, _ int64) {
+		if total := st.Len(); n < total {
+			s.Observer.Upload(s.Name(), u.local, u.remote, n, total, false)
+		}
+	}}
 }
 
 // rebuild sends a step that rebuilds the file from the basis on the server.

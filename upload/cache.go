@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,11 +20,24 @@ type Cache struct {
 	Dir  string
 	Keep int // files kept (the newest)
 
+	// mu guards the maps only: files are read, deltas worked out and
+	// patches made outside it, each once per run, so that a patch can be
+	// made while the delta of the same pair is worked out.
 	mu      sync.Mutex
-	loaded  map[string][]byte
-	deltas  map[[2]string][]Op
-	patches map[[2]string]*patchOnce
+	loads   map[string]*loadOnce
+	deltas  map[[2]string]*deltaOnce
+	patches map[[2]string]*Patching
 	put     map[string]bool
+}
+
+type loadOnce struct {
+	once sync.Once
+	b    []byte
+}
+
+type deltaOnce struct {
+	once sync.Once
+	ops  []Op
 }
 
 var (
@@ -76,20 +90,33 @@ func (c *Cache) Sums() []string {
 	return out
 }
 
-// load reads a cached file once per run.
+// use marks the cached file sum as read in this run (Put keeps it) and
+// returns its entry. Called with c.mu held.
+func (c *Cache) use(sum string) *loadOnce {
+	o := c.loads[sum]
+	if o == nil {
+		o = &loadOnce{}
+		if c.loads == nil {
+			c.loads = map[string]*loadOnce{}
+		}
+		c.loads[sum] = o
+	}
+	return o
+}
+
+// load reads a cached file once per run; a file missing or damaged is
+// no basis.
 func (c *Cache) load(sum string) ([]byte, bool) {
-	if b, ok := c.loaded[sum]; ok {
-		return b, b != nil
-	}
-	b, err := os.ReadFile(c.path(sum))
-	if err != nil || SHA256Hex(b) != sum {
-		b = nil // missing or damaged: not a basis
-	}
-	if c.loaded == nil {
-		c.loaded = map[string][]byte{}
-	}
-	c.loaded[sum] = b
-	return b, b != nil
+	c.mu.Lock()
+	o := c.use(sum)
+	c.mu.Unlock()
+	o.once.Do(func() {
+		b, err := os.ReadFile(c.path(sum))
+		if err == nil && SHA256Hex(b) == sum {
+			o.b = b
+		}
+	})
+	return o.b, o.b != nil
 }
 
 // Delta describes the local file (whose SHA-256 is sum) against the cached
@@ -97,25 +124,29 @@ func (c *Cache) load(sum string) ([]byte, bool) {
 // pay. It is worked out once per run for each pair.
 func (c *Cache) Delta(basisSum, local, sum string) []Op {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	key := [2]string{basisSum, sum}
-	if ops, ok := c.deltas[key]; ok {
-		return ops
+	o := c.deltas[key]
+	if o == nil {
+		o = &deltaOnce{}
+		if c.deltas == nil {
+			c.deltas = map[[2]string]*deltaOnce{}
+		}
+		c.deltas[key] = o
 	}
-	var ops []Op
-	if basis, ok := c.load(basisSum); ok {
+	c.mu.Unlock()
+	o.once.Do(func() {
+		basis, ok := c.load(basisSum)
+		if !ok {
+			return
+		}
 		if target, err := os.ReadFile(local); err == nil && SHA256Hex(target) == sum {
-			ops = computeDelta(basis, target)
-			if ops != nil && !deltaRebuilds(basis, target, ops) {
-				ops = nil // never send a delta that does not rebuild the file
+			ops := computeDelta(basis, target)
+			if ops != nil && deltaRebuilds(basis, target, ops) {
+				o.ops = ops // never send a delta that does not rebuild the file
 			}
 		}
-	}
-	if c.deltas == nil {
-		c.deltas = map[[2]string][]Op{}
-	}
-	c.deltas[key] = ops
-	return ops
+	})
+	return o.ops
 }
 
 // Put keeps a copy of local (whose SHA-256 is sum) and drops the oldest
@@ -133,6 +164,7 @@ func (c *Cache) Put(local, sum string) {
 		c.put = map[string]bool{}
 	}
 	c.put[sum] = true
+	c.noteLast(local, sum)
 	dst := c.path(sum)
 	if _, err := os.Stat(dst); err == nil {
 		now := time.Now()
@@ -142,10 +174,76 @@ func (c *Cache) Put(local, sum string) {
 	}
 	sums := c.Sums()
 	for _, old := range sums[min(len(sums), c.Keep):] {
-		if c.loaded[old] == nil { // a basis this run uses stays (a patch reads its file)
+		if c.loads[old] == nil { // a basis this run uses stays (a patch reads its file)
 			os.Remove(c.path(old))
 		}
 	}
+	// Notes of the last file sent from a path go with their file.
+	notes, _ := filepath.Glob(filepath.Join(c.Dir, "last-*"))
+	for _, n := range notes {
+		b, err := os.ReadFile(n)
+		if sum := strings.TrimSpace(string(b)); err == nil && isSHA256(sum) {
+			if _, err := os.Stat(c.path(sum)); err == nil {
+				continue
+			}
+		}
+		os.Remove(n)
+	}
+}
+
+// lastName is the name of the note that says which file was last sent or
+// found on a server for the local path p.
+func (c *Cache) lastName(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return filepath.Join(c.Dir, "last-"+SHA256Hex([]byte(p))[:32])
+}
+
+func (c *Cache) noteLast(local, sum string) {
+	if os.MkdirAll(c.Dir, 0o700) == nil {
+		os.WriteFile(c.lastName(local), []byte(sum+"\n"), 0o600)
+	}
+}
+
+// hostNote is the name of the note that a server (named by its address)
+// could not apply patches at its last upload.
+func (c *Cache) hostNote(addr string) string {
+	return filepath.Join(c.Dir, "nopatch-"+SHA256Hex([]byte(addr))[:32])
+}
+
+// NotePatches keeps whether the server at addr applies zstd patches (it
+// said so in its last check), so that no patch goes to one that cannot
+// before its check's answer.
+func (c *Cache) NotePatches(addr string, ok bool) {
+	if ok {
+		os.Remove(c.hostNote(addr))
+	} else if os.MkdirAll(c.Dir, 0o700) == nil {
+		os.WriteFile(c.hostNote(addr), nil, 0o600)
+	}
+}
+
+// Patches reports whether the server at addr applied zstd patches at its
+// last check, as far as this machine knows (yes when it never asked).
+func (c *Cache) Patches(addr string) bool {
+	_, err := os.Stat(c.hostNote(addr))
+	return err != nil
+}
+
+// Last is the SHA-256 of the file last sent (or found on a server) for
+// the local path, when the cache still holds a copy of it: the likeliest
+// basis of the next upload from that path, worth a patch before the server
+// names its own. "" when there is none.
+func (c *Cache) Last(local string) string {
+	b, err := os.ReadFile(c.lastName(local))
+	sum := strings.TrimSpace(string(b))
+	if err != nil || !isSHA256(sum) {
+		return ""
+	}
+	if _, err := os.Stat(c.path(sum)); err != nil {
+		return ""
+	}
+	return sum
 }
 
 func copyToCache(src, dst string) error {

@@ -3,7 +3,11 @@ package upload
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -81,70 +85,133 @@ func LocalZstd() string {
 const PatchLevel = 3
 
 // Patch is the local file (whose SHA-256 is sum) as a zstd patch against
-// the cached file basisSum, checked to rebuild the file exactly; nil when
-// there is no zstd command here, the cache lacks the basis, or the patch
-// fails its check. Made once per run for each pair (hosts wait for the
-// first to make it); an attempt cut short by its context is not kept.
-func (c *Cache) Patch(ctx context.Context, basisSum, local, sum string) (patch []byte, took time.Duration) {
+// the cached file basisSum, as a stream: zstd writes it while the first
+// server already reads it, and this machine decodes it alongside, with the
+// basis as dictionary, and ends the stream with an error when it does not
+// rebuild the file exactly (the server checks the SHA-256 too, before it
+// renames anything into place). nil when there is no zstd command here or
+// the cache lacks the basis. Made once per run for each pair, by the first
+// caller (a guess made before the server named its basis, say); the others
+// read the same bytes.
+func (c *Cache) Patch(ctx context.Context, basisSum, local, sum string) *Patching {
 	zstdCmd := LocalZstd()
 	if zstdCmd == "" {
-		return nil, 0
+		return nil
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	key := [2]string{basisSum, sum}
-	o := c.patches[key]
-	if o == nil {
-		o = &patchOnce{}
-		if c.patches == nil {
-			c.patches = map[[2]string]*patchOnce{}
+	if p := c.patches[key]; p != nil {
+		return p
+	}
+	if st, err := os.Stat(c.path(basisSum)); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	c.use(basisSum) // kept while zstd reads it
+	p := &Patching{Stream: NewStream(), start: time.Now()}
+	if c.patches == nil {
+		c.patches = map[[2]string]*Patching{}
+	}
+	c.patches[key] = p
+	// zstd reads the basis from the cache's file at once; the check here
+	// reads it into memory (and checks its SHA-256) meanwhile.
+	// Not cancelled with the caller: other hosts may read the same stream
+	// after this one's phase ended.
+	go p.make(context.WithoutCancel(ctx), zstdCmd, c.path(basisSum), func() ([]byte, bool) { return c.load(basisSum) }, local, sum)
+	return p
+}
+
+// Prepare hashes the local file and starts its patch against the file last
+// sent from the same path (see Cache.Last), in the background: a deploy
+// calls it when its build is done, so that both are under way while the
+// hosts' first phases run and the server is asked what it has. Uploads
+// find both made once per run. Nothing happens without a cache, a zstd
+// command, or an earlier file from the path.
+func Prepare(ctx context.Context, c *Cache, local string) {
+	if c == nil || LocalZstd() == "" {
+		return
+	}
+	st, err := os.Stat(local)
+	if err != nil || !st.Mode().IsRegular() || st.Size() < MinDeltaSize {
+		return
+	}
+	last := c.Last(local)
+	if last == "" {
+		return
+	}
+	go func() {
+		if sum, err := FileSHA256(local); err == nil && sum != last {
+			c.Patch(ctx, last, local, sum)
 		}
-		c.patches[key] = o
-	}
-	basis, ok := c.load(basisSum)
-	c.mu.Unlock()
-	if !ok {
-		return nil, 0
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.done {
-		t0 := time.Now()
-		o.patch = makePatch(ctx, zstdCmd, c.path(basisSum), basis, local, sum)
-		o.took = time.Since(t0)
-		o.done = ctx.Err() == nil
-	}
-	return o.patch, o.took
+	}()
 }
 
-type patchOnce struct {
-	mu    sync.Mutex
-	done  bool
-	patch []byte
-	took  time.Duration
+// Making reports whether a patch of sum against basisSum was started in
+// this run.
+func (c *Cache) Making(basisSum, sum string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.patches[[2]string{basisSum, sum}] != nil
 }
 
-func makePatch(ctx context.Context, zstdCmd, basisPath string, basis []byte, local, sum string) []byte {
-	var out, stderr bytes.Buffer
+// Patching is a patch being made.
+type Patching struct {
+	*Stream
+	start time.Time
+	took  time.Duration // set before the stream ends
+}
+
+// Took is how long the patch took to make, once it is made.
+func (p *Patching) Took() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.took
+}
+
+// ErrBadPatch ends a patch stream that does not rebuild the file.
+var ErrBadPatch = errors.New("the patch does not rebuild the file on this machine")
+
+func (p *Patching) make(ctx context.Context, zstdCmd, basisPath string, basis func() ([]byte, bool), local, sum string) {
+	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, zstdCmd, "-q", "-c", fmt.Sprintf("-%d", PatchLevel), "--patch-from="+basisPath, "--", local)
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(p.Stream, pw), &stderr
+	checked := make(chan bool, 1)
+	go func() {
+		b, ok := basis()
+		checked <- ok && rebuildsFrom(b, pr, sum)
+		io.Copy(io.Discard, pr) // when the basis was no good
+	}()
+	err := cmd.Run()
+	pw.CloseWithError(err)
+	ok := <-checked
+	p.mu.Lock()
+	p.took = time.Since(p.start)
+	p.mu.Unlock()
+	switch {
+	case err != nil:
+		p.Finish(fmt.Errorf("zstd could not make the patch: %v %s", err, bytes.TrimSpace(stderr.Bytes())))
+	case !ok:
+		p.Finish(ErrBadPatch)
+	default:
+		p.Finish(nil)
 	}
-	if !PatchRebuilds(basis, out.Bytes(), sum) {
-		return nil
-	}
-	return out.Bytes()
 }
 
-// PatchRebuilds reports whether patch, applied to basis, gives the file
-// whose SHA-256 is sum.
-func PatchRebuilds(basis, patch []byte, sum string) bool {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderDictRaw(0, basis), zstd.WithDecoderMaxWindow(1<<31),
+// rebuildsFrom reports whether the patch read from r, applied to basis,
+// gives the file whose SHA-256 is sum. It reads r to its end whatever
+// happens, so the writer never blocks.
+func rebuildsFrom(basis []byte, r io.Reader, sum string) bool {
+	defer io.Copy(io.Discard, r)
+	d, err := zstd.NewReader(r, zstd.WithDecoderDictRaw(0, basis), zstd.WithDecoderMaxWindow(1<<31),
 		zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return false
 	}
 	defer d.Close()
-	got, err := d.DecodeAll(patch, nil)
-	return err == nil && SHA256Hex(got) == sum
+	h := sha256.New()
+	if _, err := io.Copy(h, d); err != nil {
+		return false
+	}
+	return hex.EncodeToString(h.Sum(nil)) == sum
 }

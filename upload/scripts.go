@@ -112,25 +112,36 @@ func ReceiveScript(remote, sum string, size, wire int64, mode os.FileMode, codec
 		r, wire, undo, placeScript(remote, sum, size, mode))
 }
 
-// PatchScript rebuilds remote from basis (a path on the server) and a zstd
-// patch of wire bytes on stdin, then checks it and renames it into place
-// as ReceiveScript does. The basis is read, never written. --long=31 lets
-// zstd take the patch's window whatever the file's size: without it, zstd
-// raises its limit only to the basis's size, and a build grown past both
-// 128 MiB and its basis would be refused.
-func PatchScript(basis, remote, sum string, size, wire int64, mode os.FileMode) string {
-	r, b := shell.Quote(remote), shell.Quote(basis)
-	return fmt.Sprintf(`set -e; t=%s.raijin-$$; trap 'rm -f "$t"' EXIT; head -c %d | zstd -dcq --long=31 --patch-from=%s > "$t" || `+
-		`{ printf 'zstd could not rebuild the file from the patch against %%s (changed on the server?); %%s is left as it was\n' %s %s >&2; exit 1; }; %s`,
-		r, wire, b, b, r, placeScript(remote, sum, size, mode))
+// PatchScript makes remote's directory (the patch may go before the check
+// that makes it) and rebuilds remote from basis (a path on the server) and a zstd
+// patch read on stdin to its end (it goes while it is made, so its length
+// is not known before), then checks it and renames it into place as
+// ReceiveScript does; the new file is hashed as zstd writes it, not read
+// again. The basis is read, never written. --long=31 lets zstd take the
+// patch's window whatever the file's size: without it, zstd raises its
+// limit only to the basis's size, and a build grown past both 128 MiB and
+// its basis would be refused. A patch cut short fails zstd's own check, and
+// a wrong file the SHA-256's; a failure of zstd or of the write leaves a
+// mark file, as a pipeline's status is its last command's.
+func PatchScript(basis, remote, sum string, size int64, mode os.FileMode) string {
+	r, b, d := shell.Quote(remote), shell.Quote(basis), shell.Quote(path.Dir(remote))
+	return fmt.Sprintf(`set -e; { [ -d %s ] || mkdir -p %s; }; t=%s.raijin-$$; trap 'rm -f "$t" "$t.x"' EXIT; `+
+		`s=$( { zstd -dcq --long=31 --patch-from=%s || : > "$t.x"; } | { tee -- "$t" || : > "$t.x"; } | sha256sum ); `+
+		`if [ -e "$t.x" ]; then printf 'zstd could not rebuild the file from the patch against %%s (changed on the server?); %%s is left as it was\n' %s %s >&2; exit 1; fi; %s`,
+		d, d, r, b, b, r, placeHashed(remote, sum, size, mode))
 }
 
 // placeScript renames the temporary file $t into place once its SHA-256 is
 // sum. A file that is not (cut short, damaged, rebuilt from a basis that
 // changed) is removed and the file in place is left as it was.
 func placeScript(remote, sum string, size int64, mode os.FileMode) string {
+	return `s=$(sha256sum < "$t"); ` + placeHashed(remote, sum, size, mode)
+}
+
+// placeHashed is placeScript with $s already sha256sum's line for $t.
+func placeHashed(remote, sum string, size int64, mode os.FileMode) string {
 	r, q := shell.Quote(remote), shell.Quote(sum)
-	return fmt.Sprintf(`s=$(sha256sum < "$t"); if [ "${s%%%% *}" != %s ]; then `+
+	return fmt.Sprintf(`if [ "${s%%%% *}" != %s ]; then `+
 		`printf 'the new file is %%s bytes with SHA-256 %%s, not the %d bytes with SHA-256 %%s that were sent; %%s is left as it was\n' "$(wc -c < "$t")" "${s%%%% *}" %s %s >&2; exit 1; fi; `+
 		`chmod %04o "$t"; mv -f "$t" %s; trap - EXIT`, q, size, q, r, mode, r)
 }

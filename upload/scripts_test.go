@@ -125,10 +125,16 @@ func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
 		"zstd of another file": {func(r, _ string) string { return ReceiveScript(r, sum, n, int64(len(zOther)), 0o750, Zstd) },
 			zOther, nil, nil},
 		"patched": {func(r, b string) string {
-			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), int64(len(patch)), 0o750)
+			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), 0o750)
 		}, patch, basis, target},
+		"patch cut short": {func(r, b string) string {
+			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), 0o750)
+		}, patch[:len(patch)/2], basis, nil},
+		"patch without its last byte": {func(r, b string) string {
+			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), 0o750)
+		}, patch[:len(patch)-1], basis, nil},
 		"patched from a changed basis": {func(r, b string) string {
-			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), int64(len(patch)), 0o750)
+			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), 0o750)
 		}, patch, changedBasis, nil},
 		"rebuilt": {func(r, b string) string {
 			return DeltaScript(b, r, SHA256Hex(target), ops, int64(len(target)), 0o750)
@@ -174,17 +180,23 @@ func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
 // zstd command, and checks it.
 func zstdPatch(t *testing.T, basis, target []byte) []byte {
 	t.Helper()
+	if LocalZstd() == "" {
+		t.Fatal("this machine has no zstd with --patch-from (1.4.5 or later); scripts/test.sh installs it")
+	}
 	dir := t.TempDir()
+	c := &Cache{Dir: filepath.Join(dir, "cache"), Keep: 4}
 	b, tg := filepath.Join(dir, "basis"), filepath.Join(dir, "target")
 	os.WriteFile(b, basis, 0o644)
 	os.WriteFile(tg, target, 0o644)
-	zstdCmd := LocalZstd()
-	if zstdCmd == "" {
-		t.Fatal("this machine has no zstd with --patch-from (1.4.5 or later); scripts/test.sh installs it")
-	}
-	patch := makePatch(context.Background(), zstdCmd, b, basis, tg, SHA256Hex(target))
-	if patch == nil {
+	os.MkdirAll(c.Dir, 0o700)
+	os.WriteFile(c.path(SHA256Hex(basis)), basis, 0o600)
+	p := c.Patch(context.Background(), SHA256Hex(basis), tg, SHA256Hex(target))
+	if p == nil {
 		t.Fatal("no patch made")
+	}
+	patch, err := p.Wait(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return patch
 }
