@@ -8,6 +8,7 @@
 #
 #   sudo bench/upgrade.sh     # RAIJIN_TESTHOST_INDEX (default 75)
 #   BENCH_RAIJIN_BEFORE=/tmp/raijin-old sudo bench/upgrade.sh   # and a raijin to compare with
+#   BENCH_LINKS="50mbit" BENCH_OUT=/tmp/logs sudo bench/upgrade.sh  # one link; each deploy's -v output kept
 #
 # Links: 0 ms added; 50 ms RTT; 50 Mbit/s and 50 ms RTT; 10 Mbit/s and 50 ms.
 # Cases, each on a new app per link and raijin:
@@ -147,6 +148,7 @@ one() {
 	t0=$(date +%s.%N)
 	out=$(cd "$W/$app" && "$W/raijin-$r" deploy -v --set-version "$ver" 2>&1) || { echo "$out" >&2; exit 1; }
 	t1=$(date +%s.%N)
+	[ -z "${BENCH_OUT:-}" ] || { mkdir -p "$BENCH_OUT"; printf '%s\n' "$out" > "$BENCH_OUT/$kase-$link-$r.log"; }
 	sleep 0.3
 	bytes=$(awk '{split($3,a,"="); s+=a[2]} END {print s+0}' "$W/stats-$link")
 	# A patch streamed as zstd makes it says its size once it is sent.

@@ -265,6 +265,20 @@ func TestBinaryUploadCompressedAndPatched(t *testing.T) {
 		t.Errorf("the patch of a new version string is %d bytes, want a few kB", n)
 	}
 
+	// The check takes the basis's SHA-256 from the note written beside it
+	// when it was put in place, without reading it: a note forged with the
+	// file's stat line is believed (so the patch guessed before the check
+	// is cut), and the build still arrives exact, another way.
+	note := dir + "/v2.0.1/.goapp.sum"
+	if got := h.Run(t, "cat "+note); !strings.HasPrefix(got, fmt.Sprintf("%x ", sha256.Sum256([]byte(readFile(t, build))))) {
+		t.Errorf("sum note %s: %q, want the binary's SHA-256 first", note, got)
+	}
+	h.Run(t, "read -r s n < "+note+" && printf '%s %s\\n' "+strings.Repeat("ab", 32)+" \"$n\" > "+note)
+	r, _ = deploy("2.0.2", "v2")
+	if !strings.Contains(r.Stderr, "has SHA-256 abababababab") {
+		t.Errorf("the check did not take the basis's sum from its note:\n%s", r.Stderr)
+	}
+
 	// A server without zstd: gzip, no patch.
 	h.Root(t, "mv /usr/bin/zstd /usr/bin/zstd.hidden")
 	t.Cleanup(func() { h.Root(t, "[ ! -e /usr/bin/zstd.hidden ] || mv /usr/bin/zstd.hidden /usr/bin/zstd") })

@@ -3,7 +3,6 @@ package upload
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/raijin-deploy/raijin/shell"
@@ -163,13 +162,13 @@ func deltaRebuilds(basis, target []byte, ops []Op) bool {
 	return at == len(target)
 }
 
-// DeltaScript rebuilds remote from basis (a path on the server) and ops,
-// through a temporary file that must come out as the file whose SHA-256 is
-// sum before it is renamed into place. The long literals are read from
+// DeltaScript rebuilds the target from basis (a path on the server) and
+// ops, through a temporary file that must come out as the target's bytes
+// before it is renamed into place. The long literals are read from
 // stdin, in order: DeltaStdin.
-func DeltaScript(basis, remote, sum string, ops []Op, size int64, mode os.FileMode) string {
+func DeltaScript(basis string, f Target, ops []Op) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "set -e; t=%s.raijin-$$; trap 'rm -f \"$t\"' EXIT\n{\n", shell.Quote(remote))
+	fmt.Fprintf(&s, "set -e; t=%s.raijin-$$; trap 'rm -f \"$t\"' EXIT\n{\n", shell.Quote(f.Remote))
 	for _, op := range ops {
 		switch {
 		case op.Lit == nil:
@@ -185,7 +184,7 @@ func DeltaScript(basis, remote, sum string, ops []Op, size int64, mode os.FileMo
 		}
 	}
 	s.WriteString("} > \"$t\"\n")
-	s.WriteString(placeScript(remote, sum, size, mode))
+	s.WriteString(placeScript(f))
 	return s.String()
 }
 

@@ -67,7 +67,7 @@ func TestDeltaRebuildsChangedFiles(t *testing.T) {
 				t.Errorf("%d new bytes in %d pieces of the basis, want at most %d and %d", lit, copies, tc.maxLit, tc.maxCopies)
 			}
 			remote := filepath.Join(dir, name+".out")
-			c := exec.Command("sh", "-c", DeltaScript(bpath, remote, SHA256Hex(tc.target), ops, int64(len(tc.target)), 0o750))
+			c := exec.Command("sh", "-c", DeltaScript(bpath, Target{remote, SHA256Hex(tc.target), int64(len(tc.target)), 0o750, false}, ops))
 			c.Stdin = bytes.NewReader(DeltaStdin(ops))
 			if out, err := c.CombinedOutput(); err != nil {
 				t.Fatalf("the script failed: %v\n%s", err, out)

@@ -88,6 +88,59 @@ func TestUploadCheckHashesTheServersFile(t *testing.T) {
 	}
 }
 
+// The basis's sum comes from the sum note written when the file was put in
+// place, while the note's stat line is still the file's: the check does not
+// read a large basis whole. A file changed since (even with its mtime set
+// back) is hashed again.
+func TestUploadCheckTakesTheBasisSumFromItsNote(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "v1", "app")
+	os.MkdirAll(filepath.Dir(live), 0o755)
+	build1, forged := []byte("build 1\n"), []byte("build X\n")
+	sum1 := SHA256Hex(build1)
+	if _, stderr, err := sh(t, ReceiveScript(Target{live, sum1, int64(len(build1)), 0o755, true}, int64(len(build1)), Plain), build1); err != nil {
+		t.Fatalf("%v: %s", err, stderr)
+	}
+	note := filepath.Join(dir, "v1", ".app.sum")
+	b, err := os.ReadFile(note)
+	if err != nil || !strings.HasPrefix(string(b), sum1+" ") {
+		t.Fatalf("sum note %q (%v), want it to start with %s", b, err, sum1)
+	}
+	basisOf := func() string {
+		t.Helper()
+		out, stderr, err := sh(t, CheckScript(filepath.Join(dir, "v2", "app"), sum1, 0o755, live), nil)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if err != nil || lines[0] != "send" {
+			t.Fatalf("%q %v: %s", out, err, stderr)
+		}
+		return ParseOffer(lines[1:]).Basis
+	}
+	if got := basisOf(); got != sum1 {
+		t.Errorf("basis %q, want %s", got, sum1)
+	}
+	// A note that names another sum for the same stat line is believed: the
+	// file was not read.
+	fake := strings.Repeat("ab", 32)
+	os.WriteFile(note, []byte(fake+strings.TrimPrefix(string(b), sum1)), 0o644)
+	if got := basisOf(); got != fake {
+		t.Errorf("basis %q, want the note's %s: the check hashed the file", got, fake)
+	}
+	// Unless the file changed since, mtime set back or not.
+	time.Sleep(10 * time.Millisecond)
+	replaceKeepingMtime(t, live, forged)
+	if got := basisOf(); got != SHA256Hex(forged) {
+		t.Errorf("a basis changed with its mtime set back: %q, want its real hash", got)
+	}
+	// An upload without a note (not one of a series) leaves none.
+	other := filepath.Join(dir, "v1", "other")
+	if _, stderr, err := sh(t, ReceiveScript(Target{other, sum1, int64(len(build1)), 0o755, false}, int64(len(build1)), Plain), build1); err != nil {
+		t.Fatalf("%v: %s", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "v1", ".other.sum")); err == nil {
+		t.Error("a sum note beside a file uploaded without one")
+	}
+}
+
 // What the server receives (whole, or rebuilt from a basis) is renamed into
 // place only when its SHA-256 is the one sent; otherwise the file in place
 // stays and no temporary file is left.
@@ -115,32 +168,38 @@ func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
 		basis  []byte
 		want   []byte // the file in place afterwards; nil: the old one
 	}{
-		"whole": {func(r, _ string) string { return ReceiveScript(r, sum, n, n, 0o750, Plain) }, want, nil, want},
-		"damaged": {func(r, _ string) string { return ReceiveScript(r, sum, n, n, 0o750, Plain) },
+		"whole": {func(r, _ string) string { return ReceiveScript(Target{r, sum, n, 0o750, false}, n, Plain) }, want, nil, want},
+		"damaged": {func(r, _ string) string { return ReceiveScript(Target{r, sum, n, 0o750, false}, n, Plain) },
 			[]byte("build 3\n"), nil, nil},
-		"cut short": {func(r, _ string) string { return ReceiveScript(r, sum, n, n, 0o750, Plain) },
+		"cut short": {func(r, _ string) string { return ReceiveScript(Target{r, sum, n, 0o750, false}, n, Plain) },
 			[]byte("build"), nil, nil},
-		"zstd": {func(r, _ string) string { return ReceiveScript(r, sum, n, int64(len(zWant)), 0o750, Zstd) }, zWant, nil, want},
-		"gzip": {func(r, _ string) string { return ReceiveScript(r, sum, n, int64(len(gWant)), 0o750, Gzip) }, gWant, nil, want},
-		"zstd of another file": {func(r, _ string) string { return ReceiveScript(r, sum, n, int64(len(zOther)), 0o750, Zstd) },
+		"zstd": {func(r, _ string) string {
+			return ReceiveScript(Target{r, sum, n, 0o750, false}, int64(len(zWant)), Zstd)
+		}, zWant, nil, want},
+		"gzip": {func(r, _ string) string {
+			return ReceiveScript(Target{r, sum, n, 0o750, false}, int64(len(gWant)), Gzip)
+		}, gWant, nil, want},
+		"zstd of another file": {func(r, _ string) string {
+			return ReceiveScript(Target{r, sum, n, 0o750, false}, int64(len(zOther)), Zstd)
+		},
 			zOther, nil, nil},
 		"patched": {func(r, b string) string {
-			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), 0o750)
+			return PatchScript(b, Target{r, SHA256Hex(target), int64(len(target)), 0o750, true})
 		}, patch, basis, target},
 		"patch cut short": {func(r, b string) string {
-			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), 0o750)
+			return PatchScript(b, Target{r, SHA256Hex(target), int64(len(target)), 0o750, true})
 		}, patch[:len(patch)/2], basis, nil},
 		"patch without its last byte": {func(r, b string) string {
-			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), 0o750)
+			return PatchScript(b, Target{r, SHA256Hex(target), int64(len(target)), 0o750, true})
 		}, patch[:len(patch)-1], basis, nil},
 		"patched from a changed basis": {func(r, b string) string {
-			return PatchScript(b, r, SHA256Hex(target), int64(len(target)), 0o750)
+			return PatchScript(b, Target{r, SHA256Hex(target), int64(len(target)), 0o750, true})
 		}, patch, changedBasis, nil},
 		"rebuilt": {func(r, b string) string {
-			return DeltaScript(b, r, SHA256Hex(target), ops, int64(len(target)), 0o750)
+			return DeltaScript(b, Target{r, SHA256Hex(target), int64(len(target)), 0o750, true}, ops)
 		}, DeltaStdin(ops), basis, target},
 		"rebuilt from a changed basis": {func(r, b string) string {
-			return DeltaScript(b, r, SHA256Hex(target), ops, int64(len(target)), 0o750)
+			return DeltaScript(b, Target{r, SHA256Hex(target), int64(len(target)), 0o750, true}, ops)
 		}, DeltaStdin(ops), changedBasis, nil},
 	}
 	for name, tc := range cases {
@@ -168,6 +227,13 @@ func TestUploadRefusesAFileThatIsNotTheOneSent(t *testing.T) {
 				if !strings.Contains(stderr, remote+" is left as it was") {
 					t.Errorf("the error says %q", stderr)
 				}
+			}
+			note, noteErr := os.ReadFile(filepath.Join(dir, ".app.sum"))
+			switch {
+			case tc.want == nil && noteErr == nil:
+				t.Errorf("a sum note %q after a refused file", note)
+			case tc.want != nil && (name == "patched" || name == "rebuilt") && !strings.HasPrefix(string(note), SHA256Hex(tc.want)+" "):
+				t.Errorf("sum note %q (%v), want the new file's sum first", note, noteErr)
 			}
 			if tmp, _ := filepath.Glob(filepath.Join(dir, "*.raijin-*")); len(tmp) > 0 {
 				t.Errorf("temporary files left: %q", tmp)
