@@ -60,20 +60,23 @@ func sumNote(remote string) string {
 
 // statLine is what a sum note keeps of its file (a shell word): size,
 // inode, modification and change times, to the nanosecond where the
-// filesystem keeps them. A write keeps the inode and the mtime can be set
-// back, but the change time moves with both.
+// filesystem keeps them, in UTC (a change of the server's time zone keeps
+// the notes). A write keeps the inode and the mtime can be set back, but
+// the change time moves with both.
 func statLine(f string) string {
-	return fmt.Sprintf(`$(stat -c '%%s:%%i:%%y:%%z' -- %s 2>/dev/null)`, f)
+	return fmt.Sprintf(`$(TZ=UTC0 stat -c '%%s:%%i:%%y:%%z' -- %s 2>/dev/null)`, f)
 }
 
 // basisSum sets s to the SHA-256 of the basis f: from its sum note while
 // the note's stat line is f's, else hashed. The note is read with the
-// shell's read, no process: a line "SUM STAT"; the client checks that SUM
-// is 64 hex digits, like every value read back.
+// shell's read, no process, and only when it is a regular file (not a FIFO
+// a read would wait on): a line "SUM STAT"; the client checks that SUM is
+// 64 hex digits, like every value read back.
 func basisSum(f string) string {
 	q := shell.Quote(f)
-	return fmt.Sprintf(`{ { IFS=' ' read -r s n < %s && [ -n "$n" ] && [ "$n" = "%s" ]; } 2>/dev/null || %s; }`,
-		shell.Quote(sumNote(f)), statLine(q), serverSum(f))
+	n := shell.Quote(sumNote(f))
+	return fmt.Sprintf(`{ { [ -f %s ] && IFS=' ' read -r s n < %s && [ -n "$n" ] && [ "$n" = "%s" ]; } 2>/dev/null || %s; }`,
+		n, n, statLine(q), serverSum(f))
 }
 
 // Offer is what the server said it can take, read from CheckScript's
@@ -183,13 +186,15 @@ func placeScript(f Target) string {
 }
 
 // placeHashed is placeScript with $s already sha256sum's line for $t. The
-// sum note, when the target gets one, is written after the rename; failing
-// to write it costs only a hash at the next check.
+// sum note, when the target gets one, is written after the rename, through
+// a new file renamed over it (never through a link planted at its name);
+// failing to write it costs only a hash at the next check.
 func placeHashed(f Target) string {
 	r, q := shell.Quote(f.Remote), shell.Quote(f.Sum)
 	note := ""
 	if f.Note {
-		note = fmt.Sprintf(`; { printf '%%s %%s\n' %s "%s" > %s; } 2>/dev/null || true`, q, statLine(r), shell.Quote(sumNote(f.Remote)))
+		note = fmt.Sprintf(`; { printf '%%s %%s\n' %s "%s" > "$t.s" && mv -Tf "$t.s" %s; } 2>/dev/null || rm -f "$t.s"`,
+			q, statLine(r), shell.Quote(sumNote(f.Remote)))
 	}
 	return fmt.Sprintf(`if [ "${s%%%% *}" != %s ]; then `+
 		`printf 'the new file is %%s bytes with SHA-256 %%s, not the %d bytes with SHA-256 %%s that were sent; %%s is left as it was\n' "$(wc -c < "$t")" "${s%%%% *}" %s %s >&2; exit 1; fi; `+
@@ -214,33 +219,31 @@ type shaOnce struct {
 	err  error
 }
 
-// FileSHA256 hashes a local file.
+// FileSHA256 hashes a local file. The key is the open file's own stat, so
+// that a file replaced meanwhile is not hashed under the old one's key.
 func FileSHA256(p string) (string, error) {
-	st, err := os.Stat(p)
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return "", err
 	}
 	key := shaKey{p, st.Size(), st.ModTime().UnixNano()}
 	v, _ := shaCache.LoadOrStore(key, &shaOnce{})
 	o := v.(*shaOnce)
-	o.once.Do(func() { o.sum, o.err = hashFile(p) })
+	o.once.Do(func() {
+		hh := sha256.New()
+		if _, o.err = io.Copy(hh, f); o.err == nil {
+			o.sum = hex.EncodeToString(hh.Sum(nil))
+		}
+	})
 	if o.err != nil {
 		shaCache.CompareAndDelete(key, o) // the next caller tries again
 	}
 	return o.sum, o.err
-}
-
-func hashFile(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	hh := sha256.New()
-	if _, err := io.Copy(hh, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(hh.Sum(nil)), nil
 }
 
 // Digest is what an upload needs to know of its local file.
