@@ -9,6 +9,7 @@
 #   sudo bench/upgrade.sh     # RAIJIN_TESTHOST_INDEX (default 75)
 #   BENCH_RAIJIN_BEFORE=/tmp/raijin-old sudo bench/upgrade.sh   # and a raijin to compare with
 #   BENCH_LINKS="50mbit" BENCH_OUT=/tmp/logs sudo bench/upgrade.sh  # one link; each deploy's -v output kept
+#   BENCH_PIN=1 sudo bench/upgrade.sh   # two machines on one: the server on CPU 1, the rest on CPU 0
 #
 # Links: 0 ms added; 50 ms RTT; 50 Mbit/s and 50 ms RTT; 10 Mbit/s and 50 ms.
 # Cases, each on a new app per link and raijin:
@@ -75,6 +76,18 @@ REF=$W/reference
 
 echo "== booting the test server" >&2
 state=$(testdata/testhost/up.sh "raijin-upgrade-$INDEX" "$INDEX" | tail -n1)
+# BENCH_PIN=1: the test server's cgroup gets CPU 1 alone, and this script
+# (raijin, the relay, zstd, OpenSSH) CPU 0, as when client and server are two
+# machines, each with a core to itself; else all share both cores.
+if [ -n "${BENCH_PIN:-}" ]; then
+	cs=$(grep '/cpuset/' "$state/cgroups" || true)
+	[ -n "$cs" ] && [ "$(nproc)" -ge 2 ] || { echo "BENCH_PIN needs a cgroup v1 cpuset and two CPUs" >&2; exit 1; }
+	# Children first: a cpuset's CPUs must stay within its parent's.
+	find "$cs" -name cpuset.cpus | awk '{ print length($0), $0 }' | sort -rn | cut -d' ' -f2- |
+		while read -r f; do echo 1 > "$f"; done
+	taskset -pc 0 $$ >/dev/null # inherited by everything started below
+	echo "- pinned: the test server on CPU $(cat "$cs/cpuset.cpus"), raijin, the relay, zstd and OpenSSH on CPU 0" | tee -a "$REF" >&2
+fi
 # shellcheck disable=SC1091
 . "$state/env"
 ADDR=$RAIJIN_TESTHOST_ADDR

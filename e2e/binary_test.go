@@ -238,6 +238,7 @@ func TestBinaryUploadCompressedAndPatched(t *testing.T) {
 	}
 
 	r, size := deploy("1.0.0", "v1")
+	sum100 := fmt.Sprintf("%x", sha256.Sum256([]byte(readFile(t, build))))
 	first := bytesSent(t, r)
 	if s := shown(r); !strings.HasPrefix(s, "(zstd, ") || first > 0.7*float64(size) {
 		t.Errorf("the first deploy: %s, %.0f bytes sent of a %d-byte binary; want it compressed with zstd", s, first, size)
@@ -267,16 +268,22 @@ func TestBinaryUploadCompressedAndPatched(t *testing.T) {
 
 	// The check takes the basis's SHA-256 from the note written beside it
 	// when it was put in place, without reading it: a note forged with the
-	// file's stat line is believed (so the patch guessed before the check
-	// is cut), and the build still arrives exact, another way.
+	// file's stat line is believed. Forged to name v1.0.0's build (which
+	// this machine still has; another GOAMD64 level), the patch guessed
+	// before the check is cut, the patch against v1.0.0 fails on the server
+	// (its v2.0.1 is not that file), and the build still arrives exact,
+	// another way.
 	note := dir + "/v2.0.1/.goapp.sum"
 	if got := h.Run(t, "cat "+note); !strings.HasPrefix(got, fmt.Sprintf("%x ", sha256.Sum256([]byte(readFile(t, build))))) {
 		t.Errorf("sum note %s: %q, want the binary's SHA-256 first", note, got)
 	}
-	h.Run(t, "read -r s n < "+note+" && printf '%s %s\\n' "+strings.Repeat("ab", 32)+" \"$n\" > "+note)
+	h.Run(t, "read -r s n < "+note+" && printf '%s %s\\n' "+sum100+" \"$n\" > "+note)
 	r, _ = deploy("2.0.2", "v2")
-	if !strings.Contains(r.Stderr, "has SHA-256 abababababab") {
+	if !strings.Contains(r.Stderr, "has SHA-256 "+sum100[:12]) {
 		t.Errorf("the check did not take the basis's sum from its note:\n%s", r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "from the patch failed") {
+		t.Errorf("the patch against the basis the note named did not fail on the server:\n%s", r.Stderr)
 	}
 
 	// A server without zstd: gzip, no patch.

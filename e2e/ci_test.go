@@ -59,12 +59,17 @@ func workflowStep(t *testing.T, file, name string) ciStep {
 // secrets) taken from env.
 func ciRun(t *testing.T, p *Project, knownHosts []byte, env map[string]string) (Result, string) {
 	t.Helper()
+	return ciRunIn(t, p, knownHosts, env, t.TempDir())
+}
+
+// ciRunIn is ciRun with the runner's HOME given.
+func ciRunIn(t *testing.T, p *Project, knownHosts []byte, env map[string]string, home string) (Result, string) {
+	t.Helper()
 	step := workflowStep(t, filepath.Join(repoRoot, "examples/ci/github-actions/deploy.yml"), "Deploy")
 	script, err := os.ReadFile(filepath.Join(repoRoot, "examples/ci/deploy.sh"))
 	must(t, err)
 	p.Write("ci/deploy.sh", string(script), 0o755)
 	p.Write("ci/known_hosts", string(knownHosts), 0o644)
-	home := t.TempDir()
 	cmd := exec.Command("sh", "-c", step.run)
 	cmd.Dir = p.Dir
 	cmd.Env = append([]string{"PATH=" + filepath.Dir(raijinBin) + ":" + os.Getenv("PATH"), "HOME=" + home, "CI=true", "NO_COLOR=1"}, goEnv...)
@@ -194,9 +199,34 @@ func TestCIWorkflowRefusesUnpinnedHostKey(t *testing.T) {
 		if !strings.Contains(strings.ToLower(r.Stdout+r.Stderr), "host key") {
 			t.Errorf("%s host key: the error does not say so:\n%s", name, r)
 		}
+		if !strings.Contains(r.Stderr, "ci/known_hosts (as ~/.ssh/raijin_known_hosts for the run)") {
+			t.Errorf("%s host key: ci/deploy.sh does not name the file to fix:\n%s", name, r)
+		}
 		t.Logf("%s host key: exit %d\n%s%s", name, r.Code, r.Stdout, r.Stderr)
 	}
 	if _, ok := h.Try("test -e " + p.AppDir(h)); ok {
 		t.Errorf("%s exists after refused deploys", p.AppDir(h))
+	}
+
+	// A runner whose ~/.ssh/config exists (a self-hosted one, say): the
+	// step refuses to run rather than overwrite or remove it.
+	home := t.TempDir()
+	mineConfig := "Host build-cache\n    User me\n"
+	must(t, os.MkdirAll(filepath.Join(home, ".ssh"), 0o700))
+	must(t, os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte(mineConfig), 0o600))
+	r, _ := ciRunIn(t, p, pinned, map[string]string{"RAIJIN_SSH_KEY": string(key), "PROD_DB_PASSWORD": "unused"}, home)
+	if r.Code != 2 || !strings.Contains(r.Stderr, "config exists; this script writes its own") {
+		t.Errorf("with an existing ~/.ssh/config: exit %d, want 2 and the reason:\n%s", r.Code, r)
+	}
+	if b, err := os.ReadFile(filepath.Join(home, ".ssh", "config")); err != nil || string(b) != mineConfig {
+		t.Errorf("the runner's ~/.ssh/config became %q (%v)", b, err)
+	}
+	for _, f := range []string{"raijin_deploy_key", "raijin_known_hosts"} {
+		if _, err := os.Stat(filepath.Join(home, ".ssh", f)); !os.IsNotExist(err) {
+			t.Errorf("~/.ssh/%s written although the step refused to run (%v)", f, err)
+		}
+	}
+	if _, ok := h.Try("test -e " + p.AppDir(h)); ok {
+		t.Errorf("%s exists after a refused step", p.AppDir(h))
 	}
 }

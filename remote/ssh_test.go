@@ -441,6 +441,12 @@ func TestSessionUploadGuessesTheBasis(t *testing.T) {
 	if !said("the patch sent before the check was cut") {
 		t.Error("the patch against the wrong guess was not cut")
 	}
+	if !said("up to 4096 kB before the check)") {
+		t.Error("the first patch guessed for this server did not send up to 4 MB before the check")
+	}
+	if h.Cache.GuessedRight(h.Addr()) {
+		t.Error("the wrong guess was not remembered")
+	}
 	noLeftovers := func() {
 		t.Helper()
 		if m, _ := filepath.Glob(filepath.Join(dir, "server", "*", "*.raijin-*")); len(m) > 0 {
@@ -460,6 +466,13 @@ func TestSessionUploadGuessesTheBasis(t *testing.T) {
 	dst4 := build("v4", v4, dst, true)
 	if !said("before the check)") || !said("sent "+dst4+" as a zstd patch against "+dst) || said("was cut") {
 		t.Errorf("v4 did not go as the patch sent before the check:\n%s", strings.Join(obs.commands, "\n"))
+	}
+	// After a wrong guess, less goes before the check; a right one puts it back.
+	if !said("up to 256 kB before the check)") {
+		t.Errorf("after a wrong guess, more than 256 kB went before the check:\n%s", strings.Join(obs.commands, "\n"))
+	}
+	if !h.Cache.GuessedRight(h.Addr()) {
+		t.Error("the right guess was not remembered")
 	}
 	noLeftovers()
 

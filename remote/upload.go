@@ -144,6 +144,9 @@ func (u *fileUpload) send(ctx context.Context, offer upload.Offer) error {
 		s.Cache.NotePatches(s.Addr(), offer.ZstdPatch)
 	}
 	if e := u.early; e != nil {
+		if offer.ZstdPatch && s.Cache != nil {
+			s.Cache.NoteGuess(s.Addr(), offer.Basis == e.basisSum)
+		}
 		if offer.ZstdPatch && offer.Basis == e.basisSum && e.release() {
 			<-e.done
 			if e.err != nil && ctx.Err() == nil {
@@ -256,8 +259,14 @@ type earlyPatch struct {
 // its note); when it is slow (a basis without a note is hashed, a busy
 // server) the link keeps busy meanwhile: measured at 50 Mbit/s, 256 kB left
 // it idle for 0.5 to 0.8 s. Beyond the server's window (2 MB for OpenSSH)
-// the bytes wait for zstd on the server anyway.
-const earlyBytes = 4 << 20
+// the bytes wait for zstd on the server anyway. To a server whose last
+// guess was wrong (deployed from two machines in turn, say) only
+// earlyBytesAfterMiss go: a wrong guess costs what sits in the window when
+// the answer comes, up to 1.6 s at 10 Mbit/s for 2 MB.
+const (
+	earlyBytes          = 4 << 20
+	earlyBytesAfterMiss = 256 << 10
+)
 
 // earlyWait bounds how long an early patch waits for the check's answer.
 const earlyWait = 2 * time.Minute
@@ -265,9 +274,13 @@ const earlyWait = 2 * time.Minute
 func (u *fileUpload) sendEarly(ctx context.Context, p *upload.Patching, basisSum string) *earlyPatch {
 	s := u.s
 	e := &earlyPatch{basisSum: basisSum, patch: p, gate: make(chan struct{}), cut: make(chan struct{}), done: make(chan struct{})}
-	st := u.patchStep(fmt.Sprintf("upload %s -> %s as a zstd patch against %s (on stdin while zstd makes it, before the check)",
-		u.local, u.remote, u.basis))
-	st.Input = u.progressStream(ctx, p.Stream, p.GatedReader(ctx, earlyBytes, e.gate, e.cut))
+	limit := int64(earlyBytes)
+	if !s.Cache.GuessedRight(s.Addr()) {
+		limit = earlyBytesAfterMiss
+	}
+	st := u.patchStep(fmt.Sprintf("upload %s -> %s as a zstd patch against %s (on stdin while zstd makes it, up to %d kB before the check)",
+		u.local, u.remote, u.basis, limit>>10))
+	st.Input = u.progressStream(ctx, p.Stream, p.GatedReader(ctx, limit, e.gate, e.cut))
 	s.mu.Lock()
 	s.early = append(s.early, e)
 	s.mu.Unlock()

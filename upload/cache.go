@@ -206,29 +206,44 @@ func (c *Cache) noteLast(local, sum string) {
 	}
 }
 
-// hostNote is the name of the note that a server (named by its address)
-// could not apply patches at its last upload.
-func (c *Cache) hostNote(addr string) string {
-	return filepath.Join(c.Dir, "nopatch-"+SHA256Hex([]byte(addr))[:32])
+// A host mark is an empty file in the cache directory that says something
+// went wrong with a server (named by its address) at its last upload:
+// "nopatch", it could not apply zstd patches; "missed", the basis guessed
+// for it was not its own. Marks are set on the bad news and removed on the
+// good.
+func (c *Cache) hostMark(kind, addr string) string {
+	return filepath.Join(c.Dir, kind+"-"+SHA256Hex([]byte(addr))[:32])
+}
+
+func (c *Cache) setHostMark(kind, addr string, bad bool) {
+	if !bad {
+		os.Remove(c.hostMark(kind, addr))
+	} else if os.MkdirAll(c.Dir, 0o700) == nil {
+		os.WriteFile(c.hostMark(kind, addr), nil, 0o600)
+	}
+}
+
+func (c *Cache) hostMarked(kind, addr string) bool {
+	_, err := os.Stat(c.hostMark(kind, addr))
+	return err == nil
 }
 
 // NotePatches keeps whether the server at addr applies zstd patches (it
 // said so in its last check), so that no patch goes to one that cannot
 // before its check's answer.
-func (c *Cache) NotePatches(addr string, ok bool) {
-	if ok {
-		os.Remove(c.hostNote(addr))
-	} else if os.MkdirAll(c.Dir, 0o700) == nil {
-		os.WriteFile(c.hostNote(addr), nil, 0o600)
-	}
-}
+func (c *Cache) NotePatches(addr string, ok bool) { c.setHostMark("nopatch", addr, !ok) }
 
 // Patches reports whether the server at addr applied zstd patches at its
 // last check, as far as this machine knows (yes when it never asked).
-func (c *Cache) Patches(addr string) bool {
-	_, err := os.Stat(c.hostNote(addr))
-	return err != nil
-}
+func (c *Cache) Patches(addr string) bool { return !c.hostMarked("nopatch", addr) }
+
+// NoteGuess keeps whether the basis guessed for the server at addr (see
+// Last) was the one it named.
+func (c *Cache) NoteGuess(addr string, right bool) { c.setHostMark("missed", addr, !right) }
+
+// GuessedRight reports whether the last basis guessed for the server at
+// addr was its own (yes when none was guessed yet).
+func (c *Cache) GuessedRight(addr string) bool { return !c.hostMarked("missed", addr) }
 
 // Last is the SHA-256 of the file last sent (or found on a server) for
 // the local path, when the cache still holds a copy of it: the likeliest

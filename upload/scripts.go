@@ -26,8 +26,9 @@ func serverSum(f string) string {
 	return fmt.Sprintf(`s=$(sha256sum 2>/dev/null < %s)`, shell.Quote(f))
 }
 
-// CheckScript makes the directory and says "same" (and sets the mode) when
-// remote already has sum, else "send" and, a line each, what the server can
+// CheckScript makes the directory and says "same" (and sets the mode, when
+// it differs: a chmod would move the file's change time and so outdate its
+// sum note) when remote already has sum, else "send" and, a line each, what the server can
 // take: "zstd" (with its version when basis is given: a patch needs 1.4.5),
 // "gzip", and "basis SUM" with the SHA-256 of basis when basis is given and
 // exists (the server's copy to rebuild from): from its sum note when the
@@ -39,9 +40,9 @@ func CheckScript(remote, sum string, mode os.FileMode, basis string) string {
 		z = `echo "zstd $(zstd -V 2>/dev/null | head -n1)"`
 		b = fmt.Sprintf(`; if [ -f %s ] && %s; then echo "basis ${s%%%% *}"; fi`, shell.Quote(basis), basisSum(basis))
 	}
-	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && if [ -f %s ] && %s && [ "${s%%%% *}" = %s ]; then chmod %04o %s && echo same; `+
+	return fmt.Sprintf(`{ [ -d %s ] || mkdir -p %s; } && if [ -f %s ] && %s && [ "${s%%%% *}" = %s ]; then { [ "$(stat -c %%a -- %s 2>/dev/null)" = %o ] || chmod %04o %s; } && echo same; `+
 		`else echo send; if command -v zstd >/dev/null; then %s; fi; if command -v gzip >/dev/null; then echo gzip; fi%s; fi`,
-		d, d, r, serverSum(remote), shell.Quote(sum), mode, r, z, b)
+		d, d, r, serverSum(remote), shell.Quote(sum), r, mode, mode, r, z, b)
 }
 
 // A sum note: the SHA-256 of an uploaded file that later uploads rebuild

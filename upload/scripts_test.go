@@ -125,6 +125,15 @@ func TestUploadCheckTakesTheBasisSumFromItsNote(t *testing.T) {
 	if got := basisOf(); got != fake {
 		t.Errorf("basis %q, want the note's %s: the check hashed the file", got, fake)
 	}
+	// Deploying the same build again ("same", the mode as it was) leaves
+	// the note valid: no chmod moves the file's change time.
+	time.Sleep(10 * time.Millisecond)
+	if out, stderr, err := sh(t, CheckScript(live, sum1, 0o755, ""), nil); err != nil || out != "same\n" {
+		t.Fatalf("%q %v: %s", out, err, stderr)
+	}
+	if got := basisOf(); got != fake {
+		t.Errorf("basis %q after a same-build check, want the note's %s still", got, fake)
+	}
 	// Unless the file changed since, mtime set back or not.
 	time.Sleep(10 * time.Millisecond)
 	replaceKeepingMtime(t, live, forged)

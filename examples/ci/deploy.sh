@@ -27,6 +27,10 @@ fi
 cleanup() {
 	rc=$?
 	rm -f "$ssh/config" "$ssh/raijin_deploy_key" "$ssh/raijin_known_hosts"
+	# raijin's errors name the copy, gone now: say which file to fix.
+	if [ "$rc" -ne 0 ] && [ -n "${deploying:-}" ]; then
+		echo "ci/deploy.sh: the host keys raijin checked were $ci/known_hosts (as ~/.ssh/raijin_known_hosts for the run): after a host key error, compare it with the server's (see examples/ci/README.md)" >&2
+	fi
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -55,4 +59,5 @@ Host *
 CONFIG
 )
 unset RAIJIN_SSH_KEY
+deploying=1
 raijin deploy --json "$@"
