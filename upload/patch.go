@@ -113,11 +113,14 @@ func (c *Cache) Patch(ctx context.Context, basisSum, local, sum string) *Patchin
 		c.patches = map[[2]string]*Patching{}
 	}
 	c.patches[key] = p
-	// zstd reads the basis from the cache's file at once; the check here
-	// reads it into memory (and checks its SHA-256) meanwhile.
+	// zstd reads the basis from the cache's file; the check here maps the
+	// same file. Its SHA-256 is not checked again: a cached file damaged
+	// since it was kept gives a patch that rebuilds here but not on the
+	// server, which then refuses the result, and the file goes another way
+	// (the difference checks the basis's SHA-256 before it is made).
 	// Not cancelled with the caller: other hosts may read the same stream
 	// after this one's phase ended.
-	go p.make(context.WithoutCancel(ctx), zstdCmd, c.path(basisSum), func() ([]byte, bool) { return c.load(basisSum) }, local, sum)
+	go p.make(context.WithoutCancel(ctx), zstdCmd, c.path(basisSum), local, sum)
 	return p
 }
 
@@ -171,16 +174,19 @@ func (p *Patching) Took() time.Duration {
 // ErrBadPatch ends a patch stream that does not rebuild the file.
 var ErrBadPatch = errors.New("the patch does not rebuild the file on this machine")
 
-func (p *Patching) make(ctx context.Context, zstdCmd, basisPath string, basis func() ([]byte, bool), local, sum string) {
+func (p *Patching) make(ctx context.Context, zstdCmd, basisPath, local, sum string) {
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, zstdCmd, "-q", "-c", fmt.Sprintf("-%d", PatchLevel), "--patch-from="+basisPath, "--", local)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(p.Stream, pw), &stderr
 	checked := make(chan bool, 1)
 	go func() {
-		b, ok := basis()
-		checked <- ok && rebuildsFrom(b, pr, sum)
-		io.Copy(io.Discard, pr) // when the basis was no good
+		b, unmap, err := mapFile(basisPath)
+		checked <- err == nil && rebuildsFrom(b, pr, sum)
+		io.Copy(io.Discard, pr) // when the basis could not be read
+		if err == nil {
+			unmap()
+		}
 	}()
 	err := cmd.Run()
 	pw.CloseWithError(err)
