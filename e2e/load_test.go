@@ -149,6 +149,42 @@ type LoadStats struct {
 	Window     time.Duration `json:"window_ns"`
 	Versions   []string      `json:"versions"` // in the order first seen
 	Errors     []string      `json:"errors,omitempty"`
+	Failures   []LoadFailure `json:"-"` // every failed request
+}
+
+// LoadFailure is a request that failed: its client, when it ended, and why.
+type LoadFailure struct {
+	Client string
+	At     time.Time
+	Err    string
+}
+
+// OneInstantResets reports whether the failures, if any, are what one
+// Caddy reload can do to requests in flight at that instant: connection
+// resets, at most one per client, all within window of each other. It says
+// what else it saw when they are not.
+func (s LoadStats) OneInstantResets(window time.Duration) (bool, string) {
+	clients := map[string]bool{}
+	var first, last time.Time
+	for _, f := range s.Failures {
+		if !strings.Contains(f.Err, "connection reset by peer") {
+			return false, "not a connection reset: " + f.Client + ": " + f.Err
+		}
+		if clients[f.Client] {
+			return false, "two failures for " + f.Client
+		}
+		clients[f.Client] = true
+		if first.IsZero() || f.At.Before(first) {
+			first = f.At
+		}
+		if f.At.After(last) {
+			last = f.At
+		}
+	}
+	if d := last.Sub(first); d > window {
+		return false, fmt.Sprintf("failures spread over %s (more than %s)", d.Round(time.Millisecond), window)
+	}
+	return true, ""
 }
 
 func (s LoadStats) String() string {
@@ -198,6 +234,7 @@ func (l *Load) Stats(name string, from, to time.Time) LoadStats {
 			if len(s.Errors) < 10 {
 				s.Errors = append(s.Errors, r.client+": "+r.err)
 			}
+			s.Failures = append(s.Failures, LoadFailure{r.client, r.start.Add(r.latency), r.err})
 			continue
 		}
 		if f := strings.Fields(r.body); len(f) >= 2 && !seen[f[1]] {

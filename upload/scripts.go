@@ -28,11 +28,12 @@ func serverSum(f string) string {
 
 // CheckScript makes the directory and says "same" (and sets the mode, when
 // it differs: a chmod would move the file's change time and so outdate its
-// sum note) when remote already has sum, else "send" and, a line each, what the server can
-// take: "zstd" (with its version when basis is given: a patch needs 1.4.5),
-// "gzip", and "basis SUM" with the SHA-256 of basis when basis is given and
-// exists (the server's copy to rebuild from): from its sum note when the
-// note still describes it (see basisSum), else hashed.
+// sum note) when remote already has sum, else "send" and, a line each,
+// what the server can take: "zstd" (with its version when basis is given:
+// a patch needs 1.4.5), "gzip", and "basis SUM" with the SHA-256 of basis
+// when basis is given and exists (the server's copy to rebuild from): from
+// its sum note when the note still describes it (see basisSum), else
+// hashed.
 func CheckScript(remote, sum string, mode os.FileMode, basis string) string {
 	r, d := shell.Quote(remote), shell.Quote(path.Dir(remote))
 	z, b := "echo zstd", ""
@@ -47,8 +48,8 @@ func CheckScript(remote, sum string, mode os.FileMode, basis string) string {
 
 // A sum note: the SHA-256 of an uploaded file that later uploads rebuild
 // from (Target.Note), written beside it as .NAME.sum when it is put in
-// place, with its size, inode, modification and change times, so that the next
-// check names the basis without reading all of it (0.3 s for an 82 MB
+// place, with its size, inode, modification and change times, so that the
+// next check names the basis without reading all of it (0.3 s for an 82 MB
 // binary, while zstd on both ends and the app compete for the CPU). The
 // note is trusted only while the file's stat still matches, and even a note
 // that lied would cost only time: the basis's sum only picks the copy to
