@@ -147,9 +147,9 @@ type LoadStats struct {
 	P50        time.Duration `json:"p50_ns"`
 	P99        time.Duration `json:"p99_ns"`
 	Window     time.Duration `json:"window_ns"`
-	Versions   []string      `json:"versions"` // in the order first seen
-	Errors     []string      `json:"errors,omitempty"`
-	Failures   []LoadFailure `json:"-"` // every failed request
+	Versions   []string      `json:"versions"`         // in the order first seen
+	Errors     []string      `json:"errors,omitempty"` // the first 10 of Failures, as text
+	Failures   []LoadFailure `json:"-"`                // every failed request
 }
 
 // LoadFailure is a request that failed: its client, when it ended, and why.
@@ -231,9 +231,6 @@ func (l *Load) Stats(name string, from, to time.Time) LoadStats {
 			} else {
 				s.Failed++
 			}
-			if len(s.Errors) < 10 {
-				s.Errors = append(s.Errors, r.client+": "+r.err)
-			}
 			s.Failures = append(s.Failures, LoadFailure{r.client, r.start.Add(r.latency), r.err})
 			continue
 		}
@@ -241,6 +238,9 @@ func (l *Load) Stats(name string, from, to time.Time) LoadStats {
 			seen[f[1]] = true
 			s.Versions = append(s.Versions, strings.TrimSuffix(f[1], ":"))
 		}
+	}
+	for _, f := range s.Failures[:min(len(s.Failures), 10)] {
+		s.Errors = append(s.Errors, f.Client+": "+f.Err)
 	}
 	if len(lat) > 0 {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })

@@ -238,8 +238,8 @@ func (u *fileUpload) guess(ctx context.Context) {
 // rest released; otherwise the stream is cut, so that a wrong guess (a
 // server rolled back, deployed from elsewhere) costs at most earlyBytes
 // (in practice what the link carried while it waited for the answer
-// anyway, and what sat in the SSH channel's window then), and the server's zstd fails on the patch cut short and removes its
-// temporary file. Either the release or the cut happens, never both.
+// anyway, and what sat in the SSH channel's window then), and the server's
+// zstd fails on the patch cut short and removes its temporary file. Either the release or the cut happens, never both.
 type earlyPatch struct {
 	basisSum string
 	patch    *upload.Patching

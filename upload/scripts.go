@@ -189,13 +189,14 @@ func placeScript(f Target) string {
 
 // placeHashed is placeScript with $s already sha256sum's line for $t. The
 // sum note, when the target gets one, is written after the rename, through
-// a new file renamed over it (never through a link planted at its name);
-// failing to write it costs only a hash at the next check.
+// a new file renamed over it (never through a link planted at its name),
+// mode 0600: the deploy user's, who reads it at the next check; failing to
+// write it costs only a hash then.
 func placeHashed(f Target) string {
 	r, q := shell.Quote(f.Remote), shell.Quote(f.Sum)
 	note := ""
 	if f.Note {
-		note = fmt.Sprintf(`; { printf '%%s %%s\n' %s "%s" > "$t.s" && mv -Tf "$t.s" %s; } 2>/dev/null || rm -f "$t.s"`,
+		note = fmt.Sprintf(`; { umask 077; printf '%%s %%s\n' %s "%s" > "$t.s" && mv -Tf "$t.s" %s; } 2>/dev/null || rm -f "$t.s"`,
 			q, statLine(r), shell.Quote(sumNote(f.Remote)))
 	}
 	return fmt.Sprintf(`if [ "${s%%%% *}" != %s ]; then `+

@@ -106,6 +106,9 @@ func TestUploadCheckTakesTheBasisSumFromItsNote(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(b), sum1+" ") {
 		t.Fatalf("sum note %q (%v), want it to start with %s", b, err, sum1)
 	}
+	if st, err := os.Stat(note); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("sum note mode %v (%v), want 0600", st.Mode(), err)
+	}
 	basisOf := func() string {
 		t.Helper()
 		out, stderr, err := sh(t, CheckScript(filepath.Join(dir, "v2", "app"), sum1, 0o755, live), nil)
