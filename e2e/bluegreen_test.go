@@ -133,10 +133,9 @@ systemctl reload caddy`, p.App, dir, p.Port))
 	l.Stop()
 	// The move replaces the site once: that Caddy reload closes idle
 	// client connections and its old listener, and a request sent on one
-	// at that instant can be reset (seen: 1 GET of 25,861; once a POST and
-	// a new connection's GET from each of the two clients that send those).
-	// Not more: only resets, at most one per client, all at that one
-	// instant.
+	// at that instant can be reset (seen: 1 GET of 25,861; 2 to 5 requests
+	// of 10 clients, one client's retry among them, all within 2 ms). Not
+	// more: only resets, all at that one instant.
 	s := l.Stats("from an older raijin", from, time.Now())
 	t.Log(s)
 	for _, f := range s.Failures {

@@ -161,19 +161,15 @@ type LoadFailure struct {
 
 // OneInstantResets reports whether the failures, if any, are what one
 // Caddy reload can do to requests in flight at that instant: connection
-// resets, at most one per client, all within window of each other. It says
-// what else it saw when they are not.
+// resets, all within window of each other (a client may see two: its
+// request reset, and its retry a millisecond later). It says what else it
+// saw when they are not.
 func (s LoadStats) OneInstantResets(window time.Duration) (bool, string) {
-	clients := map[string]bool{}
 	var first, last time.Time
 	for _, f := range s.Failures {
 		if !strings.Contains(f.Err, "connection reset by peer") {
 			return false, "not a connection reset: " + f.Client + ": " + f.Err
 		}
-		if clients[f.Client] {
-			return false, "two failures for " + f.Client
-		}
-		clients[f.Client] = true
 		if first.IsZero() || f.At.Before(first) {
 			first = f.At
 		}
