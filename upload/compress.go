@@ -39,12 +39,23 @@ const (
 	MaxCompressSize = 1 << 30
 )
 
+// HugePages is the environment setting that lets glibc's malloc (2.35 and
+// later) back its large blocks with transparent huge pages, where the kernel
+// offers them (enabled or madvise). zstd reads a patch's basis, tens of MB,
+// into memory it has just allocated, and on a virtual machine faulting that
+// in 4 kB at a time dominates: measured on Debian 12's zstd 1.5.4 with an
+// 82 MB basis, a patch's first byte came after 0.9 to 1.35 s without it and
+// 0.5 to 0.8 s with it, and the server's zstd took 0.7 to 0.9 s to load the
+// basis against 0.07 to 0.4 s. Other C libraries, older glibc and kernels
+// without huge pages ignore it. A fixed value, never the user's.
+const HugePages = "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"
+
 // DecompressCommand is the server's command that reads a file sent with c
 // on stdin and writes it on stdout.
 func (c Codec) DecompressCommand() string {
 	switch c {
 	case Zstd:
-		return "zstd -dcq"
+		return HugePages + " zstd -dcq"
 	case Gzip:
 		return "gzip -dc"
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,6 +178,7 @@ var ErrBadPatch = errors.New("the patch does not rebuild the file on this machin
 func (p *Patching) make(ctx context.Context, zstdCmd, basisPath, local, sum string) {
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, zstdCmd, "-q", "-c", fmt.Sprintf("-%d", PatchLevel), "--patch-from="+basisPath, "--", local)
+	cmd.Env = withHugePages(os.Environ())
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(p.Stream, pw), &stderr
 	checked := make(chan bool, 1)
@@ -202,6 +204,24 @@ func (p *Patching) make(ctx context.Context, zstdCmd, basisPath, local, sum stri
 	default:
 		p.Finish(nil)
 	}
+}
+
+// withHugePages is env with HugePages added to its GLIBC_TUNABLES (a list
+// separated by colons; a setting of the user's stays, and wins).
+func withHugePages(env []string) []string {
+	name, val, _ := strings.Cut(HugePages, "=")
+	for i, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			out := append([]string(nil), env...)
+			if v == "" {
+				out[i] = HugePages
+			} else {
+				out[i] = name + "=" + val + ":" + v
+			}
+			return out
+		}
+	}
+	return append(env[:len(env):len(env)], HugePages)
 }
 
 // rebuildsFrom reports whether the patch read from r, applied to basis,

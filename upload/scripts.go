@@ -171,13 +171,14 @@ func ReceiveScript(f Target, wire int64, codec Codec) string {
 // its limit only to the basis's size, and a build grown past both 128 MiB
 // and its basis would be refused. A patch cut short fails zstd's own check,
 // and a wrong file the SHA-256's; a failure of zstd or of the write leaves a
-// mark file, as a pipeline's status is its last command's.
+// mark file, as a pipeline's status is its last command's. zstd runs with
+// HugePages: loading the basis is most of its start.
 func PatchScript(basis string, f Target) string {
 	r, b, d := shell.Quote(f.Remote), shell.Quote(basis), shell.Quote(path.Dir(f.Remote))
 	return fmt.Sprintf(`set -e; { [ -d %s ] || mkdir -p %s; }; t=%s.raijin-$$; trap 'rm -f "$t" "$t.x"' EXIT; `+
-		`s=$( { zstd -dcq --long=31 --patch-from=%s || : > "$t.x"; } | { tee -- "$t" || : > "$t.x"; } | sha256sum ); `+
+		`s=$( { %s zstd -dcq --long=31 --patch-from=%s || : > "$t.x"; } | { tee -- "$t" || : > "$t.x"; } | sha256sum ); `+
 		`if [ -e "$t.x" ]; then printf 'zstd could not rebuild the file from the patch against %%s (changed on the server?); %%s is left as it was\n' %s %s >&2; exit 1; fi; %s`,
-		d, d, r, b, b, r, placeHashed(f))
+		d, d, r, HugePages, b, b, r, placeHashed(f))
 }
 
 // placeScript renames the temporary file $t into place once its SHA-256 is

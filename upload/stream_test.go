@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,5 +169,23 @@ func TestGatedReaderHoldsBackUntilReleased(t *testing.T) {
 	go func() { time.Sleep(20 * time.Millisecond); close(cut) }()
 	if _, err := r.Read(buf); !errors.Is(err, ErrCut) {
 		t.Errorf("a cut reader ended with %v", err)
+	}
+}
+
+func TestZstdGetsHugePagesAndKeepsTheUsersTunables(t *testing.T) {
+	for _, c := range []struct{ env, want []string }{
+		{[]string{"PATH=/bin"}, []string{"PATH=/bin", HugePages}},
+		{[]string{"GLIBC_TUNABLES=", "PATH=/bin"}, []string{HugePages, "PATH=/bin"}},
+		// The user's own settings come last, so theirs win.
+		{[]string{"GLIBC_TUNABLES=glibc.malloc.hugetlb=0"}, []string{"GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.hugetlb=0"}},
+	} {
+		in := append([]string(nil), c.env...)
+		got := withHugePages(in)
+		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+			t.Errorf("withHugePages(%q) = %q, want %q", c.env, got, c.want)
+		}
+		if strings.Join(in, "\n") != strings.Join(c.env, "\n") {
+			t.Errorf("withHugePages changed its argument: %q", in)
+		}
 	}
 }
