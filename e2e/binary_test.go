@@ -239,6 +239,11 @@ func TestBinaryUploadCompressedAndPatched(t *testing.T) {
 
 	r, size := deploy("1.0.0", "v1")
 	sum100 := fmt.Sprintf("%x", sha256.Sum256([]byte(readFile(t, build))))
+	// The first version's binary had no basis, and gets its sum note all
+	// the same: the next upgrade's check need not hash it.
+	if got := h.Run(t, "cat "+dir+"/v1.0.0/.goapp.sum"); !strings.HasPrefix(got, sum100+" ") {
+		t.Errorf("the first version's sum note: %q, want its SHA-256 first", got)
+	}
 	first := bytesSent(t, r)
 	if s := shown(r); !strings.HasPrefix(s, "(zstd, ") || first > 0.7*float64(size) {
 		t.Errorf("the first deploy: %s, %.0f bytes sent of a %d-byte binary; want it compressed with zstd", s, first, size)

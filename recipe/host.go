@@ -152,7 +152,8 @@ func hostUpload(L *lua.LState) int {
 	if v, ok := o.RawGetString("basis").(lua.LString); ok {
 		basis = string(v)
 	}
-	sent, err := h.host.UploadFrom(h.ctx(L), h.cfg.Project.Path(local), dst, mode, basis)
+	series := lua.LVAsBool(o.RawGetString("series"))
+	sent, err := h.host.UploadWith(h.ctx(L), h.cfg.Project.Path(local), dst, mode, remote.UploadOpts{Basis: basis, Series: series})
 	h.check(L, err)
 	h.pushUnlessQueued(L, lua.LBool(sent))
 	return 1

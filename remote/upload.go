@@ -29,7 +29,23 @@ func (s *Session) Upload(ctx context.Context, local, remote string, mode os.File
 // earlier build of local (the live version's, say). When this machine's
 // upload cache still holds a copy of it, only the difference is sent.
 func (s *Session) UploadFrom(ctx context.Context, local, remote string, mode os.FileMode, basis string) (bool, error) {
-	u, err := s.newUpload(local, remote, mode, basis)
+	return s.UploadWith(ctx, local, remote, mode, UploadOpts{Basis: basis})
+}
+
+// UploadOpts are an upload's options beyond the paths and mode.
+type UploadOpts struct {
+	// Basis is a file on the server that is an earlier build of the local
+	// file (the live version's, say), or "".
+	Basis string
+	// Series says the file is one of a series (each version's distfile):
+	// a later upload rebuilds from it, so it gets a sum note even when it
+	// has no basis itself (the first version's). Implied by Basis.
+	Series bool
+}
+
+// UploadWith is Upload with options.
+func (s *Session) UploadWith(ctx context.Context, local, remote string, mode os.FileMode, o UploadOpts) (bool, error) {
+	u, err := s.newUpload(local, remote, mode, o.Basis, o.Series)
 	if err != nil {
 		return false, err
 	}
@@ -59,7 +75,7 @@ type fileUpload struct {
 // unbuilt stands for the SHA-256 of a file that --dry-run did not build.
 var unbuilt = strings.Repeat("0", 64)
 
-func (s *Session) newUpload(local, remote string, mode os.FileMode, basis string) (*fileUpload, error) {
+func (s *Session) newUpload(local, remote string, mode os.FileMode, basis string, series bool) (*fileUpload, error) {
 	u := &fileUpload{s: s, local: local, remote: remote, mode: mode, basis: basis}
 	sum, st, err := upload.Digest(local)
 	switch {
@@ -70,9 +86,9 @@ func (s *Session) newUpload(local, remote string, mode os.FileMode, basis string
 	default:
 		return nil, err
 	}
-	// A file uploaded with a basis is one of a series (each version's
-	// distfile): the next upload rebuilds from it.
-	u.note = basis != "" && u.size >= upload.MinDeltaSize
+	// A file of a series (uploaded with a basis, or said to be one: each
+	// version's distfile): the next upload rebuilds from it.
+	u.note = (basis != "" || series) && u.size >= upload.MinDeltaSize
 	if s.Cache == nil || u.size < upload.MinDeltaSize || len(s.Cache.Sums()) == 0 {
 		u.basis = "" // sent whole: do not ask for the server's copy
 	}

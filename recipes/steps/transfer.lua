@@ -15,7 +15,9 @@ function M.run(ctx, opts)
   local dist = p.version_dir .. "/" .. ctx.shared.dist.name
   ctx.host:batch(function()
     local basis = ctx.previous and (p.app_dir .. "/v" .. ctx.previous .. "/" .. ctx.shared.dist.name)
-    ctx.host:upload(ctx.shared.dist.path, dist, { mode = mode, basis = basis })
+    -- series: the next version's upload rebuilds from this one, the first
+    -- version's too (it gets a sum note).
+    ctx.host:upload(ctx.shared.dist.path, dist, { mode = mode, basis = basis, series = true })
     -- 0640: the app's group reads it (the app directory's group), nobody
     -- else; the app cannot change it.
     ctx.host:write(p.version_dir .. "/.env", ctx.shared.env[ctx.host.name], { mode = "0640" })
