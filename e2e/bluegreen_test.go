@@ -159,7 +159,7 @@ systemctl reload caddy`, p.App, dir, p.Port))
 // (a 6 s one) is answered by it, in full; the old version stops only once
 // Caddy has no request on its way to it, so the deploy ends after it. With
 // drain_timeout = "0s" the old version gets SIGTERM at once: the deploy
-// does not wait for an 8 s request (which the Go app, stopping gracefully,
+// does not wait for a 15 s request (which the Go app, stopping gracefully,
 // still answers).
 func TestBlueGreenDrain(t *testing.T) {
 	h := host(t, 0)
@@ -206,7 +206,8 @@ func TestBlueGreenDrain(t *testing.T) {
 	}
 
 	p.editTOML(`health_check = "/up"`, "health_check = \"/up\"\ndrain_timeout = \"0s\"")
-	ch = slow("8s")
+	// 15 s: a deploy on a busy machine (the build included) has taken 7 s.
+	ch = slow("15s")
 	p.MustRaijin("deploy", "--set-version", "1.2.0")
 	deployed = time.Now()
 	a = <-ch
@@ -214,6 +215,6 @@ func TestBlueGreenDrain(t *testing.T) {
 		t.Errorf("the slow request with drain_timeout 0s: %d %q %v, want the old version's answer (it stops gracefully)", a.code, a.body, a.err)
 	}
 	if a.at.Sub(deployed) < 2*time.Second {
-		t.Errorf("with drain_timeout 0s the deploy ended %s before the 8 s request's answer: it waited for it", a.at.Sub(deployed).Round(time.Millisecond))
+		t.Errorf("with drain_timeout 0s the deploy ended %s before the 15 s request's answer: it waited for it", a.at.Sub(deployed).Round(time.Millisecond))
 	}
 }

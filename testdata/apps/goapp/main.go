@@ -97,7 +97,8 @@ func main() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		<-sig
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Up to 25 s: systemd's stop timeout (20 s) comes first.
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 		close(drained)
