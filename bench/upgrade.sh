@@ -10,6 +10,11 @@
 #   BENCH_RAIJIN_BEFORE=/tmp/raijin-old sudo bench/upgrade.sh   # and a raijin to compare with
 #   BENCH_LINKS="50mbit" BENCH_OUT=/tmp/logs sudo bench/upgrade.sh  # one link; each deploy's -v output kept
 #   BENCH_PIN=1 sudo bench/upgrade.sh   # two machines on one: the server on CPU 1, the rest on CPU 0
+#   BENCH_REPEAT=5 BENCH_BLOCKS=4 BENCH_RAIJIN_BEFORE=/tmp/raijin-old sudo bench/upgrade.sh
+#       # then repeated upgrades on the 50 Mbit/s link: v2.11.8 and v2.11.9 in
+#       # turn, blocks of 5 deploys per raijin alternating, 4 blocks each; the
+#       # mean, least and most of the wall and transfer times (single runs here
+#       # vary by 0.4 s: one run each says little)
 #
 # Links: 0 ms added; 50 ms RTT; 50 Mbit/s and 50 ms RTT; 10 Mbit/s and 50 ms.
 # Cases, each on a new app per link and raijin:
@@ -187,6 +192,37 @@ for l in "${LINKS[@]}"; do
 	done
 done
 
+# BENCH_REPEAT=N: upgrades on the 50 Mbit/s link, blocks of N per raijin in
+# turn (BENCH_BLOCKS of them), each deploy the other Caddy release than the
+# one live; each app's first deploy (whole, compressed) is not counted.
+REPEATS=$W/repeats
+: > "$REPEATS"
+if [ -n "${BENCH_REPEAT:-}" ] && [[ " ${LINKS[*]} " == *" 50mbit "* ]]; then
+	for r in "${RAIJINS[@]}"; do
+		appn=$((appn + 1))
+		write_toml "ur$r" 50mbit "$OLD" "$appn"
+		(cd "$W/ur$r" && "$W/raijin-$r" deploy --set-version 1 >/dev/null 2>&1)
+		declare "APPN_$r=$appn" "COUNT_$r=0"
+	done
+	v=1
+	for b in $(seq "${BENCH_BLOCKS:-4}"); do
+		for r in "${RAIJINS[@]}"; do
+			n=APPN_$r c=COUNT_$r
+			for i in $(seq "$BENCH_REPEAT"); do
+				v=$((v + 1))
+				declare "$c=$((${!c} + 1))"
+				# The app went live with OLD: odd deploys bring NEW, even ones OLD.
+				bin=$OLD
+				[ $((${!c} % 2)) = 0 ] || bin=$NEW
+				# one appends to RESULTS; keep its line apart.
+				appn=${!n} one "$r" 50mbit "ur$r" "repeat" "$bin" "$v"
+				tail -n1 "$RESULTS" >> "$REPEATS"
+				sed -i '$d' "$RESULTS"
+			done
+		done
+	done
+fi
+
 echo "== results" >&2
 cat "$REF"
 echo
@@ -215,3 +251,20 @@ for kase in ["first", "same", "small", "back", "upgrade"]:
         how = rows.get((kase, l, raijins[-1]), (0, 0, 0, ""))[3]
         print(f"| {kase} | {names[l]} | " + " | ".join(cells) + f" | {how} |")
 PY
+if [ -s "$REPEATS" ]; then
+	echo
+	python3 - "$REPEATS" <<'PY'
+import sys
+by = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    by.setdefault(f[2], []).append((float(f[4]), float(f[5]), int(f[3])))
+print("Repeated upgrades at 50 Mbit/s and 50 ms (Caddy releases in turn):")
+print()
+print("| raijin | deploys | wall mean (s) | wall least to most | transfer mean (s) | transfer least to most | bytes mean |")
+print("|---|---|---|---|---|---|---|")
+for r, v in by.items():
+    w = [x[0] for x in v]; t = [x[1] for x in v]; b = [x[2] for x in v]
+    print(f"| {r} | {len(v)} | {sum(w)/len(w):.2f} | {min(w):.2f} to {max(w):.2f} | {sum(t)/len(t):.2f} | {min(t):.2f} to {max(t):.2f} | {sum(b)/len(b)/1e6:.2f} MB |")
+PY
+fi

@@ -28,11 +28,13 @@ echo "== end-to-end tests (three shards, each on test servers of its own)"
 # servers (RAIJIN_TESTHOST_INDEX, default 20, then 10 and 20 more:
 # 10.213.20.x, 10.213.30.x, 10.213.40.x), take far less time than one.
 # The first two run the test families below (about a third of the time each,
-# measured); the last skips exactly them, so a new test always runs in one.
+# measured with all three running: the tests that build and patch large
+# binaries or run relays take three times as long then); the last skips
+# exactly them, so a new test always runs in one.
 # They fail, never skip, when their servers cannot boot.
 shards=(
-	'^Test(ZeroDowntime|LoadBalancer|Replicas|HealthCheck|UnitFails|BlueGreen)'
-	'^Test(ScheduledProcess|Python|Lifecycle|DayOps|Operate|Binary)'
+	'^Test(ZeroDowntime|LoadBalancer|BlueGreen|Replicas|HealthCheck|UnitFails|UpstreamSwitch|RestartInPlace|WorkersRestart|ScheduledProcess|DownRemoves|UndoRemoves)'
+	'^Test(Binary|Lifecycle|Python|Operate|Server|Destination|HomeLayout|CodeOnly|DeployJSON)'
 )
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
