@@ -47,15 +47,21 @@ const (
 // 82 MB basis, a patch's first byte came after 0.9 to 1.35 s without it and
 // 0.5 to 0.8 s with it, and the server's zstd took 0.7 to 0.9 s to load the
 // basis against 0.07 to 0.4 s. Other C libraries, older glibc and kernels
-// without huge pages ignore it. A fixed value, never the user's.
+// without huge pages ignore it. Tunables set already (the user's on this
+// machine, the server's there) are kept after it, so theirs win.
 const HugePages = "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"
+
+// hugePagesPrefix puts HugePages before a command in a server's shell,
+// keeping the server's own GLIBC_TUNABLES after it: a fixed text, with no
+// value from anywhere else.
+const hugePagesPrefix = `GLIBC_TUNABLES="glibc.malloc.hugetlb=1${GLIBC_TUNABLES:+:$GLIBC_TUNABLES}"`
 
 // DecompressCommand is the server's command that reads a file sent with c
 // on stdin and writes it on stdout.
 func (c Codec) DecompressCommand() string {
 	switch c {
 	case Zstd:
-		return HugePages + " zstd -dcq"
+		return hugePagesPrefix + " zstd -dcq"
 	case Gzip:
 		return "gzip -dc"
 	}

@@ -207,7 +207,8 @@ func (p *Patching) make(ctx context.Context, zstdCmd, basisPath, local, sum stri
 }
 
 // withHugePages is env with HugePages added to its GLIBC_TUNABLES (a list
-// separated by colons; a setting of the user's stays, and wins).
+// separated by colons, applied in order; a setting of the user's stays,
+// after it, and wins).
 func withHugePages(env []string) []string {
 	name, val, _ := strings.Cut(HugePages, "=")
 	for i, kv := range env {

@@ -178,7 +178,7 @@ func PatchScript(basis string, f Target) string {
 	return fmt.Sprintf(`set -e; { [ -d %s ] || mkdir -p %s; }; t=%s.raijin-$$; trap 'rm -f "$t" "$t.x"' EXIT; `+
 		`s=$( { %s zstd -dcq --long=31 --patch-from=%s || : > "$t.x"; } | { tee -- "$t" || : > "$t.x"; } | sha256sum ); `+
 		`if [ -e "$t.x" ]; then printf 'zstd could not rebuild the file from the patch against %%s (changed on the server?); %%s is left as it was\n' %s %s >&2; exit 1; fi; %s`,
-		d, d, r, HugePages, b, b, r, placeHashed(f))
+		d, d, r, hugePagesPrefix, b, b, r, placeHashed(f))
 }
 
 // placeScript renames the temporary file $t into place once its SHA-256 is

@@ -278,3 +278,25 @@ func zstdPatch(t *testing.T, basis, target []byte) []byte {
 	}
 	return patch
 }
+
+// The server's zstd gets huge pages, and keeps the server's own tunables
+// after them (so theirs win), in a real shell.
+func TestServerZstdKeepsTheServersTunables(t *testing.T) {
+	for _, c := range []struct{ env, want string }{
+		{"", "glibc.malloc.hugetlb=1"},
+		{"glibc.pthread.rseq=0", "glibc.malloc.hugetlb=1:glibc.pthread.rseq=0"},
+	} {
+		cmd := exec.Command("sh", "-c", hugePagesPrefix+` sh -c 'printf %s "$GLIBC_TUNABLES"'`)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		if c.env != "" {
+			cmd.Env = append(cmd.Env, "GLIBC_TUNABLES="+c.env)
+		}
+		out, err := cmd.Output()
+		if err != nil || string(out) != c.want {
+			t.Errorf("with GLIBC_TUNABLES=%q the command sees %q (%v), want %q", c.env, out, err, c.want)
+		}
+	}
+	if !strings.HasPrefix(Zstd.DecompressCommand(), hugePagesPrefix+" zstd ") {
+		t.Errorf("DecompressCommand() = %q, want zstd with huge pages", Zstd.DecompressCommand())
+	}
+}
