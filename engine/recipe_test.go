@@ -112,6 +112,7 @@ func TestRunErrorsNameTheLuaLine(t *testing.T) {
 		{"error()", `error("release is not allowed today")`, `host web1: phase release: deploy.lua:4: release is not allowed today`},
 		{"bad argument to a builtin", `ctx.host:systemctl()`, `host web1: phase release: deploy.lua:4: bad argument #2 to systemctl`},
 		{"unknown template", `raijin.template("nope.tmpl", {})`, `host web1: phase release: deploy.lua:4: no template "nope.tmpl"`},
+		{"upload option of the wrong type", `ctx.host:upload("raijin.toml", "/srv/x", { series = "yes" })`, `host web1: phase release: deploy.lua:4: bad argument #4 to upload (opts.series must be true or false, not string)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := project(t, map[string]string{"deploy.lua": "local raijin = require('raijin')\nraijin.phases { 'release' }\nraijin.override('release', function(ctx, default)\n  " + tc.body + "\nend)\n"})

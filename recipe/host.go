@@ -152,7 +152,14 @@ func hostUpload(L *lua.LState) int {
 	if v, ok := o.RawGetString("basis").(lua.LString); ok {
 		basis = string(v)
 	}
-	series := lua.LVAsBool(o.RawGetString("series"))
+	series := false
+	switch v := o.RawGetString("series").(type) {
+	case lua.LBool:
+		series = bool(v)
+	case *lua.LNilType:
+	default:
+		L.ArgError(4, fmt.Sprintf("opts.series must be true or false, not %s", v.Type()))
+	}
 	sent, err := h.host.UploadWith(h.ctx(L), h.cfg.Project.Path(local), dst, mode, remote.UploadOpts{Basis: basis, Series: series})
 	h.check(L, err)
 	h.pushUnlessQueued(L, lua.LBool(sent))
