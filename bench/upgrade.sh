@@ -201,7 +201,7 @@ if [ -n "${BENCH_REPEAT:-}" ] && [[ " ${LINKS[*]} " == *" 50mbit "* ]]; then
 	for r in "${RAIJINS[@]}"; do
 		appn=$((appn + 1))
 		write_toml "ur$r" 50mbit "$OLD" "$appn"
-		(cd "$W/ur$r" && "$W/raijin-$r" deploy --set-version 1 >/dev/null 2>&1)
+		out=$(cd "$W/ur$r" && "$W/raijin-$r" deploy --set-version 1 2>&1) || { echo "$out" >&2; exit 1; }
 		declare "APPN_$r=$appn" "COUNT_$r=0"
 	done
 	v=1

@@ -97,8 +97,9 @@ func main() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		<-sig
-		// Up to 25 s: systemd's stop timeout (20 s) comes first.
-		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+		// Up to 18 s: within systemd's stop timeout (20 s), so the app
+		// always exits on its own.
+		ctx, cancel := context.WithTimeout(context.Background(), 18*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 		close(drained)
