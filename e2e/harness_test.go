@@ -17,12 +17,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -86,6 +88,16 @@ func TestMain(m *testing.M) {
 			_, bootErr = bootHost(0)
 		}
 		defer shutdownHosts()
+		// Stopped (Ctrl-C, or scripts/test.sh stopping its shards): the
+		// test servers go down with the run, not left behind.
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			s := <-stop
+			fmt.Fprintf(os.Stderr, "e2e: %v: stopping the test servers\n", s)
+			shutdownHosts()
+			os.Exit(2)
+		}()
 		return m.Run()
 	}()
 	os.Exit(code)

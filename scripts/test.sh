@@ -48,6 +48,15 @@ e2e_shard() { # e2e_shard N INDEX FLAG PATTERN: one shard, its verbose output in
 }
 base=${RAIJIN_TESTHOST_INDEX:-20}
 pids=()
+# Each shard in a process group of its own (set -m), so that an interrupt
+# reaches it: stopped, a shard takes its test servers down (TestMain).
+stop_shards() {
+	for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+	wait
+	exit 130
+}
+trap stop_shards INT TERM
+set -m
 for i in "${!shards[@]}"; do
 	e2e_shard "$((i + 1))" "$((base + 10 * i))" -test.run "${shards[$i]}" & pids+=($!)
 done
@@ -63,6 +72,8 @@ for i in "${!pids[@]}"; do
 		failed=1
 	fi
 done
+set +m
+trap - INT TERM
 if [ "$failed" -ne 0 ]; then echo "end-to-end tests failed" >&2; exit 1; fi
 
 echo "== fuzzing (bounded)"
