@@ -26,7 +26,8 @@ echo "== end-to-end tests (three shards, each on test servers of its own)"
 # The end-to-end tests spend most of their time waiting on servers (systemd,
 # Caddy, timers), not on the CPU: three shards at once, each booting its own
 # servers (RAIJIN_TESTHOST_INDEX, default 20, then 10 and 20 more:
-# 10.213.20.x, 10.213.30.x, 10.213.40.x), take far less time than one.
+# 10.213.20.x, 10.213.30.x, 10.213.40.x), take about 1000 s where one took
+# 1500 s; the two cores are then busy all the time.
 # The first two run the test families below (about a third of the time each,
 # measured with all three running: the tests that build and patch large
 # binaries or run relays take three times as long then); the last skips
