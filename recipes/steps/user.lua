@@ -39,6 +39,11 @@ if [ "$(stat -c %G "$APP_DIR")" != "$APP_USER" ] && [ ! -e "$APP_DIR/.versions" 
   # A new app directory (the deploy lock made it): the app's group, quietly.
   chgrp -h -- "$APP_USER" "$APP_DIR"
 elif [ "$(stat -c %G "$APP_DIR")" != "$APP_USER" ]; then
+  # The directory itself first: what is made in it from now on (a patch on
+  # its way makes the new version's directory at the same time) takes the
+  # group; what was made before is there for chgrp -R.
+  chgrp -h -- "$APP_USER" "$APP_DIR"
+  chmod g+s -- "$APP_DIR"
   chgrp -hR -- "$APP_USER" "$APP_DIR"
   chmod -R g+rX,g-w,o-rwx -- "$APP_DIR"
   find "$APP_DIR" -type d -exec chmod g+s {} +
