@@ -159,16 +159,17 @@ type LoadFailure struct {
 	Err    string
 }
 
-// OneInstantResets reports whether the failures, if any, are what one
-// Caddy reload can do to requests in flight at that instant: connection
-// resets, all within window of each other (a client may see two: its
-// request reset, and its retry a millisecond later). It says what else it
-// saw when they are not.
-func (s LoadStats) OneInstantResets(window time.Duration) (bool, string) {
+// OneInstantCloses reports whether the failures, if any, are what one
+// Caddy reload can do to requests in flight at that instant: connections
+// closed under them, reset or at their end of file (a request sent on an
+// idle connection as the server closes it), all within window of each
+// other (a client may see two: its request reset, and its retry a
+// millisecond later). It says what else it saw when they are not.
+func (s LoadStats) OneInstantCloses(window time.Duration) (bool, string) {
 	var first, last time.Time
 	for _, f := range s.Failures {
-		if !strings.Contains(f.Err, "connection reset by peer") {
-			return false, "not a connection reset: " + f.Client + ": " + f.Err
+		if !strings.Contains(f.Err, "connection reset by peer") && !strings.HasSuffix(f.Err, ": EOF") {
+			return false, "not a connection closed under the request: " + f.Client + ": " + f.Err
 		}
 		if first.IsZero() || f.At.Before(first) {
 			first = f.At
