@@ -255,7 +255,8 @@ func (u *fileUpload) guess(ctx context.Context) {
 // server rolled back, deployed from elsewhere) costs at most earlyBytes
 // (in practice what the link carried while it waited for the answer
 // anyway, and what sat in the SSH channel's window then), and the server's
-// zstd fails on the patch cut short and removes its temporary file. Either the release or the cut happens, never both.
+// zstd fails on the patch cut short and removes its temporary file. Either
+// the release or the cut happens, never both.
 type earlyPatch struct {
 	basisSum string
 	patch    *upload.Patching

@@ -49,12 +49,14 @@ const (
 // basis against 0.07 to 0.4 s. Other C libraries, older glibc and kernels
 // without huge pages ignore it. Tunables set already (the user's on this
 // machine, the server's there) are kept after it, so theirs win.
-const HugePages = "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"
+const HugePages = "GLIBC_TUNABLES=" + hugePagesTunable
+
+const hugePagesTunable = "glibc.malloc.hugetlb=1"
 
 // hugePagesPrefix puts HugePages before a command in a server's shell,
 // keeping the server's own GLIBC_TUNABLES after it: a fixed text, with no
 // value from anywhere else.
-const hugePagesPrefix = `GLIBC_TUNABLES="glibc.malloc.hugetlb=1${GLIBC_TUNABLES:+:$GLIBC_TUNABLES}"`
+const hugePagesPrefix = `GLIBC_TUNABLES="` + hugePagesTunable + `${GLIBC_TUNABLES:+:$GLIBC_TUNABLES}"`
 
 // DecompressCommand is the server's command that reads a file sent with c
 // on stdin and writes it on stdout.

@@ -210,14 +210,11 @@ func (p *Patching) make(ctx context.Context, zstdCmd, basisPath, local, sum stri
 // separated by colons, applied in order; a setting of the user's stays,
 // after it, and wins).
 func withHugePages(env []string) []string {
-	name, val, _ := strings.Cut(HugePages, "=")
 	for i, kv := range env {
-		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+		if v, ok := strings.CutPrefix(kv, "GLIBC_TUNABLES="); ok {
 			out := append([]string(nil), env...)
-			if v == "" {
-				out[i] = HugePages
-			} else {
-				out[i] = name + "=" + val + ":" + v
+			if out[i] = HugePages; v != "" {
+				out[i] += ":" + v
 			}
 			return out
 		}
