@@ -23,6 +23,7 @@ import (
 // Load is a running load generator.
 type Load struct {
 	url    string
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -41,10 +42,14 @@ type loadReq struct {
 
 // LoadSpec says how much load to send.
 type LoadSpec struct {
-	Sequential  int // clients sending one request after the other on one connection
-	Concurrent  int // clients sharing a keep-alive connection pool
-	NewConn     int // clients opening a new connection for each request
-	Post        int // clients sending POSTs (with a small body) on keep-alive connections
+	Sequential int // clients sending one request after the other on one connection
+	Concurrent int // clients sharing a keep-alive connection pool
+	NewConn    int // clients opening a new connection for each request
+	Post       int // clients sending POSTs (with a small body) on keep-alive connections
+	// Pace is the least time between the starts of one client's requests:
+	// dense enough to see any gap, without a load generator that takes a
+	// whole core from the deploy it watches.
+	Pace        time.Duration
 	MaxRequests int
 	MaxDuration time.Duration
 }
@@ -56,7 +61,7 @@ func StartLoad(t *testing.T, url string, spec LoadSpec) *Load {
 		t.Fatalf("load is only sent to the test servers, not to %s", url)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), spec.MaxDuration)
-	l := &Load{url: url, cancel: cancel, max: spec.MaxRequests}
+	l := &Load{url: url, ctx: ctx, cancel: cancel, max: spec.MaxRequests}
 	// Longer than Caddy's lb_try_duration: a request that waits for the
 	// restart is slow, not failed.
 	const perRequest = 40 * time.Second
@@ -81,8 +86,15 @@ func StartLoad(t *testing.T, url string, spec LoadSpec) *Load {
 			go func() {
 				defer l.wg.Done()
 				for ctx.Err() == nil {
+					start := time.Now()
 					if !l.one(ctx, c, name) {
 						return
+					}
+					if d := spec.Pace - time.Since(start); d > 0 {
+						select {
+						case <-ctx.Done():
+						case <-time.After(d):
+						}
 					}
 				}
 			}()
@@ -272,6 +284,9 @@ func (l *Load) waitRequests(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for l.Count() < n {
+		if c := l.Count(); c >= l.max || l.ctx.Err() != nil {
+			t.Fatalf("the load generator stopped (%d requests, its budget %d; or its time ran out) before %d requests: give the test a larger LoadSpec", c, l.max, n)
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the load generator sent only %d requests in 30s", l.Count())
 		}
