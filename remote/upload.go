@@ -275,13 +275,15 @@ type earlyPatch struct {
 // comes before zstd's first bytes (the server reads the basis's sum from
 // its note); when it is slow (a basis without a note is hashed, a busy
 // server) the link keeps busy meanwhile: measured at 50 Mbit/s, 256 kB left
-// it idle for 0.5 to 0.8 s. Beyond the server's window (2 MB for OpenSSH)
-// the bytes wait for zstd on the server anyway. To a server whose last
-// guess was wrong (deployed from two machines in turn, say) only
-// earlyBytesAfterMiss go: a wrong guess costs what sits in the window when
-// the answer comes, up to 1.6 s at 10 Mbit/s for 2 MB.
+// it idle for 0.5 to 0.8 s, and 4 MB for 0.1 to 0.6 s once the server took
+// the patch into a file as it came (see upload.PatchScript) instead of
+// leaving it in the SSH channel's window until zstd had loaded the basis.
+// A wrong guess costs these bytes, but hardly any time: the link would
+// have stood idle until the answer, and the server does not hold them in
+// the window. To a server whose last guess was wrong (deployed from two
+// machines in turn, say) only earlyBytesAfterMiss go.
 const (
-	earlyBytes          = 4 << 20
+	earlyBytes          = 16 << 20
 	earlyBytesAfterMiss = 256 << 10
 )
 

@@ -300,3 +300,68 @@ func TestServerZstdKeepsTheServersTunables(t *testing.T) {
 		t.Errorf("DecompressCommand() = %q, want zstd with huge pages", Zstd.DecompressCommand())
 	}
 }
+
+// The patch is rebuilt as it comes, in pieces with pauses between them (the
+// link), and the script ends as soon as zstd fails (its basis is gone), not
+// when the patch ends: stdin stays open here until the script has ended.
+func TestPatchScriptReadsThePatchAsItComes(t *testing.T) {
+	basis := randomBytes(2, 400_000)
+	target := append([]byte{}, basis...)
+	copy(target[200_000:], "version 3.0.0")
+	patch := zstdPatch(t, basis, target)
+	run := func(t *testing.T, basisPath string, feed func(w *os.File)) (string, error, time.Duration) {
+		dir := t.TempDir()
+		remote := filepath.Join(dir, "app")
+		if basisPath == "" {
+			basisPath = filepath.Join(dir, "basis")
+			os.WriteFile(basisPath, basis, 0o755)
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := exec.Command("sh", "-c", PatchScript(basisPath, Target{remote, SHA256Hex(target), int64(len(target)), 0o755, false}))
+		c.Stdin = r
+		var e bytes.Buffer
+		c.Stderr = &e
+		start := time.Now()
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		go feed(w)
+		err = c.Wait()
+		w.Close()
+		took := time.Since(start)
+		if got, _ := os.ReadFile(remote); err == nil && !bytes.Equal(got, target) {
+			t.Errorf("the rebuilt file is %d bytes, not the target's %d", len(got), len(target))
+		}
+		if tmp, _ := filepath.Glob(filepath.Join(dir, "*.raijin-*")); len(tmp) > 0 {
+			t.Errorf("temporary files left: %q", tmp)
+		}
+		return e.String(), err, took
+	}
+	t.Run("in pieces", func(t *testing.T) {
+		stderr, err, _ := run(t, "", func(w *os.File) {
+			for i := 0; i < len(patch); i += len(patch)/5 + 1 {
+				w.Write(patch[i:min(i+len(patch)/5+1, len(patch))])
+				time.Sleep(50 * time.Millisecond)
+			}
+			w.Close()
+		})
+		if err != nil {
+			t.Fatalf("%v: %s", err, stderr)
+		}
+	})
+	t.Run("zstd fails", func(t *testing.T) {
+		stderr, err, took := run(t, "/nonexistent/basis", func(w *os.File) {
+			w.Write(patch[:len(patch)/2]) // and the rest never comes
+		})
+		if err == nil || !strings.Contains(stderr, "zstd could not rebuild") {
+			t.Fatalf("err %v, stderr %q: want zstd's failure", err, stderr)
+		}
+		if took > 3*time.Second {
+			t.Errorf("the script ended %s after it started, with its stdin still open: it waited for the patch's end", took)
+		}
+	})
+}
