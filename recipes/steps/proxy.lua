@@ -66,6 +66,9 @@ function M.run(ctx)
   -- the one an earlier deploy left).
   if ctx.redeploy or not require("raijin.steps.services").has_web(ctx) then return end
   local site = M.site(ctx).content
+  -- The services step installed this very site with the switch (its
+  -- batch would have failed otherwise): nothing to look at again.
+  if ctx.site_installed == site then return end
   ctx.host:defer(function() ctx.host:caddy_reload(ctx.paths.caddy_site, site) end)
 end
 

@@ -689,7 +689,10 @@ end
 function M.install_site(ctx)
   if ctx.redeploy or ctx.old_web then return end
   local proxy = require("raijin.steps.proxy")
-  ctx.host:caddy_reload(ctx.paths.caddy_site, proxy.site(ctx).content)
+  local site = proxy.site(ctx).content
+  ctx.host:caddy_reload(ctx.paths.caddy_site, site)
+  -- The proxy step need not look again (see raijin.steps.proxy.run).
+  ctx.site_installed = site
 end
 
 -- cycle_web: `version`'s web process takes over: with blue/green it
