@@ -441,8 +441,8 @@ func TestSessionUploadGuessesTheBasis(t *testing.T) {
 	if !said("the patch sent before the check was cut") {
 		t.Error("the patch against the wrong guess was not cut")
 	}
-	if !said("up to 4096 kB before the check)") {
-		t.Error("the first patch guessed for this server did not send up to 4 MB before the check")
+	if !said("up to 16384 kB before the check)") {
+		t.Error("the first patch guessed for this server did not send up to 16 MB before the check")
 	}
 	if h.Cache.GuessedRight(h.Addr()) {
 		t.Error("the wrong guess was not remembered")
