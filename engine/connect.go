@@ -82,6 +82,7 @@ func SSHConnector(stats *remote.Stats, acceptNew bool, jumps *transport.Jumps) C
 			return nil, nil, err
 		}
 		cl.Worker = true
+		cl.StartWorker()
 		return remote.NewShellConn(h.Name, cl.Addr, cl), func() { cl.Close() }, nil
 	}
 }

@@ -118,6 +118,26 @@ func (c *Client) startWorker() (*worker, error) {
 	return w, nil
 }
 
+// StartWorker opens the worker's session now, while nothing waits for it
+// (raijin dials while the build runs), so that the first command costs one
+// round trip, not two. A worker that cannot start is not used.
+func (c *Client) StartWorker() {
+	if !c.Worker || c.noWorker.Load() {
+		return
+	}
+	c.workerMu.Lock()
+	defer c.workerMu.Unlock()
+	if c.wk != nil {
+		return
+	}
+	w, err := c.startWorker()
+	if err != nil {
+		c.noWorker.Store(true)
+		return
+	}
+	c.wk = w
+}
+
 // stdinSize is the length of stdin when it is known.
 func stdinSize(stdin io.Reader) (int64, bool) {
 	switch r := stdin.(type) {
