@@ -175,23 +175,30 @@ func ReceiveScript(f Target, wire int64, codec Codec) string {
 // HugePages: loading the basis is most of its start.
 //
 // The patch is received into a file ($t.p) as fast as it comes, and zstd
-// reads it from there as it grows (tail -f until the writer, $w, is gone):
-// while zstd loads the basis (0.2 to 1 s on a small server), the SSH
-// channel's window (2 MB for OpenSSH) would otherwise fill and the link
-// stand idle. The writer's output goes nowhere, so that the session ends
-// with this shell, and a failed zstd stops the writer: a failed rebuild
-// does not wait for the patch's end. The pipeline runs in
-// the foreground, its hash into a file ($t.h), so that this shell reaps the
-// writer as soon as it exits (a zombie would keep tail --pid waiting).
+// reads it from there as it grows (tail -f until the writer, cat $w, is
+// gone): while zstd loads the basis (0.2 to 1 s on a small server), the
+// SSH channel's window (2 MB for OpenSSH) would otherwise fill and the link
+// stand idle. Only with GNU tail, whose -f reads the file once more after
+// the writer is gone (uutils' does not, and BusyBox's has no --pid);
+// with another, zstd reads stdin as before. The writer's output goes
+// nowhere, so that the session ends with this shell: a failed rebuild
+// does not wait for the rest of the patch (the writer then reads the end
+// of its input and exits; it is not killed, as it may be gone and its
+// process ID another's). The pipeline runs in the foreground, its hash
+// into a file ($t.h), so that this shell reaps the writer as soon as it
+// exits (a zombie would keep tail --pid waiting), and its status is there
+// for wait. A write that fails (a full disk) leaves its own mark ($t.w).
 func PatchScript(basis string, f Target) string {
 	r, b, d := shell.Quote(f.Remote), shell.Quote(basis), shell.Quote(path.Dir(f.Remote))
-	return fmt.Sprintf(`set -e; { [ -d %s ] || mkdir -p %s; }; t=%s.raijin-$$; trap 'rm -f "$t" "$t.x" "$t.p" "$t.w" "$t.h"' EXIT; `+
-		`exec 8<&0; : > "$t.p"; { cat <&8 > "$t.p" || : > "$t.w"; } > /dev/null 2>&1 & w=$!; exec 8<&-; `+
-		`{ tail -c +1 -s 0.02 --pid="$w" -f -- "$t.p" || : > "$t.x"; } | { %s zstd -dcq --long=31 --patch-from=%s || { : > "$t.x"; kill "$w" 2>/dev/null; }; } | { tee -- "$t" || : > "$t.x"; } | sha256sum > "$t.h"; `+
-		`read -r s < "$t.h"; rm -f "$t.p" "$t.h"; `+
-		`if [ -e "$t.w" ]; then printf 'could not write the patch next to %%s (is the disk full?); it is left as it was\n' %s >&2; exit 1; fi; `+
+	return fmt.Sprintf(`set -e; { [ -d %s ] || mkdir -p %s; }; t=%s.raijin-$$; trap 'rm -f "$t" "$t.x" "$t.p" "$t.w" "$t.h"' EXIT; w=; `+
+		`case "$(tail --version 2>/dev/null)" in "tail (GNU coreutils)"*) exec 8<&0; : > "$t.p"; cat <&8 > "$t.p" 2>/dev/null & w=$!; exec 8<&-;; esac; `+
+		`{ if [ -n "$w" ]; then tail -c +1 -s 0.02 --pid="$w" -f -- "$t.p"; else cat; fi || : > "$t.x"; } | `+
+		`{ %s zstd -dcq --long=31 --patch-from=%s || : > "$t.x"; } | { tee -- "$t" || : > "$t.w"; } | sha256sum > "$t.h" || :; `+
+		`{ read -r s < "$t.h"; } 2>/dev/null || s=; [ -n "$s" ] || : > "$t.w"; `+
+		`if [ -n "$w" ] && [ ! -e "$t.x" ]; then wait "$w" || : > "$t.w"; fi; rm -f "$t.p" "$t.h"; `+
+		`if [ -e "$t.w" ]; then printf 'could not write the rebuilt file next to %%s (is the disk full?); %%s is left as it was\n' %s %s >&2; exit 1; fi; `+
 		`if [ -e "$t.x" ]; then printf 'zstd could not rebuild the file from the patch against %%s (changed on the server?); %%s is left as it was\n' %s %s >&2; exit 1; fi; %s`,
-		d, d, r, hugePagesPrefix, b, r, b, r, placeHashed(f))
+		d, d, r, hugePagesPrefix, b, r, r, b, r, placeHashed(f))
 }
 
 // placeScript renames the temporary file $t into place once its SHA-256 is

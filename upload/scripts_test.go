@@ -302,14 +302,15 @@ func TestServerZstdKeepsTheServersTunables(t *testing.T) {
 }
 
 // The patch is rebuilt as it comes, in pieces with pauses between them (the
-// link), and the script ends as soon as zstd fails (its basis is gone), not
-// when the patch ends: stdin stays open here until the script has ended.
+// link); without GNU tail from stdin; a write that fails says so; and the
+// script ends as soon as zstd fails (its basis is gone), not when the patch
+// ends: stdin stays open here until the script has ended.
 func TestPatchScriptReadsThePatchAsItComes(t *testing.T) {
 	basis := randomBytes(2, 400_000)
 	target := append([]byte{}, basis...)
 	copy(target[200_000:], "version 3.0.0")
 	patch := zstdPatch(t, basis, target)
-	run := func(t *testing.T, basisPath string, feed func(w *os.File)) (string, error, time.Duration) {
+	run := func(t *testing.T, basisPath string, feed func(w *os.File), fakes ...string) (string, error, time.Duration) {
 		dir := t.TempDir()
 		remote := filepath.Join(dir, "app")
 		if basisPath == "" {
@@ -322,6 +323,15 @@ func TestPatchScriptReadsThePatchAsItComes(t *testing.T) {
 		}
 		c := exec.Command("sh", "-c", PatchScript(basisPath, Target{remote, SHA256Hex(target), int64(len(target)), 0o755, false}))
 		c.Stdin = r
+		if len(fakes) > 0 {
+			// fakes: name, script, ...: commands that stand in for the
+			// server's, first on its PATH.
+			bin := t.TempDir()
+			for i := 0; i+1 < len(fakes); i += 2 {
+				os.WriteFile(filepath.Join(bin, fakes[i]), []byte("#!/bin/sh\n"+fakes[i+1]+"\n"), 0o755)
+			}
+			c.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+		}
 		var e bytes.Buffer
 		c.Stderr = &e
 		start := time.Now()
@@ -351,6 +361,20 @@ func TestPatchScriptReadsThePatchAsItComes(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatalf("%v: %s", err, stderr)
+		}
+	})
+	whole := func(w *os.File) { w.Write(patch); w.Close() }
+	// Another tail (uutils', BusyBox's) is never used: zstd reads stdin.
+	t.Run("without GNU tail", func(t *testing.T) {
+		stderr, err, _ := run(t, "", whole, "tail", `[ "$1" = --version ] && echo "tail (uutils coreutils) 0.0.17" && exit 0; echo "tail used: $*" >&2; exit 3`)
+		if err != nil {
+			t.Fatalf("%v: %s", err, stderr)
+		}
+	})
+	t.Run("the write fails", func(t *testing.T) {
+		stderr, err, _ := run(t, "", whole, "tee", `cat > /dev/null; echo "tee: write error: No space left on device" >&2; exit 1`)
+		if err == nil || !strings.Contains(stderr, "could not write the rebuilt file") || !strings.Contains(stderr, "is left as it was") {
+			t.Fatalf("err %v, stderr %q: want the write's failure", err, stderr)
 		}
 	})
 	t.Run("zstd fails", func(t *testing.T) {
