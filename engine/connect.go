@@ -19,8 +19,9 @@ type dialing struct {
 
 // dialEarly opens every host's connection while the local phases (the
 // build) run, so that the SSH handshakes' round trips do not wait for them.
-// Only the connection is made: nothing runs on a host before its phases,
-// and a failed build leaves the hosts untouched.
+// Only the connection is made, with its worker session (a login shell that
+// waits for commands): no command runs on a host before its phases, and a
+// failed build leaves the hosts untouched.
 func (r *runner) dialEarly(ctx context.Context) {
 	r.early = map[string]*dialing{}
 	for _, h := range r.opts.Hosts {

@@ -62,6 +62,18 @@ type worker struct {
 	out    *bufio.Reader
 	marker string
 	errs   chan []byte // each command's stderr, in order; closed when the session ends
+	used   bool        // a command was sent to it
+}
+
+// gone says whether the worker's session has ended; only for a worker that
+// ran nothing yet (whose errs holds nothing).
+func (w *worker) gone() bool {
+	select {
+	case _, ok := <-w.errs:
+		return !ok
+	default:
+		return false
+	}
 }
 
 // readAnswer reads one command's output from r: everything up to the line
@@ -162,6 +174,13 @@ func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (r
 		return remote.Result{}, false, nil
 	}
 	defer c.workerMu.Unlock()
+	if c.wk != nil && !c.wk.used && c.wk.gone() {
+		// Opened with the connection (StartWorker), it ended before its
+		// first command (killed on the server while the build ran, say):
+		// nothing ran in it, so a new one does no harm.
+		c.wk.ch.Close()
+		c.wk = nil
+	}
 	if c.wk == nil {
 		w, err := c.startWorker()
 		if err != nil {
@@ -171,6 +190,7 @@ func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (r
 		c.wk = w
 	}
 	w := c.wk
+	w.used = true
 	c.stats.Commands.Add(1)
 	broken := func(e error) (remote.Result, bool, error) {
 		w.ch.Close()

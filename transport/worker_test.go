@@ -59,3 +59,28 @@ func TestWorkerCancelWithStdin(t *testing.T) {
 		t.Errorf("after a cancel: %+v, %v", res, err)
 	}
 }
+
+// A worker opened with the connection (StartWorker) whose session ended
+// before its first command (killed on the server while the build ran) is
+// replaced: the first command runs, not "the connection dropped".
+func TestWorkerStartedEarlyAndGoneIsReplaced(t *testing.T) {
+	f := testkit.NewFixture(t)
+	f.Srv.Shell = "sh"
+	c := dial(t, target(f))
+	c.Worker = true
+	c.StartWorker()
+	if c.wk == nil {
+		t.Fatal("StartWorker opened no worker")
+	}
+	c.wk.ch.Close() // its session ends
+	for deadline := time.Now().Add(5 * time.Second); !c.wk.gone(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed worker's session did not end")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res, err := c.Exec(context.Background(), "echo first", nil)
+	if err != nil || res.Stdout != "first\n" || res.Code != 0 {
+		t.Fatalf("the first command after the early worker ended: %+v, %v", res, err)
+	}
+}
