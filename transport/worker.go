@@ -139,15 +139,28 @@ func (c *Client) StartWorker() {
 	}
 	c.workerMu.Lock()
 	defer c.workerMu.Unlock()
-	if c.wk != nil {
-		return
+	c.readyWorker()
+}
+
+// readyWorker is the connection's worker, started when there is none (nil
+// when it cannot start: the worker is then not used), with workerMu held.
+// One opened with the connection (StartWorker) that ended before its first
+// command (killed on the server while the build ran, say) is replaced:
+// nothing ran in it, so a new one does no harm.
+func (c *Client) readyWorker() *worker {
+	if c.wk != nil && !c.wk.used && c.wk.gone() {
+		c.wk.ch.Close()
+		c.wk = nil
 	}
-	w, err := c.startWorker()
-	if err != nil {
-		c.noWorker.Store(true)
-		return
+	if c.wk == nil {
+		w, err := c.startWorker()
+		if err != nil {
+			c.noWorker.Store(true)
+			return nil
+		}
+		c.wk = w
 	}
-	c.wk = w
+	return c.wk
 }
 
 // stdinSize is the length of stdin when it is known.
@@ -174,22 +187,10 @@ func (c *Client) execWorker(ctx context.Context, cmd string, stdin io.Reader) (r
 		return remote.Result{}, false, nil
 	}
 	defer c.workerMu.Unlock()
-	if c.wk != nil && !c.wk.used && c.wk.gone() {
-		// Opened with the connection (StartWorker), it ended before its
-		// first command (killed on the server while the build ran, say):
-		// nothing ran in it, so a new one does no harm.
-		c.wk.ch.Close()
-		c.wk = nil
+	w := c.readyWorker()
+	if w == nil {
+		return remote.Result{}, false, nil
 	}
-	if c.wk == nil {
-		w, err := c.startWorker()
-		if err != nil {
-			c.noWorker.Store(true)
-			return remote.Result{}, false, nil
-		}
-		c.wk = w
-	}
-	w := c.wk
 	w.used = true
 	c.stats.Commands.Add(1)
 	broken := func(e error) (remote.Result, bool, error) {

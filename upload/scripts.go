@@ -188,9 +188,12 @@ func ReceiveScript(f Target, wire int64, codec Codec) string {
 // into a file ($t.h), so that this shell reaps the writer as soon as it
 // exits (a zombie would keep tail --pid waiting), and its status is there
 // for wait. A write that fails (a full disk) leaves its own mark ($t.w).
+// The temporary files are the deploy user's alone (umask 077; the version
+// directory, made before, keeps its usual mode) until the rebuilt file
+// gets its mode with the rename.
 func PatchScript(basis string, f Target) string {
 	r, b, d := shell.Quote(f.Remote), shell.Quote(basis), shell.Quote(path.Dir(f.Remote))
-	return fmt.Sprintf(`set -e; { [ -d %s ] || mkdir -p %s; }; t=%s.raijin-$$; trap 'rm -f "$t" "$t.x" "$t.p" "$t.w" "$t.h"' EXIT; w=; `+
+	return fmt.Sprintf(`set -e; { [ -d %s ] || mkdir -p %s; }; umask 077; t=%s.raijin-$$; trap 'rm -f "$t" "$t.x" "$t.p" "$t.w" "$t.h"' EXIT; w=; `+
 		`case "$(tail --version 2>/dev/null)" in "tail (GNU coreutils)"*) exec 8<&0; : > "$t.p"; cat <&8 > "$t.p" 2>/dev/null & w=$!; exec 8<&-;; esac; `+
 		`{ if [ -n "$w" ]; then tail -c +1 -s 0.02 --pid="$w" -f -- "$t.p"; else cat; fi || : > "$t.x"; } | `+
 		`{ %s zstd -dcq --long=31 --patch-from=%s || : > "$t.x"; } | { tee -- "$t" || : > "$t.w"; } | sha256sum > "$t.h" || :; `+
