@@ -505,11 +505,20 @@ ln -sfn "$v" ".slot-$SLOT.raijin-tmp" && mv -T -f ".slot-$SLOT.raijin-tmp" ".slo
 -- Starts the slot's unit ($SLOT_UNIT, after its socket $SOCKET_UNIT): what
 -- an earlier run left in the slot (a failed deploy, an old version still
 -- finishing its requests) stops first; its socket too ($STOP_SOCKET), but
--- not when it restarts in place: requests queue on the socket meanwhile. With a TCP upstream, $PORT must be
--- free then: another process on it would answer in the app's place.
+-- not when it restarts in place: requests queue on the socket meanwhile.
+-- When the units are all inactive, as a deploy leaves the slot that does
+-- not serve, there is nothing to stop or reset (one systemctl asks, where
+-- the stop and reset-failed are two, each felt on a small server). With a
+-- TCP upstream, $PORT must be free then: another process on it would
+-- answer in the app's place.
 local START = [[set -f
-systemctl stop $SLOT_UNIT $STOP_SOCKET 2>/dev/null
-systemctl reset-failed $SLOT_UNIT $SOCKET_UNIT 2>/dev/null
+st=$(systemctl show -p ActiveState --value $SLOT_UNIT $SOCKET_UNIT 2>/dev/null) || st=
+clean=${st:+1}
+for s in $st; do [ "$s" = inactive ] || clean=; done
+if [ -z "$clean" ]; then
+  systemctl stop $SLOT_UNIT $STOP_SOCKET 2>/dev/null
+  systemctl reset-failed $SLOT_UNIT $SOCKET_UNIT 2>/dev/null
+fi
 if [ -n "$PORT" ] && command -v ss >/dev/null; then
   taken=$(ss -Hltnp "sport = :$PORT" 2>/dev/null)
   if [ -n "$taken" ]; then
@@ -594,8 +603,7 @@ if [ -n "$OLD_ADDR" ] && [ -S "$ADMIN" ] && systemctl is-active -q "$OLD_UNIT"; 
   done
 fi
 systemctl enable -q --no-reload $NEW_UNIT $NEW_SOCKET || exit
-systemctl stop --no-block "$OLD_UNIT" 2>/dev/null
-systemctl disable -q --no-reload "$OLD_UNIT" 2>/dev/null
+systemctl disable -q --no-reload --now --no-block "$OLD_UNIT" 2>/dev/null
 for s in $SOCKETS; do
   if [ "$s" != "$NEW_SOCKET" ] && [ -e "$UNIT_DIR/$s" ]; then systemctl stop --no-block "$s"; systemctl disable -q --no-reload "$s"; fi
 done
