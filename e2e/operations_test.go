@@ -131,6 +131,26 @@ func TestScheduledProcess(t *testing.T) {
 		t.Errorf("app status should show the new schedule's next run, %s:\n%s", next, r.Stdout)
 	}
 
+	// A run that fails makes app status exit 1, naming it (the timer stays
+	// active); the next run that succeeds makes it exit 0 again.
+	env := p.AppDir(h) + "/.env"
+	h.Root(t, "echo FAIL_MIGRATE=1 >> "+env)
+	if out, err := h.ssh("root", "systemctl start "+service); err == nil {
+		t.Errorf("a run with FAIL_MIGRATE=1 succeeded:\n%s", out)
+	}
+	h.Root(t, "sed -i '/^FAIL_MIGRATE=1$/d' "+env)
+	r = p.Raijin("app", "status")
+	if r.Code != 1 || !regexpMatch(`last run .+: exit-code; next `, r.Stdout) || !strings.Contains(r.Stderr, "the last run of 1 scheduled process(es) failed") {
+		t.Errorf("app status after a failed run should exit 1 and say so: %s", r)
+	}
+	if r := p.Raijin("--json", "app", "status"); r.Code != 1 || !strings.Contains(r.Stdout, `"last_result": "exit-code"`) {
+		t.Errorf("app status --json after a failed run: %s", r)
+	}
+	h.Root(t, "systemctl start "+service)
+	if r := p.MustRaijin("app", "status"); !regexpMatch(`last run .+: success; next `, r.Stdout) {
+		t.Errorf("app status after the next run succeeded:\n%s", r.Stdout)
+	}
+
 	// app scale refuses a scheduled process, naming it.
 	if r := p.Raijin("app", "scale", "report", "2"); r.Code != 2 || !strings.Contains(r.Stderr, "app scale report: report runs on a schedule") {
 		t.Errorf("app scale report 2: %s", r)

@@ -126,7 +126,7 @@ func (s *AppStatusCmd) Run(app *App) error {
 		return err
 	}
 	var all []HostStatus
-	down := 0
+	down, failed := 0, 0
 	err = eachHost(app, cfg, func(r *openHost) error {
 		us, slotUnits, templates := statusUnits(cfg, r.h)
 		// The instances of each process with replicas that systemd knows
@@ -161,6 +161,7 @@ func (s *AppStatusCmd) Run(app *App) error {
 		}
 		st.Units = timerRuns(st.Units)
 		st.Units, down = slotsRunning(st.Units, slotUnits, down)
+		failed += failedRuns(st.Units)
 		all = append(all, st)
 		if !app.JSON {
 			var b strings.Builder
@@ -200,10 +201,28 @@ func (s *AppStatusCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	if down > 0 {
+	switch {
+	case down > 0 && failed > 0:
+		return errs.Failedf("`raijin app logs [PROC]` shows why; `raijin app start` starts them", "%d unit(s) not active, and the last run of %d scheduled process(es) failed", down, failed)
+	case down > 0:
 		return errs.Failedf("`raijin app logs` shows why; `raijin app start` starts them", "%d unit(s) not active", down)
+	case failed > 0:
+		return errs.Failedf("`raijin app logs PROC` shows why; the next run is at its time (the timer is still active)", "the last run of %d scheduled process(es) failed", failed)
 	}
 	return nil
+}
+
+// failedRuns counts the timers whose last run ended otherwise than with
+// success (systemd's Result: exit-code, signal, timeout, ...): a job that
+// failed at night makes `app status` exit 1, as a unit that is down does.
+func failedRuns(units []UnitStatus) int {
+	n := 0
+	for _, u := range units {
+		if strings.HasSuffix(u.Unit, ".timer") && u.LastResult != "" && u.LastResult != "success" && u.LastResult != "running" {
+			n++
+		}
+	}
+	return n
 }
 
 // parseShow reads systemctl show's answer: a block of KEY=value lines

@@ -29,3 +29,20 @@ ExecMainStartTimestampMonotonic=0`
 		t.Errorf("ran: %+v", u)
 	}
 }
+
+// A scheduled process whose last run failed counts for app status's exit
+// code; one that succeeded, runs now or never ran does not, nor does a
+// service that is not a timer's.
+func TestFailedRuns(t *testing.T) {
+	units := []UnitStatus{
+		{Unit: "shop-report.timer", LastResult: "exit-code"},
+		{Unit: "shop-clean.timer", LastResult: "success"},
+		{Unit: "shop-mail.timer", LastResult: "running"},
+		{Unit: "shop-new.timer"},
+		{Unit: "shop-sync.timer", LastResult: "signal"},
+		{Unit: "shop-worker.service", result: "exit-code"},
+	}
+	if n := failedRuns(units); n != 2 {
+		t.Errorf("failedRuns = %d, want 2 (exit-code and signal)", n)
+	}
+}
