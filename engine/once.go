@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -87,9 +89,24 @@ func (g *gate) arrive(host string) (run bool, err error) {
 		g.changed.Wait()
 	}
 	if g.err != nil {
-		return false, fmt.Errorf("%s failed on %s, where it runs once for every host: nothing was switched to the new version", g.phase, g.runner)
+		return false, fmt.Errorf("%s %s on %s, where it runs once for every host: nothing was switched to the new version", g.phase, howEnded(g.err), g.runner)
 	}
 	return false, nil
+}
+
+// howEnded says how the once phase ended on its runner: interrupted (Ctrl-C
+// or SIGTERM, which the hosts waiting for it got too), out of time, or
+// failed.
+func howEnded(err error) string {
+	var le *recipe.Error
+	switch {
+	case !errors.As(err, &le) || le.Cancelled == nil:
+		return "failed"
+	case errors.Is(le.Cancelled, context.DeadlineExceeded):
+		return "ran longer than phase_timeout"
+	default:
+		return "was interrupted (Ctrl-C or SIGTERM)"
+	}
 }
 
 // done is the runner's phase finished with err.

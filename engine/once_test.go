@@ -1,10 +1,16 @@
 package engine_test
 
 import (
-	"github.com/raijin-deploy/raijin/engine"
+	"context"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/raijin-deploy/raijin/config"
+	"github.com/raijin-deploy/raijin/engine"
+	"github.com/raijin-deploy/raijin/recipe"
+	"github.com/raijin-deploy/raijin/remote"
 )
 
 // A recipe with a once phase between two others: prepare fails on the host
@@ -96,5 +102,39 @@ func TestOncePhaseFailureStopsEveryHost(t *testing.T) {
 	want := map[string]string{"web1": "prepare, undo prepare", "web2": "prepare, undo prepare", "web3": "prepare, undo prepare"}
 	if got := commandsOf(hosts); !reflect.DeepEqual(got, want) {
 		t.Errorf("ran %q, want %q", got, want)
+	}
+}
+
+// Ctrl-C while the once phase runs on its runner: the hosts that waited
+// for it say it was interrupted there, not that it failed.
+func TestOncePhaseInterrupted(t *testing.T) {
+	cfg := project(t, map[string]string{"raijin.toml": threeHosts,
+		"deploy.lua": strings.Replace(onceRecipe("", ""), "ctx.host:run('migrate')", "ctx.host:run('block')", 1)})
+	hosts := map[string]*fakeHost{}
+	for _, h := range cfg.Hosts {
+		hosts[h.Name] = &fakeHost{name: h.Name, versions: "1.0.0\n"}
+	}
+	hosts["web1"].blocking = make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-hosts["web1"].blocking; cancel() }()
+	_, err := engine.Run(ctx, engine.Options{
+		Config: cfg, Sources: recipe.SourcesFor(cfg, ""), Command: "deploy", Hosts: cfg.Hosts,
+		Events: &events{}, PhaseTimeout: time.Minute,
+		Connect: func(_ context.Context, h config.Host) (remote.Conn, func(), error) {
+			return hosts[h.Name].conn(), func() {}, nil
+		},
+	})
+	if err == nil {
+		t.Fatal("the interrupted run succeeded")
+	}
+	for _, h := range []string{"web2", "web3"} {
+		want := "host " + h + ": phase migrate: migrate was interrupted (Ctrl-C or SIGTERM) on web1, where it runs once for every host: nothing was switched"
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "migrate failed on web1") {
+		t.Errorf("the interrupted phase is reported as failed:\n%v", err)
 	}
 }
