@@ -313,6 +313,11 @@ func TestFaultRaijinKilledMidDeploy(t *testing.T) {
 	if out, ok := h.Try("cat " + dir + "/.lock/info"); !ok || !strings.Contains(out, fmt.Sprintf(`"pid":%d`, pid)) {
 		t.Fatalf("after SIGKILL the lock should still name pid %d: %s", pid, out)
 	}
+	// What a run killed in the middle of an upload leaves (its script's
+	// EXIT trap does not run): a patch half received beside the file, in
+	// the version directory the next deploy of 2.0.0 takes again, and a
+	// link half replaced; the next run that holds the lock removes them.
+	h.Run(t, "head -c 100000 /dev/urandom > "+dir+"/v2.0.0/goapp.raijin-99999.p && ln -sfn v1.0.0 "+dir+"/.slot-green.raijin-tmp")
 
 	p.setRelease(p.App + " migrate")
 	start := time.Now()
@@ -335,6 +340,9 @@ func TestFaultRaijinKilledMidDeploy(t *testing.T) {
 		t.Fatalf("on a terminal, answering y should take the stale lock over: %v\n%s", err, termOut)
 	}
 	p.serving(h, "2.0.0", "after taking the stale lock over")
+	if out := h.Run(t, "find "+dir+" -maxdepth 2 -name '*.raijin-*'"); out != "" {
+		t.Errorf("the killed run's temporaries are still there after the next deploy:\n%s", out)
+	}
 
 	// --force-unlock takes over a stale lock without asking.
 	dead := exec.Command("true")

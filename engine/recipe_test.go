@@ -298,7 +298,7 @@ raijin.after('finish', function(ctx) ctx.host:run('after finish') end)
 	log := strings.Join(h.log, "\n")
 	h.mu.Unlock()
 	for _, want := range []string{"before connect: nil\ncd && printf", "after connect: /opt/raijin/shop 0.9.0 deploy\nwork",
-		"rm -rf /opt/raijin/shop/.lock; true; [ -n \"$ok\" ]\nafter finish"} {
+		"rm -rf /opt/raijin/shop/.lock; }; true; [ -n \"$ok\" ]\nafter finish"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the host's log lacks %q:\n%s", want, log)
 		}

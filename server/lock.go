@@ -112,8 +112,35 @@ func ParseLockOutput(out string) (locked bool, holder LockInfo) {
 
 // UnlockScript removes the lock if this holder still has it.
 func UnlockScript(appDir string, info LockInfo) string {
+	return unlockScript(appDir, info, "")
+}
+
+func unlockScript(appDir string, info LockInfo, before string) string {
 	l := shell.Quote(appDir + "/.lock")
-	return fmt.Sprintf(`grep -qF %s %s/info 2>/dev/null && rm -rf %s; true`, shell.Quote(info.Token), l, l)
+	return fmt.Sprintf(`grep -qF %s %s/info 2>/dev/null && { %srm -rf %s; }; true`, shell.Quote(info.Token), l, before, l)
+}
+
+// temporaries are the names raijin's scripts give a file while they make it,
+// in the app directory and its version directories: NAME.raijin-PID (and
+// .p, .h, .x, .w, .s beside it: a patch on its way), .NAME.raijin-tmp (a
+// link or a copy being replaced, env push's new version directory),
+// .versions.tmp. Each script removes its own when it ends, but not when it
+// is killed (SIGKILL, a server that lost power): those stay, some as big
+// as the app.
+var temporaries = []string{".*.raijin-[0-9]*", "*.raijin-[0-9]*", ".*.raijin-tmp", "*.raijin-tmp", ".versions.tmp"}
+
+// TidyScript removes from appDir and its version directories (v*/) what a
+// killed run left of its temporaries. Only a holder of the deploy lock runs
+// it (no other raijin is writing there then), once its own steps are done;
+// the shell's globs find them, so that the usual case, nothing to remove,
+// starts no process.
+func TidyScript(appDir string) string {
+	d := shell.Quote(appDir)
+	var globs []string
+	for _, p := range temporaries {
+		globs = append(globs, d+"/"+p, d+"/v*/"+p)
+	}
+	return fmt.Sprintf(`for t in %s; do { [ -e "$t" ] || [ -L "$t" ]; } && rm -rf -- "$t"; done; `, strings.Join(globs, " "))
 }
 
 // LockStatus reads the deploy lock of the app at rel: held reports whether

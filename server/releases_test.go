@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +222,65 @@ func TestFinishScriptTrimsTheAuditLog(t *testing.T) {
 	}
 	if _, err := os.Stat(app + "/.audit.jsonl.raijin-tmp"); err == nil {
 		t.Errorf("the temporary file was left")
+	}
+}
+
+// The lock's holder, at the end of its run, removes what a killed run left
+// of raijin's temporaries in the app directory and the version
+// directories (files, links, directories), and nothing else; a run that
+// no longer holds the lock removes nothing.
+func TestFinishScriptTidiesTemporaries(t *testing.T) {
+	app := t.TempDir() + "/my app"
+	left := []string{"v1/shop.raijin-4242", "v1/shop.raijin-4242.p", "v1/shop.raijin-4242.h", "v1/shop.raijin-4242.s",
+		"v2/.env.raijin-77", ".appenv.raijin-12", ".env.raijin-tmp", ".versions.tmp", "v2/.units/x.raijin-9"}
+	keep := []string{"v1/shop", "v1/.env", "v2/shop", ".versions", ".env", "v1/notes.raijin", "v1/shop.raijin-x", "v1/.venv/lib/a.raijin-tmp"}
+	for _, f := range append(append([]string{}, left...), keep...) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(app, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(app, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A link being replaced, and env push's new version directory.
+	if err := os.Symlink("v1", filepath.Join(app, ".slot-blue.raijin-tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(app, ".v1+env1.raijin-tmp/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gone := []string{"v1/shop.raijin-4242", "v1/shop.raijin-4242.p", "v1/shop.raijin-4242.h", "v1/shop.raijin-4242.s",
+		"v2/.env.raijin-77", ".appenv.raijin-12", ".env.raijin-tmp", ".versions.tmp", ".slot-blue.raijin-tmp", ".v1+env1.raijin-tmp"}
+	// Deeper than a version directory's top: not raijin's.
+	keep = append(keep, "v2/.units/x.raijin-9")
+	exists := func(f string) bool { _, err := os.Lstat(filepath.Join(app, f)); return err == nil }
+	finish := func(token string) {
+		t.Helper()
+		if err := os.MkdirAll(app+"/.lock", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(app+"/.lock/info", []byte(`{"token":"`+token+`"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("sh", "-c", FinishScript(app, LockInfo{Token: "mine"}, AuditEntry{Command: "deploy"})).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	finish("other")
+	for _, f := range gone {
+		if !exists(f) {
+			t.Errorf("%s was removed by a run that does not hold the lock", f)
+		}
+	}
+	finish("mine")
+	for _, f := range gone {
+		if exists(f) {
+			t.Errorf("%s was left", f)
+		}
+	}
+	for _, f := range keep {
+		if !exists(f) {
+			t.Errorf("%s was removed", f)
+		}
 	}
 }
