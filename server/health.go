@@ -79,17 +79,21 @@ inactive() { for u in $units; do s=$(systemctl is-active "$u" 2>/dev/null); [ "$
 			prefix = shell.Quote("readiness check (no health_check) GET " + p + " on " + c.Upstream + ": ")
 		}
 		// Every try costs a curl and a date; the units' state (a systemctl
-		// each) is looked at on the first try and every fourth after it,
-		// about every 0.2 s: soon enough for a unit that exited (it waits
-		// RestartSec=1 before its next start), and the app's answer is
-		// seen within a few tens of ms.
-		fmt.Fprintf(&b, `end=$(( start + %d )); n=0
+		// each) is looked at on the first try and then at most every
+		// 0.2 s, by the clock (a try can last up to curl's 2 s): soon
+		// enough for a unit that exited (it waits RestartSec=1 before its
+		// next start), and the app's answer is seen within a few tens of
+		// ms.
+		fmt.Fprintf(&b, `end=$(( start + %d )); next=$start
 while :; do
   code=$(curl -s -o /dev/null -w '%%{http_code}' --max-time 2 %s %s 2>/dev/null) || code=000
   case "$code" in %s) break;; esac
-  if [ $(( n %% 4 )) = 0 ] && msg=$(inactive); then echo %s"$msg: it exited while starting" >&2; journal >&2; exit 4; fi
-  n=$(( n + 1 ))
-  if [ "$(date +%%s%%3N)" -ge "$end" ]; then
+  now=$(date +%%s%%3N)
+  if [ "$now" -ge "$next" ]; then
+    if msg=$(inactive); then echo %s"$msg: it exited while starting" >&2; journal >&2; exit 4; fi
+    next=$(( now + 200 ))
+  fi
+  if [ "$now" -ge "$end" ]; then
     if [ "$code" = 000 ]; then what="no answer"; else what="HTTP $code"; fi
     echo %s"$what, %s within %s (health_check_timeout)" >&2; journal >&2; exit 4
   fi

@@ -114,6 +114,30 @@ func TestWaitHealthyUnitExitsFailsFast(t *testing.T) {
 	}
 }
 
+// A unit that exits after the first look at it, while each try is slow (curl
+// waiting on a socket systemd holds): its state is looked at by the
+// clock, not every so many tries, so the check fails at the next look.
+func TestWaitHealthyUnitExitsLaterFailsSoon(t *testing.T) {
+	h, set := fakeServer(t)
+	set("code", "000")
+	set("curl", `#!/bin/sh
+sleep 0.4; echo x >> "$FAKE/tries"; cat "$FAKE/code"
+`)
+	set("systemctl", `#!/bin/sh
+[ "$1" = is-active ] || exit 1
+if [ "$(wc -l < "$FAKE/tries")" -ge 2 ]; then echo activating; exit 3; fi
+echo active
+`)
+	start := time.Now()
+	err := WaitHealthy(context.Background(), h, HealthCheck{Units: []string{"app.service"}, Path: "/up", Upstream: "unix//run/app.sock", Timeout: 30 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "app.service is activating: it exited while starting") {
+		t.Fatalf("want the unit named as exited, got %v", err)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("took %s: the unit's state was not looked at after the first slow try", d)
+	}
+}
+
 // Without a health path (and for workers), the units must stay active
 // through the settle time.
 func TestWaitHealthySettle(t *testing.T) {

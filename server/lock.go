@@ -120,27 +120,28 @@ func unlockScript(appDir string, info LockInfo, before string) string {
 	return fmt.Sprintf(`grep -qF %s %s/info 2>/dev/null && { %srm -rf %s; }; true`, shell.Quote(info.Token), l, before, l)
 }
 
-// temporaries are the names raijin's scripts give a file while they make it,
-// in the app directory and its version directories: NAME.raijin-PID (and
-// .p, .h, .x, .w, .s beside it: a patch on its way), .NAME.raijin-tmp (a
-// link or a copy being replaced, env push's new version directory),
-// .versions.tmp. Each script removes its own when it ends, but not when it
-// is killed (SIGKILL, a server that lost power): those stay, some as big
-// as the app.
-var temporaries = []string{".*.raijin-[0-9]*", "*.raijin-[0-9]*", ".*.raijin-tmp", "*.raijin-tmp", ".versions.tmp"}
-
-// TidyScript removes from appDir and its version directories (v*/) what a
-// killed run left of its temporaries. Only a holder of the deploy lock runs
-// it (no other raijin is writing there then), once its own steps are done;
-// the shell's globs find them, so that the usual case, nothing to remove,
-// starts no process.
+// TidyScript removes what a killed run (SIGKILL, a server that lost
+// power) left of raijin's temporaries, which each script removes itself
+// when it ends: NAME.raijin-PID (and .p, .h, .x, .w, .s beside it: a patch
+// on its way), .NAME.raijin-tmp (a link or a copy being replaced, env
+// push's new version directory) and .versions.tmp, in appDir, its version
+// directories (v*/, not links) and their unit files (.units/, and the app
+// directory's .units-current/). Only a holder of the deploy lock runs it (no
+// other raijin is writing there then), once its own steps are done; the
+// shell's globs find them, so that the usual case, nothing to remove,
+// starts no process. A name whose PID part is not a number is not raijin's
+// and stays.
 func TidyScript(appDir string) string {
-	d := shell.Quote(appDir)
-	var globs []string
-	for _, p := range temporaries {
-		globs = append(globs, d+"/"+p, d+"/v*/"+p)
-	}
-	return fmt.Sprintf(`for t in %s; do { [ -e "$t" ] || [ -L "$t" ]; } && rm -rf -- "$t"; done; `, strings.Join(globs, " "))
+	return fmt.Sprintf(`for d in %[1]s %[1]s/.units-current %[1]s/v*/ %[1]s/v*/.units; do
+  [ -d "$d" ] || continue
+  [ "$d" = %[1]s ] || { [ ! -L "${d%%/}" ] && [ ! -L "${d%%/.units}" ]; } || continue
+  for t in "${d%%/}"/.*.raijin-[0-9]* "${d%%/}"/*.raijin-[0-9]* "${d%%/}"/.*.raijin-tmp "${d%%/}"/*.raijin-tmp "${d%%/}"/.versions.tmp; do
+    { [ -e "$t" ] || [ -L "$t" ]; } || continue
+    case $t in *.raijin-tmp|*/.versions.tmp) ;; *) p=${t##*.raijin-}; p=${p%%.[phxws]}; case $p in *[!0-9]*) continue;; esac;; esac
+    rm -rf -- "$t"
+  done
+done
+`, shell.Quote(appDir))
 }
 
 // LockStatus reads the deploy lock of the app at rel: held reports whether

@@ -230,10 +230,21 @@ func TestFinishScriptTrimsTheAuditLog(t *testing.T) {
 // directories (files, links, directories), and nothing else; a run that
 // no longer holds the lock removes nothing.
 func TestFinishScriptTidiesTemporaries(t *testing.T) {
-	app := t.TempDir() + "/my app"
+	// The app directory reached through a link, as when it is moved to
+	// another disk.
+	base := t.TempDir()
+	if err := os.Mkdir(base+"/real app", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(base+"/real app", base+"/my app"); err != nil {
+		t.Fatal(err)
+	}
+	app := base + "/my app"
 	left := []string{"v1/shop.raijin-4242", "v1/shop.raijin-4242.p", "v1/shop.raijin-4242.h", "v1/shop.raijin-4242.s",
-		"v2/.env.raijin-77", ".appenv.raijin-12", ".env.raijin-tmp", ".versions.tmp", "v2/.units/x.raijin-9"}
-	keep := []string{"v1/shop", "v1/.env", "v2/shop", ".versions", ".env", "v1/notes.raijin", "v1/shop.raijin-x", "v1/.venv/lib/a.raijin-tmp"}
+		"v2/.env.raijin-77", ".appenv.raijin-12", ".env.raijin-tmp", ".versions.tmp", "v2/.units/x.service.raijin-9",
+		".units-current/x.service.raijin-10"}
+	keep := []string{"v1/shop", "v1/.env", "v2/shop", ".versions", ".env", "v1/notes.raijin", "v1/shop.raijin-x",
+		"v1/shop.raijin-2.tar.gz", "v1/.venv/lib/a.raijin-tmp", "v2/.units/x.service"}
 	for _, f := range append(append([]string{}, left...), keep...) {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(app, f)), 0o755); err != nil {
 			t.Fatal(err)
@@ -249,10 +260,16 @@ func TestFinishScriptTidiesTemporaries(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(app, ".v1+env1.raijin-tmp/sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	gone := []string{"v1/shop.raijin-4242", "v1/shop.raijin-4242.p", "v1/shop.raijin-4242.h", "v1/shop.raijin-4242.s",
-		"v2/.env.raijin-77", ".appenv.raijin-12", ".env.raijin-tmp", ".versions.tmp", ".slot-blue.raijin-tmp", ".v1+env1.raijin-tmp"}
-	// Deeper than a version directory's top: not raijin's.
-	keep = append(keep, "v2/.units/x.raijin-9")
+	// A version directory that is a link (only the deploy user could make
+	// one) is not followed.
+	outside := t.TempDir()
+	if err := os.WriteFile(outside+"/x.raijin-5", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(app, "v9")); err != nil {
+		t.Fatal(err)
+	}
+	gone := append(left, ".slot-blue.raijin-tmp", ".v1+env1.raijin-tmp")
 	exists := func(f string) bool { _, err := os.Lstat(filepath.Join(app, f)); return err == nil }
 	finish := func(token string) {
 		t.Helper()
@@ -282,5 +299,8 @@ func TestFinishScriptTidiesTemporaries(t *testing.T) {
 		if !exists(f) {
 			t.Errorf("%s was removed", f)
 		}
+	}
+	if _, err := os.Stat(outside + "/x.raijin-5"); err != nil {
+		t.Errorf("a file outside the app directory, behind a linked v9, was removed")
 	}
 }

@@ -40,7 +40,7 @@ func TestFailedRuns(t *testing.T) {
 		{Unit: "shop-mail.timer", LastResult: "running"},
 		{Unit: "shop-new.timer"},
 		{Unit: "shop-sync.timer", LastResult: "signal"},
-		{Unit: "shop-worker.service", result: "exit-code"},
+		{Unit: "shop-worker.service", LastResult: "exit-code"},
 	}
 	if n := failedRuns(units); n != 2 {
 		t.Errorf("failedRuns = %d, want 2 (exit-code and signal)", n)

@@ -583,7 +583,9 @@ end
 -- process keeps running, for up to $DRAIN_MS milliseconds
 -- (webserver.drain_timeout). Stopping it earlier would reset the
 -- connections still waiting in its listen queue. Then SIGTERM (--no-block:
--- the process finishes what it has while the deploy ends).
+-- the process finishes what it has while the deploy ends), with the
+-- disable in one systemctl, or on its own when the disable fails (its unit
+-- file gone: `disable --now` then stops nothing).
 local RETIRE = M.OURS .. [[set -f
 # Caddy's admin API on a unix socket takes no Host (2.6) or 127.0.0.1 (2.7+).
 upstreams() {
@@ -603,7 +605,7 @@ if [ -n "$OLD_ADDR" ] && [ -S "$ADMIN" ] && systemctl is-active -q "$OLD_UNIT"; 
   done
 fi
 systemctl enable -q --no-reload $NEW_UNIT $NEW_SOCKET || exit
-systemctl disable -q --no-reload --now --no-block "$OLD_UNIT" 2>/dev/null
+systemctl disable -q --no-reload --now --no-block "$OLD_UNIT" 2>/dev/null || systemctl stop --no-block "$OLD_UNIT" 2>/dev/null
 for s in $SOCKETS; do
   if [ "$s" != "$NEW_SOCKET" ] && [ -e "$UNIT_DIR/$s" ]; then systemctl stop --no-block "$s"; systemctl disable -q --no-reload "$s"; fi
 done
