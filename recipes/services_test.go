@@ -48,3 +48,53 @@ func TestRemoveStaleWebTakesTheMaintenancePage(t *testing.T) {
 		}
 	}
 }
+
+// START (run by a real shell with systemctl stubbed) stops and resets the
+// slot's units only when systemctl does not say they are all inactive (a
+// deploy leaves the slot that does not serve inactive: two systemctl
+// saved); anything else, a failed show included, stops them first.
+func TestStartStopsOnlyWhatRuns(t *testing.T) {
+	src, err := FS.ReadFile("steps/services.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := regexp.MustCompile(`(?s)\nlocal START = \[\[(.*?)\]\]\n`).FindSubmatch(src)
+	if start == nil {
+		t.Fatal("no START in steps/services.lua")
+	}
+	for _, c := range []struct {
+		name, show string
+		showFails  bool
+		want       string
+	}{
+		{"both inactive", "inactive\n\ninactive", false, "show start:shop@green.socket\nstart:shop@green.service\n"},
+		{"the service failed", "failed\n\ninactive", false, "show stop reset-failed start:shop@green.socket\nstart:shop@green.service\n"},
+		{"the socket active", "inactive\n\nactive", false, "show stop reset-failed start:shop@green.socket\nstart:shop@green.service\n"},
+		{"the service stopping", "deactivating\n\ninactive", false, "show stop reset-failed start:shop@green.socket\nstart:shop@green.service\n"},
+		{"show fails", "", true, "show stop reset-failed start:shop@green.socket\nstart:shop@green.service\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			bin := filepath.Join(root, "bin")
+			mkdirs(t, bin)
+			fail := ""
+			if c.showFails {
+				fail = "exit 1"
+			}
+			stub := "#!/bin/sh\ncase $1 in\n  show) printf 'show ' >> \"$LOG\"; printf '%s\\n' \"$SHOW\"; " + fail + ";;\n" +
+				"  start) echo \"start:$2\" >> \"$LOG\";;\n  *) printf '%s ' \"$1\" >> \"$LOG\";;\nesac\n"
+			if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(stub), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			log := filepath.Join(root, "log")
+			out, err := run(t, root, string(start[1]), "PATH="+bin+":"+os.Getenv("PATH"), "LOG="+log, "SHOW="+c.show,
+				"SLOT=green", "SLOT_UNIT=shop@green.service", "SOCKET_UNIT=shop@green.socket", "STOP_SOCKET=shop@green.socket", "PORT=")
+			if err != nil {
+				t.Fatalf("START: %v\n%s", err, out)
+			}
+			if got, _ := os.ReadFile(log); string(got) != c.want {
+				t.Errorf("systemctl calls %q, want %q", got, c.want)
+			}
+		})
+	}
+}
