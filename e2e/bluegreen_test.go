@@ -209,8 +209,12 @@ func TestBlueGreenDrain(t *testing.T) {
 	p.editTOML(`health_check = "/up"`, "health_check = \"/up\"\ndrain_timeout = \"0s\"")
 	// 15 s: a deploy on a busy machine (the build included) has taken 7 s.
 	ch = slow("15s")
-	p.MustRaijin("deploy", "--set-version", "1.2.0")
+	r := p.MustRaijin("deploy", "--set-version", "1.2.0")
 	deployed = time.Now()
+	// The drain cut short is said, under the record phase.
+	if !strings.Contains(r.Stdout+r.Stderr, "still had requests in flight after 0 ms (webserver.drain_timeout): stopped anyway") {
+		t.Errorf("the deploy does not say the drain was cut short:\n%s", r)
+	}
 	a = <-ch
 	if a.err != nil || a.code != 200 || !strings.Contains(a.body, "goapp 1.1.0: slept") {
 		t.Errorf("the slow request with drain_timeout 0s: %d %q %v, want the old version's answer (it stops gracefully)", a.code, a.body, a.err)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -96,5 +97,42 @@ func TestStartStopsOnlyWhatRuns(t *testing.T) {
 				t.Errorf("systemctl calls %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// RETIRE (run by a real shell with systemctl stubbed) without Caddy's
+// admin socket cannot wait for the old slot's requests: it says so, and
+// still enables the new slot and stops and disables the old one.
+func TestRetireWithoutAdminSocketSaysSo(t *testing.T) {
+	src, err := FS.ReadFile("steps/services.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := regexp.MustCompile(`(?s)\nM\.OURS = \[\[(.*?)\]\]\n`).FindSubmatch(src)
+	retire := regexp.MustCompile(`(?s)\nlocal RETIRE = M\.OURS \.\. \[\[(.*?)\]\]\n`).FindSubmatch(src)
+	if ours == nil || retire == nil {
+		t.Fatal("no OURS or RETIRE in steps/services.lua")
+	}
+	root := t.TempDir()
+	bin, units := filepath.Join(root, "bin"), filepath.Join(root, "units")
+	mkdirs(t, bin, units)
+	stub := "#!/bin/sh\n[ \"$1\" = is-active ] && exit 0\necho \"$*\" >> \"$LOG\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(root, "log")
+	out, err := run(t, root, string(ours[1])+string(retire[1]), "PATH="+bin+":"+os.Getenv("PATH"), "LOG="+log,
+		"ADMIN="+filepath.Join(root, "admin.sock"), "APP=shop", "DRAIN_MS=30000", "LEGACY=", "NEW_SOCKET=",
+		"NEW_UNIT=shop@green.service", "OLD_ADDR=localhost:8000", "OLD_UNIT=shop@blue.service",
+		"SOCKETS=shop@blue.socket shop@green.socket", "UNIT_DIR="+units)
+	if err != nil {
+		t.Fatalf("RETIRE: %v\n%s", err, out)
+	}
+	if want := "Caddy's admin socket (" + filepath.Join(root, "admin.sock") + ") is not there (is Caddy running?): shop@blue.service stopped without waiting for its requests"; !strings.Contains(out, want) {
+		t.Errorf("RETIRE's output lacks %q:\n%s", want, out)
+	}
+	want := "enable -q --no-reload shop@green.service\ndisable -q --no-reload --now --no-block shop@blue.service\n"
+	if got, _ := os.ReadFile(log); string(got) != want {
+		t.Errorf("systemctl calls %q, want %q", got, want)
 	}
 }

@@ -593,16 +593,20 @@ upstreams() {
   case "$up" in "["*) ;; *) up=$(curl -s --max-time 2 -H 'Host: 127.0.0.1' --unix-socket "$ADMIN" http://localhost/reverse_proxy/upstreams 2>/dev/null);; esac
   case "$up" in "["*) ;; *) return 1;; esac
 }
-if [ -n "$OLD_ADDR" ] && [ -S "$ADMIN" ] && systemctl is-active -q "$OLD_UNIT"; then
-  end=$(( $(date +%s%3N) + DRAIN_MS ))
-  while :; do
-    upstreams || { echo "Caddy's admin API ($ADMIN) did not list its upstreams: $OLD_UNIT stopped without waiting for its requests" >&2; break; }
-    case "$up" in *"{\"address\":\"$OLD_ADDR\",\"num_requests\":0,"*) break;; *"{\"address\":\"$OLD_ADDR\","*) ;; *) break;; esac
-    if [ "$(date +%s%3N)" -ge "$end" ]; then
-      echo "the old version ($OLD_UNIT) still had requests in flight after $DRAIN_MS ms (webserver.drain_timeout): stopped anyway" >&2; break
-    fi
-    sleep 0.05
-  done
+if [ -n "$OLD_ADDR" ] && systemctl is-active -q "$OLD_UNIT"; then
+  if [ ! -S "$ADMIN" ]; then
+    echo "Caddy's admin socket ($ADMIN) is not there (is Caddy running?): $OLD_UNIT stopped without waiting for its requests"
+  else
+    end=$(( $(date +%s%3N) + DRAIN_MS ))
+    while :; do
+      upstreams || { echo "Caddy's admin API ($ADMIN) did not list its upstreams: $OLD_UNIT stopped without waiting for its requests"; break; }
+      case "$up" in *"{\"address\":\"$OLD_ADDR\",\"num_requests\":0,"*) break;; *"{\"address\":\"$OLD_ADDR\","*) ;; *) break;; esac
+      if [ "$(date +%s%3N)" -ge "$end" ]; then
+        echo "the old version ($OLD_UNIT) still had requests in flight after $DRAIN_MS ms (webserver.drain_timeout): stopped anyway"; break
+      fi
+      sleep 0.05
+    done
+  fi
 fi
 systemctl enable -q --no-reload $NEW_UNIT $NEW_SOCKET || exit
 systemctl disable -q --no-reload --now --no-block "$OLD_UNIT" 2>/dev/null || systemctl stop --no-block "$OLD_UNIT" 2>/dev/null
@@ -631,7 +635,8 @@ function M.retire(ctx)
   if ctx.old_web then legacy = ctx.config.app .. ".socket " .. ctx.config.app .. ".service" end
   local drain = raijin.duration(ctx.config.webserver.drain_timeout) * 1000
   ctx.host:defer(function()
-    ctx.host:run(RETIRE, { sudo = true, env = {
+    -- log: what it says (a drain cut short) is logged under the phase.
+    ctx.host:run(RETIRE, { sudo = true, log = true, env = {
       OLD_UNIT = old.unit, NEW_UNIT = new.unit, NEW_SOCKET = new.socket_unit or "",
       SOCKETS = ctx.config.app .. "@blue.socket " .. ctx.config.app .. "@green.socket",
       LEGACY = legacy, UNIT_DIR = ctx.paths.unit_dir, APP = ctx.config.app,
