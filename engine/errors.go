@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,7 +44,7 @@ func (r *runner) hostError(host, phase string, err error) *HostError {
 			} else if le.Where != "" {
 				at = " in " + le.Where
 			}
-			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
+			if le.TimedOut() {
 				he.Msg = fmt.Sprintf("interrupted%s: the phase ran longer than phase_timeout (%s)", at, r.opts.PhaseTimeout)
 			} else {
 				he.Msg = fmt.Sprintf("interrupted%s (Ctrl-C or SIGTERM): the commands it started were stopped", at)

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -102,7 +101,7 @@ func howEnded(err error) string {
 	switch {
 	case !errors.As(err, &le) || le.Cancelled == nil:
 		return "failed"
-	case errors.Is(le.Cancelled, context.DeadlineExceeded):
+	case le.TimedOut():
 		return "ran longer than phase_timeout"
 	default:
 		return "was interrupted (Ctrl-C or SIGTERM)"

@@ -281,7 +281,7 @@ func (s Sources) runFile(ctx context.Context, L *lua.LState, src, chunk string) 
 	if err := pcall(ctx, L, fn); err != nil {
 		var le *Error
 		if errors.As(err, &le) && le.Cancelled != nil {
-			if errors.Is(le.Cancelled, context.DeadlineExceeded) {
+			if le.TimedOut() {
 				return errs.Usagef("a recipe only declares phases when it loads: do the work inside a phase",
 					"loading %s took longer than %s: %s", chunk, loadTimeout, le.Msg)
 			}

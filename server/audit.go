@@ -36,7 +36,7 @@ func (e AuditEntry) Who() string {
 }
 
 // FinishScript appends entry to the audit log and releases the lock (if
-// this holder still has it, after TidyScript), in one remote command. When the app directory
+// this holder still has it, after tidyScript), in one remote command. When the app directory
 // is gone (raijin down), the line goes to {apps_dir}/.audit.jsonl instead, so
 // that removing an app is on record too. The log is the deploy user's alone
 // (mode 0600, also when an older raijin made it readable).
@@ -52,7 +52,7 @@ func FinishScript(appDir string, lock LockInfo, entry AuditEntry) string {
 	// successful: its line is written.
 	trim := fmt.Sprintf(`[ -z "$ok" ] || [ "$(wc -l < "$f")" -le %d ] || { (umask 077 && tail -n %d "$f" > "$f.raijin-tmp") && mv -f "$f.raijin-tmp" "$f"; } || rm -f "$f.raijin-tmp"`, AuditTrimAt, AuditKeep)
 	return fmt.Sprintf(`f=%s/.audit.jsonl; [ -d %s ] || f=%s/.audit.jsonl; ok=1; (umask 077 && printf '%%s\n' %s >> "$f") && chmod 0600 "$f" || ok=; %s; %s; [ -n "$ok" ]`,
-		d, d, shell.Quote(path.Dir(appDir)), shell.Quote(string(data)), trim, unlockScript(appDir, lock, TidyScript(appDir)))
+		d, d, shell.Quote(path.Dir(appDir)), shell.Quote(string(data)), trim, unlockScript(appDir, lock, tidyScript(appDir)))
 }
 
 // AuditKeep is how many lines the audit log keeps (about 400 kB): years of

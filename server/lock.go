@@ -120,7 +120,7 @@ func unlockScript(appDir string, info LockInfo, before string) string {
 	return fmt.Sprintf(`grep -qF %s %s/info 2>/dev/null && { %srm -rf %s; }; true`, shell.Quote(info.Token), l, before, l)
 }
 
-// TidyScript removes what a killed run (SIGKILL, a server that lost
+// tidyScript removes what a killed run (SIGKILL, a server that lost
 // power) left of raijin's temporaries, which each script removes itself
 // when it ends: NAME.raijin-PID (and .p, .h, .x, .w, .s beside it: a patch
 // on its way), .NAME.raijin-tmp (a link or a copy being replaced, env
@@ -131,7 +131,7 @@ func unlockScript(appDir string, info LockInfo, before string) string {
 // shell's globs find them, so that the usual case, nothing to remove,
 // starts no process. A name whose PID part is not a number is not raijin's
 // and stays.
-func TidyScript(appDir string) string {
+func tidyScript(appDir string) string {
 	return fmt.Sprintf(`for d in %[1]s %[1]s/.units-current %[1]s/v*/ %[1]s/v*/.units; do
   [ -d "$d" ] || continue
   [ "$d" = %[1]s ] || { [ ! -L "${d%%/}" ] && [ ! -L "${d%%/.units}" ]; } || continue

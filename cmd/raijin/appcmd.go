@@ -201,15 +201,19 @@ func (s *AppStatusCmd) Run(app *App) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case down > 0 && failed > 0:
-		return errs.Failedf("`raijin app logs [PROC]` shows why; `raijin app start` starts them", "%d unit(s) not active, and the last run of %d scheduled process(es) failed", down, failed)
-	case down > 0:
-		return errs.Failedf("`raijin app logs` shows why; `raijin app start` starts them", "%d unit(s) not active", down)
-	case failed > 0:
-		return errs.Failedf("`raijin app logs PROC` shows why; the next run is at its time (the timer is still active)", "the last run of %d scheduled process(es) failed", failed)
+	if down == 0 && failed == 0 {
+		return nil
 	}
-	return nil
+	var what []string
+	hint := "`raijin app logs PROC` shows why; the next run is at its time (the timer is still active)"
+	if down > 0 {
+		what = append(what, fmt.Sprintf("%d unit(s) not active", down))
+		hint = "`raijin app logs` shows why; `raijin app start` starts them"
+	}
+	if failed > 0 {
+		what = append(what, fmt.Sprintf("the last run of %d scheduled process(es) failed", failed))
+	}
+	return errs.Failedf(hint, "%s", strings.Join(what, ", and "))
 }
 
 // failedRuns counts the timers whose last run ended otherwise than with
