@@ -269,12 +269,10 @@ type Error struct {
 func (e *Error) Error() string { return e.Msg }
 
 // TimedOut says whether the recipe was stopped because its time ran out
-// (phase_timeout, or the load's); Interrupted, by Ctrl-C or SIGTERM.
+// (phase_timeout, or the load's), not by Ctrl-C or SIGTERM.
 func (e *Error) TimedOut() bool {
 	return e.Cancelled != nil && errors.Is(e.Cancelled, context.DeadlineExceeded)
 }
-
-func (e *Error) Interrupted() bool { return e.Cancelled != nil && !e.TimedOut() }
 
 func (e *Error) Unwrap() error { return e.Err }
 
